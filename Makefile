@@ -1,0 +1,47 @@
+# Two commands on a fresh machine with Python 3.11, pip and make:
+#   make run    install, migrate, seed a local admin + token, serve
+#   make test   everything CI runs: ruff, mypy, the scanner, pytest with coverage
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint types scan pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	@touch $@ $(VENV)/.installed
+
+run: export DEBUG ?= 1
+run: $(VENV)/.installed
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_local_admin
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(VENV)/.installed-dev
+	$(BIN)/mypy .
+
+pytest: $(VENV)/.installed-dev
+	$(BIN)/pytest --cov --cov-report=term
+
+test: lint types pytest
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/toolrunner_overhead.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage htmlcov *.egg-info

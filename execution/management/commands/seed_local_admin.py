@@ -1,0 +1,49 @@
+"""Create (or refresh) a local superuser and API token, and print both.
+
+Meant for ``make run`` on a developer machine: it refuses to run with DEBUG off
+unless ``--force`` is given, so it cannot reset a production password by accident.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from rest_framework.authtoken.models import Token
+
+
+class Command(BaseCommand):
+    help = "Create or refresh the local admin user and its API token, and print them."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--username", default="admin")
+        parser.add_argument("--force", action="store_true", help="Run even when DEBUG is off.")
+
+    def handle(self, *args: Any, username: str, force: bool, **options: Any) -> None:
+        if not settings.DEBUG and not force:
+            raise CommandError("Refusing to seed a local admin with DEBUG off (use --force).")
+        password = secrets.token_urlsafe(12)
+        user, created = get_user_model().objects.get_or_create(
+            username=username, defaults={"email": f"{username}@localhost"}
+        )
+        user.is_staff = user.is_superuser = user.is_active = True
+        user.set_password(password)
+        user.save()
+        token, _ = Token.objects.get_or_create(user=user)
+        self.stdout.write(
+            "\n".join(
+                [
+                    "",
+                    f"  Local admin {'created' if created else 'refreshed'}:",
+                    f"    admin:    http://127.0.0.1:8000/admin/  user {username!r}"
+                    f"  password {password!r}",
+                    f"    API:      Authorization: Token {token.key}",
+                    f"    try:      curl -H 'Authorization: Token {token.key}' "
+                    "http://127.0.0.1:8000/v1/plugins",
+                    "",
+                ]
+            )
+        )

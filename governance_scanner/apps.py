@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class GovernanceScannerConfig(AppConfig):
+    name = "governance_scanner"
+    verbose_name = "Governance scanner"

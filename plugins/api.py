@@ -1,0 +1,75 @@
+"""GET /v1/plugins and /v1/plugins/{name}: what can run, its schemas and its metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from plugins.models import PluginMetrics
+from plugins.registry import PluginEntry, get_registry
+
+
+class PluginMetricsSerializer(serializers.ModelSerializer[PluginMetrics]):
+    execution_count = serializers.IntegerField(read_only=True)
+    error_rate = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = PluginMetrics
+        fields = [
+            "success_count",
+            "error_count",
+            "execution_count",
+            "error_rate",
+            "avg_execution_time_ms",
+            "last_execution_time_ms",
+            "last_used",
+        ]
+
+
+class PluginSerializer(serializers.Serializer[dict[str, Any]]):
+    name = serializers.CharField()
+    version = serializers.CharField(allow_null=True)
+    description = serializers.CharField()
+    state = serializers.ChoiceField(choices=["AVAILABLE", "UNAVAILABLE"])
+    reason = serializers.CharField(allow_blank=True)
+    input_schema = serializers.JSONField(allow_null=True)
+    output_schema = serializers.JSONField(allow_null=True)
+    metrics = PluginMetricsSerializer(allow_null=True)
+
+
+def describe_plugin(entry: PluginEntry, metrics: PluginMetrics | None) -> dict[str, Any]:
+    plugin = entry.plugin
+    return {
+        "name": entry.name,
+        "version": plugin.version if plugin else None,
+        "description": plugin.description if plugin else "",
+        "state": entry.state,
+        "reason": entry.reason,
+        "input_schema": plugin.Input.model_json_schema() if plugin else None,
+        "output_schema": plugin.Output.model_json_schema() if plugin else None,
+        "metrics": metrics,
+    }
+
+
+class PluginViewSet(viewsets.ViewSet):
+    """Registered plugins, including unavailable ones with the reason."""
+
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+
+    @extend_schema(responses=PluginSerializer(many=True))
+    def list(self, request: Request) -> Response:
+        entries = get_registry().get_status()
+        metrics = {m.plugin_name: m for m in PluginMetrics.objects.all()}
+        data = [describe_plugin(entry, metrics.get(entry.name)) for entry in entries]
+        return Response(PluginSerializer(data, many=True).data)
+
+    @extend_schema(responses=PluginSerializer)
+    def retrieve(self, request: Request, name: str) -> Response:
+        entry = get_registry().get_entry(name)
+        metrics = PluginMetrics.objects.filter(plugin_name=entry.name).first()
+        return Response(PluginSerializer(describe_plugin(entry, metrics)).data)

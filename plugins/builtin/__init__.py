@@ -1,0 +1,1 @@
+"""Example plugins shipped with the project, registered through entry points."""

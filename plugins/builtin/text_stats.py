@@ -1,0 +1,76 @@
+"""text_stats: word and sentence counts, reading time and the most frequent terms."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+from pydantic import BaseModel, Field
+
+from plugins.contract import Plugin
+
+WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*|\d+(?:[.,]\d+)*", re.UNICODE)
+SENTENCE_END = re.compile(r"[.!?…]+(?=\s|$)")
+
+# Frequent English function words: counting them as "terms" says nothing.
+STOP_WORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been
+    before being below between both but by can could did do does doing down during each
+    few for from further had has have having he her here hers herself him himself his how
+    i if in into is it its itself just me more most my myself no nor not now of off on
+    once only or other our ours ourselves out over own same she should so some such than
+    that the their theirs them themselves then there these they this those through to too
+    under until up very was we were what when where which while who whom why will with
+    would you your yours yourself yourselves""".split()
+)
+
+
+class TextStatsInput(BaseModel):
+    text: str = Field(min_length=1, max_length=1_000_000, description="The text to analyse.")
+    top_n: int = Field(default=5, ge=1, le=50, description="How many frequent terms to list.")
+    words_per_minute: int = Field(default=200, ge=50, le=1000, description="Reading speed.")
+
+
+class TermCount(BaseModel):
+    term: str
+    count: int
+
+
+class TextStatsOutput(BaseModel):
+    character_count: int
+    word_count: int
+    sentence_count: int
+    average_word_length: float
+    reading_time_seconds: int
+    top_terms: list[TermCount]
+
+
+class TextStatsPlugin(Plugin):
+    name = "text_stats"
+    version = "1.0.0"
+    description = "Counts words and sentences, estimates reading time, lists frequent terms."
+    Input = TextStatsInput
+    Output = TextStatsOutput
+    timeout_s = 10.0
+
+    def run(self, payload: TextStatsInput) -> TextStatsOutput:
+        words = WORD.findall(payload.text)
+        sentences = len(SENTENCE_END.findall(payload.text))
+        if words and not payload.text.rstrip().endswith((".", "!", "?", "…")):
+            sentences += 1  # a last sentence without final punctuation still counts
+        terms = Counter(
+            word.lower()
+            for word in words
+            if word.lower() not in STOP_WORDS and not word[0].isdigit() and len(word) > 1
+        )
+        # Ties are broken alphabetically so the result is deterministic.
+        top = sorted(terms.items(), key=lambda item: (-item[1], item[0]))[: payload.top_n]
+        return TextStatsOutput(
+            character_count=len(payload.text),
+            word_count=len(words),
+            sentence_count=sentences,
+            average_word_length=round(sum(map(len, words)) / len(words), 2) if words else 0.0,
+            reading_time_seconds=math.ceil(len(words) * 60 / payload.words_per_minute),
+            top_terms=[TermCount(term=term, count=count) for term, count in top],
+        )

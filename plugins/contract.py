@@ -1,0 +1,111 @@
+"""The plugin contract.
+
+A plugin is a subclass of :class:`Plugin` with a unique ``name``, a ``version``,
+a ``description``, pydantic ``Input`` and ``Output`` models and a ``run`` method.
+The base class wraps every ``run`` a subclass defines with the runtime guard, so
+calling it anywhere but inside ``ToolRunner.run`` raises
+``UngovernedExecutionError``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from plugins.errors.exceptions import PluginContractError
+from plugins.runtime.guard import ensure_governed
+
+PLUGIN_NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
+MAX_PLUGIN_NAME_LENGTH = 100
+
+
+def _govern(run: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(run)
+    def governed_run(self: Plugin, payload: Any) -> Any:
+        ensure_governed(self)
+        return run(self, payload)
+
+    governed_run.__governed__ = True  # type: ignore[attr-defined]
+    return governed_run
+
+
+class Plugin:
+    """Base class of every plugin.
+
+    Subclasses set the class attributes below and implement ``run``; it receives
+    a validated ``Input`` instance and returns an ``Output`` instance or a dict
+    that validates against ``Output``. ``timeout_s`` overrides the project's
+    default time limit (``PLUGIN_DEFAULT_TIMEOUT_S``).
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    description: ClassVar[str] = ""
+    Input: ClassVar[type[BaseModel]]
+    Output: ClassVar[type[BaseModel]]
+    timeout_s: ClassVar[float | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if callable(run) and not getattr(run, "__governed__", False):
+            cls.run = _govern(run)  # type: ignore[method-assign]
+
+    def run(self, payload: Any) -> Any:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {getattr(self, 'name', '?')}>"
+
+
+def _defines_run(cls: type[Plugin]) -> bool:
+    return any("run" in klass.__dict__ for klass in cls.__mro__ if klass is not Plugin)
+
+
+def _is_model(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def contract_problems(cls: object) -> list[str]:
+    """Every way ``cls`` breaks the plugin contract; empty when it is a valid plugin."""
+    if not isinstance(cls, type) or not issubclass(cls, Plugin):
+        return [f"{cls!r} is not a subclass of plugins.contract.Plugin"]
+    problems: list[str] = []
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str):
+        problems.append("'name' must be a string class attribute")
+    elif not PLUGIN_NAME_PATTERN.fullmatch(name) or len(name) > MAX_PLUGIN_NAME_LENGTH:
+        problems.append(
+            f"'name' {name!r} must match [a-z0-9_]+ and be at most "
+            f"{MAX_PLUGIN_NAME_LENGTH} characters"
+        )
+    version = getattr(cls, "version", None)
+    if not isinstance(version, str) or not version.strip():
+        problems.append("'version' must be a non-empty string")
+    if not isinstance(getattr(cls, "description", None), str):
+        problems.append("'description' must be a string")
+    for attribute in ("Input", "Output"):
+        if not _is_model(getattr(cls, attribute, None)):
+            problems.append(f"'{attribute}' must be a pydantic BaseModel subclass")
+    if not _defines_run(cls):
+        problems.append("'run' must be overridden")
+    timeout = getattr(cls, "timeout_s", None)
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        problems.append("'timeout_s' must be a positive number or None")
+    return problems
+
+
+def check_plugin_contract(cls: object) -> type[Plugin]:
+    """Return ``cls`` if it is a valid plugin class, else raise PluginContractError."""
+    problems = contract_problems(cls)
+    if problems:
+        label = getattr(cls, "__qualname__", repr(cls))
+        raise PluginContractError(f"Plugin {label} is invalid: " + "; ".join(problems))
+    assert isinstance(cls, type) and issubclass(cls, Plugin)
+    return cls

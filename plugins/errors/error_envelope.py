@@ -1,0 +1,79 @@
+"""The error envelope: the one shape every failure takes.
+
+ToolRunner returns it as ``error``; the API returns its ``error`` part under
+``detail``. ``_internal`` (the traceback) is for the server side only.
+"""
+
+from __future__ import annotations
+
+import traceback as traceback_module
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, NotRequired, TypedDict
+
+
+class ErrorType(StrEnum):
+    """The closed set of error types a client can see."""
+
+    VALIDATION_ERROR = "ValidationError"
+    PLUGIN_NOT_FOUND = "PluginNotFound"
+    PLUGIN_UNAVAILABLE = "PluginUnavailable"
+    PLUGIN_EXECUTION_ERROR = "PluginExecutionError"
+    OUTPUT_VALIDATION_ERROR = "OutputValidationError"
+    PLUGIN_TIMEOUT = "PluginTimeout"
+    PARSE_ERROR = "ParseError"
+    AUTHENTICATION_FAILED = "AuthenticationFailed"
+    PERMISSION_DENIED = "PermissionDenied"
+    NOT_FOUND = "NotFound"
+    METHOD_NOT_ALLOWED = "MethodNotAllowed"
+    UNSUPPORTED_MEDIA_TYPE = "UnsupportedMediaType"
+    PAYLOAD_TOO_LARGE = "PayloadTooLarge"
+    THROTTLED = "Throttled"
+    SERVICE_UNAVAILABLE = "ServiceUnavailable"
+
+
+class ErrorBody(TypedDict):
+    type: str
+    message: str
+    details: Any
+    plugin: str | None
+    timestamp: str
+
+
+class InternalInfo(TypedDict):
+    traceback: str
+
+
+class ErrorEnvelope(TypedDict):
+    error: ErrorBody
+    _internal: NotRequired[InternalInfo]
+
+
+def build_error_envelope(
+    error_type: ErrorType,
+    message: str,
+    *,
+    details: Any = None,
+    plugin: str | None = None,
+    exc: BaseException | None = None,
+) -> ErrorEnvelope:
+    """Build an envelope; the traceback of ``exc`` (if any) goes under ``_internal``."""
+    envelope: ErrorEnvelope = {
+        "error": {
+            "type": str(error_type),
+            "message": message,
+            "details": details if details is not None else {},
+            "plugin": plugin,
+            "timestamp": datetime.now(UTC).isoformat(),
+        }
+    }
+    if exc is not None:
+        envelope["_internal"] = {
+            "traceback": "".join(traceback_module.format_exception(exc)),
+        }
+    return envelope
+
+
+def public_error(envelope: ErrorEnvelope) -> ErrorBody:
+    """The part of an envelope that may leave the server."""
+    return envelope["error"]

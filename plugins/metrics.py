@@ -1,0 +1,111 @@
+"""Prometheus exposition of plugin execution metrics.
+
+Two sources, one page:
+
+* per-process instruments (execution counter and latency histogram by plugin
+  and outcome) updated by the registry on every execution. Set
+  ``PROMETHEUS_MULTIPROC_DIR`` to aggregate them across worker processes with
+  prometheus-client's multiprocess mode;
+* the persisted ``PluginMetrics`` rows, read at scrape time, which every
+  process and machine agrees on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+from django.db import DatabaseError
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from plugins.runtime.time_limit import execution_threads
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_PLUGIN_LABEL = "__unknown__"
+
+EXECUTIONS = Counter(
+    "governed_plugin_executions",
+    "Plugin executions seen by this process, by plugin and outcome.",
+    ["plugin", "outcome"],
+)
+EXECUTION_SECONDS = Histogram(
+    "governed_plugin_execution_seconds",
+    "Wall time of plugin executions through ToolRunner, by plugin and outcome.",
+    ["plugin", "outcome"],
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60),
+)
+METRICS_FAILURES = Counter(
+    "governed_plugin_metrics_failures",
+    "Times recording execution metrics failed (the execution outcome was kept).",
+)
+ABANDONED_THREADS = Gauge(
+    "governed_plugin_abandoned_threads",
+    "Threads still running a plugin call that exceeded its time limit.",
+    multiprocess_mode="livesum",
+)
+ABANDONED_THREADS.set_function(lambda: execution_threads.abandoned)
+
+
+def observe_execution(plugin_label: str, outcome: str, elapsed_ms: float) -> None:
+    EXECUTIONS.labels(plugin=plugin_label, outcome=outcome).inc()
+    EXECUTION_SECONDS.labels(plugin=plugin_label, outcome=outcome).observe(elapsed_ms / 1000.0)
+
+
+class PersistedMetricsCollector(Collector):
+    """Exports the database counters, identical whichever process is scraped."""
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        from plugins.models import PluginMetrics, PluginState
+
+        executions = CounterMetricFamily(
+            "governed_plugin_persisted_executions",
+            "Executions recorded in the database, by plugin and result.",
+            labels=["plugin", "result"],
+        )
+        average = GaugeMetricFamily(
+            "governed_plugin_avg_execution_milliseconds",
+            "Mean execution time recorded in the database.",
+            labels=["plugin"],
+        )
+        available = GaugeMetricFamily(
+            "governed_plugin_available", "1 if the plugin is available, else 0.", labels=["plugin"]
+        )
+        for row in PluginMetrics.objects.all():
+            executions.add_metric([row.plugin_name, "success"], row.success_count)
+            executions.add_metric([row.plugin_name, "error"], row.error_count)
+            average.add_metric([row.plugin_name], row.avg_execution_time_ms)
+            available.add_metric([row.plugin_name], float(row.state == PluginState.AVAILABLE))
+        yield executions
+        yield average
+        yield available
+
+
+_persisted_registry = CollectorRegistry(auto_describe=False)
+_persisted_registry.register(PersistedMetricsCollector())
+
+
+def render_metrics() -> bytes:
+    """The Prometheus text page: process instruments, then the persisted counters."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        process_registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(process_registry)  # type: ignore[no-untyped-call]
+        page = generate_latest(process_registry)
+    else:
+        page = generate_latest(REGISTRY)
+    try:
+        page += generate_latest(_persisted_registry)
+    except DatabaseError:
+        logger.exception("Persisted plugin metrics could not be read")
+    return page

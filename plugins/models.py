@@ -1,0 +1,103 @@
+"""Per-plugin execution metrics, persisted so every process agrees on them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from django.db import IntegrityError, models, transaction
+from django.db.models import F, FloatField, Value
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from plugins.registry import PluginEntry
+
+
+class PluginState(models.TextChoices):
+    AVAILABLE = "AVAILABLE", "Available"
+    UNAVAILABLE = "UNAVAILABLE", "Unavailable"
+
+
+class PluginMetricsQuerySet(models.QuerySet["PluginMetrics"]):
+    def record_execution(
+        self, plugin_name: str, state: str, elapsed_ms: float, had_error: bool
+    ) -> None:
+        """Add one execution with a single atomic UPDATE.
+
+        The new values are computed by the database from the stored ones, so
+        concurrent processes never lose an update. ``avg_execution_time_ms`` is
+        the true mean: the new total divided by the new count (the SET
+        expressions see the row as it was before the update).
+        """
+        elapsed_ms = float(elapsed_ms)
+        new_count = F("success_count") + F("error_count") + Value(1)
+        changes = {
+            "state": state,
+            "success_count": F("success_count") + Value(0 if had_error else 1),
+            "error_count": F("error_count") + Value(1 if had_error else 0),
+            "total_execution_time_ms": F("total_execution_time_ms") + Value(elapsed_ms),
+            "avg_execution_time_ms": (F("total_execution_time_ms") + Value(elapsed_ms))
+            / Cast(new_count, output_field=FloatField()),
+            "last_execution_time_ms": elapsed_ms,
+            "last_used": timezone.now(),
+        }
+        if self.filter(plugin_name=plugin_name).update(**changes):
+            return
+        try:
+            with transaction.atomic():
+                self.create(plugin_name=plugin_name, state=state)
+        except IntegrityError:
+            pass  # another process created the row first; our UPDATE below still counts
+        self.filter(plugin_name=plugin_name).update(**changes)
+
+    def sync_registry(self, entries: Iterable[PluginEntry]) -> None:
+        """Make sure every known plugin has a row carrying its current state."""
+        entries = list(entries)
+        self.bulk_create(
+            [
+                PluginMetrics(plugin_name=e.name, state=e.state, state_reason=e.reason)
+                for e in entries
+            ],
+            ignore_conflicts=True,
+        )
+        for entry in entries:
+            self.filter(plugin_name=entry.name).exclude(
+                state=entry.state, state_reason=entry.reason
+            ).update(state=entry.state, state_reason=entry.reason)
+
+
+class PluginMetrics(models.Model):
+    """Execution counters of one plugin, one row per plugin name."""
+
+    plugin_name = models.CharField(max_length=200, unique=True)
+    state = models.CharField(
+        max_length=20, choices=PluginState.choices, default=PluginState.AVAILABLE
+    )
+    state_reason = models.TextField(blank=True, default="")
+    success_count = models.PositiveBigIntegerField(default=0)
+    error_count = models.PositiveBigIntegerField(default=0)
+    total_execution_time_ms = models.FloatField(default=0.0)
+    avg_execution_time_ms = models.FloatField(default=0.0)
+    last_execution_time_ms = models.FloatField(null=True, blank=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    objects = PluginMetricsQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["plugin_name"]
+        verbose_name = "plugin metrics"
+        verbose_name_plural = "plugin metrics"
+
+    def __str__(self) -> str:
+        return self.plugin_name
+
+    @property
+    def execution_count(self) -> int:
+        return self.success_count + self.error_count
+
+    @property
+    def error_rate(self) -> float:
+        """Share of executions that failed, 0.0 when the plugin never ran."""
+        count = self.execution_count
+        return self.error_count / count if count else 0.0

@@ -1,0 +1,217 @@
+"""The plugin registry: discovery, lookup and execution metrics.
+
+Plugins come from the ``governed_plugins`` entry-point group (so an installed
+package adds plugins with no code change here) and from the ``PLUGINS`` setting
+(dotted paths chosen by the operator). A plugin that fails to import or breaks
+the contract is kept as ``UNAVAILABLE`` with its reason: visible, never fatal.
+
+Names that arrive in requests are only ever looked up in the registry, never
+imported.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from plugins.contract import Plugin, check_plugin_contract
+from plugins.errors.exceptions import (
+    PluginContractError,
+    PluginNotFoundError,
+    PluginUnavailableError,
+)
+from plugins.metrics import UNKNOWN_PLUGIN_LABEL, observe_execution
+from plugins.models import PluginMetrics, PluginState
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "governed_plugins"
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """What the registry knows about one plugin name."""
+
+    name: str
+    state: PluginState
+    source: str
+    plugin: Plugin | None = None
+    reason: str = ""
+
+
+class PluginRegistry:
+    """Holds the plugins of one process. Safe to use from many threads."""
+
+    def __init__(self, *, record_metrics: bool = True, default_timeout_s: float = 30.0) -> None:
+        self.record_metrics = record_metrics
+        self.default_timeout_s = default_timeout_s
+        self._entries: dict[str, PluginEntry] = {}
+        self._lock = threading.RLock()
+
+    # Registration -----------------------------------------------------------------
+
+    def register(self, plugin_class: object, *, source: str = "manual") -> Plugin:
+        """Validate ``plugin_class`` against the contract, instantiate and register it.
+
+        Raises PluginContractError for a malformed class or a name that another
+        class already holds. Registering the same class twice is a no-op.
+        """
+        cls = check_plugin_contract(plugin_class)
+        with self._lock:
+            existing = self._entries.get(cls.name)
+            if existing is not None and existing.plugin is not None:
+                if type(existing.plugin) is cls:
+                    return existing.plugin
+                raise PluginContractError(
+                    f"Plugin name {cls.name!r} is already registered by "
+                    f"{type(existing.plugin).__module__}.{type(existing.plugin).__qualname__}"
+                )
+            plugin = cls()
+            self._entries[cls.name] = PluginEntry(
+                name=cls.name, state=PluginState.AVAILABLE, source=source, plugin=plugin
+            )
+            return plugin
+
+    def mark_unavailable(self, name: str, *, source: str, reason: str) -> None:
+        """List ``name`` as UNAVAILABLE, unless a working plugin already holds it."""
+        with self._lock:
+            existing = self._entries.get(name)
+            if existing is not None and existing.plugin is not None:
+                name = f"{name}@{source}"
+            self._entries[name] = PluginEntry(
+                name=name, state=PluginState.UNAVAILABLE, source=source, reason=reason
+            )
+        logger.warning("Plugin %s from %s is unavailable: %s", name, source, reason)
+
+    def discover(
+        self,
+        *,
+        entry_points_: Iterable[EntryPoint] | None = None,
+        dotted_paths: Iterable[str] = (),
+    ) -> None:
+        """Load plugins from entry points and dotted paths; never raises for one plugin."""
+        found = (
+            entry_points(group=ENTRY_POINT_GROUP) if entry_points_ is None else entry_points_
+        )
+        for entry_point in found:
+            source = f"entry point {entry_point.name} = {entry_point.value}"
+            self._load(entry_point.name, source, entry_point.load)
+        for path in dotted_paths:
+            self._load(
+                path.rsplit(".", 1)[-1],
+                f"setting PLUGINS: {path}",
+                functools.partial(import_string, path),
+            )
+
+    def _load(self, label: str, source: str, loader: Callable[[], object]) -> None:
+        try:
+            plugin_class = loader()
+        except Exception as exc:
+            self.mark_unavailable(
+                label, source=source, reason=f"import failed: {type(exc).__name__}: {exc}"
+            )
+            return
+        declared = getattr(plugin_class, "name", None)
+        name = declared if isinstance(declared, str) and declared else label
+        try:
+            self.register(plugin_class, source=source)
+        except PluginContractError as exc:
+            self.mark_unavailable(name, source=source, reason=str(exc))
+        except Exception as exc:
+            self.mark_unavailable(
+                name, source=source, reason=f"could not be created: {type(exc).__name__}: {exc}"
+            )
+
+    # Lookup -----------------------------------------------------------------------
+
+    def get_entry(self, name: str) -> PluginEntry:
+        entry = self._entries.get(name) if isinstance(name, str) else None
+        if entry is None:
+            shown = name[:100] if isinstance(name, str) else repr(name)[:100]
+            raise PluginNotFoundError(f"No plugin named {shown!r} is registered")
+        return entry
+
+    def get_plugin(self, name: str) -> Plugin:
+        """The registered plugin called ``name``; raises PluginNotFound/Unavailable."""
+        entry = self.get_entry(name)
+        if entry.plugin is None:
+            raise PluginUnavailableError(
+                f"Plugin {name!r} is unavailable: {entry.reason}",
+                details={"reason": entry.reason},
+            )
+        return entry.plugin
+
+    def list_plugins(self) -> list[Plugin]:
+        """The available plugins, sorted by name."""
+        with self._lock:
+            entries = sorted(self._entries.values(), key=lambda e: e.name)
+        return [entry.plugin for entry in entries if entry.plugin is not None]
+
+    def get_status(self) -> list[PluginEntry]:
+        """Every known plugin name, available or not, sorted by name."""
+        with self._lock:
+            return sorted(self._entries.values(), key=lambda e: e.name)
+
+    def timeout_for(self, plugin: Plugin) -> float:
+        return plugin.timeout_s if plugin.timeout_s is not None else self.default_timeout_s
+
+    # Metrics ----------------------------------------------------------------------
+
+    def update_execution_metrics(
+        self,
+        plugin_name: str,
+        state: PluginState | str,
+        elapsed_ms: float,
+        had_error: bool,
+        *,
+        outcome: str | None = None,
+    ) -> None:
+        """Record one execution: Prometheus instruments and the persisted row.
+
+        Executions of names the registry does not know are counted under one
+        shared label and never get a database row, so garbage names sent by
+        clients cannot grow the metrics without bound.
+        """
+        if not self.record_metrics:
+            return
+        known = isinstance(plugin_name, str) and plugin_name in self._entries
+        observe_execution(
+            plugin_name if known else UNKNOWN_PLUGIN_LABEL,
+            outcome or ("error" if had_error else "success"),
+            elapsed_ms,
+        )
+        if known:
+            PluginMetrics.objects.record_execution(plugin_name, str(state), elapsed_ms, had_error)
+
+
+_registry: PluginRegistry | None = None
+_registry_lock = threading.Lock()
+
+
+def get_registry() -> PluginRegistry:
+    """The process-wide registry, discovered on first use."""
+    global _registry
+    if _registry is None:
+        with _registry_lock:
+            if _registry is None:
+                registry = PluginRegistry(
+                    record_metrics=settings.PLUGIN_METRICS_ENABLED,
+                    default_timeout_s=settings.PLUGIN_DEFAULT_TIMEOUT_S,
+                )
+                registry.discover(dotted_paths=settings.PLUGINS)
+                _registry = registry
+    return _registry
+
+
+def reset_registry() -> None:
+    """Forget the process-wide registry; the next get_registry() discovers again."""
+    global _registry
+    with _registry_lock:
+        _registry = None

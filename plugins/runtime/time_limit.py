@@ -1,0 +1,119 @@
+"""Run one call in a reusable daemon thread and wait for it at most ``timeout_s``.
+
+Python cannot kill a thread. When a call overruns, the caller stops waiting and
+the thread is *abandoned*: it finishes the call in the background, its result is
+thrown away, and only then does it become reusable. A fresh thread serves the
+next call meanwhile, so one hung plugin never blocks the others; the number of
+abandoned threads is exported as a metric.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from plugins.errors.exceptions import PluginTimeoutError
+
+MAX_IDLE_THREADS = 8
+
+
+class _Call:
+    __slots__ = ("abandoned", "args", "context", "done", "error", "finished", "func", "lock", "value")
+
+    def __init__(self, context: contextvars.Context, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.context = context
+        self.func = func
+        self.args = args
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.finished = False
+        self.abandoned = False
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+class _Worker:
+    def __init__(self, pool: ExecutionThreads) -> None:
+        self._pool = pool
+        self._inbox: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="plugin-execution", daemon=True).start()
+
+    def submit(self, call: _Call) -> None:
+        self._inbox.put(call)
+
+    def _loop(self) -> None:
+        while (call := self._inbox.get()) is not None:
+            try:
+                call.value = call.context.run(call.func, *call.args)
+            except BaseException as exc:  # a plugin may raise SystemExit; it must not kill us
+                call.error = exc
+            with call.lock:
+                call.finished = True
+                abandoned = call.abandoned
+            call.done.set()
+            if abandoned:
+                self._pool._abandoned_finished()
+            if not self._pool._release(self):
+                return
+
+
+class ExecutionThreads:
+    """A small pool of daemon threads that grows when threads are abandoned."""
+
+    def __init__(self, max_idle: int = MAX_IDLE_THREADS) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._max_idle = max_idle
+        self._abandoned = 0
+
+    @property
+    def abandoned(self) -> int:
+        """Threads still busy with a call whose caller gave up waiting."""
+        return self._abandoned
+
+    def call(
+        self,
+        context: contextvars.Context,
+        func: Callable[..., Any],
+        *args: Any,
+        timeout_s: float | None,
+    ) -> Any:
+        """Run ``context.run(func, *args)`` in a pool thread; raise PluginTimeoutError past the limit."""
+        call = _Call(context, func, args)
+        with self._lock:
+            worker = self._idle.pop() if self._idle else None
+        if worker is None:
+            worker = _Worker(self)
+        worker.submit(call)
+        if not call.done.wait(timeout_s):
+            with call.lock:
+                if not call.finished:
+                    call.abandoned = True
+            if call.abandoned:
+                with self._lock:
+                    self._abandoned += 1
+                raise PluginTimeoutError(
+                    f"Execution exceeded its time limit of {timeout_s:g} s",
+                    details={"timeout_s": timeout_s},
+                )
+            call.done.wait()
+        if call.error is not None:
+            raise call.error
+        return call.value
+
+    def _release(self, worker: _Worker) -> bool:
+        with self._lock:
+            if len(self._idle) >= self._max_idle:
+                return False
+            self._idle.append(worker)
+            return True
+
+    def _abandoned_finished(self) -> None:
+        with self._lock:
+            self._abandoned -= 1
+
+
+execution_threads = ExecutionThreads()

@@ -1,0 +1,33 @@
+"""Validate a payload against a plugin's ``Input`` model before the plugin sees it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel
+
+from plugins.contract import Plugin
+from plugins.errors.exceptions import InputValidationError
+
+
+def describe_validation_errors(exc: pydantic.ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as JSON-safe dicts: location, message and type.
+
+    The offending input is left out on purpose: it may be large or sensitive.
+    """
+    return [
+        {"location": list(error["loc"]), "message": error["msg"], "type": error["type"]}
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def validate_input(plugin: Plugin, payload: Any) -> BaseModel:
+    """Return ``payload`` as the plugin's ``Input`` model or raise InputValidationError."""
+    try:
+        return plugin.Input.model_validate(payload)
+    except pydantic.ValidationError as exc:
+        raise InputValidationError(
+            f"Input for plugin {plugin.name!r} is invalid",
+            details=describe_validation_errors(exc),
+        ) from exc

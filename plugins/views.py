@@ -1,0 +1,11 @@
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from plugins.metrics import render_metrics
+
+
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus scrape endpoint."""
+    return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,19 @@
+"""Settings for the test suite: the project's settings, made safe and fast for tests."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
+
+from project.settings import *  # noqa: E402, F403
+from project.settings import BASE_DIR, DATABASES  # noqa: E402
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not :memory:, so tests with threads and subprocesses share one real
+    # database with WAL and the busy timeout, as in production.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+PLUGINS: list[str] = []
+PLUGIN_DEFAULT_TIMEOUT_S = 5.0
+PLUGIN_METRICS_ENABLED = True
