@@ -65,8 +65,12 @@ class PluginViewSet(viewsets.ViewSet):
     def list(self, request: Request) -> Response:
         entries = get_registry().get_status()
         metrics = {m.plugin_name: m for m in PluginMetrics.objects.all()}
-        data = [describe_plugin(entry, metrics.get(entry.name)) for entry in entries]
-        return Response(PluginSerializer(data, many=True).data)
+        return Response(
+            [
+                PluginSerializer(describe_plugin(entry, metrics.get(entry.name))).data
+                for entry in entries
+            ]
+        )
 
     @extend_schema(responses=PluginSerializer)
     def retrieve(self, request: Request, name: str) -> Response:

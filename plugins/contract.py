@@ -107,5 +107,6 @@ def check_plugin_contract(cls: object) -> type[Plugin]:
     if problems:
         label = getattr(cls, "__qualname__", repr(cls))
         raise PluginContractError(f"Plugin {label} is invalid: " + "; ".join(problems))
-    assert isinstance(cls, type) and issubclass(cls, Plugin)
+    assert isinstance(cls, type)
+    assert issubclass(cls, Plugin)
     return cls

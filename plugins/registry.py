@@ -97,9 +97,7 @@ class PluginRegistry:
         dotted_paths: Iterable[str] = (),
     ) -> None:
         """Load plugins from entry points and dotted paths; never raises for one plugin."""
-        found = (
-            entry_points(group=ENTRY_POINT_GROUP) if entry_points_ is None else entry_points_
-        )
+        found = entry_points(group=ENTRY_POINT_GROUP) if entry_points_ is None else entry_points_
         for entry_point in found:
             source = f"entry point {entry_point.name} = {entry_point.value}"
             self._load(entry_point.name, source, entry_point.load)

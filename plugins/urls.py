@@ -2,7 +2,8 @@ from rest_framework.routers import SimpleRouter
 
 from plugins.api import PluginViewSet
 
-router = SimpleRouter(trailing_slash="/?")
+router = SimpleRouter()
+router.trailing_slash = "/?"  # /v1/plugins and /v1/plugins/ both answer, no redirect
 router.register("plugins", PluginViewSet, basename="plugin")
 
 urlpatterns = router.urls

@@ -4,8 +4,8 @@ import os
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 
-from project.settings import *  # noqa: E402, F403
-from project.settings import BASE_DIR, DATABASES  # noqa: E402
+from project.settings import *  # noqa: F403
+from project.settings import BASE_DIR, DATABASES
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so tests with threads and subprocesses share one real
@@ -14,6 +14,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-PLUGINS: list[str] = []
+PLUGINS = []
 PLUGIN_DEFAULT_TIMEOUT_S = 5.0
 PLUGIN_METRICS_ENABLED = True

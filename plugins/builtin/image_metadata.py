@@ -6,6 +6,7 @@ import base64
 import binascii
 import io
 import warnings
+from typing import cast
 
 from PIL import Image, ImageStat, UnidentifiedImageError
 from pydantic import BaseModel, Field, field_validator
@@ -89,7 +90,8 @@ class ImageMetadataPlugin(Plugin):
         palette = quantised.getpalette() or []
         counts = quantised.getcolors() or [(1, 0)]
         _, index = max(counts)
-        red, green, blue = palette[index * 3 : index * 3 + 3]
+        start = cast(int, index) * 3
+        red, green, blue = palette[start : start + 3]
         return ImageMetadataOutput(
             format=image.format or "UNKNOWN",
             width=image.width,

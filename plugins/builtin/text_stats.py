@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 
 from plugins.contract import Plugin
 
-WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*|\d+(?:[.,]\d+)*", re.UNICODE)
+APOSTROPHES = "'\u2019"
+WORD = re.compile(rf"[^\W\d_]+(?:[{APOSTROPHES}][^\W\d_]+)*|\d+(?:[.,]\d+)*")
 SENTENCE_END = re.compile(r"[.!?…]+(?=\s|$)")
 
 # Frequent English function words: counting them as "terms" says nothing.

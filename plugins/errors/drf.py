@@ -64,8 +64,9 @@ def _api_exception_response(exc: exceptions.APIException) -> Response:
     else:
         message, details = str(exc.detail), {}
     headers: dict[str, str] = {}
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        headers["Retry-After"] = str(int(exc.wait))
+    wait = getattr(exc, "wait", None)
+    if isinstance(exc, exceptions.Throttled) and wait is not None:
+        headers["Retry-After"] = str(int(wait))
     status_code = exc.status_code if exc.status_code < 500 else 503
     return error_response(error_type, message, status_code, details=details, headers=headers)
 

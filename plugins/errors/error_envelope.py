@@ -73,7 +73,3 @@ def build_error_envelope(
         }
     return envelope
 
-
-def public_error(envelope: ErrorEnvelope) -> ErrorBody:
-    """The part of an envelope that may leave the server."""
-    return envelope["error"]

@@ -4,31 +4,41 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='PluginMetrics',
+            name="PluginMetrics",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('plugin_name', models.CharField(max_length=200, unique=True)),
-                ('state', models.CharField(choices=[('AVAILABLE', 'Available'), ('UNAVAILABLE', 'Unavailable')], default='AVAILABLE', max_length=20)),
-                ('state_reason', models.TextField(blank=True, default='')),
-                ('success_count', models.PositiveBigIntegerField(default=0)),
-                ('error_count', models.PositiveBigIntegerField(default=0)),
-                ('total_execution_time_ms', models.FloatField(default=0.0)),
-                ('avg_execution_time_ms', models.FloatField(default=0.0)),
-                ('last_execution_time_ms', models.FloatField(blank=True, null=True)),
-                ('last_used', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("plugin_name", models.CharField(max_length=200, unique=True)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("AVAILABLE", "Available"), ("UNAVAILABLE", "Unavailable")],
+                        default="AVAILABLE",
+                        max_length=20,
+                    ),
+                ),
+                ("state_reason", models.TextField(blank=True, default="")),
+                ("success_count", models.PositiveBigIntegerField(default=0)),
+                ("error_count", models.PositiveBigIntegerField(default=0)),
+                ("total_execution_time_ms", models.FloatField(default=0.0)),
+                ("avg_execution_time_ms", models.FloatField(default=0.0)),
+                ("last_execution_time_ms", models.FloatField(blank=True, null=True)),
+                ("last_used", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'verbose_name': 'plugin metrics',
-                'verbose_name_plural': 'plugin metrics',
-                'ordering': ['plugin_name'],
+                "verbose_name": "plugin metrics",
+                "verbose_name_plural": "plugin metrics",
+                "ordering": ["plugin_name"],
             },
         ),
     ]

@@ -15,15 +15,27 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from plugins.errors.exceptions import PluginTimeoutError
+from plugins.errors.exceptions import PluginExecutionError, PluginTimeoutError
 
 MAX_IDLE_THREADS = 8
 
 
 class _Call:
-    __slots__ = ("abandoned", "args", "context", "done", "error", "finished", "func", "lock", "value")
+    __slots__ = (
+        "abandoned",
+        "args",
+        "context",
+        "done",
+        "error",
+        "finished",
+        "func",
+        "lock",
+        "value",
+    )
 
-    def __init__(self, context: contextvars.Context, func: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def __init__(
+        self, context: contextvars.Context, func: Callable[..., Any], args: tuple[Any, ...]
+    ) -> None:
         self.context = context
         self.func = func
         self.args = args
@@ -81,7 +93,7 @@ class ExecutionThreads:
         *args: Any,
         timeout_s: float | None,
     ) -> Any:
-        """Run ``context.run(func, *args)`` in a pool thread; raise PluginTimeoutError past the limit."""
+        """Run ``context.run(func, *args)`` in a pool thread, waiting at most ``timeout_s``."""
         call = _Call(context, func, args)
         with self._lock:
             worker = self._idle.pop() if self._idle else None
@@ -100,8 +112,13 @@ class ExecutionThreads:
                     details={"timeout_s": timeout_s},
                 )
             call.done.wait()
-        if call.error is not None:
+        if isinstance(call.error, Exception):
             raise call.error
+        if call.error is not None:  # SystemExit, KeyboardInterrupt: must not end the caller
+            raise PluginExecutionError(
+                f"Plugin stopped with {type(call.error).__name__}",
+                details={"exception": type(call.error).__name__},
+            ) from call.error
         return call.value
 
     def _release(self, worker: _Worker) -> bool:

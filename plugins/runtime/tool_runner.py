@@ -60,7 +60,11 @@ class ToolRunner:
             result = validate_output(plugin, output)
         except GovernedExecutionError as exc:
             error = build_error_envelope(
-                exc.error_type, exc.message, details=exc.details, plugin=_label(plugin_name), exc=exc
+                exc.error_type,
+                exc.message,
+                details=exc.details,
+                plugin=_label(plugin_name),
+                exc=exc,
             )
         except Exception as exc:
             # The plugin's own message may carry internals; it stays in the traceback.

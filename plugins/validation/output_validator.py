@@ -6,6 +6,7 @@ from typing import Any
 
 import pydantic
 from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 
 from plugins.contract import Plugin
 from plugins.errors.exceptions import OutputValidationError
@@ -41,7 +42,7 @@ def validate_output(plugin: Plugin, output: Any) -> dict[str, Any]:
 def _as_json(model: BaseModel) -> dict[str, Any]:
     try:
         return model.model_dump(mode="json")
-    except (pydantic.PydanticSerializationError, ValueError, TypeError) as exc:
+    except (PydanticSerializationError, ValueError, TypeError) as exc:
         raise OutputValidationError(
             "Plugin output cannot be serialised to JSON", details={"reason": str(exc)}
         ) from exc

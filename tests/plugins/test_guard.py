@@ -1,0 +1,112 @@
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from plugins.errors.exceptions import UngovernedExecutionError
+from plugins.registry import PluginRegistry
+from plugins.runtime.tool_runner import ToolRunner
+from plugins.testing import run_plugin
+from tests.plugins.sample_plugins import EchoInput, EchoOutput, EchoPlugin
+
+
+def test_calling_run_directly_raises():
+    plugin = EchoPlugin()
+    with pytest.raises(UngovernedExecutionError, match=r"ToolRunner\.run"):
+        plugin.run(EchoInput(message="x"))
+    assert plugin.calls == []
+
+
+def test_a_result_through_toolrunner_then_a_direct_call_raises():
+    registry = PluginRegistry(record_metrics=False)
+    registry.register(EchoPlugin)
+    result, error = ToolRunner(registry=registry).run("echo", {"message": "hi"})
+    assert (result, error) == ({"echoed": "hi"}, None)
+    with pytest.raises(UngovernedExecutionError):
+        registry.get_plugin("echo").run(EchoInput(message="hi"))
+
+
+def test_unbound_calls_and_super_calls_are_guarded_too():
+    with pytest.raises(UngovernedExecutionError):
+        EchoPlugin.run(EchoPlugin(), EchoInput(message="x"))
+
+    class Shouting(EchoPlugin):
+        name = "shouting"
+
+        def run(self, payload):
+            return EchoOutput(echoed=super().run(payload).echoed.upper())
+
+    assert run_plugin(Shouting, {"message": "hey"}) == ({"echoed": "HEY"}, None)
+    with pytest.raises(UngovernedExecutionError):
+        Shouting().run(EchoInput(message="x"))
+
+
+def test_a_plugin_cannot_run_another_plugin_directly():
+    class Sneaky(EchoPlugin):
+        name = "sneaky"
+
+        def run(self, payload):
+            return EchoPlugin().run(payload)
+
+    _, error = run_plugin(Sneaky, {"message": "x"})
+    assert error["error"]["type"] == "PluginExecutionError"
+    assert error["error"]["details"] == {"exception": "UngovernedExecutionError"}
+
+
+def test_the_authorisation_does_not_leak_to_other_threads_during_an_execution():
+    """While a plugin runs under ToolRunner, another thread calling it directly still fails."""
+    inside, outside_done = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    class Waiting(EchoPlugin):
+        name = "waiting"
+
+        def run(self, payload):
+            inside.set()
+            outside_done.wait(5)
+            return EchoOutput(echoed="done")
+
+    registry = PluginRegistry(record_metrics=False)
+    plugin = registry.register(Waiting)
+
+    def call_directly():
+        inside.wait(5)
+        try:
+            plugin.run(EchoInput(message="x"))
+        except UngovernedExecutionError as exc:
+            outcome["direct"] = exc
+        finally:
+            outside_done.set()
+
+    thread = threading.Thread(target=call_directly)
+    thread.start()
+    result, _ = ToolRunner(registry=registry).run("waiting", {"message": "x"})
+    thread.join(5)
+    assert result == {"echoed": "done"}
+    assert isinstance(outcome["direct"], UngovernedExecutionError)
+
+
+def test_concurrent_executions_each_see_only_their_own_plugin():
+    registry = PluginRegistry(record_metrics=False)
+    registry.register(EchoPlugin)
+
+    class Other(EchoPlugin):
+        name = "other"
+
+    registry.register(Other)
+    runner = ToolRunner(registry=registry)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(
+            pool.map(
+                lambda i: runner.run("echo" if i % 2 else "other", {"message": str(i)}),
+                range(200),
+            )
+        )
+    assert all(error is None for _, error in results)
+    assert [r["echoed"] for r, _ in results] == [str(i) for i in range(200)]
+
+
+def test_run_plugin_is_the_supported_way_to_test_a_plugin():
+    assert run_plugin(EchoPlugin, {"message": "a", "repeat": 3}) == ({"echoed": "aaa"}, None)
+    _, error = run_plugin(EchoPlugin, {"repeat": 3})
+    assert error["error"]["type"] == "ValidationError"
