@@ -72,4 +72,3 @@ def build_error_envelope(
             "traceback": "".join(traceback_module.format_exception(exc)),
         }
     return envelope
-
