@@ -1,4 +1,5 @@
 import logging
+import time
 
 import pytest
 from prometheus_client import REGISTRY
@@ -7,6 +8,7 @@ from plugins.errors.error_envelope import ErrorType
 from plugins.errors.exceptions import PluginExecutionError
 from plugins.models import PluginMetrics
 from plugins.registry import PluginRegistry
+from plugins.runtime.time_limit import ExecutionThreads
 from plugins.runtime.tool_runner import ToolRunner
 from tests.plugins.sample_plugins import EchoPlugin, SlowPlugin
 
@@ -203,3 +205,21 @@ def test_exactly_one_of_result_and_error_is_set(runner):
     ]:
         result, error = runner.run(name, payload)
         assert (result is None) != (error is None)
+
+
+def test_an_abandoned_thread_is_counted_and_does_not_block_later_executions(registry):
+    threads = ExecutionThreads()
+    runner = ToolRunner(registry=registry, threads=threads)
+    SlowPlugin.release.clear()
+    try:
+        _, error = runner.run("slow", {"message": "x"})
+        assert error["error"]["type"] == ErrorType.PLUGIN_TIMEOUT
+        assert threads.abandoned == 1
+        assert runner.run("echo", {"message": "still served"}) == ({"echoed": "still served"}, None)
+    finally:
+        SlowPlugin.release.set()
+    for _ in range(500):  # the abandoned call ends once released; wait for its bookkeeping
+        if threads.abandoned == 0:
+            break
+        time.sleep(0.01)
+    assert threads.abandoned == 0
