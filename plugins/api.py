@@ -9,6 +9,9 @@ from rest_framework import serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from plugins.errors.drf import error_response
+from plugins.errors.error_envelope import ErrorType
+from plugins.errors.exceptions import PluginNotFoundError
 from plugins.models import PluginMetrics
 from plugins.registry import PluginEntry, get_registry
 
@@ -74,6 +77,9 @@ class PluginViewSet(viewsets.ViewSet):
 
     @extend_schema(responses=PluginSerializer)
     def retrieve(self, request: Request, name: str) -> Response:
-        entry = get_registry().get_entry(name)
+        try:
+            entry = get_registry().get_entry(name)
+        except PluginNotFoundError as exc:  # a resource path that names nothing: 404
+            return error_response(ErrorType.PLUGIN_NOT_FOUND, exc.message, 404)
         metrics = PluginMetrics.objects.filter(plugin_name=entry.name).first()
         return Response(PluginSerializer(describe_plugin(entry, metrics)).data)

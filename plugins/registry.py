@@ -11,14 +11,17 @@ imported.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
 from django.conf import settings
+from django.db import transaction
 from django.utils.module_loading import import_string
 
 from plugins.contract import Plugin, check_plugin_contract
@@ -27,7 +30,7 @@ from plugins.errors.exceptions import (
     PluginNotFoundError,
     PluginUnavailableError,
 )
-from plugins.metrics import UNKNOWN_PLUGIN_LABEL, observe_execution
+from plugins.metrics import METRICS_FAILURES, UNKNOWN_PLUGIN_LABEL, observe_execution
 from plugins.models import PluginMetrics, PluginState
 
 logger = logging.getLogger(__name__)
@@ -133,7 +136,10 @@ class PluginRegistry:
         entry = self._entries.get(name) if isinstance(name, str) else None
         if entry is None:
             shown = name[:100] if isinstance(name, str) else repr(name)[:100]
-            raise PluginNotFoundError(f"No plugin named {shown!r} is registered")
+            raise PluginNotFoundError(
+                f"No plugin named {shown!r} is registered",
+                plugin=name[:100] if isinstance(name, str) else None,
+            )
         return entry
 
     def get_plugin(self, name: str) -> Plugin:
@@ -143,6 +149,7 @@ class PluginRegistry:
             raise PluginUnavailableError(
                 f"Plugin {name!r} is unavailable: {entry.reason}",
                 details={"reason": entry.reason},
+                plugin=name,
             )
         return entry.plugin
 
@@ -186,7 +193,60 @@ class PluginRegistry:
             elapsed_ms,
         )
         if known:
-            PluginMetrics.objects.record_execution(plugin_name, str(state), elapsed_ms, had_error)
+            pending = _pending_metrics.get()
+            if pending is not None:
+                pending.add(plugin_name, str(state), elapsed_ms, had_error)
+            else:
+                PluginMetrics.objects.record_execution(
+                    plugin_name, str(state), elapsed_ms, had_error
+                )
+
+
+class PendingMetrics:
+    """Metric rows held back so the caller can write them in its own transaction."""
+
+    def __init__(self) -> None:
+        self._rows: list[tuple[str, str, float, bool]] = []
+
+    def add(self, plugin_name: str, state: str, elapsed_ms: float, had_error: bool) -> None:
+        self._rows.append((plugin_name, state, elapsed_ms, had_error))
+
+    def flush(self) -> None:
+        """Write what is pending. A failure is logged and counted, never raised.
+
+        Each write runs in a savepoint, so inside the caller's transaction a
+        failed metrics write cannot undo the caller's own work.
+        """
+        rows, self._rows = self._rows, []
+        for row in rows:
+            try:
+                with transaction.atomic():
+                    PluginMetrics.objects.record_execution(*row)
+            except Exception:
+                METRICS_FAILURES.inc()
+                logger.exception("Recording metrics for plugin %r failed", row[0])
+
+
+_pending_metrics: contextvars.ContextVar[PendingMetrics | None] = contextvars.ContextVar(
+    "pending_plugin_metrics", default=None
+)
+
+
+@contextmanager
+def defer_metrics_persistence() -> Iterator[PendingMetrics]:
+    """Hold back persisted metrics of executions in this block until ``flush()``.
+
+    Lets a caller record an execution's outcome and its metrics in one commit.
+    Anything not flushed by the caller is flushed when the block ends, so no
+    execution goes uncounted.
+    """
+    pending = PendingMetrics()
+    token = _pending_metrics.set(pending)
+    try:
+        yield pending
+    finally:
+        _pending_metrics.reset(token)
+        pending.flush()
 
 
 _registry: PluginRegistry | None = None

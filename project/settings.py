@@ -130,7 +130,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["execution.api.parsers.SizeLimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "plugins.errors.drf.envelope_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -159,6 +159,9 @@ TASKS = {
 PLUGINS = env_list("PLUGINS", [])
 PLUGIN_DEFAULT_TIMEOUT_S = float(os.environ.get("PLUGIN_DEFAULT_TIMEOUT_S", "30"))
 PLUGIN_METRICS_ENABLED = env_bool("PLUGIN_METRICS_ENABLED", default=True)
+
+# Largest request body the API accepts; bigger ones get 413 PayloadTooLarge.
+API_MAX_REQUEST_BYTES = int(os.environ.get("API_MAX_REQUEST_BYTES", str(8 * 1024 * 1024)))
 
 LOGGING = {
     "version": 1,

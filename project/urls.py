@@ -1,10 +1,21 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from plugins.errors.http import api_not_found
 from plugins.views import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("plugins.urls")),
+    path("v1/", include("execution.api.urls")),
+    re_path(r"^v1/", api_not_found),
     path("metrics", metrics_view, name="metrics"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]
+
+handler400 = "plugins.errors.http.bad_request"
+handler403 = "plugins.errors.http.permission_denied"
+handler404 = "plugins.errors.http.not_found"
+handler500 = "plugins.errors.http.server_error"

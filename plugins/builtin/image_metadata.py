@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from plugins.contract import Plugin
 
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
 
 

@@ -34,10 +34,11 @@ PROTOCOL_ERROR_TYPES: list[tuple[type[exceptions.APIException], ErrorType]] = [
     (exceptions.Throttled, ErrorType.THROTTLED),
     (exceptions.ValidationError, ErrorType.VALIDATION_ERROR),
 ]
-
-GOVERNED_ERROR_STATUS = {
-    ErrorType.PLUGIN_NOT_FOUND: status.HTTP_404_NOT_FOUND,
-    ErrorType.PLUGIN_UNAVAILABLE: status.HTTP_400_BAD_REQUEST,
+# Other APIExceptions (a project's own, e.g. the 413 of the size-limited parser).
+STATUS_ERROR_TYPES = {
+    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: ErrorType.PAYLOAD_TOO_LARGE,
+    status.HTTP_429_TOO_MANY_REQUESTS: ErrorType.THROTTLED,
+    status.HTTP_404_NOT_FOUND: ErrorType.NOT_FOUND,
 }
 
 
@@ -57,7 +58,10 @@ def error_response(
 def _api_exception_response(exc: exceptions.APIException) -> Response:
     error_type = next(
         (kind for cls, kind in PROTOCOL_ERROR_TYPES if isinstance(exc, cls)),
-        ErrorType.SERVICE_UNAVAILABLE if exc.status_code >= 500 else ErrorType.VALIDATION_ERROR,
+        STATUS_ERROR_TYPES.get(
+            exc.status_code,
+            ErrorType.SERVICE_UNAVAILABLE if exc.status_code >= 500 else ErrorType.VALIDATION_ERROR,
+        ),
     )
     if isinstance(exc, exceptions.ValidationError):
         message, details = "The request is invalid", exc.detail
@@ -87,11 +91,13 @@ def envelope_exception_handler(exc: Exception, context: dict[str, Any]) -> Respo
                     response["WWW-Authenticate"] = header
         return response
     if isinstance(exc, GovernedExecutionError):
+        # Execution errors (unknown plugin, invalid payload, ...) are the client's to fix.
         return error_response(
             exc.error_type,
             exc.message,
-            GOVERNED_ERROR_STATUS.get(exc.error_type, status.HTTP_400_BAD_REQUEST),
+            status.HTTP_400_BAD_REQUEST,
             details=exc.details,
+            plugin=exc.plugin,
         )
     if isinstance(exc, DatabaseError):
         logger.exception("Database error while serving an API request")

@@ -16,10 +16,11 @@ class GovernedExecutionError(Exception):
 
     error_type: ErrorType = ErrorType.PLUGIN_EXECUTION_ERROR
 
-    def __init__(self, message: str, *, details: Any = None) -> None:
+    def __init__(self, message: str, *, details: Any = None, plugin: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details if details is not None else {}
+        self.plugin = plugin
 
 
 class PluginContractError(Exception):

@@ -30,4 +30,5 @@ def validate_input(plugin: Plugin, payload: Any) -> BaseModel:
         raise InputValidationError(
             f"Input for plugin {plugin.name!r} is invalid",
             details=describe_validation_errors(exc),
+            plugin=plugin.name,
         ) from exc

@@ -1,0 +1,173 @@
+"""Job inspection: a read-only list and detail, a re-run action and an overview page."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Avg, Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from execution.models import Job, JobStatus
+from execution.services import AnalysisExecutionService
+from plugins.errors.exceptions import GovernedExecutionError
+
+STATUS_COLOURS: dict[str, str] = {
+    JobStatus.PENDING: "#6c757d",
+    JobStatus.RUNNING: "#0d6efd",
+    JobStatus.SUCCESS: "#198754",
+    JobStatus.FAILED: "#dc3545",
+}
+
+
+def _pretty_json(value: Any) -> SafeString:
+    if value is None:
+        return format_html("<em>{}</em>", "none")
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin[Job]):
+    list_display = [
+        "short_id_display",
+        "plugin_name",
+        "plugin_version",
+        "status_display",
+        "requested_by",
+        "created_at",
+        "duration_display",
+    ]
+    list_filter = ["status", "plugin_name", "created_at"]
+    date_hierarchy = "created_at"
+    search_fields = ["id", "plugin_name", "error__error__type"]
+    list_select_related = ["requested_by"]
+    actions = ["run_again"]
+    fields = (
+        "id",
+        "plugin_name",
+        "plugin_version",
+        "status_display",
+        "requested_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "elapsed_ms",
+        "input_display",
+        "result_display",
+        "error_display",
+        "traceback_display",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="id", ordering="id")
+    def short_id_display(self, job: Job) -> str:
+        return job.short_id
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, job: Job) -> SafeString:
+        return format_html(
+            '<span class="job-status job-status-{}" style="color: #fff; background: {}; '
+            'padding: 2px 8px; border-radius: 8px; font-weight: bold">{}</span>',
+            job.status.lower(),
+            STATUS_COLOURS.get(job.status, "#6c757d"),
+            job.status,
+        )
+
+    @admin.display(description="duration", ordering="elapsed_ms")
+    def duration_display(self, job: Job) -> str:
+        return "-" if job.elapsed_ms is None else f"{job.elapsed_ms:.1f} ms"
+
+    @admin.display(description="input")
+    def input_display(self, job: Job) -> SafeString:
+        return _pretty_json(job.input_payload)
+
+    @admin.display(description="result")
+    def result_display(self, job: Job) -> SafeString:
+        return _pretty_json(job.result)
+
+    @admin.display(description="error")
+    def error_display(self, job: Job) -> SafeString:
+        return _pretty_json(job.public_error)
+
+    @admin.display(description="traceback")
+    def traceback_display(self, job: Job) -> SafeString:
+        traceback = ((job.error or {}).get("_internal") or {}).get("traceback")
+        if not traceback:
+            return format_html("<em>{}</em>", "none")
+        return format_html(
+            '<pre class="job-traceback" style="white-space: pre-wrap">{}</pre>', traceback
+        )
+
+    @admin.action(description="Run selected jobs again", permissions=["rerun"])
+    def run_again(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        service = AnalysisExecutionService()
+        submitted, refused = 0, []
+        for job in queryset:
+            try:
+                service.submit(job.plugin_name, job.input_payload, user=request.user)
+                submitted += 1
+            except GovernedExecutionError as exc:
+                refused.append(f"{job.short_id}: {exc.message}")
+        if submitted:
+            self.message_user(request, f"{submitted} job(s) submitted again.", messages.SUCCESS)
+        for reason in refused:
+            self.message_user(request, f"Not submitted, {reason}", messages.WARNING)
+
+    def has_rerun_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("execution.add_job")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        overview = path(
+            "overview/",
+            self.admin_site.admin_view(self.overview_view),
+            name="execution_job_overview",
+        )
+        return [overview, *super().get_urls()]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "overview_url": reverse("admin:execution_job_overview"),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def overview_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        rows = list(
+            Job.objects.values("plugin_name")
+            .annotate(
+                executions=Count("id"),
+                failed=Count("id", filter=Q(status=JobStatus.FAILED)),
+                average_ms=Avg("elapsed_ms"),
+            )
+            .order_by("plugin_name")
+        )
+        busiest = max((row["executions"] for row in rows), default=0)
+        slowest = max((row["average_ms"] or 0 for row in rows), default=0)
+        for row in rows:
+            row["error_rate"] = row["failed"] / row["executions"] if row["executions"] else 0.0
+            row["executions_pct"] = 100 * row["executions"] / busiest if busiest else 0
+            row["error_pct"] = 100 * row["error_rate"]
+            row["average_pct"] = 100 * (row["average_ms"] or 0) / slowest if slowest else 0
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Execution overview",
+            "opts": self.model._meta,
+            "rows": rows,
+        }
+        return TemplateResponse(request, "admin/execution/job/overview.html", context)

@@ -1,0 +1,152 @@
+"""Jobs and their state machine.
+
+A Job records one governed execution. Its status moves only through the methods
+below, each a conditional UPDATE (``WHERE status = <expected>``), so two workers
+can never both run one job and a stale copy can never overwrite a newer state:
+
+    PENDING -> RUNNING -> SUCCESS | FAILED
+    PENDING -> FAILED              (the job can never start)
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending"
+    RUNNING = "RUNNING", "Running"
+    SUCCESS = "SUCCESS", "Success"
+    FAILED = "FAILED", "Failed"
+
+
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED}),
+    JobStatus.RUNNING: frozenset({JobStatus.SUCCESS, JobStatus.FAILED}),
+    JobStatus.SUCCESS: frozenset(),
+    JobStatus.FAILED: frozenset(),
+}
+
+
+class IllegalJobTransition(Exception):
+    """A status change the state machine does not allow, or lost to a concurrent change."""
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def visible_to(self, user: Any) -> JobQuerySet:
+        """Staff see every job; everybody else sees their own."""
+        if getattr(user, "is_staff", False):
+            return self
+        return self.filter(requested_by=user)
+
+    def claim(self, job_id: uuid.UUID | str) -> datetime | None:
+        """Move PENDING -> RUNNING and return the start time; None if it was not PENDING."""
+        started_at = timezone.now()
+        claimed = self.filter(pk=job_id, status=JobStatus.PENDING).update(
+            status=JobStatus.RUNNING, started_at=started_at
+        )
+        return started_at if claimed else None
+
+
+class Job(models.Model):
+    """One execution of one plugin, with its input, outcome and timings."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    plugin_name = models.CharField(max_length=200)
+    plugin_version = models.CharField(max_length=100, blank=True, default="")
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.PENDING)
+    input_payload = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(
+        null=True, blank=True, help_text="The error envelope, traceback (_internal) included."
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    elapsed_ms = models.FloatField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["-created_at"], name="job_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="job_status_created_idx"),
+            models.Index(fields=["plugin_name", "-created_at"], name="job_plugin_created_idx"),
+            models.Index(fields=["requested_by", "-created_at"], name="job_owner_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.short_id} {self.plugin_name} {self.status}"
+
+    @property
+    def short_id(self) -> str:
+        return self.id.hex[:8]
+
+    @property
+    def error_type(self) -> str | None:
+        return (self.error or {}).get("error", {}).get("type")
+
+    @property
+    def public_error(self) -> dict[str, Any] | None:
+        """The part of the stored envelope a client may see (no traceback)."""
+        return (self.error or {}).get("error")
+
+    # State machine --------------------------------------------------------------
+
+    def claim(self) -> bool:
+        """PENDING -> RUNNING; False if another worker got there first."""
+        self._check(JobStatus.RUNNING)
+        started_at = Job.objects.claim(self.pk)
+        if started_at is None:
+            self.refresh_from_db(fields=["status", "started_at"])
+            return False
+        self.status, self.started_at = JobStatus.RUNNING, started_at
+        return True
+
+    def mark_succeeded(self, result: dict[str, Any]) -> None:
+        """RUNNING -> SUCCESS with the plugin's result."""
+        self._finish(JobStatus.SUCCESS, result=result, error=None)
+
+    def mark_failed(self, error: dict[str, Any]) -> None:
+        """RUNNING -> FAILED, or PENDING -> FAILED when the job can never start."""
+        self._finish(JobStatus.FAILED, result=None, error=error)
+
+    def _finish(self, target: str, *, result: Any, error: Any) -> None:
+        expected = self.status
+        self._check(target)
+        finished_at = timezone.now()
+        elapsed_ms = (
+            (finished_at - self.started_at).total_seconds() * 1000.0 if self.started_at else None
+        )
+        changes = {
+            "status": target,
+            "result": result,
+            "error": error,
+            "finished_at": finished_at,
+            "elapsed_ms": elapsed_ms,
+        }
+        if not Job.objects.filter(pk=self.pk, status=expected).update(**changes):
+            current = Job.objects.filter(pk=self.pk).values_list("status", flat=True).first()
+            raise IllegalJobTransition(
+                f"Job {self.pk} is {current}, not {expected}: it changed concurrently"
+            )
+        for field, value in changes.items():
+            setattr(self, field, value)
+
+    def _check(self, target: str) -> None:
+        if target not in ALLOWED_TRANSITIONS[self.status]:
+            raise IllegalJobTransition(f"Job {self.pk}: {self.status} -> {target} is not allowed")

@@ -1,0 +1,10 @@
+from execution.services.analysis_execution_service import AnalysisExecutionService
+from execution.services.job_execution_service import JobExecutionService, JobNotFound
+from execution.services.plugin_execution_service import PluginExecutionService
+
+__all__ = [
+    "AnalysisExecutionService",
+    "JobExecutionService",
+    "JobNotFound",
+    "PluginExecutionService",
+]
