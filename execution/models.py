@@ -108,8 +108,9 @@ class Job(models.Model):
     # State machine --------------------------------------------------------------
 
     def claim(self) -> bool:
-        """PENDING -> RUNNING; False if another worker got there first."""
-        self._check(JobStatus.RUNNING)
+        """PENDING -> RUNNING. False, and nothing runs, if the job is no longer PENDING."""
+        if self.status != JobStatus.PENDING:
+            return False
         started_at = Job.objects.claim(self.pk)
         if started_at is None:
             self.refresh_from_db(fields=["status", "started_at"])

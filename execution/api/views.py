@@ -107,10 +107,6 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             return JobExecutionService().get_job(self.kwargs["pk"], user=self.request.user)
         except JobNotFound as exc:
             raise NotFound("No such job.") from exc
-        except Exception as exc:  # a malformed id is simply not a job
-            if isinstance(exc, DatabaseError):
-                raise
-            raise NotFound("No such job.") from exc
 
     @extend_schema(
         parameters=[

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from execution.models import Job
@@ -63,7 +64,7 @@ class JobExecutionService:
         jobs = Job.objects.all() if user is None else Job.objects.visible_to(user)
         try:
             return jobs.get(pk=job_id)
-        except (Job.DoesNotExist, ValueError) as exc:
+        except (Job.DoesNotExist, ValueError, ValidationError) as exc:
             raise JobNotFound(f"No job {job_id}") from exc
 
     def _execute_claimed(self, job: Job) -> Job:

@@ -1,0 +1,156 @@
+"""Each layer calls only the next one, and none of them catches plugin exceptions."""
+
+import pytest
+
+from execution.models import Job, JobStatus
+from execution.services import (
+    AnalysisExecutionService,
+    JobExecutionService,
+    JobNotFound,
+    PluginExecutionService,
+)
+from plugins.errors.exceptions import InputValidationError, PluginNotFoundError
+from plugins.models import PluginMetrics
+from plugins.registry import PluginRegistry
+from plugins.runtime.tool_runner import ToolRunner
+
+pytestmark = pytest.mark.django_db
+
+
+class Recorder:
+    """Wraps a real collaborator and records which of its methods are called."""
+
+    def __init__(self, wrapped):
+        self._wrapped = wrapped
+        self.calls: list[str] = []
+
+    def __getattr__(self, name):
+        attribute = getattr(self._wrapped, name)
+        if not callable(attribute):
+            return attribute
+
+        def recorded(*args, **kwargs):
+            self.calls.append(name)
+            return attribute(*args, **kwargs)
+
+        return recorded
+
+
+def test_analysis_service_calls_only_the_job_service(user):
+    jobs = Recorder(JobExecutionService())
+    job = AnalysisExecutionService(jobs=jobs).execute("echo", {"message": "x"}, user)
+    assert jobs.calls == ["execute_now"]
+    assert job.status == JobStatus.SUCCESS
+    assert job.requested_by == user
+
+
+def test_job_service_reaches_plugins_only_through_the_plugin_service():
+    plugins = Recorder(PluginExecutionService())
+    job = JobExecutionService(plugins=plugins).execute_now("echo", {"message": "x"})
+    assert plugins.calls == ["check_request", "execute"]
+    assert job.result == {"echoed": "x"}
+
+
+def test_plugin_service_delegates_execution_to_toolrunner(monkeypatch):
+    calls = []
+    original = ToolRunner.run
+
+    def spy(self, plugin_name, payload):
+        calls.append((plugin_name, payload))
+        return original(self, plugin_name, payload)
+
+    monkeypatch.setattr(ToolRunner, "run", spy)
+    result, error = PluginExecutionService().execute("echo", {"message": "x"})
+    assert (result, error) == ({"echoed": "x"}, None)
+    assert calls == [("echo", {"message": "x"})]
+
+
+def test_a_raising_plugin_becomes_a_failed_job_not_an_exception():
+    job = JobExecutionService().execute_now("raising", {"message": "x"})
+    assert job.status == JobStatus.FAILED
+    assert job.error["error"]["type"] == "PluginExecutionError"
+    assert "secret connection string" in job.error["_internal"]["traceback"]
+
+
+@pytest.mark.parametrize(
+    ("plugin", "payload", "error"),
+    [("missing", {}, PluginNotFoundError), ("echo", {"repeat": "x"}, InputValidationError)],
+)
+def test_bad_requests_are_refused_before_anything_is_recorded(plugin, payload, error):
+    with pytest.raises(error):
+        AnalysisExecutionService().execute(plugin, payload)
+    with pytest.raises(error):
+        AnalysisExecutionService().submit(plugin, payload)
+    assert not Job.objects.exists()
+    assert not PluginMetrics.objects.exists()
+
+
+def test_the_outcome_and_the_metrics_are_recorded_together():
+    job = JobExecutionService().execute_now("echo", {"message": "x"})
+    metrics = PluginMetrics.objects.get(plugin_name="echo")
+    assert (metrics.success_count, metrics.error_count) == (1, 0)
+    assert job.plugin_version == "1.0"
+    failed = JobExecutionService().execute_now("returns_none", {"message": "x"})
+    assert failed.error["error"]["type"] == "OutputValidationError"
+    assert PluginMetrics.objects.get(plugin_name="returns_none").error_count == 1
+
+
+def test_run_job_runs_a_pending_job_once():
+    service = JobExecutionService()
+    job = service.create_job("echo", {"message": "x"})
+    assert job.status == JobStatus.PENDING
+    assert service.run_job(job.pk).status == JobStatus.SUCCESS
+    again = service.run_job(job.pk)  # enqueued twice: the second run finds it done
+    assert again.status == JobStatus.SUCCESS
+    assert PluginMetrics.objects.get(plugin_name="echo").success_count == 1
+
+
+def test_a_job_whose_plugin_disappeared_fails_with_the_toolrunner_envelope(settings):
+    service = JobExecutionService()
+    job = service.create_job("echo", {"message": "x"})
+    registry = PluginRegistry()  # a later deploy without the plugin
+    job = JobExecutionService(plugins=PluginExecutionService(registry)).run_job(job.pk)
+    assert job.status == JobStatus.FAILED
+    assert job.error_type == "PluginNotFound"
+
+
+def test_get_job_hides_other_users_jobs(user, staff_user):
+    service = JobExecutionService()
+    job = service.create_job("echo", {"message": "x"}, requested_by=staff_user)
+    assert service.get_job(job.pk, user=staff_user) == job
+    with pytest.raises(JobNotFound):
+        service.get_job(job.pk, user=user)
+    with pytest.raises(JobNotFound):
+        service.get_job("not-a-uuid")
+
+
+def test_submit_enqueues_after_commit(django_capture_on_commit_callbacks, user):
+    from django_tasks_db.models import DBTaskResult
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job = AnalysisExecutionService().submit("echo", {"message": "x"}, user)
+    assert not DBTaskResult.objects.exists()  # nothing queued before the commit
+    for callback in callbacks:
+        callback()
+    task = DBTaskResult.objects.get()
+    assert task.args_kwargs["args"] == [str(job.pk)]
+    assert job.status == JobStatus.PENDING
+
+
+def test_a_job_that_cannot_be_queued_fails_instead_of_waiting_forever(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    from execution import tasks
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("queue is down")
+
+    class Unreachable:
+        enqueue = staticmethod(refuse)
+
+    monkeypatch.setattr(tasks, "run_job_task", Unreachable)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = AnalysisExecutionService().submit("echo", {"message": "x"})
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert job.error_type == "ServiceUnavailable"
