@@ -22,10 +22,16 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
 	@touch $@ $(VENV)/.installed
 
+# The worker runs in the background of this recipe's shell; the trap stops it
+# when the server ends (Ctrl-C), so one Ctrl-C stops both.
 run: export DEBUG ?= 1
 run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_local_admin
+	@echo "Starting the server on http://$(HOST):$(PORT)/ and one background worker; Ctrl-C stops both."
+	@$(BIN)/python manage.py db_worker --interval 0.5 & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT; \
+	trap 'exit 0' INT TERM; \
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 lint: $(VENV)/.installed-dev

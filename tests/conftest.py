@@ -1,4 +1,10 @@
+import os
+import subprocess
+from pathlib import Path
+from urllib.parse import quote
+
 import pytest
+from django.db import connection
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -54,3 +60,35 @@ def api_client(user) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     return client
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for a child process that uses the test database (SQLite file or Postgres)."""
+    settings_dict = connection.settings_dict
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        url = f"sqlite:///{settings_dict['NAME']}"
+    else:
+        url = (
+            f"postgres://{quote(settings_dict['USER'] or '')}:{quote(settings_dict['PASSWORD'] or '')}"
+            f"@{settings_dict['HOST'] or 'localhost'}:{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}"
+        )
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "SECRET_KEY": "test-only-secret-key",
+        "DEBUG": "0",
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def run_in_subprocess(args: list[str], env: dict[str, str], timeout: float = 120) -> str:
+    completed = subprocess.run(
+        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout
