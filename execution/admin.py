@@ -57,7 +57,7 @@ class JobAdmin(admin.ModelAdmin[Job]):
         "created_at",
         "started_at",
         "finished_at",
-        "elapsed_ms",
+        "duration_display",
         "input_display",
         "result_display",
         "error_display",
@@ -127,6 +127,9 @@ class JobAdmin(admin.ModelAdmin[Job]):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # jobs are the audit trail
 
     def get_urls(self) -> list[URLPattern]:
         overview = path(

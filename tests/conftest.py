@@ -4,8 +4,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from django.db import connection
 from django.contrib.auth import get_user_model
+from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -71,10 +71,11 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     if settings_dict["ENGINE"].endswith("sqlite3"):
         url = f"sqlite:///{settings_dict['NAME']}"
     else:
-        url = (
-            f"postgres://{quote(settings_dict['USER'] or '')}:{quote(settings_dict['PASSWORD'] or '')}"
-            f"@{settings_dict['HOST'] or 'localhost'}:{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}"
-        )
+        user = quote(settings_dict["USER"] or "")
+        password = quote(settings_dict["PASSWORD"] or "")
+        host = settings_dict["HOST"] or "localhost"
+        port = settings_dict["PORT"] or 5432
+        url = f"postgres://{user}:{password}@{host}:{port}/{settings_dict['NAME']}"
     return {
         **os.environ,
         "DATABASE_URL": url,

@@ -11,7 +11,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so tests with threads and subprocesses share one real
     # database with WAL and the busy timeout, as in production.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+# Threads in tests open their own connections; persistent ones would outlive the test.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 PLUGINS = []

@@ -65,6 +65,8 @@ def test_database_url_selects_the_database():
 def test_the_test_database_really_runs_in_wal_mode():
     from django.db import connection
 
+    if connection.vendor != "sqlite":
+        pytest.skip("journal modes are SQLite's; this run is on " + connection.vendor)
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA journal_mode")
         assert cursor.fetchone()[0] == "wal"
