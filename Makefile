@@ -48,6 +48,8 @@ test: lint types pytest
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/toolrunner_overhead.py
+	$(BIN)/python bench/http_execution.py
+	$(BIN)/python bench/worker_throughput.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage htmlcov *.egg-info

@@ -1,25 +1,69 @@
-"""Set up Django for a benchmark on a scratch SQLite database (WAL) in a temp folder."""
+"""Shared set-up of the benchmarks: a scratch database, Django, a user and a token."""
+
+from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+
+
+def bench_env(database_url: str) -> dict[str, str]:
+    """Environment for benchmark processes (server, workers) on ``database_url``."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "bench_settings",
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "benchmark-only"),
+        "DEBUG": "0",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": os.pathsep.join([str(BENCH_DIR), str(ROOT)]),
+    }
 
 
 def setup_django(database_url: str | None = None) -> str:
-    """Configure settings, create the schema, and return the database URL used."""
-    sys.path.insert(0, str(ROOT))
+    """Configure Django in this process on a fresh database and migrate it."""
     if database_url is None:
         database_url = f"sqlite:///{tempfile.mkdtemp(prefix='bench-')}/bench.sqlite3"
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.setdefault("SECRET_KEY", "benchmark-only")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.update(bench_env(database_url))
+    for path in (str(ROOT), str(BENCH_DIR)):
+        if path not in sys.path:
+            sys.path.insert(0, path)
     import django
     from django.core.management import call_command
 
     django.setup()
     call_command("migrate", verbosity=0)
     return database_url
+
+
+def describe_database() -> str:
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            journal = cursor.fetchone()[0]
+            cursor.execute("PRAGMA synchronous")
+            synchronous = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[cursor.fetchone()[0]]
+        version = sqlite3.sqlite_version
+        return f"SQLite {version}, journal_mode={journal}, synchronous={synchronous}"
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        version = cursor.fetchone()[0]
+        cursor.execute("SHOW synchronous_commit")
+        commit = cursor.fetchone()[0]
+    return f"PostgreSQL {version}, synchronous_commit={commit}"
+
+
+def api_token() -> str:
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    return Token.objects.get_or_create(user=user)[0].key

@@ -45,32 +45,15 @@ def main() -> None:
     args = parser.parse_args()
     database_url = setup_django()
 
-    from pydantic import BaseModel
+    from bench_app import BenchNoOpPlugin, NoOpInput
 
-    from plugins.contract import Plugin
     from plugins.registry import PluginRegistry
     from plugins.runtime.tool_runner import ToolRunner
 
-    class NoOpInput(BaseModel):
-        pass
-
-    class NoOpOutput(BaseModel):
-        pass
-
-    class NoOpPlugin(Plugin):
-        name = "bench_noop"
-        version = "1"
-        description = "does nothing"
-        Input = NoOpInput
-        Output = NoOpOutput
-
-        def run(self, payload: NoOpInput) -> dict[str, object]:
-            return {}
-
     with_metrics = PluginRegistry(record_metrics=True)
-    plugin = with_metrics.register(NoOpPlugin)
+    plugin = with_metrics.register(BenchNoOpPlugin)
     without_metrics = PluginRegistry(record_metrics=False)
-    without_metrics.register(NoOpPlugin)
+    without_metrics.register(BenchNoOpPlugin)
     governed = ToolRunner(registry=with_metrics)
     ungoverned_metrics = ToolRunner(registry=without_metrics)
     bare_run = inspect.unwrap(type(plugin).run)  # the plugin's own function, unguarded

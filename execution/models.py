@@ -6,6 +6,10 @@ can never both run one job and a stale copy can never overwrite a newer state:
 
     PENDING -> RUNNING -> SUCCESS | FAILED
     PENDING -> FAILED              (the job can never start)
+
+A job run synchronously by the request that creates it starts life RUNNING
+(``JobQuerySet.start_new``): nobody else could see it while PENDING, so the
+claim is the insert itself, and one statement less per request.
 """
 
 from __future__ import annotations
@@ -44,6 +48,11 @@ class JobQuerySet(models.QuerySet["Job"]):
         if getattr(user, "is_staff", False):
             return self
         return self.filter(requested_by=user)
+
+    def start_new(self, **fields: Any) -> Job:
+        """Insert a job already claimed by its creator (RUNNING, started now)."""
+        now = timezone.now()
+        return self.create(**fields, status=JobStatus.RUNNING, created_at=now, started_at=now)
 
     def claim(self, job_id: uuid.UUID | str) -> datetime | None:
         """Move PENDING -> RUNNING and return the start time; None if it was not PENDING."""

@@ -25,27 +25,27 @@ class JobExecutionService:
     def create_job(self, plugin_name: str, payload: Any, requested_by: Any = None) -> Job:
         """Check the request, then record a PENDING job. Bad input records nothing."""
         version = self._plugins.check_request(plugin_name, payload)
-        return self._record_job(plugin_name, version, payload, requested_by)
-
-    def execute_now(self, plugin_name: str, payload: Any, requested_by: Any = None) -> Job:
-        """Create, claim and run a job in this thread (the synchronous API).
-
-        Creating and claiming share one commit; the check runs before it, so
-        no write lock is held while a payload is validated.
-        """
-        version = self._plugins.check_request(plugin_name, payload)
-        with transaction.atomic():
-            job = self._record_job(plugin_name, version, payload, requested_by)
-            job.claim()
-        return self._execute_claimed(job)
-
-    def _record_job(self, plugin_name: str, version: str, payload: Any, requested_by: Any) -> Job:
         return Job.objects.create(
             plugin_name=plugin_name,
             plugin_version=version,
             input_payload=payload,
             requested_by=requested_by,
         )
+
+    def execute_now(self, plugin_name: str, payload: Any, requested_by: Any = None) -> Job:
+        """Create a job claimed by this thread and run it here (the synchronous API).
+
+        Two commits per execution: the RUNNING job, then its outcome together
+        with the plugin's metrics.
+        """
+        version = self._plugins.check_request(plugin_name, payload)
+        job = Job.objects.start_new(
+            plugin_name=plugin_name,
+            plugin_version=version,
+            input_payload=payload,
+            requested_by=requested_by,
+        )
+        return self._execute_claimed(job)
 
     def run_job(self, job_id: uuid.UUID | str) -> Job:
         """Claim a PENDING job and run it. A job someone else claimed is returned untouched."""

@@ -1,0 +1,77 @@
+"""Benchmark-only code: a no-op plugin, a no-op task and two bare baseline views.
+
+Nothing here is part of the product. The baselines deliberately skip governance
+(no validation, no metrics, status written directly) to measure what it costs;
+the scanner's configuration excludes this folder for that reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django.db import transaction
+from django.urls import include, path
+from django_tasks import task
+from pydantic import BaseModel
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from execution.models import Job
+from plugins.contract import Plugin
+
+
+class NoOpInput(BaseModel):
+    pass
+
+
+class NoOpOutput(BaseModel):
+    pass
+
+
+class BenchNoOpPlugin(Plugin):
+    name = "bench_noop"
+    version = "1"
+    description = "Does nothing; for benchmarks."
+    Input = NoOpInput
+    Output = NoOpOutput
+
+    def run(self, payload: NoOpInput) -> dict[str, Any]:
+        return {}
+
+
+@task()
+def bare_noop_task() -> None:
+    """The bare django-tasks baseline: a task that does nothing."""
+
+
+class BareEchoView(APIView):
+    """Same authentication as the API; returns the request body."""
+
+    def post(self, request: Request) -> Response:
+        return Response(request.data)
+
+
+class BareBookkeepingView(APIView):
+    """The naive job bookkeeping: create, mark RUNNING, mark SUCCESS, three commits."""
+
+    def post(self, request: Request) -> Response:
+        data = request.data
+        with transaction.atomic():
+            job = Job.objects.create(
+                plugin_name=data["plugin"],
+                input_payload=data["payload"],
+                requested_by=cast(Any, request.user),
+            )
+        with transaction.atomic():
+            Job.objects.filter(pk=job.pk).update(status="RUNNING")
+        with transaction.atomic():
+            Job.objects.filter(pk=job.pk).update(status="SUCCESS", result={})
+        return Response({"job_id": str(job.pk), "status": "SUCCESS", "result": {}})
+
+
+urlpatterns = [
+    path("bench/echo", BareEchoView.as_view()),
+    path("bench/bookkeeping", BareBookkeepingView.as_view()),
+    path("", include("project.urls")),
+]

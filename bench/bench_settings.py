@@ -1,0 +1,6 @@
+"""The project's settings plus the benchmark-only URLs and plugin."""
+
+from project.settings import *  # noqa: F403
+
+ROOT_URLCONF = "bench_app"
+PLUGINS = ["bench_app.BenchNoOpPlugin"]

@@ -1,0 +1,148 @@
+"""HTTP throughput of the governed endpoint against two bare baselines, in one run.
+
+gunicorn (2 sync workers) on 127.0.0.1 serves, and wrk drives each endpoint in turn:
+  governed     POST /v1/analyze-execution with a no-op plugin (validation, job, metrics)
+  bookkeeping  POST /bench/bookkeeping: the naive job bookkeeping, three commits
+  echo         POST /bench/echo: authentication and JSON in/out, no database writes
+Prints requests/s, p50 and p99 latency and the ratios to the baselines.
+
+    .venv/bin/python bench/http_execution.py [--duration 15] [--database-url postgres://...]
+
+Needs wrk (apt-get install wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from _django import ROOT, api_token, bench_env, describe_database, setup_django
+
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+BODY = {"plugin": "bench_noop", "payload": {}}
+TARGET_RATIO = 0.8
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_up(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"server did not answer {url} within {timeout:.0f} s")
+
+
+def wrk(url: str, token: str, duration: int, connections: int) -> dict[str, float]:
+    script = (
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Token {token}"\n'
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    command = [
+        "wrk",
+        "-t2",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "-s",
+        handle.name,
+        url,
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    Path(handle.name).unlink()
+    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}  # type: ignore[union-attr]
+    for label in ("50", "99"):
+        value, unit = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
+        figures[f"p{label}"] = float(value) * UNITS[unit]
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    figures["non_2xx"] = float(errors.group(1)) if errors else 0.0
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds per endpoint")
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+
+    database_url = setup_django(args.database_url)
+    token = api_token()
+    database = describe_database()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "project.wsgi:application",
+        ],
+        cwd=ROOT,
+        env=bench_env(database_url),
+    )
+    results: dict[str, dict[str, float]] = {}
+    try:
+        wait_until_up(f"{base}/v1/health")
+        targets = {
+            "echo": f"{base}/bench/echo",
+            "bookkeeping": f"{base}/bench/bookkeeping",
+            "governed": f"{base}/v1/analyze-execution",
+        }
+        for name, url in targets.items():
+            wrk(url, token, 2, args.connections)  # warm-up: connections, caches, threads
+            results[name] = wrk(url, token, args.duration, args.connections)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    print(
+        f"http_execution: gunicorn 2 sync workers, "
+        f"wrk -t2 -c{args.connections} -d{args.duration}s per endpoint"
+    )
+    print(f"database: {database}")
+    print(f"{'endpoint':12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    for name, figures in results.items():
+        print(
+            f"{name:12} {figures['rps']:9.0f} {figures['p50']:8.2f} {figures['p99']:8.2f} "
+            f"{figures['non_2xx']:8.0f}"
+        )
+    governed = results["governed"]["rps"]
+    ratio = governed / results["bookkeeping"]["rps"]
+    print(
+        f"governed / bookkeeping: {ratio:.2f}x (target >= {TARGET_RATIO}); "
+        f"governed / echo: {governed / results['echo']['rps']:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Background throughput: governed jobs against bare django-tasks tasks, in one run.
+
+N no-op jobs are submitted through AnalysisExecutionService (a Job row, a task,
+then in the worker: claim, ToolRunner, outcome + metrics) and drained by
+`manage.py db_worker --batch --no-startup-delay`; N bare no-op django-tasks tasks
+are enqueued and drained the same way. Throughput is N divided by the time from
+the first task's start to the last one's finish (worker start-up excluded).
+
+    .venv/bin/python bench/worker_throughput.py [-n 1000] [--workers 1] [--database-url ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+from _django import ROOT, bench_env, describe_database, setup_django
+
+TARGET_RATIO = 0.8
+
+
+def drain(database_url: str, workers: int) -> float:
+    """Run ``workers`` db_worker processes until the queue is empty; return wall seconds."""
+    command = [sys.executable, "manage.py", "db_worker", "--batch", "--no-startup-delay"]
+    started = time.perf_counter()
+    processes = [
+        subprocess.Popen(command, cwd=ROOT, env=bench_env(database_url)) for _ in range(workers)
+    ]
+    for process in processes:
+        if process.wait() != 0:
+            raise SystemExit("db_worker failed")
+    return time.perf_counter() - started
+
+
+def busy_seconds(task_path_suffix: str) -> float:
+    from django.db.models import Max, Min
+    from django_tasks_db.models import DBTaskResult
+
+    span = DBTaskResult.objects.filter(
+        task_path__endswith=task_path_suffix, status="SUCCESSFUL"
+    ).aggregate(first=Min("started_at"), last=Max("finished_at"))
+    return (span["last"] - span["first"]).total_seconds()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=1000, help="jobs and tasks each")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    args = parser.parse_args()
+    database_url = setup_django(args.database_url)
+
+    from bench_app import bare_noop_task
+    from django.contrib.auth import get_user_model
+    from django_tasks_db.models import DBTaskResult
+
+    from execution.models import Job, JobStatus
+    from execution.services import AnalysisExecutionService
+
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    DBTaskResult.objects.all().delete()
+
+    for _ in range(args.n):
+        bare_noop_task.enqueue()
+    bare_wall = drain(database_url, args.workers)
+    bare_busy = busy_seconds("bare_noop_task")
+
+    service = AnalysisExecutionService()
+    for _ in range(args.n):
+        service.submit("bench_noop", {}, user)
+    governed_wall = drain(database_url, args.workers)
+    governed_busy = busy_seconds("run_job_task")
+    done = Job.objects.filter(status=JobStatus.SUCCESS).count()
+    if done != args.n:
+        raise SystemExit(f"only {done} of {args.n} jobs succeeded")
+
+    print(f"worker_throughput: {args.n} each, {args.workers} db_worker --batch --no-startup-delay")
+    print(f"database: {describe_database()}")
+    print(f"{'kind':22} {'per s':>8} {'busy s':>8} {'wall s':>8}")
+    for label, busy, wall in (
+        ("bare django-tasks", bare_busy, bare_wall),
+        ("governed jobs", governed_busy, governed_wall),
+    ):
+        print(f"{label:22} {args.n / busy:8.0f} {busy:8.2f} {wall:8.2f}")
+    ratio = bare_busy / governed_busy
+    print(f"governed / bare: {ratio:.2f}x (target >= {TARGET_RATIO})")
+
+
+if __name__ == "__main__":
+    main()
