@@ -68,11 +68,10 @@ def main() -> None:
     bare_busy = busy_seconds("bare_noop_task")
 
     service = AnalysisExecutionService()
-    for _ in range(args.n):
-        service.submit("bench_noop", {}, user)
+    submitted = [service.submit("bench_noop", {}, user).pk for _ in range(args.n)]
     governed_wall = drain(database_url, args.workers)
     governed_busy = busy_seconds("run_job_task")
-    done = Job.objects.filter(status=JobStatus.SUCCESS).count()
+    done = Job.objects.filter(pk__in=submitted, status=JobStatus.SUCCESS).count()
     if done != args.n:
         raise SystemExit(f"only {done} of {args.n} jobs succeeded")
 
