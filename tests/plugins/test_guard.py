@@ -13,7 +13,7 @@ from tests.plugins.sample_plugins import EchoInput, EchoOutput, EchoPlugin
 def test_calling_run_directly_raises():
     plugin = EchoPlugin()
     with pytest.raises(UngovernedExecutionError, match=r"ToolRunner\.run"):
-        plugin.run(EchoInput(message="x"))
+        plugin.run(EchoInput(message="x"))  # governance: allow[GOV001] tests the guard
     assert plugin.calls == []
 
 
@@ -22,13 +22,15 @@ def test_a_result_through_toolrunner_then_a_direct_call_raises():
     registry.register(EchoPlugin)
     result, error = ToolRunner(registry=registry).run("echo", {"message": "hi"})
     assert (result, error) == ({"echoed": "hi"}, None)
+    payload = EchoInput(message="hi")
     with pytest.raises(UngovernedExecutionError):
-        registry.get_plugin("echo").run(EchoInput(message="hi"))
+        registry.get_plugin("echo").run(payload)  # governance: allow[GOV001] tests the guard
 
 
 def test_unbound_calls_and_super_calls_are_guarded_too():
+    plugin, payload = EchoPlugin(), EchoInput(message="x")
     with pytest.raises(UngovernedExecutionError):
-        EchoPlugin.run(EchoPlugin(), EchoInput(message="x"))
+        EchoPlugin.run(plugin, payload)  # governance: allow[GOV001] tests the guard
 
     class Shouting(EchoPlugin):
         name = "shouting"
@@ -38,7 +40,7 @@ def test_unbound_calls_and_super_calls_are_guarded_too():
 
     assert run_plugin(Shouting, {"message": "hey"}) == ({"echoed": "HEY"}, None)
     with pytest.raises(UngovernedExecutionError):
-        Shouting().run(EchoInput(message="x"))
+        Shouting().run(EchoInput(message="x"))  # governance: allow[GOV001] tests the guard
 
 
 def test_a_plugin_cannot_run_another_plugin_directly():
@@ -46,7 +48,7 @@ def test_a_plugin_cannot_run_another_plugin_directly():
         name = "sneaky"
 
         def run(self, payload):
-            return EchoPlugin().run(payload)
+            return EchoPlugin().run(payload)  # governance: allow[GOV001] tests the guard
 
     _, error = run_plugin(Sneaky, {"message": "x"})
     assert error["error"]["type"] == "PluginExecutionError"
@@ -72,7 +74,7 @@ def test_the_authorisation_does_not_leak_to_other_threads_during_an_execution():
     def call_directly():
         inside.wait(5)
         try:
-            plugin.run(EchoInput(message="x"))
+            plugin.run(EchoInput(message="x"))  # governance: allow[GOV001] tests the guard
         except UngovernedExecutionError as exc:
             outcome["direct"] = exc
         finally:

@@ -1,0 +1,417 @@
+"""Scan Python files for governance violations without importing or running them.
+
+Each file is read and parsed once, in a worker process when ``jobs > 1``. File
+rules run there; a GOV001 finding that depends on whether some class derives
+from a plugin base comes back *pending*. The main process then joins the class
+hierarchies of every file, keeps the pending findings whose class is a plugin,
+checks the ToolRunner module (GOV002-GOV004) and applies configuration and
+suppressions.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import multiprocessing
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+
+from governance_scanner.config import ConfigError, ScannerConfig
+from governance_scanner.rules import ALL_RULES, FILE_RULES, RULES_BY_CODE
+from governance_scanner.rules.base import (
+    Finding,
+    ModuleContext,
+    PendingFinding,
+    collect_module_names,
+)
+from governance_scanner.rules.toolrunner import check_tool_runner
+from governance_scanner.suppressions import Suppression, parse_suppressions
+
+KNOWN_CODES = frozenset(RULES_BY_CODE)
+PARALLEL_THRESHOLD = 64  # below this, worker start-up costs more than it saves
+
+
+class UsageError(Exception):
+    """Bad arguments or an unreadable path: exit code 2."""
+
+
+@dataclass(frozen=True)
+class FileTask:
+    path: str
+    display: str
+    module: str
+    package: str
+    is_tool_runner: bool
+    is_state_machine: bool
+    is_runner_caller: bool
+
+
+@dataclass
+class FileReport:
+    display: str
+    findings: list[Finding] = field(default_factory=list)
+    pending: list[PendingFinding] = field(default_factory=list)
+    classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    suppressions: dict[int, Suppression] = field(default_factory=dict)
+    unreadable: str | None = None
+
+
+@dataclass
+class SuppressedFinding:
+    finding: Finding
+    reason: str
+
+
+@dataclass
+class ScanResult:
+    files_scanned: int
+    violations: list[Finding]
+    suppressed: list[SuppressedFinding]
+    unreadable: list[str]
+
+    @property
+    def exit_code(self) -> int:
+        if self.unreadable:
+            return 2
+        return 1 if self.violations else 0
+
+
+def display_path(path: Path, cwd: Path) -> str:
+    """Relative to ``cwd`` when below it, with ``/`` separators."""
+    try:
+        return path.relative_to(cwd).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+# Discovery ------------------------------------------------------------------------
+
+
+def _matches(patterns: Iterable[str], relative: str | None, parts: Sequence[str]) -> bool:
+    for pattern in patterns:
+        pattern = pattern.rstrip("/")
+        if "/" in pattern:
+            if relative is not None and (
+                fnmatch(relative, pattern) or fnmatch(relative, pattern + "/*")
+            ):
+                return True
+        elif any(fnmatch(part, pattern) for part in parts):
+            return True
+    return False
+
+
+class _Discovery:
+    def __init__(self, config: ScannerConfig) -> None:
+        self.config = config
+        self.root = config.root.resolve()
+
+    def _relative(self, path: Path) -> str | None:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return None
+
+    def excluded(self, path: Path, scan_root: Path) -> bool:
+        try:
+            parts = path.relative_to(scan_root).parts
+        except ValueError:
+            parts = path.parts
+        return _matches(self.config.excluded, self._relative(path), parts)
+
+    def included(self, path: Path) -> bool:
+        relative = self._relative(path) or path.name
+        return any(
+            fnmatch(relative if "/" in pattern else path.name, pattern)
+            for pattern in self.config.include
+        )
+
+    def files(self, paths: Sequence[Path]) -> list[Path]:
+        found: list[Path] = []
+        for given in paths:
+            path = given.resolve()
+            if not path.exists():
+                raise UsageError(f"{given}: no such file or directory")
+            if path.is_file():
+                if not self.excluded(path, path.parent):
+                    found.append(path)
+                continue
+            if not os.access(path, os.R_OK | os.X_OK):
+                raise UsageError(f"{given}: directory cannot be read")
+            for folder, subfolders, names in os.walk(path):
+                here = Path(folder)
+                subfolders[:] = sorted(
+                    name for name in subfolders if not self.excluded(here / name, path)
+                )
+                for name in sorted(names):
+                    candidate = here / name
+                    if self.included(candidate) and not self.excluded(candidate, path):
+                        found.append(candidate)
+        return sorted(set(found))
+
+
+@functools.lru_cache(maxsize=4096)
+def _package_of_folder(folder: Path) -> str:
+    """The dotted package a folder is, following ``__init__.py`` files upwards."""
+    if not (folder / "__init__.py").is_file():
+        return ""
+    parent = _package_of_folder(folder.parent)
+    return f"{parent}.{folder.name}" if parent else folder.name
+
+
+def _module_names(path: Path) -> tuple[str, str]:
+    package = _package_of_folder(path.parent)
+    if path.name == "__init__.py":
+        return package, package
+    module = f"{package}.{path.stem}" if package else path.stem
+    return module, package
+
+
+# One file -------------------------------------------------------------------------
+
+
+def analyze_file(task: FileTask, plugin_base_classes: tuple[str, ...]) -> FileReport:
+    """Everything that can be decided from one file alone."""
+    report = FileReport(display=task.display)
+    try:
+        data = Path(task.path).read_bytes()
+    except OSError as exc:
+        report.unreadable = f"{task.display}: {exc.strerror or exc}"
+        return report
+    try:
+        tree = ast.parse(data, filename=task.display)
+    except SyntaxError as exc:
+        line = exc.lineno or 1
+        column = exc.offset or 1
+        report.findings.append(
+            Finding(task.display, line, max(column, 1), "GOV000", f"cannot parse: {exc.msg}")
+        )
+        return report
+    except (ValueError, UnicodeDecodeError) as exc:  # NUL bytes, undecodable source
+        report.findings.append(Finding(task.display, 1, 1, "GOV000", f"cannot parse: {exc}"))
+        return report
+    source = data.decode("utf-8", errors="replace")
+    context = ModuleContext(
+        tree=tree,
+        source=source,
+        display_path=task.display,
+        module=task.module,
+        package=task.package,
+        plugin_base_classes=plugin_base_classes,
+        is_tool_runner=task.is_tool_runner,
+        is_state_machine=task.is_state_machine,
+        is_runner_caller=task.is_runner_caller,
+    )
+    collect_module_names(context)
+    for rule_class in FILE_RULES:
+        rule = rule_class()
+        if rule.applies_to(context):
+            for finding in rule.check(context):
+                if isinstance(finding, PendingFinding):
+                    report.pending.append(finding)
+                else:
+                    report.findings.append(finding)
+    report.suppressions, invalid = parse_suppressions(source, task.display, KNOWN_CODES)
+    report.findings.extend(invalid)
+    report.classes = {
+        context.class_qualified_name(name): bases for name, bases in context.local_classes.items()
+    }
+    if task.module:
+        report.aliases = {
+            f"{task.module}.{name}": target
+            for name, target in context.imports.items()
+            if target != f"{task.module}.{name}"
+        }
+    return report
+
+
+# The class hierarchy across files ------------------------------------------------------
+
+
+class ClassHierarchy:
+    def __init__(self, reports: Iterable[FileReport], base_classes: tuple[str, ...]) -> None:
+        self.bases: dict[str, tuple[str, ...]] = {}
+        self.aliases: dict[str, str] = {}
+        for report in reports:
+            self.bases.update(report.classes)
+            self.aliases.update(report.aliases)
+        self.base_classes = frozenset(base_classes)
+        self._memo: dict[str, bool] = {}
+
+    def resolve(self, name: str) -> str:
+        for _ in range(10):  # re-exports: pkg/__init__.py importing from pkg/module.py
+            if name in self.bases or name not in self.aliases:
+                return name
+            name = self.aliases[name]
+        return name
+
+    def is_plugin_class(self, name: str) -> bool:
+        name = self.resolve(name)
+        if name in self._memo:
+            return self._memo[name]
+        self._memo[name] = False  # cycles end here
+        result = name.rsplit(".", 1)[-1] in self.base_classes or any(
+            self.is_plugin_class(base) for base in self.bases.get(name, ())
+        )
+        self._memo[name] = result
+        return result
+
+
+# The whole scan ----------------------------------------------------------------------
+
+
+def _codes(values: Iterable[str], label: str) -> tuple[str, ...]:
+    codes = tuple(value.strip().upper() for value in values if value.strip())
+    for code in codes:
+        if not any(known.startswith(code) for known in KNOWN_CODES):
+            raise ConfigError(
+                f"{label}: unknown rule code {code!r} (known: {', '.join(sorted(KNOWN_CODES))})"
+            )
+    return codes
+
+
+class Scanner:
+    def __init__(self, config: ScannerConfig, *, cwd: Path | None = None, jobs: int = 1) -> None:
+        self.config = config
+        self.cwd = (cwd or Path.cwd()).resolve()
+        self.jobs = max(1, jobs)
+        self.select = _codes(config.select, "select")
+        self.ignore = _codes(config.ignore, "ignore")
+        self.per_file_ignores = {
+            pattern: _codes(codes, f"per-file-ignores {pattern!r}")
+            for pattern, codes in config.per_file_ignores.items()
+        }
+        self.tool_runner_path = config.path(config.tool_runner_module)
+        self.state_machine_path = config.path(config.state_machine_module)
+        self.runner_callers = [config.path(entry) for entry in config.runner_callers]
+
+    def _is_runner_caller(self, path: Path) -> bool:
+        return any(path == caller or caller in path.parents for caller in self.runner_callers)
+
+    def task(self, path: Path) -> FileTask:
+        module, package = _module_names(path)
+        return FileTask(
+            path=str(path),
+            display=display_path(path, self.cwd),
+            module=module,
+            package=package,
+            is_tool_runner=path == self.tool_runner_path,
+            is_state_machine=path == self.state_machine_path,
+            is_runner_caller=self._is_runner_caller(path),
+        )
+
+    def scan(self, paths: Sequence[Path]) -> ScanResult:
+        files = _Discovery(self.config).files(paths)
+        tasks = [self.task(path) for path in files]
+        analyze = functools.partial(
+            analyze_file, plugin_base_classes=self.config.plugin_base_classes
+        )
+        if self.jobs > 1 and len(tasks) >= PARALLEL_THRESHOLD:
+            chunk = max(1, len(tasks) // (self.jobs * 8))
+            with multiprocessing.get_context("fork").Pool(self.jobs) as pool:
+                reports = pool.map(analyze, tasks, chunksize=chunk)
+        else:
+            reports = [analyze(task) for task in tasks]
+
+        hierarchy = ClassHierarchy(reports, self.config.plugin_base_classes)
+        findings: list[Finding] = []
+        for report in reports:
+            findings.extend(report.findings)
+            findings.extend(
+                pending.finding
+                for pending in report.pending
+                if hierarchy.is_plugin_class(pending.class_name)
+            )
+        findings.extend(self._check_tool_runner(paths))
+        return self._finish(reports, findings, files_scanned=len(tasks))
+
+    def _covers(self, paths: Sequence[Path], target: Path) -> bool:
+        for given in paths:
+            path = given.resolve()
+            if path == target or path in target.parents:
+                return True
+        return False
+
+    def _check_tool_runner(self, paths: Sequence[Path]) -> list[Finding]:
+        """GOV002-GOV004, when the scan covers where the ToolRunner module should be."""
+        target = self.tool_runner_path
+        if not self._covers(paths, target):
+            return []
+        if not target.is_file():
+            where = self.config.source or target
+            return [
+                Finding(
+                    display_path(where, self.cwd),
+                    1,
+                    1,
+                    "GOV002",
+                    f"ToolRunner module {self.config.tool_runner_module} does not exist",
+                )
+            ]
+        try:
+            tree = ast.parse(target.read_bytes())
+        except (OSError, SyntaxError, ValueError):
+            return []  # reported as GOV000 (or unreadable) by the file scan
+        task = self.task(target)
+        context = ModuleContext(
+            tree=tree,
+            source="",
+            display_path=task.display,
+            module=task.module,
+            package=task.package,
+            plugin_base_classes=self.config.plugin_base_classes,
+            is_tool_runner=True,
+        )
+        collect_module_names(context)
+        return list(check_tool_runner(context))
+
+    def _selected(self, code: str) -> bool:
+        if any(code.startswith(prefix) for prefix in self.ignore):
+            return False
+        if code == "GOV000" or not self.select:
+            return True
+        return any(code.startswith(prefix) for prefix in self.select)
+
+    def _ignored_for_file(self, finding: Finding) -> bool:
+        path = (self.cwd / finding.path).resolve()
+        try:
+            relative = path.relative_to(self.config.root.resolve()).as_posix()
+        except ValueError:
+            relative = finding.path
+        return any(
+            (fnmatch(relative, pattern) or fnmatch(relative, pattern.rstrip("/") + "/*"))
+            and any(finding.rule.startswith(code) for code in codes)
+            for pattern, codes in self.per_file_ignores.items()
+        )
+
+    def _finish(
+        self, reports: list[FileReport], findings: list[Finding], *, files_scanned: int
+    ) -> ScanResult:
+        suppressions = {report.display: report.suppressions for report in reports}
+        violations: list[Finding] = []
+        suppressed: list[SuppressedFinding] = []
+        for finding in sorted(set(findings)):
+            if not self._selected(finding.rule) or self._ignored_for_file(finding):
+                continue
+            suppression = suppressions.get(finding.path, {}).get(finding.line)
+            if (
+                suppression is not None
+                and finding.rule in suppression.codes
+                and finding.rule not in ("GOV000", "GOV007")
+            ):
+                suppressed.append(SuppressedFinding(finding, suppression.reason))
+            else:
+                violations.append(finding)
+        return ScanResult(
+            files_scanned=files_scanned,
+            violations=violations,
+            suppressed=suppressed,
+            unreadable=sorted(report.unreadable for report in reports if report.unreadable),
+        )
+
+
+def rule_names() -> dict[str, str]:
+    return {rule.code: rule.name for rule in ALL_RULES}
