@@ -41,10 +41,13 @@ lint: $(VENV)/.installed-dev
 types: $(VENV)/.installed-dev
 	$(BIN)/mypy .
 
+scan: $(VENV)/.installed-dev
+	$(BIN)/python manage.py scan_violations
+
 pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest --cov --cov-report=term
 
-test: lint types pytest
+test: lint types scan pytest
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/toolrunner_overhead.py

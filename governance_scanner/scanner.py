@@ -11,12 +11,13 @@ suppressions.
 from __future__ import annotations
 
 import ast
+import fnmatch
 import functools
 import multiprocessing
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from fnmatch import fnmatch
 from pathlib import Path
 
 from governance_scanner.config import ConfigError, ScannerConfig
@@ -91,66 +92,82 @@ def display_path(path: Path, cwd: Path) -> str:
 # Discovery ------------------------------------------------------------------------
 
 
-def _matches(patterns: Iterable[str], relative: str | None, parts: Sequence[str]) -> bool:
-    for pattern in patterns:
-        pattern = pattern.rstrip("/")
-        if "/" in pattern:
-            if relative is not None and (
-                fnmatch(relative, pattern) or fnmatch(relative, pattern + "/*")
-            ):
-                return True
-        elif any(fnmatch(part, pattern) for part in parts):
-            return True
-    return False
+def _compile(patterns: Iterable[str]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    """Glob patterns as two regexes: for single names, and for paths with a "/"."""
+    names = [fnmatch.translate(p.rstrip("/")) for p in patterns if "/" not in p.rstrip("/")]
+    paths = [
+        fnmatch.translate(p.rstrip("/")) + "|" + fnmatch.translate(p.rstrip("/") + "/*")
+        for p in patterns
+        if "/" in p.rstrip("/")
+    ]
+    return (
+        re.compile("|".join(names)) if names else None,
+        re.compile("|".join(paths)) if paths else None,
+    )
 
 
 class _Discovery:
+    """Files to scan. Folders are pruned while walking, so a file's own name and
+    its path relative to the configuration are all that is left to test."""
+
     def __init__(self, config: ScannerConfig) -> None:
-        self.config = config
-        self.root = config.root.resolve()
+        self.root = str(config.root.resolve())
+        self.exclude_names, self.exclude_paths = _compile(config.excluded)
+        self.include_names, self.include_paths = _compile(config.include)
 
-    def _relative(self, path: Path) -> str | None:
-        try:
-            return path.relative_to(self.root).as_posix()
-        except ValueError:
-            return None
+    def _relative(self, path: str) -> str | None:
+        if path == self.root or path.startswith(self.root + os.sep):
+            return os.path.relpath(path, self.root).replace(os.sep, "/")
+        return None
 
-    def excluded(self, path: Path, scan_root: Path) -> bool:
-        try:
-            parts = path.relative_to(scan_root).parts
-        except ValueError:
-            parts = path.parts
-        return _matches(self.config.excluded, self._relative(path), parts)
-
-    def included(self, path: Path) -> bool:
-        relative = self._relative(path) or path.name
-        return any(
-            fnmatch(relative if "/" in pattern else path.name, pattern)
-            for pattern in self.config.include
+    def excluded(self, path: str) -> bool:
+        name = os.path.basename(path)
+        if self.exclude_names is not None and self.exclude_names.match(name):
+            return True
+        relative = self._relative(path)
+        return (
+            self.exclude_paths is not None
+            and relative is not None
+            and self.exclude_paths.match(relative) is not None
         )
 
+    def included(self, path: str) -> bool:
+        if self.include_names is not None and self.include_names.match(os.path.basename(path)):
+            return True
+        relative = self._relative(path)
+        return (
+            self.include_paths is not None
+            and relative is not None
+            and self.include_paths.match(relative) is not None
+        )
+
+    def _explicit_file_excluded(self, path: str) -> bool:
+        relative = self._relative(path)
+        parts = relative.split("/") if relative else [os.path.basename(path)]
+        folders = [os.path.join(self.root, *parts[: i + 1]) for i in range(len(parts))]
+        return any(self.excluded(folder) for folder in folders) if relative else self.excluded(path)
+
     def files(self, paths: Sequence[Path]) -> list[Path]:
-        found: list[Path] = []
+        found: set[str] = set()
         for given in paths:
-            path = given.resolve()
-            if not path.exists():
+            path = str(given.resolve())
+            if not os.path.exists(path) and not os.path.islink(path):
                 raise UsageError(f"{given}: no such file or directory")
-            if path.is_file():
-                if not self.excluded(path, path.parent):
-                    found.append(path)
+            if not os.path.isdir(path):
+                if not self._explicit_file_excluded(path):
+                    found.add(path)
                 continue
             if not os.access(path, os.R_OK | os.X_OK):
                 raise UsageError(f"{given}: directory cannot be read")
             for folder, subfolders, names in os.walk(path):
-                here = Path(folder)
-                subfolders[:] = sorted(
-                    name for name in subfolders if not self.excluded(here / name, path)
-                )
-                for name in sorted(names):
-                    candidate = here / name
-                    if self.included(candidate) and not self.excluded(candidate, path):
-                        found.append(candidate)
-        return sorted(set(found))
+                subfolders[:] = [
+                    name for name in subfolders if not self.excluded(os.path.join(folder, name))
+                ]
+                for name in names:
+                    candidate = os.path.join(folder, name)
+                    if self.included(candidate) and not self.excluded(candidate):
+                        found.add(candidate)
+        return [Path(path) for path in sorted(found)]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -382,7 +399,10 @@ class Scanner:
         except ValueError:
             relative = finding.path
         return any(
-            (fnmatch(relative, pattern) or fnmatch(relative, pattern.rstrip("/") + "/*"))
+            (
+                fnmatch.fnmatch(relative, pattern)
+                or fnmatch.fnmatch(relative, pattern.rstrip("/") + "/*")
+            )
             and any(finding.rule.startswith(code) for code in codes)
             for pattern, codes in self.per_file_ignores.items()
         )

@@ -6,7 +6,7 @@ import ast
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True, order=True)
@@ -138,20 +138,63 @@ def register_class(context: ModuleContext, node: ast.ClassDef) -> None:
     context.local_classes[node.name] = tuple(context.base_name(base) for base in node.bases)
 
 
+class FastNodeVisitor(ast.NodeVisitor):
+    """``ast.NodeVisitor`` with its method lookup cached per node class.
+
+    Same ``visit_<Node>`` protocol; it skips expression contexts (``Load``,
+    ``Store``), which no rule looks at. About twice as fast on large files.
+    """
+
+    _methods: ClassVar[dict[type[ast.AST], Any]]
+    _children: ClassVar[dict[type[ast.AST], tuple[str, ...]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._methods = {}
+
+    def visit(self, node: ast.AST) -> Any:
+        kind = node.__class__
+        method: Any = self._methods.get(kind)
+        if method is None:
+            method = getattr(type(self), "visit_" + kind.__name__, type(self).generic_visit)
+            self._methods[kind] = method
+        return method(self, node)
+
+    def generic_visit(self, node: ast.AST) -> None:
+        kind = node.__class__
+        fields = self._children.get(kind)
+        if fields is None:
+            fields = tuple(name for name in kind._fields if name != "ctx")
+            self._children[kind] = fields
+        for name in fields:
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        self.visit(item)
+            elif isinstance(value, ast.AST):
+                self.visit(value)
+
+
 class Rule:
     """One rule: a stable code, a name, a one-line message; the docstring explains it.
 
-    ``trigger`` is a cheap text test: files whose source cannot contain a
-    violation are not walked at all.
+    ``triggers`` are cheap text tests: a file is walked only if its source
+    contains every word in ``trigger_words`` and matches every ``triggers``
+    pattern. Files that cannot hold a violation cost one substring search.
     """
 
     code: ClassVar[str]
     name: ClassVar[str]
     message: ClassVar[str]
-    trigger: ClassVar[re.Pattern[str] | None] = None
+    trigger_words: ClassVar[tuple[str, ...]] = ()
+    triggers: ClassVar[tuple[re.Pattern[str], ...]] = ()
 
     def applies_to(self, context: ModuleContext) -> bool:
-        return self.trigger is None or self.trigger.search(context.source) is not None
+        source = context.source
+        return all(word in source for word in self.trigger_words) and all(
+            pattern.search(source) for pattern in self.triggers
+        )
 
     def check(self, context: ModuleContext) -> Iterator[Finding | PendingFinding]:
         raise NotImplementedError

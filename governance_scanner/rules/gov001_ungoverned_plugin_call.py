@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 
 from governance_scanner.rules.base import (
+    FastNodeVisitor,
     Finding,
     ModuleContext,
     PendingFinding,
@@ -40,7 +41,8 @@ class UngovernedPluginCall(Rule):
     code = "GOV001"
     name = "ungoverned-plugin-call"
     message = "plugin.run referenced outside ToolRunner; execute plugins through ToolRunner"
-    trigger = re.compile(r"\brun\b")
+    trigger_words = ("run",)
+    triggers = (re.compile(r"\.run\b|[\"']run[\"']"),)
 
     def applies_to(self, context: ModuleContext) -> bool:
         return not context.is_tool_runner and super().applies_to(context)
@@ -61,7 +63,7 @@ def report(
     return None
 
 
-class _PluginRunVisitor(ast.NodeVisitor):
+class _PluginRunVisitor(FastNodeVisitor):
     def __init__(self, rule: Rule, context: ModuleContext) -> None:
         self.rule = rule
         self.context = context

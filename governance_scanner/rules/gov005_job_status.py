@@ -6,7 +6,13 @@ import ast
 import re
 from collections.abc import Iterator
 
-from governance_scanner.rules.base import Finding, ModuleContext, PendingFinding, Rule
+from governance_scanner.rules.base import (
+    FastNodeVisitor,
+    Finding,
+    ModuleContext,
+    PendingFinding,
+    Rule,
+)
 
 JOB_MODEL = "Job"
 
@@ -34,7 +40,9 @@ class JobStatusOutsideStateMachine(Rule):
     code = "GOV005"
     name = "job-status-outside-state-machine"
     message = "Job status written outside the state machine; use the Job transition methods"
-    trigger = re.compile(r"\bstatus\b")
+    trigger_words = ("status", "ob")
+    # a status write (attribute, keyword or field name) and a job or Job in sight
+    triggers = (re.compile(r"\.status\b|\bstatus\s*=|[\"']status[\"']"), re.compile(r"[Jj]ob\b"))
 
     def applies_to(self, context: ModuleContext) -> bool:
         return not context.is_state_machine and super().applies_to(context)
@@ -49,7 +57,7 @@ def _is_job_name(name: str) -> bool:
     return name == "job" or name.endswith("_job")
 
 
-class _JobStatusVisitor(ast.NodeVisitor):
+class _JobStatusVisitor(FastNodeVisitor):
     def __init__(self, rule: Rule, context: ModuleContext) -> None:
         self.rule = rule
         self.context = context

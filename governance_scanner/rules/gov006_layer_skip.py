@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import re
 from collections.abc import Iterator
 
 from governance_scanner.rules.base import Finding, ModuleContext, PendingFinding, Rule
@@ -32,7 +31,7 @@ class LayerSkip(Rule):
     code = "GOV006"
     name = "layer-skip"
     message = "ToolRunner used outside its allowed callers; go through PluginExecutionService"
-    trigger = re.compile(RUNNER_CLASS)
+    trigger_words = (RUNNER_CLASS,)
 
     def applies_to(self, context: ModuleContext) -> bool:
         return not context.is_runner_caller and super().applies_to(context)

@@ -7,7 +7,7 @@ import pytest
 
 from execution.services import JobExecutionService
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 REQUIRED = os.environ.get("REQUIRE_BROWSER_TESTS") == "1"  # set by .ci/run
 
 if not os.path.exists(CHROMIUM):  # pragma: no cover - depends on the machine
