@@ -49,9 +49,9 @@ class JobExecutionService:
 
     def run_job(self, job_id: uuid.UUID | str) -> Job:
         """Claim a PENDING job and run it. A job someone else claimed is returned untouched."""
-        job = self.get_job(job_id)
-        if not job.claim():
-            return job
+        job = Job.objects.claim_for_run(job_id)
+        if job is None:
+            return self.get_job(job_id)
         return self._execute_claimed(job)
 
     def fail_job(self, job: Job, error: ErrorEnvelope) -> Job:
