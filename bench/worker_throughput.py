@@ -2,7 +2,7 @@
 
 N no-op jobs are submitted through AnalysisExecutionService (a Job row, a task,
 then in the worker: claim, ToolRunner, outcome + metrics) and drained by
-`manage.py db_worker --batch --no-startup-delay`; N bare no-op django-tasks tasks
+`manage.py db_worker --batch --no-startup-delay -v 0`; N bare no-op django-tasks tasks
 are enqueued and drained the same way. Throughput is N divided by the time from
 the first task's start to the last one's finish (worker start-up excluded).
 
@@ -23,7 +23,7 @@ TARGET_RATIO = 0.8
 
 def drain(database_url: str, workers: int) -> float:
     """Run ``workers`` db_worker processes until the queue is empty; return wall seconds."""
-    command = [sys.executable, "manage.py", "db_worker", "--batch", "--no-startup-delay"]
+    command = [sys.executable, "manage.py", "db_worker", "--batch", "--no-startup-delay", "-v", "0"]
     started = time.perf_counter()
     processes = [
         subprocess.Popen(command, cwd=ROOT, env=bench_env(database_url)) for _ in range(workers)

@@ -112,12 +112,13 @@ class _Discovery:
 
     def __init__(self, config: ScannerConfig) -> None:
         self.root = str(config.root.resolve())
+        self.prefix = self.root.rstrip(os.sep) + os.sep
         self.exclude_names, self.exclude_paths = _compile(config.excluded)
         self.include_names, self.include_paths = _compile(config.include)
 
     def _relative(self, path: str) -> str | None:
-        if path == self.root or path.startswith(self.root + os.sep):
-            return os.path.relpath(path, self.root).replace(os.sep, "/")
+        if path.startswith(self.prefix):
+            return path[len(self.prefix) :].replace(os.sep, "/")
         return None
 
     def excluded(self, path: str) -> bool:
@@ -171,19 +172,22 @@ class _Discovery:
 
 
 @functools.lru_cache(maxsize=4096)
-def _package_of_folder(folder: Path) -> str:
+def _package_of_folder(folder: str) -> str:
     """The dotted package a folder is, following ``__init__.py`` files upwards."""
-    if not (folder / "__init__.py").is_file():
+    if not os.path.isfile(os.path.join(folder, "__init__.py")):
         return ""
-    parent = _package_of_folder(folder.parent)
-    return f"{parent}.{folder.name}" if parent else folder.name
+    parent = _package_of_folder(os.path.dirname(folder))
+    name = os.path.basename(folder)
+    return f"{parent}.{name}" if parent else name
 
 
-def _module_names(path: Path) -> tuple[str, str]:
-    package = _package_of_folder(path.parent)
-    if path.name == "__init__.py":
+def _module_names(path: str) -> tuple[str, str]:
+    folder, name = os.path.split(path)
+    package = _package_of_folder(folder)
+    if name == "__init__.py":
         return package, package
-    module = f"{package}.{path.stem}" if package else path.stem
+    stem = name[:-3] if name.endswith(".py") else os.path.splitext(name)[0]
+    module = f"{package}.{stem}" if package else stem
     return module, package
 
 
@@ -237,10 +241,11 @@ def analyze_file(task: FileTask, plugin_base_classes: tuple[str, ...]) -> FileRe
         context.class_qualified_name(name): bases for name, bases in context.local_classes.items()
     }
     if task.module:
+        # Only names that can be classes matter across files (re-exports).
         report.aliases = {
             f"{task.module}.{name}": target
             for name, target in context.imports.items()
-            if target != f"{task.module}.{name}"
+            if name[:1].isupper() and target != f"{task.module}.{name}"
         }
     return report
 
@@ -304,20 +309,32 @@ class Scanner:
         self.tool_runner_path = config.path(config.tool_runner_module)
         self.state_machine_path = config.path(config.state_machine_module)
         self.runner_callers = [config.path(entry) for entry in config.runner_callers]
+        self._caller_prefixes = [str(caller) for caller in self.runner_callers]
+        self._tool_runner = str(self.tool_runner_path)
+        self._state_machine = str(self.state_machine_path)
+        self._cwd_prefix = str(self.cwd).rstrip(os.sep) + os.sep
 
-    def _is_runner_caller(self, path: Path) -> bool:
-        return any(path == caller or caller in path.parents for caller in self.runner_callers)
+    def _is_runner_caller(self, path: str) -> bool:
+        return any(
+            path == caller or path.startswith(caller + os.sep) for caller in self._caller_prefixes
+        )
 
     def task(self, path: Path) -> FileTask:
-        module, package = _module_names(path)
+        text = str(path)
+        module, package = _module_names(text)
+        display = (
+            text[len(self._cwd_prefix) :].replace(os.sep, "/")
+            if text.startswith(self._cwd_prefix)
+            else path.as_posix()
+        )
         return FileTask(
-            path=str(path),
-            display=display_path(path, self.cwd),
+            path=text,
+            display=display,
             module=module,
             package=package,
-            is_tool_runner=path == self.tool_runner_path,
-            is_state_machine=path == self.state_machine_path,
-            is_runner_caller=self._is_runner_caller(path),
+            is_tool_runner=text == self._tool_runner,
+            is_state_machine=text == self._state_machine,
+            is_runner_caller=self._is_runner_caller(text),
         )
 
     def scan(self, paths: Sequence[Path]) -> ScanResult:
