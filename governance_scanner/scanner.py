@@ -121,26 +121,19 @@ class _Discovery:
             return path[len(self.prefix) :].replace(os.sep, "/")
         return None
 
-    def excluded(self, path: str) -> bool:
-        name = os.path.basename(path)
-        if self.exclude_names is not None and self.exclude_names.match(name):
+    def _matches(
+        self, path: str, names: re.Pattern[str] | None, paths: re.Pattern[str] | None
+    ) -> bool:
+        if names is not None and names.match(os.path.basename(path)):
             return True
         relative = self._relative(path)
-        return (
-            self.exclude_paths is not None
-            and relative is not None
-            and self.exclude_paths.match(relative) is not None
-        )
+        return paths is not None and relative is not None and paths.match(relative) is not None
+
+    def excluded(self, path: str) -> bool:
+        return self._matches(path, self.exclude_names, self.exclude_paths)
 
     def included(self, path: str) -> bool:
-        if self.include_names is not None and self.include_names.match(os.path.basename(path)):
-            return True
-        relative = self._relative(path)
-        return (
-            self.include_paths is not None
-            and relative is not None
-            and self.include_paths.match(relative) is not None
-        )
+        return self._matches(path, self.include_names, self.include_paths)
 
     def _explicit_file_excluded(self, path: str) -> bool:
         relative = self._relative(path)

@@ -14,7 +14,13 @@ from governance_scanner.rules.base import (
     Rule,
     register_class,
 )
-from governance_scanner.rules.plugin_values import PLUGIN, ClassRef, Kind, PluginScopes
+from governance_scanner.rules.plugin_values import (
+    PLUGIN,
+    ClassRef,
+    Kind,
+    PluginScopes,
+    call_name,
+)
 
 
 class UngovernedPluginCall(Rule):
@@ -157,14 +163,7 @@ class _PluginRunVisitor(FastNodeVisitor):
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
-        func = node.func
-        name = (
-            func.id
-            if isinstance(func, ast.Name)
-            else func.attr
-            if isinstance(func, ast.Attribute)
-            else None
-        )
+        name = call_name(node.func)
         first = node.args[0] if node.args else None
         second = node.args[1] if len(node.args) > 1 else None
         if name == "getattr" and _is_run_string(second) and first is not None:

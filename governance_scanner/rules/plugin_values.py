@@ -46,7 +46,8 @@ def is_plugins_container(node: ast.expr) -> bool:
     return name.endswith("plugins")
 
 
-def _call_name(node: ast.expr) -> str | None:
+def call_name(node: ast.expr) -> str | None:
+    """``f`` for ``f(...)`` and ``obj.f(...)``; None for anything else."""
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute):
@@ -98,7 +99,7 @@ class PluginScopes:
         """``for plugin in registry.list_plugins()`` and iteration over a plugin mapping."""
         kind: Kind = None
         if isinstance(iterable, ast.Call):
-            name = _call_name(iterable.func)
+            name = call_name(iterable.func)
             receiver = iterable.func.value if isinstance(iterable.func, ast.Attribute) else None
             over_mapping = receiver is not None and is_plugins_container(receiver)
             if name == "list_plugins" or (name == "values" and over_mapping):
@@ -139,7 +140,7 @@ class PluginScopes:
 
     def _classify_call(self, node: ast.Call) -> Kind:
         func = node.func
-        name = _call_name(func)
+        name = call_name(func)
         if name == "get_plugin":
             return PLUGIN
         if name == "load" and not node.args and not node.keywords:
@@ -159,5 +160,5 @@ class PluginScopes:
 
 
 def _looks_like_class(func: ast.expr) -> bool:
-    name = _call_name(func) or ""
+    name = call_name(func) or ""
     return name[:1].isupper()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from governance_scanner.rules.base import Finding, ModuleContext, Rule
 from governance_scanner.rules.gov001_ungoverned_plugin_call import _PluginRunVisitor
+from governance_scanner.rules.plugin_values import call_name
 
 METRICS_CALL = "update_execution_metrics"
 
@@ -190,14 +191,4 @@ def _records_metrics(block: list[ast.stmt]) -> bool:
 def _is_metrics_call(node: ast.expr | None) -> bool:
     if isinstance(node, ast.Await):
         node = node.value
-    if not isinstance(node, ast.Call):
-        return False
-    func = node.func
-    name = (
-        func.attr
-        if isinstance(func, ast.Attribute)
-        else func.id
-        if isinstance(func, ast.Name)
-        else ""
-    )
-    return name == METRICS_CALL
+    return isinstance(node, ast.Call) and call_name(node.func) == METRICS_CALL
