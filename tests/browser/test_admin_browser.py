@@ -33,9 +33,22 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture
-def browser_page():
-    # Playwright's sync API runs an event loop in this thread; the ORM calls made
-    # here (fixtures) are ordinary synchronous calls.
+def failed_job(django_user_model, settings):
+    """The data, created before Playwright starts: its sync API runs the test in a
+    greenlet with a context of its own, where Django would open (and leak) a second
+    database connection."""
+    settings.PLUGINS = [
+        "tests.plugins.sample_plugins.EchoPlugin",
+        "tests.plugins.sample_plugins.RaisingPlugin",
+    ]
+    django_user_model.objects.create_superuser("operator", password="a-long-password-1")
+    service = JobExecutionService()
+    service.execute_now("echo", {"message": "fine"})
+    return service.execute_now("raising", {"message": "boom"})
+
+
+@pytest.fixture
+def browser_page(failed_job):
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -48,17 +61,8 @@ def browser_page():
 
 @pytest.mark.django_db(transaction=True)
 def test_an_operator_finds_a_failed_job_and_reads_its_traceback(
-    live_server, browser_page, django_user_model, settings
+    live_server, failed_job, browser_page, settings
 ):
-    settings.PLUGINS = [
-        "tests.plugins.sample_plugins.EchoPlugin",
-        "tests.plugins.sample_plugins.RaisingPlugin",
-    ]
-    django_user_model.objects.create_superuser("operator", password="a-long-password-1")
-    service = JobExecutionService()
-    service.execute_now("echo", {"message": "fine"})
-    failed = service.execute_now("raising", {"message": "boom"})
-
     page = browser_page
     expect = sync_api.expect
     page.goto(f"{live_server.url}/admin/")
@@ -72,7 +76,7 @@ def test_an_operator_finds_a_failed_job_and_reads_its_traceback(
     page.locator("#changelist-filter").get_by_role("link", name="Failed", exact=True).click()
     expect(page).to_have_url(f"{live_server.url}/admin/execution/job/?status__exact=FAILED")
     expect(rows).to_have_count(1)
-    expect(rows.first).to_contain_text(failed.short_id)
+    expect(rows.first).to_contain_text(failed_job.short_id)
 
     rows.first.locator("th a").click()
     expect(page.locator("#content")).to_contain_text("PluginExecutionError")
