@@ -233,3 +233,45 @@ def test_the_project_itself_scans_clean_and_so_does_the_system_check():
     from governance_scanner.checks import check_governance
 
     assert check_governance() == []
+
+
+SARIF_MULTITOOL = os.environ.get("SARIF_MULTITOOL")  # .ci/run installs it with npm
+
+
+@pytest.mark.skipif(
+    not SARIF_MULTITOOL,
+    reason="set SARIF_MULTITOOL to Microsoft's Sarif.Multitool (npm @microsoft/sarif-multitool)",
+)
+def test_microsofts_sarif_validator_accepts_the_output_with_githubs_rules(tmp_path):
+    report = tmp_path / "governance.sarif"
+    code, _, _ = scan(
+        "--no-config",
+        "--format",
+        "sarif",
+        "--output",
+        str(report),
+        "gov001_bad.py",
+        "suppressions.py",
+        "myplugins",
+    )
+    assert code == 1
+    validation = tmp_path / "validation.sarif"
+    completed = subprocess.run(
+        [
+            str(SARIF_MULTITOOL),
+            "validate",
+            str(report),
+            "--rule-kind",
+            "Sarif;Gh",
+            "--output",
+            str(validation),
+            "--log",
+            "ForceOverwrite",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    problems = json.loads(validation.read_text())["runs"][0].get("results", [])
+    assert problems == []
