@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from governance_scanner.config import ConfigError, ScannerConfig
-from governance_scanner.rules import ALL_RULES, FILE_RULES, RULES_BY_CODE
+from governance_scanner.rules import FILE_RULES, RULES_BY_CODE
 from governance_scanner.rules.base import (
     Finding,
     ModuleContext,
@@ -187,7 +187,7 @@ def _module_names(path: str) -> tuple[str, str]:
 # One file -------------------------------------------------------------------------
 
 
-def analyze_file(task: FileTask, plugin_base_classes: tuple[str, ...]) -> FileReport:
+def analyze_file(task: FileTask) -> FileReport:
     """Everything that can be decided from one file alone."""
     report = FileReport(display=task.display)
     try:
@@ -214,7 +214,6 @@ def analyze_file(task: FileTask, plugin_base_classes: tuple[str, ...]) -> FileRe
         display_path=task.display,
         module=task.module,
         package=task.package,
-        plugin_base_classes=plugin_base_classes,
         is_tool_runner=task.is_tool_runner,
         is_state_machine=task.is_state_machine,
         is_runner_caller=task.is_runner_caller,
@@ -333,9 +332,7 @@ class Scanner:
     def scan(self, paths: Sequence[Path]) -> ScanResult:
         files = _Discovery(self.config).files(paths)
         tasks = [self.task(path) for path in files]
-        analyze = functools.partial(
-            analyze_file, plugin_base_classes=self.config.plugin_base_classes
-        )
+        analyze = analyze_file
         if self.jobs > 1 and len(tasks) >= PARALLEL_THRESHOLD:
             chunk = max(1, len(tasks) // (self.jobs * 8))
             with multiprocessing.get_context("fork").Pool(self.jobs) as pool:
@@ -389,7 +386,6 @@ class Scanner:
             display_path=task.display,
             module=task.module,
             package=task.package,
-            plugin_base_classes=self.config.plugin_base_classes,
             is_tool_runner=True,
         )
         collect_module_names(context)
@@ -441,7 +437,3 @@ class Scanner:
             suppressed=suppressed,
             unreadable=sorted(report.unreadable for report in reports if report.unreadable),
         )
-
-
-def rule_names() -> dict[str, str]:
-    return {rule.code: rule.name for rule in ALL_RULES}

@@ -133,23 +133,29 @@ class PluginRegistry:
     # Lookup -----------------------------------------------------------------------
 
     def get_entry(self, name: str) -> PluginEntry:
+        """What is known about ``name``, available or not; raises PluginNotFound."""
         entry = self._entries.get(name) if isinstance(name, str) else None
         if entry is None:
-            shown = name[:100] if isinstance(name, str) else repr(name)[:100]
+            shown = name[:100] if isinstance(name, str) else None
             raise PluginNotFoundError(
-                f"No plugin named {shown!r} is registered",
-                plugin=name[:100] if isinstance(name, str) else None,
+                f"No plugin named {shown if shown is not None else repr(name)[:100]!r} "
+                "is registered",
+                plugin=shown,
             )
         return entry
 
     def get_plugin(self, name: str) -> Plugin:
         """The registered plugin called ``name``; raises PluginNotFound/Unavailable."""
-        entry = self.get_entry(name)
+        return self.available(self.get_entry(name))
+
+    @staticmethod
+    def available(entry: PluginEntry) -> Plugin:
+        """The entry's plugin; raises PluginUnavailable when it could not be loaded."""
         if entry.plugin is None:
             raise PluginUnavailableError(
-                f"Plugin {name!r} is unavailable: {entry.reason}",
+                f"Plugin {entry.name!r} is unavailable: {entry.reason}",
                 details={"reason": entry.reason},
-                plugin=name,
+                plugin=entry.name,
             )
         return entry.plugin
 

@@ -129,8 +129,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     )
     def create(self, request: Request) -> Response:
         data = _validated(ExecutionRequestSerializer, request.data)
+        # An enqueue failure marks this same instance FAILED; nothing to re-read.
         job = AnalysisExecutionService().submit(data["plugin"], data["payload"], request.user)
-        job.refresh_from_db()
         location = request.build_absolute_uri(reverse("job-detail", args=[job.pk]))
         return Response(
             JobSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location}

@@ -38,7 +38,6 @@ class ModuleContext:
     display_path: str
     module: str
     package: str
-    plugin_base_classes: tuple[str, ...] = ("Plugin", "BasePlugin")
     is_tool_runner: bool = False
     is_state_machine: bool = False
     is_runner_caller: bool = False

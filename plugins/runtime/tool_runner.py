@@ -49,7 +49,7 @@ class ToolRunner:
         try:
             entry = self._registry.get_entry(plugin_name)
             state = entry.state
-            plugin = self._registry.get_plugin(plugin_name)
+            plugin = self._registry.available(entry)
             validated = validate_input(plugin, payload)
             output = self._threads.call(
                 governed_context(plugin),
