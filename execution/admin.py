@@ -13,8 +13,9 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from execution.models import Job, JobStatus
+from execution.models import IllegalJobTransition, Job, JobStatus
 from execution.services import AnalysisExecutionService
+from plugins.errors.error_envelope import ErrorType
 from plugins.errors.exceptions import GovernedExecutionError
 
 STATUS_COLOURS: dict[str, str] = {
@@ -22,7 +23,22 @@ STATUS_COLOURS: dict[str, str] = {
     JobStatus.RUNNING: "#0d6efd",
     JobStatus.SUCCESS: "#198754",
     JobStatus.FAILED: "#dc3545",
+    JobStatus.CANCELLED: "#6f42c1",
 }
+
+
+class ErrorTypeFilter(admin.SimpleListFilter):
+    """Failed and cancelled jobs by the type of their error, out of the closed set."""
+
+    title = "error type"
+    parameter_name = "error_type"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(kind.value, kind.value) for kind in ErrorType]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        value = self.value()
+        return queryset.filter(error__error__type=value) if value else queryset
 
 
 def _pretty_json(value: Any) -> SafeString:
@@ -43,11 +59,11 @@ class JobAdmin(admin.ModelAdmin[Job]):
         "created_at",
         "duration_display",
     ]
-    list_filter = ["status", "plugin_name", "created_at"]
+    list_filter = ["status", ErrorTypeFilter, "plugin_name", "created_at"]
     date_hierarchy = "created_at"
     search_fields = ["id", "plugin_name", "error__error__type"]
     list_select_related = ["requested_by"]
-    actions = ["run_again"]
+    actions = ["run_again", "cancel_jobs"]
     fields = (
         "id",
         "plugin_name",
@@ -58,6 +74,12 @@ class JobAdmin(admin.ModelAdmin[Job]):
         "started_at",
         "finished_at",
         "duration_display",
+        "attempt",
+        "max_attempts",
+        "next_attempt_at",
+        "lease_holder",
+        "lease_expires_at",
+        "attempts_display",
         "input_display",
         "result_display",
         "error_display",
@@ -91,6 +113,10 @@ class JobAdmin(admin.ModelAdmin[Job]):
     def result_display(self, job: Job) -> SafeString:
         return _pretty_json(job.result)
 
+    @admin.display(description="earlier attempts")
+    def attempts_display(self, job: Job) -> SafeString:
+        return _pretty_json(job.attempts or None)
+
     @admin.display(description="error")
     def error_display(self, job: Job) -> SafeString:
         return _pretty_json(job.public_error)
@@ -118,6 +144,27 @@ class JobAdmin(admin.ModelAdmin[Job]):
             self.message_user(request, f"{submitted} job(s) submitted again.", messages.SUCCESS)
         for reason in refused:
             self.message_user(request, f"Not submitted, {reason}", messages.WARNING)
+
+    @admin.action(description="Cancel selected jobs", permissions=["cancel"])
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        service = AnalysisExecutionService()
+        cancelled, ended = 0, []
+        for job in queryset:
+            try:
+                service.cancel(job.pk, request.user)
+                cancelled += 1
+            except IllegalJobTransition:
+                ended.append(job.short_id)
+        if cancelled:
+            self.message_user(request, f"{cancelled} job(s) cancelled.", messages.SUCCESS)
+        if ended:
+            self.message_user(
+                request, f"Already ended, not cancelled: {', '.join(ended)}", messages.WARNING
+            )
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        # As in the API: staff may cancel any job.
+        return bool(request.user.is_active and request.user.is_staff)
 
     def has_rerun_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("execution.add_job")

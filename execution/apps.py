@@ -1,7 +1,22 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.core.signals import request_started
 
 
 class ExecutionConfig(AppConfig):
     name = "execution"
     verbose_name = "Execution"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # A process that serves requests also recovers lost jobs (workers do it
+        # in db_worker); started on the first request, so commands such as
+        # migrate never start it.
+        request_started.connect(_start_lease_monitor, dispatch_uid="execution-lease-monitor")
+
+
+def _start_lease_monitor(**kwargs: Any) -> None:
+    from execution.services.lease_recovery import LeaseMonitor
+
+    LeaseMonitor.ensure_started()

@@ -1,11 +1,20 @@
 """Jobs and their state machine.
 
 A Job records one governed execution. Its status moves only through the methods
-below, each a conditional UPDATE (``WHERE status = <expected>``), so two workers
-can never both run one job and a stale copy can never overwrite a newer state:
+below, each a conditional UPDATE (``WHERE status = <expected>``, and for a
+running job ``AND lease_holder = <the claimant>``), so two workers can never
+both run one job and a stale copy can never overwrite a newer state:
 
     PENDING -> RUNNING -> SUCCESS | FAILED
     PENDING -> FAILED              (the job can never start)
+    PENDING | RUNNING -> CANCELLED (cancel; final)
+    RUNNING -> PENDING             (another attempt, or handed back by a stopping worker)
+
+A RUNNING job holds a *lease*: who runs it (host, pid and a token of this claim)
+and until when (its start + its plugin's time limit + a grace). A lease that
+expires is recovered by any web process or worker (execution/services/
+lease_recovery.py): the job goes back to PENDING for another attempt when its
+plugin allows retries, else it FAILS with WorkerLost.
 
 A job run synchronously by the request that creates it starts life RUNNING
 (``JobQuerySet.start_new``): nobody else could see it while PENDING, so the
@@ -15,7 +24,8 @@ The claim, the load of a claimed job and the finishing update are plain SQL:
 on the 2-core reference machine the ORM spent 0.3-0.7 ms compiling each of
 them against ~0.03 ms for the statement itself, which capped the background
 worker (bench/worker_throughput.py). Values go through each field's own
-``get_db_prep_value``/``from_db_value``, so SQLite and PostgreSQL agree.
+``get_db_prep_value``/``from_db_value``, so SQLite and PostgreSQL agree. The
+rare transitions (cancel, requeue) use the ORM.
 """
 
 from __future__ import annotations
@@ -44,13 +54,19 @@ class JobStatus(models.TextChoices):
     RUNNING = "RUNNING", "Running"
     SUCCESS = "SUCCESS", "Success"
     FAILED = "FAILED", "Failed"
+    CANCELLED = "CANCELLED", "Cancelled"
 
+
+FINAL_STATUSES = frozenset({JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED})
 
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
-    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED}),
-    JobStatus.RUNNING: frozenset({JobStatus.SUCCESS, JobStatus.FAILED}),
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.PENDING}
+    ),
     JobStatus.SUCCESS: frozenset(),
     JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
 }
 
 
@@ -65,31 +81,20 @@ class JobQuerySet(models.QuerySet["Job"]):
             return self
         return self.filter(requested_by=user)
 
-    def start_new(self, **fields: Any) -> Job:
-        """Insert a job already claimed by its creator (RUNNING, started now)."""
+    def start_new(self, *, lease_holder: str, lease_expires_at: datetime, **fields: Any) -> Job:
+        """Insert a job already claimed by its creator (RUNNING, started now, leased)."""
         now = timezone.now()
-        return self.create(**fields, status=JobStatus.RUNNING, created_at=now, started_at=now)
+        return self.create(
+            **fields,
+            status=JobStatus.RUNNING,
+            created_at=now,
+            started_at=now,
+            lease_holder=lease_holder,
+            lease_expires_at=lease_expires_at,
+        )
 
-    def claim(self, job_id: uuid.UUID | str) -> datetime | None:
-        """Move PENDING -> RUNNING and return the start time; None if it was not PENDING."""
-        started_at = timezone.now()
-        connection = connections[self.db]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _sql(
-                    "UPDATE {table} SET status = %s, started_at = %s WHERE id = %s AND status = %s"
-                ),
-                [
-                    JobStatus.RUNNING,
-                    connection.ops.adapt_datetimefield_value(started_at),
-                    _prep("id", job_id, connection),
-                    JobStatus.PENDING,
-                ],
-            )
-            return started_at if cursor.rowcount else None
-
-    def claim_for_run(self, job_id: uuid.UUID | str) -> Job | None:
-        """Claim a PENDING job and load what running it needs; None if not claimed.
+    def load_pending(self, job_id: uuid.UUID | str) -> Job | None:
+        """The PENDING job ``job_id`` with what claiming and running it needs; else None.
 
         The other fields of the returned job load lazily on first access.
         """
@@ -97,31 +102,39 @@ class JobQuerySet(models.QuerySet["Job"]):
             pk = uuid.UUID(str(job_id))
         except ValueError:
             return None
-        started_at = self.claim(pk)
-        if started_at is None:
-            return None
         connection = connections[self.db]
         with connection.cursor() as cursor:
             cursor.execute(
-                _sql("SELECT plugin_name, input_payload FROM {table} WHERE id = %s"),
-                [_prep("id", pk, connection)],
+                _sql(
+                    "SELECT plugin_name, input_payload, attempt, max_attempts FROM {table} "
+                    "WHERE id = %s AND status = %s"
+                ),
+                [_prep("id", pk, connection), JobStatus.PENDING],
             )
-            plugin_name, raw_payload = cursor.fetchone()
+            row = cursor.fetchone()
+        if row is None:
+            return None
         payload_field: Any = Job._meta.get_field("input_payload")
         loaded = {
             "id": pk,
-            "plugin_name": plugin_name,
-            "input_payload": payload_field.from_db_value(raw_payload, None, connection),
-            "status": JobStatus.RUNNING,
-            "started_at": started_at,
+            "plugin_name": row[0],
+            "input_payload": payload_field.from_db_value(row[1], None, connection),
+            "attempt": row[2],
+            "max_attempts": row[3],
+            "status": JobStatus.PENDING,
+            "lease_holder": "",
         }
         # from_db wants the values in field order; the fields left out stay deferred.
         names = [f.attname for f in Job._meta.concrete_fields if f.attname in loaded]
         return Job.from_db(self.db, names, [loaded[name] for name in names])
 
+    def expired_leases(self, now: datetime) -> JobQuerySet:
+        """RUNNING jobs whose holder should have finished by now."""
+        return self.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+
 
 class Job(models.Model):
-    """One execution of one plugin, with its input, outcome and timings."""
+    """One execution of one plugin, with its input, outcome, timings and attempts."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     plugin_name = models.CharField(max_length=200)
@@ -144,6 +157,26 @@ class Job(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     elapsed_ms = models.FloatField(null=True, blank=True)
 
+    attempt = models.PositiveIntegerField(default=1, help_text="The current (or last) attempt.")
+    max_attempts = models.PositiveIntegerField(
+        default=1, help_text="Attempts allowed when the worker running the job is lost."
+    )
+    attempts = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Earlier attempts that ended without ending the job, with their errors.",
+    )
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a job waiting for another attempt may start."
+    )
+    lease_holder = models.CharField(
+        max_length=255, blank=True, default="", help_text="host:pid:claim of who runs the job."
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    task_id = models.CharField(
+        max_length=64, blank=True, default="", help_text="The background task that claimed it."
+    )
+
     objects = JobQuerySet.as_manager()
 
     class Meta:
@@ -153,6 +186,7 @@ class Job(models.Model):
             models.Index(fields=["status", "-created_at"], name="job_status_created_idx"),
             models.Index(fields=["plugin_name", "-created_at"], name="job_plugin_created_idx"),
             models.Index(fields=["requested_by", "-created_at"], name="job_owner_created_idx"),
+            models.Index(fields=["status", "lease_expires_at"], name="job_lease_idx"),
         ]
 
     def __str__(self) -> str:
@@ -171,17 +205,51 @@ class Job(models.Model):
         """The part of the stored envelope a client may see (no traceback)."""
         return (self.error or {}).get("error")
 
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
     # State machine --------------------------------------------------------------
 
-    def claim(self) -> bool:
-        """PENDING -> RUNNING. False, and nothing runs, if the job is no longer PENDING."""
+    def claim(self, *, lease_holder: str, lease_expires_at: datetime, task_id: str = "") -> bool:
+        """PENDING -> RUNNING under a lease. False, and nothing runs, if it is not claimable.
+
+        A job waiting for its next attempt cannot be claimed before ``next_attempt_at``.
+        """
         if self.status != JobStatus.PENDING:
             return False
-        started_at = Job.objects.claim(self.pk)
-        if started_at is None:
-            self.refresh_from_db(fields=["status", "started_at"])
+        started_at = timezone.now()
+        connection = connections[Job.objects.db]
+        adapt = connection.ops.adapt_datetimefield_value
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _sql(
+                    "UPDATE {table} SET status = %s, started_at = %s, lease_holder = %s, "
+                    "lease_expires_at = %s, task_id = %s, next_attempt_at = NULL "
+                    "WHERE id = %s AND status = %s "
+                    "AND (next_attempt_at IS NULL OR next_attempt_at <= %s)"
+                ),
+                [
+                    JobStatus.RUNNING,
+                    adapt(started_at),
+                    lease_holder,
+                    adapt(lease_expires_at),
+                    task_id,
+                    _prep("id", self.pk, connection),
+                    JobStatus.PENDING,
+                    adapt(started_at),
+                ],
+            )
+            claimed = cursor.rowcount
+        if not claimed:
+            self.refresh_from_db(fields=["status", "started_at", "lease_holder"])
             return False
-        self.status, self.started_at = JobStatus.RUNNING, started_at
+        self.status, self.started_at, self.next_attempt_at = JobStatus.RUNNING, started_at, None
+        self.lease_holder, self.lease_expires_at, self.task_id = (
+            lease_holder,
+            lease_expires_at,
+            task_id,
+        )
         return True
 
     def mark_succeeded(self, result: dict[str, Any]) -> None:
@@ -192,19 +260,77 @@ class Job(models.Model):
         """RUNNING -> FAILED, or PENDING -> FAILED when the job can never start."""
         self._finish(JobStatus.FAILED, result=None, error=error)
 
+    def cancel(self, error: dict[str, Any]) -> None:
+        """PENDING | RUNNING -> CANCELLED, with ``error`` saying who cancelled it.
+
+        Whoever runs a cancelled job notices it (it watches the row) and stops
+        the plugin. Raises IllegalJobTransition when the job is already final.
+        """
+        for _ in range(3):  # a job can move from PENDING to RUNNING under our feet
+            self._check(JobStatus.CANCELLED)
+            finished_at = timezone.now()
+            updated = Job.objects.filter(pk=self.pk, status=self.status).update(
+                status=JobStatus.CANCELLED,
+                error=error,
+                result=None,
+                finished_at=finished_at,
+                elapsed_ms=self._elapsed_ms(finished_at),
+            )
+            if updated:
+                self.status, self.error, self.result = JobStatus.CANCELLED, error, None
+                self.finished_at, self.elapsed_ms = finished_at, self._elapsed_ms(finished_at)
+                return
+            self.refresh_from_db()
+        raise IllegalJobTransition(f"Job {self.pk} kept changing; it was not cancelled")
+
+    def requeue(self, error: dict[str, Any], *, next_attempt_at: datetime, retry: bool) -> None:
+        """RUNNING -> PENDING: the attempt ended without ending the job.
+
+        ``retry``: the attempt failed (its worker was lost) and the next one
+        counts as another attempt; otherwise the job was handed back unfinished
+        and its attempt starts over. ``error`` is kept in the job's history.
+        """
+        self._check(JobStatus.PENDING)
+        history = [
+            *self.attempts,
+            {
+                "attempt": self.attempt,
+                "lease_holder": self.lease_holder,
+                "started_at": self.started_at.isoformat() if self.started_at else None,
+                "ended_at": timezone.now().isoformat(),
+                "error": error.get("error"),
+            },
+        ]
+        attempt = self.attempt + 1 if retry else self.attempt
+        updated = Job.objects.filter(
+            pk=self.pk, status=JobStatus.RUNNING, lease_holder=self.lease_holder
+        ).update(
+            status=JobStatus.PENDING,
+            attempt=attempt,
+            attempts=history,
+            next_attempt_at=next_attempt_at,
+            started_at=None,
+            lease_holder="",
+            lease_expires_at=None,
+            task_id="",
+        )
+        if not updated:
+            raise IllegalJobTransition(f"Job {self.pk} is no longer held by {self.lease_holder}")
+        self.status, self.attempt, self.attempts = JobStatus.PENDING, attempt, history
+        self.next_attempt_at, self.started_at = next_attempt_at, None
+        self.lease_holder, self.lease_expires_at, self.task_id = "", None, ""
+
     def _finish(self, target: str, *, result: Any, error: Any) -> None:
         expected = self.status
         self._check(target)
         finished_at = timezone.now()
-        elapsed_ms = (
-            (finished_at - self.started_at).total_seconds() * 1000.0 if self.started_at else None
-        )
+        elapsed_ms = self._elapsed_ms(finished_at)
         connection = connections[Job.objects.db]
         with connection.cursor() as cursor:
             cursor.execute(
                 _sql(
                     "UPDATE {table} SET status = %s, result = %s, error = %s, finished_at = %s, "
-                    "elapsed_ms = %s WHERE id = %s AND status = %s"
+                    "elapsed_ms = %s WHERE id = %s AND status = %s AND lease_holder = %s"
                 ),
                 [
                     target,
@@ -214,16 +340,23 @@ class Job(models.Model):
                     elapsed_ms,
                     _prep("id", self.pk, connection),
                     expected,
+                    self.lease_holder,
                 ],
             )
             updated = cursor.rowcount
         if not updated:
             current = Job.objects.filter(pk=self.pk).values_list("status", flat=True).first()
             raise IllegalJobTransition(
-                f"Job {self.pk} is {current}, not {expected}: it changed concurrently"
+                f"Job {self.pk} is {current}, not {expected} under this lease: "
+                "it changed concurrently"
             )
         self.status, self.result, self.error = target, result, error
         self.finished_at, self.elapsed_ms = finished_at, elapsed_ms
+
+    def _elapsed_ms(self, finished_at: datetime) -> float | None:
+        if self.started_at is None:
+            return None
+        return (finished_at - self.started_at).total_seconds() * 1000.0
 
     def _check(self, target: str) -> None:
         if target not in ALLOWED_TRANSITIONS[self.status]:

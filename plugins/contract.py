@@ -18,9 +18,11 @@ from pydantic import BaseModel
 
 from plugins.errors.exceptions import PluginContractError
 from plugins.runtime.guard import ensure_governed
+from plugins.runtime.limits import Isolation
 
 PLUGIN_NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
 MAX_PLUGIN_NAME_LENGTH = 100
+ISOLATION_MODES = tuple(mode.value for mode in Isolation)
 
 
 def _govern(run: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,8 +40,13 @@ class Plugin:
 
     Subclasses set the class attributes below and implement ``run``; it receives
     a validated ``Input`` instance and returns an ``Output`` instance or a dict
-    that validates against ``Output``. ``timeout_s`` overrides the project's
-    default time limit (``PLUGIN_DEFAULT_TIMEOUT_S``).
+    that validates against ``Output``.
+
+    The optional attributes override the project's defaults for this plugin:
+    ``isolation`` (``"process"`` or ``"thread"``, default ``PLUGIN_ISOLATION``),
+    ``timeout_s`` (``PLUGIN_DEFAULT_TIMEOUT_S``), ``max_memory_mb``
+    (``PLUGIN_DEFAULT_MAX_MEMORY_MB``) and ``max_attempts`` (1: a background job
+    whose worker is lost fails; more: it is tried again).
     """
 
     name: ClassVar[str]
@@ -47,7 +54,10 @@ class Plugin:
     description: ClassVar[str] = ""
     Input: ClassVar[type[BaseModel]]
     Output: ClassVar[type[BaseModel]]
+    isolation: ClassVar[str | None] = None
     timeout_s: ClassVar[float | None] = None
+    max_memory_mb: ClassVar[int | None] = None
+    max_attempts: ClassVar[int] = 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -94,11 +104,21 @@ def contract_problems(cls: object) -> list[str]:
     if not _defines_run(cls):
         problems.append("'run' must be overridden")
     timeout = getattr(cls, "timeout_s", None)
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-    ):
+    if timeout is not None and not _is_positive(timeout, int | float):
         problems.append("'timeout_s' must be a positive number or None")
+    memory = getattr(cls, "max_memory_mb", None)
+    if memory is not None and not _is_positive(memory, int):
+        problems.append("'max_memory_mb' must be a positive integer or None")
+    if not _is_positive(getattr(cls, "max_attempts", None), int):
+        problems.append("'max_attempts' must be a positive integer")
+    isolation = getattr(cls, "isolation", None)
+    if isolation is not None and isolation not in ISOLATION_MODES:
+        problems.append(f"'isolation' must be one of {', '.join(ISOLATION_MODES)} or None")
     return problems
+
+
+def _is_positive(value: object, kind: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, kind) and value > 0
 
 
 def check_plugin_contract(cls: object) -> type[Plugin]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from django.db import DatabaseError
 from prometheus_client import (
@@ -56,6 +57,39 @@ ABANDONED_THREADS = Gauge(
     multiprocess_mode="livesum",
 )
 ABANDONED_THREADS.set_function(lambda: execution_threads.abandoned)
+
+
+PLUGIN_CRASHES = Counter(
+    "governed_plugin_crashes",
+    "Executions whose plugin process died (exit, signal, the kernel's OOM killer).",
+    ["plugin"],
+)
+PLUGIN_KILLS = Counter(
+    "governed_plugin_kills",
+    "Executions stopped by killing the plugin's process, by reason.",
+    ["plugin", "reason"],
+)
+PLUGIN_LIMIT_HITS = Counter(
+    "governed_plugin_limit_hits",
+    "Executions that went past one of their limits (time, memory, result_size).",
+    ["plugin", "limit"],
+)
+_KILL_REASONS = {"PluginTimeout": "timeout", "Cancelled": "cancel", "WorkerLost": "release"}
+
+
+def count_containment(plugin_label: str, error: dict[str, Any], process_isolated: bool) -> None:
+    """Count what containment did about a failed execution, from its envelope."""
+    kind, details = error["error"]["type"], error["error"]["details"]
+    if kind == "PluginCrashed":
+        PLUGIN_CRASHES.labels(plugin=plugin_label).inc()
+    elif kind == "PluginTimeout":
+        PLUGIN_LIMIT_HITS.labels(plugin=plugin_label, limit="time").inc()
+    elif kind == "PluginResourceLimit":
+        PLUGIN_LIMIT_HITS.labels(plugin=plugin_label, limit="memory").inc()
+    elif kind == "OutputValidationError" and "max_result_bytes" in details:
+        PLUGIN_LIMIT_HITS.labels(plugin=plugin_label, limit="result_size").inc()
+    if process_isolated and kind in _KILL_REASONS:
+        PLUGIN_KILLS.labels(plugin=plugin_label, reason=_KILL_REASONS[kind]).inc()
 
 
 def observe_execution(plugin_label: str, outcome: str, elapsed_ms: float) -> None:

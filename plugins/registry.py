@@ -32,6 +32,8 @@ from plugins.errors.exceptions import (
 )
 from plugins.metrics import METRICS_FAILURES, UNKNOWN_PLUGIN_LABEL, observe_execution
 from plugins.models import PluginMetrics, PluginState
+from plugins.runtime.limits import ExecutionLimits, Isolation
+from plugins.runtime.process_pool import importable_problem
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +54,11 @@ class PluginEntry:
 class PluginRegistry:
     """Holds the plugins of one process. Safe to use from many threads."""
 
-    def __init__(self, *, record_metrics: bool = True, default_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, *, record_metrics: bool = True, defaults: ExecutionLimits | None = None
+    ) -> None:
         self.record_metrics = record_metrics
-        self.default_timeout_s = default_timeout_s
+        self.defaults = defaults if defaults is not None else ExecutionLimits()
         self._entries: dict[str, PluginEntry] = {}
         self._lock = threading.RLock()
 
@@ -63,10 +67,15 @@ class PluginRegistry:
     def register(self, plugin_class: object, *, source: str = "manual") -> Plugin:
         """Validate ``plugin_class`` against the contract, instantiate and register it.
 
-        Raises PluginContractError for a malformed class or a name that another
-        class already holds. Registering the same class twice is a no-op.
+        Raises PluginContractError for a malformed class, one a child process
+        could not import when it must run in one, or a name that another class
+        already holds. Registering the same class twice is a no-op.
         """
         cls = check_plugin_contract(plugin_class)
+        if self.limits_for(cls).isolation is Isolation.PROCESS:
+            problem = importable_problem(cls)
+            if problem:
+                raise PluginContractError(f"Plugin {cls.__qualname__} is invalid: {problem}")
         with self._lock:
             existing = self._entries.get(cls.name)
             if existing is not None and existing.plugin is not None:
@@ -170,8 +179,9 @@ class PluginRegistry:
         with self._lock:
             return sorted(self._entries.values(), key=lambda e: e.name)
 
-    def timeout_for(self, plugin: Plugin) -> float:
-        return plugin.timeout_s if plugin.timeout_s is not None else self.default_timeout_s
+    def limits_for(self, plugin: Plugin | type[Plugin]) -> ExecutionLimits:
+        """Where and under which limits ``plugin`` runs: its own settings over the defaults."""
+        return self.defaults.for_plugin(plugin)
 
     # Metrics ----------------------------------------------------------------------
 
@@ -267,7 +277,7 @@ def get_registry() -> PluginRegistry:
             if _registry is None:
                 registry = PluginRegistry(
                     record_metrics=settings.PLUGIN_METRICS_ENABLED,
-                    default_timeout_s=settings.PLUGIN_DEFAULT_TIMEOUT_S,
+                    defaults=ExecutionLimits.from_settings(),
                 )
                 registry.discover(dotted_paths=settings.PLUGINS)
                 _registry = registry

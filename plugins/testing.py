@@ -2,7 +2,8 @@
 
 A plugin's ``run`` refuses to work outside ToolRunner, so tests exercise a
 plugin the supported way: through a ToolRunner with a private registry that
-holds only that plugin and records no metrics (no database needed)::
+holds only that plugin and records no metrics (no database needed). The
+plugin runs isolated as in production, so it must be defined at module level::
 
     from plugins.testing import run_plugin
 
@@ -14,17 +15,31 @@ holds only that plugin and records no metrics (no database needed)::
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from plugins.contract import Plugin
 from plugins.registry import PluginRegistry
+from plugins.runtime.limits import ExecutionLimits, Isolation
 from plugins.runtime.tool_runner import ExecutionResult, ToolRunner
 
 
 def run_plugin(
-    plugin_class: type[Plugin], payload: Any, *, timeout_s: float = 30.0
+    plugin_class: type[Plugin],
+    payload: Any,
+    *,
+    timeout_s: float = 30.0,
+    isolation: Isolation | str | None = None,
 ) -> ExecutionResult:
-    """Run ``plugin_class`` on ``payload`` through a private ToolRunner."""
-    registry = PluginRegistry(record_metrics=False, default_timeout_s=timeout_s)
+    """Run ``plugin_class`` on ``payload`` through a private ToolRunner.
+
+    The plugin runs as it would in the project (in a child process unless it or
+    ``PLUGIN_ISOLATION`` says ``"thread"``); ``isolation`` is the default for a
+    plugin that sets none.
+    """
+    defaults = replace(ExecutionLimits.from_settings(), timeout_s=timeout_s)
+    if isolation is not None:
+        defaults = replace(defaults, isolation=Isolation(isolation))
+    registry = PluginRegistry(record_metrics=False, defaults=defaults)
     registry.register(plugin_class, source="plugins.testing")
     return ToolRunner(registry=registry).run(plugin_class.name, payload)

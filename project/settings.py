@@ -159,8 +159,25 @@ TASKS = {
 # Plugins: entry points in the "governed_plugins" group are always discovered;
 # PLUGINS adds dotted paths ("package.module.PluginClass") on top of them.
 PLUGINS = env_list("PLUGINS", [])
-PLUGIN_DEFAULT_TIMEOUT_S = float(os.environ.get("PLUGIN_DEFAULT_TIMEOUT_S", "30"))
 PLUGIN_METRICS_ENABLED = env_bool("PLUGIN_METRICS_ENABLED", default=True)
+
+# Containment. Each is the default of the plugin attribute of the same meaning.
+# "process": a pooled child process that is killed past its limits; "thread": trusted plugins.
+PLUGIN_ISOLATION = os.environ.get("PLUGIN_ISOLATION", "process")
+PLUGIN_DEFAULT_TIMEOUT_S = float(os.environ.get("PLUGIN_DEFAULT_TIMEOUT_S", "30"))
+PLUGIN_DEFAULT_MAX_MEMORY_MB = int(os.environ.get("PLUGIN_DEFAULT_MAX_MEMORY_MB", "1024"))
+PLUGIN_MAX_RESULT_BYTES = int(os.environ.get("PLUGIN_MAX_RESULT_BYTES", str(1024 * 1024)))
+PLUGIN_PROCESS_POOL_SIZE = int(os.environ.get("PLUGIN_PROCESS_POOL_SIZE", "2"))
+PLUGIN_MAX_TASKS_PER_CHILD = int(os.environ.get("PLUGIN_MAX_TASKS_PER_CHILD", "500"))
+PLUGIN_KILL_GRACE_S = float(os.environ.get("PLUGIN_KILL_GRACE_S", "0.5"))
+
+# Jobs. A RUNNING job's lease ends at its start + its plugin's time limit + this grace;
+# every web process and worker recovers expired leases every JOB_RECOVERY_INTERVAL_S
+# (0: never). A retried job waits JOB_RETRY_BACKOFF_S, doubled at each attempt.
+JOB_LEASE_GRACE_S = float(os.environ.get("JOB_LEASE_GRACE_S", "10"))
+JOB_RECOVERY_INTERVAL_S = float(os.environ.get("JOB_RECOVERY_INTERVAL_S", "5"))
+JOB_RETRY_BACKOFF_S = float(os.environ.get("JOB_RETRY_BACKOFF_S", "2"))
+JOB_CANCEL_POLL_S = float(os.environ.get("JOB_CANCEL_POLL_S", "0.5"))
 
 # Largest request body the API accepts; bigger ones get 413 PayloadTooLarge.
 API_MAX_REQUEST_BYTES = int(os.environ.get("API_MAX_REQUEST_BYTES", str(8 * 1024 * 1024)))

@@ -10,6 +10,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from plugins.registry import PluginRegistry, reset_registry
+from plugins.runtime.limits import ExecutionLimits
 from plugins.runtime.tool_runner import ToolRunner
 from tests.plugins import sample_plugins
 
@@ -24,7 +25,7 @@ def _fresh_global_registry():
 
 @pytest.fixture
 def registry() -> PluginRegistry:
-    registry = PluginRegistry(record_metrics=True, default_timeout_s=5.0)
+    registry = PluginRegistry(record_metrics=True, defaults=ExecutionLimits(timeout_s=5.0))
     for cls in (
         sample_plugins.EchoPlugin,
         sample_plugins.DictEchoPlugin,

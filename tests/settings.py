@@ -18,3 +18,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 PLUGINS = []
 PLUGIN_DEFAULT_TIMEOUT_S = 5.0
 PLUGIN_METRICS_ENABLED = True
+# The test process itself recovers no leases in the background; tests that need
+# recovery call the service or start servers and workers that do.
+JOB_RECOVERY_INTERVAL_S = 0

@@ -56,10 +56,21 @@ class ErrorResponseSerializer(serializers.Serializer[Any]):
     detail = ErrorSerializer()
 
 
+class AttemptSerializer(serializers.Serializer[Any]):
+    attempt = serializers.IntegerField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField()
+    error = ErrorSerializer(allow_null=True)
+
+
 class JobSerializer(serializers.ModelSerializer[Job]):
     plugin = serializers.CharField(source="plugin_name")
     input = serializers.JSONField(source="input_payload")
     error = ErrorSerializer(source="public_error", allow_null=True)
+    attempts = AttemptSerializer(many=True, help_text="Earlier attempts that ended unfinished.")
+    next_attempt_at = serializers.DateTimeField(
+        allow_null=True, help_text="While PENDING for another attempt: when it may start."
+    )
     requested_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="username", read_only=True
     )
@@ -79,6 +90,10 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "started_at",
             "finished_at",
             "elapsed_ms",
+            "attempt",
+            "max_attempts",
+            "next_attempt_at",
+            "attempts",
         ]
         read_only_fields = fields
 

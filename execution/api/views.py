@@ -8,7 +8,8 @@ from django.db import DatabaseError, connection
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
-from rest_framework.exceptions import NotFound
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -23,7 +24,7 @@ from execution.api.serializers import (
     JobFilterSerializer,
     JobSerializer,
 )
-from execution.models import Job, JobStatus
+from execution.models import IllegalJobTransition, Job, JobStatus
 from execution.services import AnalysisExecutionService, JobExecutionService, JobNotFound
 from plugins.errors.drf import error_response
 from plugins.errors.error_envelope import ErrorType
@@ -46,12 +47,19 @@ COMMON_ERRORS = {
 REQUEST_ERRORS = {
     400: _error(
         "ValidationError, ParseError, PluginNotFound, PluginUnavailable, or an execution "
-        "failure: PluginExecutionError, OutputValidationError, PluginTimeout"
+        "failure: PluginExecutionError, OutputValidationError, PluginTimeout, PluginCrashed, "
+        "PluginResourceLimit, Cancelled"
     ),
     413: _error("PayloadTooLarge"),
     415: _error("UnsupportedMediaType: the body is not application/json"),
     **COMMON_ERRORS,
 }
+
+
+class JobConflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The job has already ended."
+    default_code = "conflict"
 
 
 def _validated(serializer_class: type[Any], data: Any) -> dict[str, Any]:
@@ -72,7 +80,7 @@ class AnalyzeExecutionView(APIView):
         data = _validated(ExecutionRequestSerializer, request.data)
         job = AnalysisExecutionService().execute(data["plugin"], data["payload"], request.user)
         headers = {"X-Job-Id": str(job.pk)}
-        if job.status == JobStatus.FAILED:
+        if job.status != JobStatus.SUCCESS:  # FAILED, or CANCELLED while it ran
             return Response(
                 {"detail": job.public_error}, status=status.HTTP_400_BAD_REQUEST, headers=headers
             )
@@ -121,6 +129,28 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @extend_schema(responses={200: JobSerializer, 404: _error("NotFound"), **COMMON_ERRORS})
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: JobSerializer,
+            404: _error("NotFound"),
+            409: _error("Conflict: the job is already SUCCESS, FAILED or CANCELLED"),
+            **COMMON_ERRORS,
+        },
+        summary="Cancel a pending or running job",
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        """A PENDING job never runs; a RUNNING one is stopped within about a second."""
+        try:
+            job = AnalysisExecutionService().cancel(pk, request.user)
+        except JobNotFound as exc:
+            raise NotFound("No such job.") from exc
+        except IllegalJobTransition as exc:
+            job = JobExecutionService().get_job(pk)
+            raise JobConflict(f"Job {job.pk} is already {job.status}.") from exc
+        return Response(JobSerializer(job).data)
 
     @extend_schema(
         request=ExecutionRequestSerializer,

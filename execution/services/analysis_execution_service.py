@@ -19,8 +19,12 @@ class AnalysisExecutionService:
         self._jobs = jobs if jobs is not None else JobExecutionService()
 
     def execute(self, plugin_name: str, payload: Any, user: Any = None) -> Job:
-        """Run now; the returned job is SUCCESS or FAILED."""
+        """Run now; the returned job is SUCCESS, FAILED or (cancelled meanwhile) CANCELLED."""
         return self._jobs.execute_now(plugin_name, payload, requested_by=user)
+
+    def cancel(self, job_id: Any, user: Any = None) -> Job:
+        """Cancel a job ``user`` may see; raises JobNotFound or IllegalJobTransition."""
+        return self._jobs.cancel_job(job_id, user)
 
     def submit(self, plugin_name: str, payload: Any, user: Any = None) -> Job:
         """Record a PENDING job and enqueue it once the job row is committed."""

@@ -2,20 +2,84 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import threading
+import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DatabaseError, transaction
+from django.utils import timezone
 
-from execution.models import Job
+from execution.metrics import JOB_CANCELLATIONS
+from execution.models import IllegalJobTransition, Job, JobStatus
 from execution.services.plugin_execution_service import PluginExecutionService
-from plugins.errors.error_envelope import ErrorEnvelope
+from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
 from plugins.registry import defer_metrics_persistence
+from plugins.runtime.control import StopReason
+
+logger = logging.getLogger(__name__)
+
+_release_requested = threading.Event()
+
+
+def release_running_jobs() -> None:
+    """Ask every job running in this process to stop now and go back to the queue.
+
+    For a worker that must stop at once (a second Ctrl-C or SIGTERM): its job is
+    handed back, not orphaned.
+    """
+    _release_requested.set()
+
+
+def new_lease_holder() -> str:
+    """Who holds a lease: this host and process, and a token unique to this claim."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
 class JobNotFound(Exception):
     """No job with that id (or not one the user may see)."""
+
+
+class JobWatch:
+    """Tells ToolRunner to stop a running job that was cancelled, taken over or handed back.
+
+    The row is the only channel: a cancel on one machine reaches the executor on
+    another through the database, read at most every ``JOB_CANCEL_POLL_S``.
+    """
+
+    def __init__(self, job: Job) -> None:
+        self._job = job
+        self._poll_s = settings.JOB_CANCEL_POLL_S
+        self._next_check = time.monotonic() + self._poll_s
+        self.reason: StopReason | None = None
+
+    def stop_reason(self) -> StopReason | None:
+        if self.reason is None:
+            self.reason = self._check()
+        return self.reason
+
+    def _check(self) -> StopReason | None:
+        if _release_requested.is_set():
+            return StopReason.RELEASED
+        if time.monotonic() < self._next_check:
+            return None
+        self._next_check = time.monotonic() + self._poll_s
+        try:
+            row = Job.objects.filter(pk=self._job.pk).values_list("status", "lease_holder").first()
+        except DatabaseError:
+            logger.warning("Could not check job %s for a cancel; it goes on", self._job.pk)
+            return None
+        if row is None or row[0] == JobStatus.CANCELLED:
+            return StopReason.CANCELLED
+        if row != (JobStatus.RUNNING, self._job.lease_holder):
+            return StopReason.RELEASED  # the lease was recovered by someone else
+        return None
 
 
 class JobExecutionService:
@@ -23,40 +87,78 @@ class JobExecutionService:
         self._plugins = plugins if plugins is not None else PluginExecutionService()
 
     def create_job(self, plugin_name: str, payload: Any, requested_by: Any = None) -> Job:
-        """Check the request, then record a PENDING job. Bad input records nothing."""
-        version = self._plugins.check_request(plugin_name, payload)
-        return Job.objects.create(
+        """Check the request, then record a PENDING job. Bad input records nothing.
+
+        If the plugin's own code failed while checking the input (its validator
+        timed out or crashed), the job is recorded as FAILED with that error.
+        """
+        admission = self._plugins.admit(plugin_name, payload)
+        job = Job.objects.create(
             plugin_name=plugin_name,
-            plugin_version=version,
+            plugin_version=admission.plugin_version,
             input_payload=payload,
             requested_by=requested_by,
+            max_attempts=admission.max_attempts,
         )
+        if admission.validated.failure is not None:
+            _, error = self._plugins.execute(plugin_name, admission.validated)
+            job.mark_failed(dict(error or admission.validated.failure))
+        return job
 
     def execute_now(self, plugin_name: str, payload: Any, requested_by: Any = None) -> Job:
         """Create a job claimed by this thread and run it here (the synchronous API).
 
-        Two commits per execution: the RUNNING job, then its outcome together
-        with the plugin's metrics.
+        The input is validated once, where the plugin runs, and exactly what was
+        validated is run. Two commits per execution: the RUNNING job, then its
+        outcome together with the plugin's metrics.
         """
-        version = self._plugins.check_request(plugin_name, payload)
+        admission = self._plugins.admit(plugin_name, payload)
         job = Job.objects.start_new(
             plugin_name=plugin_name,
-            plugin_version=version,
+            plugin_version=admission.plugin_version,
             input_payload=payload,
             requested_by=requested_by,
+            lease_holder=new_lease_holder(),
+            lease_expires_at=_lease_end(admission.time_limit_s),
         )
-        return self._execute_claimed(job)
+        return self._execute_claimed(job, admission.validated)
 
-    def run_job(self, job_id: uuid.UUID | str) -> Job:
+    def run_job(self, job_id: uuid.UUID | str, task_id: str = "") -> Job:
         """Claim a PENDING job and run it. A job someone else claimed is returned untouched."""
-        job = Job.objects.claim_for_run(job_id)
+        job = Job.objects.load_pending(job_id)
         if job is None:
             return self.get_job(job_id)
-        return self._execute_claimed(job)
+        lease_end = _lease_end(self._plugins.time_limit_s(job.plugin_name))
+        if not job.claim(
+            lease_holder=new_lease_holder(), lease_expires_at=lease_end, task_id=task_id
+        ):
+            return job
+        return self._execute_claimed(job, job.input_payload)
 
     def fail_job(self, job: Job, error: ErrorEnvelope) -> Job:
         """Mark a job that can never start (or never finish) as FAILED."""
         job.mark_failed(dict(error))
+        return job
+
+    def cancel_job(self, job_id: uuid.UUID | str, user: Any = None) -> Job:
+        """Cancel a PENDING or RUNNING job; raises IllegalJobTransition if it already ended.
+
+        A PENDING job never runs; a RUNNING one is stopped by whoever runs it.
+        """
+        job = self.get_job(job_id, user=user)
+        previous = job.status
+        who = getattr(user, "get_username", lambda: "")() or "the system"
+        job.cancel(
+            dict(
+                build_error_envelope(
+                    ErrorType.CANCELLED,
+                    f"Cancelled by {who}",
+                    details={"cancelled_by": who, "status_before": previous},
+                    plugin=job.plugin_name,
+                )
+            )
+        )
+        JOB_CANCELLATIONS.labels(status=previous).inc()
         return job
 
     def get_job(self, job_id: uuid.UUID | str, user: Any = None) -> Job:
@@ -67,15 +169,54 @@ class JobExecutionService:
         except (Job.DoesNotExist, ValueError, ValidationError) as exc:
             raise JobNotFound(f"No job {job_id}") from exc
 
-    def _execute_claimed(self, job: Job) -> Job:
+    def requeue_job(self, job: Job, error: ErrorEnvelope, *, retry: bool) -> None:
+        """Put a RUNNING job back in the queue, with a task to run it at its next attempt.
+
+        ``retry``: its attempt failed and the next waits an exponential backoff;
+        otherwise it was handed back unfinished and may start again at once.
+        """
+        from execution.tasks import run_job_task
+
+        delay_s = settings.JOB_RETRY_BACKOFF_S * 2 ** (job.attempt - 1) if retry else 0.0
+        next_attempt_at = timezone.now() + timedelta(seconds=delay_s)
+        with transaction.atomic():
+            job.requeue(dict(error), next_attempt_at=next_attempt_at, retry=retry)
+            run_job_task.using(run_after=next_attempt_at).enqueue(str(job.pk))
+
+    def _execute_claimed(self, job: Job, payload: Any) -> Job:
+        watch = JobWatch(job)
         # The outcome and the plugin's metrics are committed together: one commit
         # per finished execution instead of two.
         with defer_metrics_persistence() as pending_metrics:
-            result, error = self._plugins.execute(job.plugin_name, job.input_payload)
-            with transaction.atomic():
-                if error is None:
-                    job.mark_succeeded(result or {})
-                else:
-                    job.mark_failed(dict(error))
-                pending_metrics.flush()
+            result, error = self._plugins.execute(job.plugin_name, payload, control=watch)
+            try:
+                with transaction.atomic():
+                    self._record_outcome(job, result, error, watch.reason)
+                    pending_metrics.flush()
+            except IllegalJobTransition:
+                # Cancelled, or recovered by someone else after our lease ran out:
+                # the row already says what happened; our outcome is dropped.
+                logger.warning("Job %s changed while it ran; its outcome was dropped", job.pk)
+                job.refresh_from_db()
         return job
+
+    def _record_outcome(
+        self,
+        job: Job,
+        result: dict[str, Any] | None,
+        error: ErrorEnvelope | None,
+        stopped: StopReason | None,
+    ) -> None:
+        if stopped is StopReason.CANCELLED:
+            job.refresh_from_db()
+            return
+        if error is None:
+            job.mark_succeeded(result or {})
+        elif stopped is StopReason.RELEASED and _release_requested.is_set():
+            self.requeue_job(job, error, retry=False)
+        else:
+            job.mark_failed(dict(error))
+
+
+def _lease_end(time_limit_s: float) -> Any:
+    return timezone.now() + timedelta(seconds=time_limit_s + settings.JOB_LEASE_GRACE_S)

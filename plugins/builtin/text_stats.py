@@ -11,8 +11,17 @@ from pydantic import BaseModel, Field
 from plugins.contract import Plugin
 
 APOSTROPHES = "'\u2019"
-WORD = re.compile(rf"[^\W\d_]+(?:[{APOSTROPHES}][^\W\d_]+)*|\d+(?:[.,]\d+)*")
-SENTENCE_END = re.compile(r"[.!?…]+(?=\s|$)")
+SENTENCE_MARKS = ".!?…"
+# Both patterns must stay linear on any text up to the 1,000,000-character limit: a regex
+# runs in C holding the GIL, so the plugin's time limit cannot interrupt a slow one.
+# Possessive quantifiers (++, *+) never give characters back. Nothing follows either
+# alternative, so backtracking could not change a match anyway; forbidding it makes that
+# explicit and spares the engine its backtracking bookkeeping.
+WORD = re.compile(rf"[^\W\d_]++(?:[{APOSTROPHES}][^\W\d_]++)*+|\d++(?:[.,]\d++)*+")
+# A run of marks followed by whitespace or the end closes a sentence. The lookbehind starts a
+# match only at the first mark of a run: without it "." * n + "x" retried every suffix of the
+# run, O(n²) steps (hours at the size limit).
+SENTENCE_END = re.compile(rf"(?<![{SENTENCE_MARKS}])[{SENTENCE_MARKS}]++(?=\s|$)")
 
 # Frequent English function words: counting them as "terms" says nothing.
 STOP_WORDS = frozenset(
@@ -58,7 +67,7 @@ class TextStatsPlugin(Plugin):
     def run(self, payload: TextStatsInput) -> TextStatsOutput:
         words = WORD.findall(payload.text)
         sentences = len(SENTENCE_END.findall(payload.text))
-        if words and not payload.text.rstrip().endswith((".", "!", "?", "…")):
+        if words and not payload.text.rstrip().endswith(tuple(SENTENCE_MARKS)):
             sentences += 1  # a last sentence without final punctuation still counts
         terms = Counter(
             word.lower()

@@ -1,27 +1,35 @@
 from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
 from plugins.errors.exceptions import (
+    ExecutionCancelledError,
     GovernedExecutionError,
     InputValidationError,
     OutputValidationError,
     PluginContractError,
+    PluginCrashedError,
     PluginExecutionError,
     PluginNotFoundError,
+    PluginResourceLimitError,
     PluginTimeoutError,
     PluginUnavailableError,
     UngovernedExecutionError,
+    WorkerLostError,
 )
 
 __all__ = [
     "ErrorEnvelope",
     "ErrorType",
+    "ExecutionCancelledError",
     "GovernedExecutionError",
     "InputValidationError",
     "OutputValidationError",
     "PluginContractError",
+    "PluginCrashedError",
     "PluginExecutionError",
     "PluginNotFoundError",
+    "PluginResourceLimitError",
     "PluginTimeoutError",
     "PluginUnavailableError",
     "UngovernedExecutionError",
+    "WorkerLostError",
     "build_error_envelope",
 ]

@@ -6,6 +6,7 @@ ToolRunner returns it as ``error``; the API returns its ``error`` part under
 
 from __future__ import annotations
 
+import json
 import traceback as traceback_module
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -21,6 +22,11 @@ class ErrorType(StrEnum):
     PLUGIN_EXECUTION_ERROR = "PluginExecutionError"
     OUTPUT_VALIDATION_ERROR = "OutputValidationError"
     PLUGIN_TIMEOUT = "PluginTimeout"
+    PLUGIN_CRASHED = "PluginCrashed"
+    PLUGIN_RESOURCE_LIMIT = "PluginResourceLimit"
+    WORKER_LOST = "WorkerLost"
+    CANCELLED = "Cancelled"
+    CONFLICT = "Conflict"
     PARSE_ERROR = "ParseError"
     AUTHENTICATION_FAILED = "AuthenticationFailed"
     PERMISSION_DENIED = "PermissionDenied"
@@ -62,7 +68,7 @@ def build_error_envelope(
         "error": {
             "type": str(error_type),
             "message": message,
-            "details": details if details is not None else {},
+            "details": json_safe(details) if details is not None else {},
             "plugin": plugin,
             "timestamp": datetime.now(UTC).isoformat(),
         }
@@ -72,3 +78,16 @@ def build_error_envelope(
             "traceback": "".join(traceback_module.format_exception(exc)),
         }
     return envelope
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` if it is plain JSON data, else a copy with anything else as its ``repr``.
+
+    Details can come from plugin code; the envelope must always be storable and sendable.
+    """
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        text = json.dumps(value, default=repr, skipkeys=True)
+        return json.loads(text, parse_constant=str)  # NaN and Infinity become strings
+    return value

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plugins.errors.error_envelope import ErrorType
+from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
 
 
 class GovernedExecutionError(Exception):
@@ -21,6 +21,11 @@ class GovernedExecutionError(Exception):
         self.message = message
         self.details = details if details is not None else {}
         self.plugin = plugin
+
+    def to_envelope(self, plugin: str | None) -> ErrorEnvelope:
+        return build_error_envelope(
+            self.error_type, self.message, details=self.details, plugin=plugin, exc=self
+        )
 
 
 class PluginContractError(Exception):
@@ -53,3 +58,66 @@ class OutputValidationError(GovernedExecutionError):
 
 class PluginTimeoutError(GovernedExecutionError):
     error_type = ErrorType.PLUGIN_TIMEOUT
+
+
+class PluginCrashedError(GovernedExecutionError):
+    """The process running the plugin died: any exit code, a signal, the OOM killer."""
+
+    error_type = ErrorType.PLUGIN_CRASHED
+
+
+class PluginResourceLimitError(GovernedExecutionError):
+    """The plugin went past a resource limit other than time (memory)."""
+
+    error_type = ErrorType.PLUGIN_RESOURCE_LIMIT
+
+
+class ExecutionCancelledError(GovernedExecutionError):
+    """Somebody cancelled the job; the plugin was stopped."""
+
+    error_type = ErrorType.CANCELLED
+
+
+class WorkerLostError(GovernedExecutionError):
+    """The process running the execution went away (or is handing it back) before it ended."""
+
+    error_type = ErrorType.WORKER_LOST
+
+
+class ReportedExecutionError(GovernedExecutionError):
+    """A failure already turned into an envelope elsewhere (in a plugin's child process)."""
+
+    def __init__(self, envelope: ErrorEnvelope) -> None:
+        error = envelope["error"]
+        super().__init__(error["message"], details=error["details"], plugin=error["plugin"])
+        self.envelope = envelope
+
+    def to_envelope(self, plugin: str | None) -> ErrorEnvelope:
+        error: Any = {**self.envelope["error"], "plugin": plugin}
+        reported: ErrorEnvelope = {"error": error}
+        if "_internal" in self.envelope:
+            reported["_internal"] = self.envelope["_internal"]
+        return reported
+
+
+def envelope_for(exc: BaseException, plugin: str | None) -> ErrorEnvelope:
+    """The envelope of any exception met while executing a plugin.
+
+    A governed error keeps its type and message. Anything else is the plugin's
+    fault and is reported by class name only, since messages can carry secrets
+    (the traceback, kept under ``_internal``, has it all).
+    """
+    if isinstance(exc, GovernedExecutionError):
+        return exc.to_envelope(plugin)
+    kind = type(exc).__name__
+    if isinstance(exc, Exception):
+        message = f"Plugin {plugin!r} failed with {kind}"
+    else:  # SystemExit, KeyboardInterrupt raised by the plugin itself
+        message = f"Plugin stopped with {kind}"
+    return build_error_envelope(
+        ErrorType.PLUGIN_EXECUTION_ERROR,
+        message,
+        details={"exception": kind},
+        plugin=plugin,
+        exc=exc,
+    )

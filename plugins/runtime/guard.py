@@ -1,14 +1,17 @@
 """The runtime guard: a plugin's ``run`` only works inside ``ToolRunner.run``.
 
-ToolRunner builds a fresh ``contextvars.Context`` per execution in which the
-executing plugin is authorised, and runs the plugin inside that context (in
-whichever thread enforces the time limit). Nothing outside that context, and no
-other execution, sees the authorisation.
+ToolRunner authorises exactly one plugin instance for the duration of one
+execution, in the context (thread or child process) where that execution runs.
+Nothing outside that context, and no other execution, sees the authorisation:
+a context variable does not leak to other threads, and a child process only
+ever authorises the plugin it is running.
 """
 
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from plugins.errors.exceptions import UngovernedExecutionError
@@ -18,11 +21,12 @@ _authorised_plugin: contextvars.ContextVar[object | None] = contextvars.ContextV
 )
 
 
-def governed_context(plugin: object) -> contextvars.Context:
-    """A copy of the current context in which ``plugin`` may run, and nothing else."""
+@contextmanager
+def authorised(plugin: object) -> Iterator[None]:
+    """Let ``plugin`` (and nothing else) run in this context until the block ends."""
     token = _authorised_plugin.set(plugin)
     try:
-        return contextvars.copy_context()
+        yield
     finally:
         _authorised_plugin.reset(token)
 

@@ -1,10 +1,12 @@
-"""Run one call in a reusable daemon thread and wait for it at most ``timeout_s``.
+"""Thread isolation: run one call in a reusable daemon thread, waiting at most ``timeout_s``.
 
-Python cannot kill a thread. When a call overruns, the caller stops waiting and
+This is the opt-in mode for trusted, latency-critical plugins. Python cannot kill
+a thread: when a call overruns (or is cancelled), the caller stops waiting and
 the thread is *abandoned*: it finishes the call in the background, its result is
 thrown away, and only then does it become reusable. A fresh thread serves the
 next call meanwhile, so one hung plugin never blocks the others; the number of
-abandoned threads is exported as a metric.
+abandoned threads is exported as a metric. Process isolation has none of these
+limits (plugins/runtime/process_pool.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from plugins.errors.exceptions import PluginExecutionError, PluginTimeoutError
+from plugins.errors.exceptions import PluginExecutionError
+from plugins.runtime.control import ExecutionControl, wait_until_done
 
 MAX_IDLE_THREADS = 8
 
@@ -88,29 +91,32 @@ class ExecutionThreads:
 
     def call(
         self,
-        context: contextvars.Context,
         func: Callable[..., Any],
         *args: Any,
-        timeout_s: float | None,
+        timeout_s: float,
+        control: ExecutionControl | None = None,
     ) -> Any:
-        """Run ``context.run(func, *args)`` in a pool thread, waiting at most ``timeout_s``."""
-        call = _Call(context, func, args)
+        """Run ``func(*args)`` in a pool thread, in a context of its own.
+
+        Waits at most ``timeout_s`` (PluginTimeoutError) and stops waiting when
+        ``control`` says so; either way the thread is abandoned.
+        """
+        call = _Call(contextvars.Context(), func, args)
         with self._lock:
             worker = self._idle.pop() if self._idle else None
         if worker is None:
             worker = _Worker(self)
         worker.submit(call)
-        if not call.done.wait(timeout_s):
+        try:
+            wait_until_done(call.done.wait, timeout_s=timeout_s, control=control)
+        except Exception:
             with call.lock:
                 if not call.finished:
                     call.abandoned = True
             if call.abandoned:
                 with self._lock:
                     self._abandoned += 1
-                raise PluginTimeoutError(
-                    f"Execution exceeded its time limit of {timeout_s:g} s",
-                    details={"timeout_s": timeout_s},
-                )
+                raise
             call.done.wait()
         if isinstance(call.error, Exception):
             raise call.error

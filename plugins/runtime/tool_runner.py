@@ -1,22 +1,49 @@
 """ToolRunner: the only code that calls a plugin's ``run``.
 
-Every execution goes through :meth:`ToolRunner.run`, which validates the input,
-runs the plugin under the runtime guard and a time limit, validates the output,
-turns any failure into an error envelope and, in ``finally``, records metrics.
+Every execution goes through :meth:`ToolRunner.run`, which looks the plugin up,
+hands the execution to the plugin's isolation (a pooled child process by default,
+a pool thread for trusted plugins), turns any failure into an error envelope
+and, in ``finally``, records metrics. Where the plugin runs, its own code runs
+under its limits: input validation (its validators are plugin code too), ``run``
+under the runtime guard, and output validation with the result size bound.
+
+The second half of this module is what runs there; the child process executes
+:func:`run_in_child` and :func:`validate_in_child`.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import json
 import logging
+import pickle
+import resource
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
-from plugins.errors.exceptions import GovernedExecutionError
-from plugins.metrics import METRICS_FAILURES
+from pydantic import BaseModel
+
+from plugins.contract import Plugin
+from plugins.errors.error_envelope import ErrorEnvelope, ErrorType
+from plugins.errors.exceptions import (
+    InputValidationError,
+    PluginExecutionError,
+    PluginResourceLimitError,
+    PluginUnavailableError,
+    ReportedExecutionError,
+    envelope_for,
+)
+from plugins.metrics import METRICS_FAILURES, count_containment
 from plugins.models import PluginState
 from plugins.registry import PluginRegistry, get_registry
-from plugins.runtime.guard import governed_context
+from plugins.runtime.control import ExecutionControl
+from plugins.runtime.guard import authorised
+from plugins.runtime.limits import ExecutionLimits, Isolation
+from plugins.runtime.process_pool import PluginRef, ProcessIsolation, plugin_ref
 from plugins.runtime.time_limit import ExecutionThreads, execution_threads
 from plugins.validation.input_validator import validate_input
 from plugins.validation.output_validator import validate_output
@@ -24,6 +51,24 @@ from plugins.validation.output_validator import validate_output
 logger = logging.getLogger(__name__)
 
 ExecutionResult = tuple[dict[str, Any] | None, ErrorEnvelope | None]
+ChildOutcome = tuple[bool, Any]
+"""What a child sends back: (True, data) or (False, error envelope); plain data only."""
+
+
+@dataclass(frozen=True)
+class ValidatedInput:
+    """A payload that a plugin's ``Input`` model accepted, to be run exactly as validated.
+
+    Made by :meth:`ToolRunner.validate`. In process isolation it holds the
+    validated model pickled by the child that validated it; only another child
+    unpickles it, never the caller. ``failure`` is set when validating could not
+    finish (the plugin's validator timed out, crashed, ...): running it reports that.
+    """
+
+    plugin: Plugin
+    model: BaseModel | None = None
+    pickled: bytes | None = None
+    failure: ErrorEnvelope | None = None
 
 
 class ToolRunner:
@@ -37,44 +82,33 @@ class ToolRunner:
         self,
         registry: PluginRegistry | None = None,
         threads: ExecutionThreads | None = None,
+        processes: ProcessIsolation | None = None,
     ) -> None:
         self._registry = registry if registry is not None else get_registry()
         self._threads = threads if threads is not None else execution_threads
+        self._processes = processes if processes is not None else process_isolation()
 
-    def run(self, plugin_name: str, payload: Any) -> ExecutionResult:
+    def run(
+        self, plugin_name: str, payload: Any, *, control: ExecutionControl | None = None
+    ) -> ExecutionResult:
+        """Execute ``plugin_name`` on ``payload`` (raw data or a :class:`ValidatedInput`).
+
+        ``control`` is asked while the plugin runs whether to stop it early.
+        """
         started = time.perf_counter()
         state: str = PluginState.UNAVAILABLE
         result: dict[str, Any] | None = None
         error: ErrorEnvelope | None = None
+        isolation: Isolation | None = None
         try:
             entry = self._registry.get_entry(plugin_name)
             state = entry.state
             plugin = self._registry.available(entry)
-            validated = validate_input(plugin, payload)
-            output = self._threads.call(
-                governed_context(plugin),
-                plugin.run,
-                validated,
-                timeout_s=self._registry.timeout_for(plugin),
-            )
-            result = validate_output(plugin, output)
-        except GovernedExecutionError as exc:
-            error = build_error_envelope(
-                exc.error_type,
-                exc.message,
-                details=exc.details,
-                plugin=_label(plugin_name),
-                exc=exc,
-            )
+            limits = self._registry.limits_for(plugin)
+            isolation = limits.isolation
+            result = json.loads(self._execute(plugin, payload, limits, control))
         except Exception as exc:
-            # The plugin's own message may carry internals; it stays in the traceback.
-            error = build_error_envelope(
-                ErrorType.PLUGIN_EXECUTION_ERROR,
-                f"Plugin {_label(plugin_name)!r} failed with {type(exc).__name__}",
-                details={"exception": type(exc).__name__},
-                plugin=_label(plugin_name),
-                exc=exc,
-            )
+            error = envelope_for(exc, _label(plugin_name))
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             try:
@@ -85,12 +119,232 @@ class ToolRunner:
                     error is not None,
                     outcome=error["error"]["type"] if error is not None else "success",
                 )
+                if error is not None and isolation is not None:
+                    count_containment(
+                        _label(plugin_name), dict(error), isolation is Isolation.PROCESS
+                    )
             except Exception:
                 METRICS_FAILURES.inc()
                 logger.exception("Recording metrics for plugin %r failed", _label(plugin_name))
         return result, error
 
+    def validate(self, plugin_name: str, payload: Any) -> ValidatedInput:
+        """Validate ``payload`` where the plugin runs, under its limits, without running it.
+
+        Raises PluginNotFound, PluginUnavailable or InputValidationError: the
+        request is refused and nothing is recorded. A failure of the plugin's own
+        code while validating is not the client's: it is kept in the result and
+        reported when it is run.
+        """
+        plugin = self._registry.get_plugin(plugin_name)
+        limits = self._registry.limits_for(plugin)
+        try:
+            if limits.isolation is Isolation.THREAD:
+                model = self._threads.call(
+                    validate_input, plugin, payload, timeout_s=limits.timeout_s
+                )
+                return ValidatedInput(plugin, model=model)
+            outcome = self._processes.call(
+                validate_in_child,
+                plugin_ref(type(plugin)),
+                payload,
+                limits.max_memory_mb,
+                timeout_s=limits.timeout_s,
+            )
+            return ValidatedInput(plugin, pickled=_unwrap(outcome))
+        except InputValidationError:
+            raise
+        except ReportedExecutionError as exc:
+            if exc.envelope["error"]["type"] == ErrorType.VALIDATION_ERROR:
+                raise InputValidationError(
+                    exc.message, details=exc.details, plugin=plugin.name
+                ) from exc
+            return ValidatedInput(plugin, failure=exc.to_envelope(plugin.name))
+        except Exception as exc:
+            return ValidatedInput(plugin, failure=envelope_for(exc, plugin.name))
+
+    def _execute(
+        self,
+        plugin: Plugin,
+        payload: Any,
+        limits: ExecutionLimits,
+        control: ExecutionControl | None,
+    ) -> bytes:
+        validated: ValidatedInput | None = None
+        if isinstance(payload, ValidatedInput):
+            validated, payload = payload, None
+            if validated.plugin is not plugin:
+                raise PluginExecutionError("The input was validated for another plugin")
+            if validated.failure is not None:
+                raise ReportedExecutionError(validated.failure)
+        if limits.isolation is Isolation.THREAD:
+            return self._threads.call(
+                run_in_thread,
+                plugin,
+                payload,
+                validated.model if validated else None,
+                limits.max_result_bytes,
+                timeout_s=limits.timeout_s,
+                control=control,
+            )
+        outcome = self._processes.call(
+            run_in_child,
+            plugin_ref(type(plugin)),
+            payload,
+            validated.pickled if validated else None,
+            limits.max_memory_mb,
+            limits.max_result_bytes,
+            timeout_s=limits.timeout_s,
+            control=control,
+        )
+        return _unwrap(outcome)
+
+
+def _unwrap(outcome: ChildOutcome) -> Any:
+    succeeded, data = outcome
+    if not succeeded:
+        raise ReportedExecutionError(data)
+    return data
+
 
 def _label(plugin_name: object) -> str:
     text = plugin_name if isinstance(plugin_name, str) else repr(plugin_name)
     return text[:100]
+
+
+_process_isolation: ProcessIsolation | None = None
+
+
+def process_isolation() -> ProcessIsolation:
+    """The process-wide pool of plugin child processes, configured from settings."""
+    global _process_isolation
+    if _process_isolation is None:
+        from django.conf import settings
+
+        _process_isolation = ProcessIsolation(
+            size=settings.PLUGIN_PROCESS_POOL_SIZE,
+            max_tasks_per_child=settings.PLUGIN_MAX_TASKS_PER_CHILD,
+            kill_grace_s=settings.PLUGIN_KILL_GRACE_S,
+        )
+    return _process_isolation
+
+
+# What runs where the plugin is isolated --------------------------------------------
+
+
+def _call_plugin(plugin: Plugin, validated: BaseModel, max_result_bytes: int) -> bytes:
+    with authorised(plugin):
+        output = plugin.run(validated)
+    return validate_output(plugin, output, max_result_bytes)
+
+
+def run_in_thread(
+    plugin: Plugin, payload: Any, validated: BaseModel | None, max_result_bytes: int
+) -> bytes:
+    """One execution in a pool thread of the caller (thread isolation)."""
+    if validated is None:
+        validated = validate_input(plugin, payload)
+    return _call_plugin(plugin, validated, max_result_bytes)
+
+
+def run_in_child(
+    ref: PluginRef,
+    payload: Any,
+    pickled_input: bytes | None,
+    max_memory_mb: int | None,
+    max_result_bytes: int,
+) -> ChildOutcome:
+    """One execution in a child process: validate (unless done already), run, check the output."""
+    try:
+        plugin = _child_plugin(ref)
+        with memory_limit(max_memory_mb):
+            if pickled_input is not None:
+                validated = pickle.loads(pickled_input)  # made by validate_in_child
+            else:
+                validated = validate_input(plugin, payload)
+            return True, _call_plugin(plugin, validated, max_result_bytes)
+    except BaseException as exc:
+        return False, _child_failure(exc, ref, max_memory_mb)
+
+
+def validate_in_child(ref: PluginRef, payload: Any, max_memory_mb: int | None) -> ChildOutcome:
+    """Validate a payload in a child process; the model comes back pickled, for a later run."""
+    try:
+        plugin = _child_plugin(ref)
+        with memory_limit(max_memory_mb):
+            validated = validate_input(plugin, payload)
+            try:
+                return True, pickle.dumps(validated, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                raise PluginExecutionError(
+                    "The validated input cannot be passed to the plugin's process",
+                    details={"exception": type(exc).__name__},
+                ) from exc
+    except BaseException as exc:
+        return False, _child_failure(exc, ref, max_memory_mb)
+
+
+def _child_failure(exc: BaseException, ref: PluginRef, max_memory_mb: int | None) -> ErrorEnvelope:
+    name = getattr(_child_plugins.get(ref), "name", ref[1])
+    if isinstance(exc, MemoryError) and max_memory_mb is not None:
+        exc = PluginResourceLimitError(
+            f"Plugin {name!r} went past its memory limit of {max_memory_mb} MB",
+            details={"max_memory_mb": max_memory_mb},
+        )
+    return envelope_for(exc, name)
+
+
+_child_plugins: dict[PluginRef, Plugin] = {}
+
+
+def _child_plugin(ref: PluginRef) -> Plugin:
+    """This child's own instance of the plugin class, made on first use and kept."""
+    plugin = _child_plugins.get(ref)
+    if plugin is None:
+        module, qualname = ref
+        try:
+            plugin_class: Any = functools.reduce(
+                getattr, qualname.split("."), importlib.import_module(module)
+            )
+            plugin = plugin_class()
+        except Exception as exc:
+            raise PluginUnavailableError(
+                f"Plugin {module}.{qualname} cannot be loaded in its process: "
+                f"{type(exc).__name__}: {exc}",
+                details={"reason": f"{type(exc).__name__}: {exc}"},
+            ) from exc
+        _child_plugins[ref] = plugin
+    return plugin
+
+
+@contextmanager
+def memory_limit(max_memory_mb: int | None) -> Iterator[None]:
+    """Let this process grow by at most ``max_memory_mb`` of address space in the block.
+
+    Past it, allocations fail: Python raises MemoryError (a C library may abort,
+    which the parent reports as a crash).
+    """
+    if max_memory_mb is None:
+        yield
+        return
+    in_use = _address_space_bytes()
+    if in_use is None:  # no /proc: not Linux, where the limit is not enforced anyway
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = in_use + max_memory_mb * 1024 * 1024
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _address_space_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[0]) * resource.getpagesize()
+    except OSError:
+        return None

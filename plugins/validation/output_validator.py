@@ -13,12 +13,13 @@ from plugins.errors.exceptions import OutputValidationError
 from plugins.validation.input_validator import describe_validation_errors
 
 
-def validate_output(plugin: Plugin, output: Any) -> dict[str, Any]:
-    """Return the plugin's output as a JSON-safe dict or raise OutputValidationError.
+def validate_output(plugin: Plugin, output: Any, max_bytes: int | None = None) -> bytes:
+    """Return the plugin's output as JSON, or raise OutputValidationError.
 
     A plugin may return an instance of its ``Output`` model or a dict that
     validates against it; anything else (``None``, another type, another model)
-    is a broken plugin, not a client error.
+    is a broken plugin, not a client error. So is a result whose JSON is larger
+    than ``max_bytes``: it would be stored on the job and sent to clients.
     """
     if isinstance(output, plugin.Output):
         model = output
@@ -36,12 +37,19 @@ def validate_output(plugin: Plugin, output: Any) -> dict[str, Any]:
             f"Plugin {plugin.name!r} returned {kind}; expected {plugin.Output.__name__} or a dict",
             details={"returned_type": kind},
         )
-    return _as_json(model)
+    encoded = _as_json(model)
+    if max_bytes is not None and len(encoded) > max_bytes:
+        raise OutputValidationError(
+            f"Plugin {plugin.name!r} returned a result of {len(encoded)} bytes; "
+            f"the limit is {max_bytes}",
+            details={"result_bytes": len(encoded), "max_result_bytes": max_bytes},
+        )
+    return encoded
 
 
-def _as_json(model: BaseModel) -> dict[str, Any]:
+def _as_json(model: BaseModel) -> bytes:
     try:
-        return model.model_dump(mode="json")
+        return model.__pydantic_serializer__.to_json(model)
     except (PydanticSerializationError, ValueError, TypeError) as exc:
         raise OutputValidationError(
             "Plugin output cannot be serialised to JSON", details={"reason": str(exc)}

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from django_tasks import TaskContext
 from django_tasks_db.models import DBTaskResult
 from rest_framework.test import APIClient
 
@@ -112,7 +113,9 @@ def test_two_processes_racing_for_the_same_jobs_run_each_exactly_once(user):
 
 
 def test_the_task_reports_a_missing_job_without_failing():
-    assert run_job_task.call("00000000-0000-0000-0000-000000000000") == "MISSING"
+    missing = "00000000-0000-0000-0000-000000000000"
+    context = TaskContext(task_result=run_job_task.enqueue(missing))
+    assert run_job_task.call(context, missing) == "MISSING"
 
 
 def test_full_flow_from_http_to_metrics(api_client):

@@ -49,7 +49,7 @@ def test_analysis_service_calls_only_the_job_service(user):
 def test_job_service_reaches_plugins_only_through_the_plugin_service():
     plugins = Recorder(PluginExecutionService())
     job = JobExecutionService(plugins=cast(Any, plugins)).execute_now("echo", {"message": "x"})
-    assert plugins.calls == ["check_request", "execute"]
+    assert plugins.calls == ["admit", "execute"]
     assert job.result == {"echoed": "x"}
 
 
@@ -57,9 +57,9 @@ def test_plugin_service_delegates_execution_to_toolrunner(monkeypatch):
     calls = []
     original = ToolRunner.run
 
-    def spy(self, plugin_name, payload):
+    def spy(self, plugin_name, payload, **kwargs):
         calls.append((plugin_name, payload))
-        return original(self, plugin_name, payload)
+        return original(self, plugin_name, payload, **kwargs)
 
     monkeypatch.setattr(ToolRunner, "run", spy)
     result, error = PluginExecutionService().execute("echo", {"message": "x"})

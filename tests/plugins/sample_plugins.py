@@ -3,11 +3,16 @@
 The misbehaving ones break their declared return type on purpose (type: ignore[override]).
 """
 
+import contextlib
+import ctypes
+import os
+import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from plugins.contract import Plugin
 
@@ -117,3 +122,145 @@ class ImpostorEchoPlugin(EchoPlugin):
     """Claims a name another plugin already holds."""
 
     name = "echo"
+
+
+# Plugins that misbehave the way real ones do: they must not hurt the caller ------------
+
+
+class CrashingPlugin(EchoPlugin):
+    """Ends its own process with the exit code given as ``repeat``."""
+
+    name = "crashing"
+
+    def run(self, payload: EchoInput) -> EchoOutput:
+        os._exit(payload.repeat)
+
+
+class SegfaultingPlugin(EchoPlugin):
+    name = "segfaulting"
+
+    def run(self, payload: EchoInput) -> EchoOutput:
+        ctypes.string_at(0)
+        return EchoOutput(echoed="unreachable")
+
+
+class SpinningPlugin(EchoPlugin):
+    """A busy loop that never returns; ``message`` may name a file to write its pid to."""
+
+    name = "spinning"
+    timeout_s: ClassVar[float | None] = 0.5
+
+    def run(self, payload: EchoInput) -> EchoOutput:
+        _write_pid(payload.message)
+        while True:
+            pass
+
+
+class SpawningPlugin(EchoPlugin):
+    """Starts a long-lived process, writes its pid to the file named by ``message``, then spins."""
+
+    name = "spawning"
+    timeout_s: ClassVar[float | None] = 0.5
+
+    def run(self, payload: EchoInput) -> EchoOutput:
+        child = subprocess.Popen(["sleep", "300"])
+        Path(payload.message).write_text(f"{os.getpid()} {child.pid}")
+        while True:
+            pass
+
+
+class MemoryHogPlugin(EchoPlugin):
+    """Allocates ``repeat`` MiB at once."""
+
+    name = "memory_hog"
+    max_memory_mb: ClassVar[int | None] = 256
+
+    def run(self, payload: EchoInput) -> EchoOutput:
+        hoard = bytearray(payload.repeat * 1024 * 1024)
+        return EchoOutput(echoed=str(len(hoard)))
+
+
+class HugeResultPlugin(EchoPlugin):
+    """Returns ``repeat`` KiB of text."""
+
+    name = "huge_result"
+
+    def run(self, payload: EchoInput) -> EchoOutput:
+        return EchoOutput(echoed="x" * (payload.repeat * 1024))
+
+
+class SlowValidationInput(EchoInput):
+    @field_validator("message")
+    @classmethod
+    def takes_its_time(cls, value: str) -> str:
+        time.sleep(float(value))
+        return value
+
+
+class SlowValidatorPlugin(EchoPlugin):
+    """Its validator sleeps ``message`` seconds: validation is plugin code, under the limit."""
+
+    name = "slow_validator"
+    Input = SlowValidationInput
+    timeout_s: ClassVar[float | None] = 0.3
+
+
+class SleepingPlugin(EchoPlugin):
+    """Sleeps ``repeat`` milliseconds; ``message`` may name a file to write its pid to."""
+
+    name = "sleeping"
+
+    def run(self, payload: EchoInput) -> EchoOutput:
+        _write_pid(payload.message)
+        time.sleep(payload.repeat / 1000)
+        return EchoOutput(echoed=f"slept {payload.repeat} ms")
+
+
+class RetriedSleepingPlugin(SleepingPlugin):
+    name = "retried_sleeping"
+    max_attempts = 3
+
+
+def _write_pid(path: str) -> None:
+    if path.startswith("/"):
+        Path(path).write_text(str(os.getpid()))
+
+
+class ProcessInfoPlugin(NoOpPlugin):
+    """Reports where it runs: pid, how often this instance ran, when its module was imported."""
+
+    name = "process_info"
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    def run(self, payload: BaseModel) -> dict[str, object]:
+        self.runs += 1
+        fds = {}
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        return {
+            "pid": os.getpid(),
+            "runs": self.runs,
+            "module_imported_at": MODULE_IMPORTED_AT,
+            "open_files": sorted(fds.values()),
+        }
+
+    class Output(BaseModel):
+        pid: int
+        runs: int
+        module_imported_at: float
+        open_files: list[str]
+
+
+class SneakyPlugin(EchoPlugin):
+    """Tries to run another plugin directly, from inside its own run."""
+
+    name = "sneaky"
+
+    def run(self, payload: EchoInput) -> EchoOutput:
+        return EchoPlugin().run(payload)  # governance: allow[GOV001] tests the guard in a child
+
+
+MODULE_IMPORTED_AT = time.time()

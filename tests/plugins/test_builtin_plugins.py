@@ -1,11 +1,16 @@
 import base64
 import io
+import itertools
+import random
+import re
+import string
+import time
 
 import pytest
 from PIL import Image
 
 from plugins.builtin.image_metadata import ImageMetadataPlugin
-from plugins.builtin.text_stats import TextStatsPlugin
+from plugins.builtin.text_stats import SENTENCE_END, WORD, TextStatsPlugin
 from plugins.testing import run_plugin
 
 TEXT = (
@@ -54,6 +59,124 @@ def test_text_stats_rejects_bad_input(payload):
     result, error = run_plugin(TextStatsPlugin, payload)
     assert result is None
     assert error["error"]["type"] == "ValidationError"
+
+
+# Linear cost at the size limit, measured on a developer machine through run_plugin (process
+# round trip included): 0.05-0.4 s per input, the slowest being many distinct words.
+# The quadratic sentence regex this guards against took ~80 s on 80,000 dots and would take
+# hours on 1,000,000. 6 s is ~20x the linear cost: a slow CI machine passes, a super-linear
+# regression fails (or trips the plugin's own 10 s timeout, which sets ``error``).
+LINEAR_TIME_BOUND_S = 6.0
+
+DISTINCT_WORDS = " ".join(
+    "".join(letters)
+    for letters in itertools.islice(itertools.product(string.ascii_lowercase, repeat=4), 199_999)
+)
+CURLY_CHAINS = ("a’" * 99_999 + "a ") * 5
+
+
+# (text, word count, sentence count, top term or None); each text is (nearly) 1,000,000
+# characters long and can make a careless regex backtrack, or yields a great many matches.
+@pytest.mark.parametrize(
+    ("text", "words", "sentences", "top_term"),
+    [
+        pytest.param("." * 999_999 + "x", 1, 1, None, id="dots-then-letter"),
+        pytest.param("!?" * 499_999 + "x", 1, 1, None, id="marks-then-letter"),
+        pytest.param("…" * 999_999 + "x", 1, 1, None, id="ellipses-then-letter"),
+        pytest.param(".!?…" * 249_999 + "x", 1, 1, None, id="mixed-marks-then-letter"),
+        pytest.param("." * 999_999 + " ", 0, 1, None, id="dots-then-space"),
+        pytest.param(". " * 499_999, 0, 499_999, None, id="many-sentence-ends"),
+        pytest.param("a'" * 499_999 + "x", 1, 1, "a'" * 499_999 + "x", id="apostrophe-chain"),
+        pytest.param("a'" * 499_999, 1, 1, "a'" * 499_998 + "a", id="dangling-apostrophe"),
+        # Five 200,000-character words: one of 1,000,000 would exceed the output size limit.
+        pytest.param(CURLY_CHAINS, 5, 1, "a’" * 99_999 + "a", id="curly-apostrophe-chains"),
+        pytest.param("a''" * 333_333, 333_333, 1, None, id="double-apostrophes"),
+        pytest.param("'’" * 499_999 + "x", 1, 1, None, id="apostrophes-only"),
+        pytest.param("1." * 499_999 + "x", 2, 1, None, id="number-chain-dots"),
+        pytest.param("1," * 499_999, 1, 1, None, id="number-chain-commas"),
+        pytest.param("a" * 999_999 + ".", 1, 1, "a" * 999_999, id="one-long-word"),
+        pytest.param("a " * 499_999, 499_999, 1, None, id="many-words"),
+        pytest.param("a." * 499_999 + "x", 500_000, 1, None, id="words-and-dots"),
+        pytest.param("a1" * 500_000, 1_000_000, 1, None, id="letters-and-digits"),
+        pytest.param("_" * 999_999 + "x", 1, 1, None, id="underscores"),
+        pytest.param("x" + " " * 999_999, 1, 1, None, id="trailing-whitespace"),
+        pytest.param(DISTINCT_WORDS, 199_999, 1, "aaaa", id="distinct-terms"),
+    ],
+)
+def test_text_stats_runs_in_linear_time_on_pathological_input(text, words, sentences, top_term):
+    start = time.perf_counter()
+    result, error = run_plugin(TextStatsPlugin, {"text": text})
+    elapsed = time.perf_counter() - start
+    assert error is None
+    assert elapsed < LINEAR_TIME_BOUND_S
+    assert (result["character_count"], result["word_count"], result["sentence_count"]) == (
+        len(text),
+        words,
+        sentences,
+    )
+    top_terms = [term["term"] for term in result["top_terms"]]
+    assert top_terms[:1] == ([top_term] if top_term else [])
+
+
+MARKS = ".!?…"
+
+
+def is_letter(char):
+    return char.isalnum() and not char.isdecimal()  # what [^\W\d_] means
+
+
+def reference_words(text):
+    """Letters joined by single apostrophes, or digits joined by single dots or commas."""
+    words, i = [], 0
+    while i < len(text):
+        if is_letter(text[i]) or text[i].isdecimal():
+            part, joiners = (is_letter, "'’") if is_letter(text[i]) else (str.isdecimal, ".,")
+            end = i + 1
+            while end < len(text) and (
+                part(text[end])
+                or (text[end] in joiners and end + 1 < len(text) and part(text[end + 1]))
+            ):
+                end += 1
+            words.append(text[i:end])
+            i = end
+        else:
+            i += 1
+    return words
+
+
+def reference_sentence_count(text, words):
+    """Runs of marks followed by whitespace or the end, plus an unterminated last sentence."""
+    count, i = 0, 0
+    while i < len(text):
+        if text[i] in MARKS:
+            end = i
+            while end < len(text) and text[end] in MARKS:
+                end += 1
+            count += end == len(text) or text[end].isspace()
+            i = end
+        else:
+            i += 1
+    stripped = text.rstrip()
+    return count + bool(words and stripped[-1] not in MARKS)
+
+
+# The patterns before the linear-time fix: quadratic on long runs, fine on short strings.
+ORIGINAL_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*|\d+(?:[.,]\d+)*")
+ORIGINAL_SENTENCE_END = re.compile(r"[.!?…]+(?=\s|$)")
+
+
+def test_text_stats_counts_match_a_reference_on_random_text():
+    rng = random.Random(20_240_601)
+    alphabet = "a1.!?… \n\t'’,é_"
+    for _ in range(300):
+        text = "".join(rng.choices(alphabet, k=rng.randint(1, 30)))
+        words = reference_words(text)
+        assert WORD.findall(text) == ORIGINAL_WORD.findall(text) == words, text
+        assert len(SENTENCE_END.findall(text)) == len(ORIGINAL_SENTENCE_END.findall(text)), text
+        result, error = run_plugin(TextStatsPlugin, {"text": text})
+        assert error is None, text
+        assert result["word_count"] == len(words), text
+        assert result["sentence_count"] == reference_sentence_count(text, words), text
 
 
 @pytest.mark.parametrize(("fmt", "mode"), [("PNG", "RGB"), ("JPEG", "RGB"), ("GIF", "P")])

@@ -34,6 +34,7 @@ def test_unbound_calls_and_super_calls_are_guarded_too():
 
     class Shouting(EchoPlugin):
         name = "shouting"
+        isolation = "thread"  # defined in a test function: a child could not import it
 
         def run(self, payload):
             return EchoOutput(echoed=super().run(payload).echoed.upper())
@@ -46,6 +47,7 @@ def test_unbound_calls_and_super_calls_are_guarded_too():
 def test_a_plugin_cannot_run_another_plugin_directly():
     class Sneaky(EchoPlugin):
         name = "sneaky"
+        isolation = "thread"  # defined in a test function: a child could not import it
 
         def run(self, payload):
             return EchoPlugin().run(payload)  # governance: allow[GOV001] tests the guard
@@ -62,6 +64,7 @@ def test_the_authorisation_does_not_leak_to_other_threads_during_an_execution():
 
     class Waiting(EchoPlugin):
         name = "waiting"
+        isolation = "thread"  # defined in a test function: a child could not import it
 
         def run(self, payload):
             inside.set()
@@ -94,6 +97,7 @@ def test_concurrent_executions_each_see_only_their_own_plugin():
 
     class Other(EchoPlugin):
         name = "other"
+        isolation = "thread"  # defined in a test function: a child could not import it
 
     registry.register(Other)
     runner = ToolRunner(registry=registry)

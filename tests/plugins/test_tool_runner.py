@@ -8,11 +8,49 @@ from plugins.errors.error_envelope import ErrorType
 from plugins.errors.exceptions import PluginExecutionError
 from plugins.models import PluginMetrics
 from plugins.registry import PluginRegistry
+from plugins.runtime.limits import ExecutionLimits, Isolation
 from plugins.runtime.time_limit import ExecutionThreads
-from plugins.runtime.tool_runner import ToolRunner
+from plugins.runtime.tool_runner import ToolRunner, ValidatedInput
+from tests.plugins import sample_plugins
 from tests.plugins.sample_plugins import EchoPlugin, SlowPlugin
 
 pytestmark = pytest.mark.django_db
+
+SAMPLES = (
+    sample_plugins.EchoPlugin,
+    sample_plugins.DictEchoPlugin,
+    sample_plugins.RaisingPlugin,
+    sample_plugins.NoneReturningPlugin,
+    sample_plugins.WrongOutputPlugin,
+    sample_plugins.ListOutputPlugin,
+    sample_plugins.SystemExitPlugin,
+    sample_plugins.SlowPlugin,
+    sample_plugins.NoOpPlugin,
+    sample_plugins.SlowValidatorPlugin,
+    sample_plugins.HugeResultPlugin,
+)
+
+
+@pytest.fixture(params=[Isolation.PROCESS, Isolation.THREAD])
+def isolation(request) -> Isolation:
+    return request.param
+
+
+@pytest.fixture
+def registry(isolation) -> PluginRegistry:
+    """The sample plugins, in each isolation mode: the behaviour must not depend on it."""
+    registry = PluginRegistry(defaults=ExecutionLimits(isolation=isolation, timeout_s=5.0))
+    for cls in SAMPLES:
+        registry.register(cls, source="tests")
+    return registry
+
+
+@pytest.fixture
+def thread_registry() -> PluginRegistry:
+    """For tests that look into the plugin instance: in thread mode it is the registry's."""
+    registry = PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.THREAD))
+    registry.register(EchoPlugin)
+    return registry
 
 
 def executions(plugin: str, outcome: str) -> float:
@@ -35,7 +73,7 @@ def assert_envelope(error, error_type: ErrorType, plugin: str) -> None:
     assert error["_internal"]["traceback"].startswith("Traceback")
 
 
-def test_success_returns_the_validated_output_and_counts_it(runner, registry):
+def test_success_returns_the_validated_output_and_counts_it(runner):
     before = executions("echo", "success")
     result, error = runner.run("echo", {"message": "ab", "repeat": 2})
     assert error is None
@@ -48,9 +86,9 @@ def test_success_returns_the_validated_output_and_counts_it(runner, registry):
     assert executions("echo", "success") == before + 1
 
 
-def test_the_plugin_receives_the_validated_model(runner, registry):
-    runner.run("echo", {"message": "x", "repeat": "3"})
-    (call,) = registry.get_plugin("echo").calls
+def test_the_plugin_receives_the_validated_model(thread_registry):
+    ToolRunner(registry=thread_registry).run("echo", {"message": "x", "repeat": "3"})
+    (call,) = thread_registry.get_plugin("echo").calls
     assert call.repeat == 3
     assert type(call).__name__ == "EchoInput"
 
@@ -63,12 +101,17 @@ def test_a_dict_output_is_validated_and_accepted(runner):
     "payload",
     [{}, {"message": 5}, {"message": "x", "repeat": "many"}, [], "text", None, 17],
 )
-def test_invalid_input_never_reaches_the_plugin(runner, registry, payload):
+def test_invalid_input_is_a_validation_error(runner, payload):
     result, error = runner.run("echo", payload)
     assert result is None
     assert_envelope(error, ErrorType.VALIDATION_ERROR, "echo")
-    assert registry.get_plugin("echo").calls == []
     assert metrics_row("echo").error_count == 1
+
+
+def test_invalid_input_never_reaches_the_plugin(thread_registry):
+    _, error = ToolRunner(registry=thread_registry).run("echo", {"message": 5})
+    assert error["error"]["type"] == ErrorType.VALIDATION_ERROR
+    assert thread_registry.get_plugin("echo").calls == []
 
 
 def test_validation_details_list_pydantic_errors(runner):
@@ -88,17 +131,21 @@ def test_a_raising_plugin_becomes_an_execution_error_without_leaking_its_message
     assert metrics_row("raising").error_count == 1
 
 
-def test_a_plugin_error_raised_on_purpose_keeps_its_message(registry):
+def test_a_plugin_error_raised_on_purpose_keeps_its_message(thread_registry):
     class Refusing(EchoPlugin):
         name = "refusing"
+        isolation = "thread"
 
         def run(self, payload):
-            raise PluginExecutionError("message too long for this model", details={"max": 3})
+            raise PluginExecutionError(
+                "message too long for this model", details={"max": 3, "odd": {1, 2}}
+            )
 
-    registry.register(Refusing)
-    _, error = ToolRunner(registry=registry).run("refusing", {"message": "x"})
+    thread_registry.register(Refusing)
+    _, error = ToolRunner(registry=thread_registry).run("refusing", {"message": "x"})
     assert error["error"]["message"] == "message too long for this model"
-    assert error["error"]["details"] == {"max": 3}
+    # Details come from plugin code: whatever is not JSON is shown as its repr.
+    assert error["error"]["details"] == {"max": 3, "odd": "{1, 2}"}
 
 
 def test_system_exit_inside_a_plugin_is_contained(runner):
@@ -125,8 +172,17 @@ def test_output_with_missing_or_wrong_fields_is_an_output_validation_error(runne
     assert error["error"]["details"][0]["location"] == ["echoed"]
 
 
-def test_a_plugin_past_its_time_limit_is_a_timeout_and_its_late_result_is_discarded(runner):
-    SlowPlugin.release.clear()
+def test_a_result_over_the_size_bound_is_an_output_validation_error(runner, registry):
+    limit = registry.defaults.max_result_bytes
+    assert runner.run("huge_result", {"message": "x", "repeat": 1})[1] is None
+    _, error = runner.run("huge_result", {"message": "x", "repeat": limit // 1024 + 1})
+    assert_envelope(error, ErrorType.OUTPUT_VALIDATION_ERROR, "huge_result")
+    assert error["error"]["details"]["max_result_bytes"] == limit
+    assert error["error"]["details"]["result_bytes"] > limit
+
+
+def test_a_plugin_past_its_time_limit_is_a_timeout(runner):
+    SlowPlugin.release.clear()  # in thread mode, the test lets the abandoned call end
     try:
         result, error = runner.run("slow", {"message": "x"})
     finally:
@@ -139,19 +195,18 @@ def test_a_plugin_past_its_time_limit_is_a_timeout_and_its_late_result_is_discar
     assert row.last_execution_time_ms >= 200
 
 
-def test_the_default_time_limit_applies_when_the_plugin_sets_none(settings):
-    registry = PluginRegistry(default_timeout_s=0.05)
+def test_a_slow_validator_is_held_to_the_time_limit_too(runner):
+    """Validators are plugin code: a 1 s validator under a 0.3 s limit is a timeout."""
+    result, error = runner.run("slow_validator", {"message": "1"})
+    assert result is None
+    assert_envelope(error, ErrorType.PLUGIN_TIMEOUT, "slow_validator")
+    assert runner.run("slow_validator", {"message": "0"}) == ({"echoed": "0"}, None)
 
-    class Lingering(SlowPlugin):
-        name = "lingering"
-        timeout_s = None
 
-    registry.register(Lingering)
-    SlowPlugin.release.clear()
-    try:
-        _, error = ToolRunner(registry=registry).run("lingering", {"message": "x"})
-    finally:
-        SlowPlugin.release.set()
+def test_the_default_time_limit_applies_when_the_plugin_sets_none(isolation):
+    registry = PluginRegistry(defaults=ExecutionLimits(isolation=isolation, timeout_s=0.05))
+    registry.register(sample_plugins.SleepingPlugin)  # sets no timeout_s
+    _, error = ToolRunner(registry=registry).run("sleeping", {"message": "x", "repeat": 500})
     assert error["error"]["type"] == ErrorType.PLUGIN_TIMEOUT
     assert error["error"]["details"] == {"timeout_s": 0.05}
 
@@ -207,9 +262,58 @@ def test_exactly_one_of_result_and_error_is_set(runner):
         assert (result is None) != (error is None)
 
 
-def test_an_abandoned_thread_is_counted_and_does_not_block_later_executions(registry):
+# Validated once, run as validated ------------------------------------------------------
+
+
+def test_validate_then_run_runs_exactly_what_was_validated(runner):
+    validated = runner.validate("echo", {"message": "x", "repeat": "3"})
+    assert isinstance(validated, ValidatedInput)
+    assert validated.failure is None
+    assert runner.run("echo", validated) == ({"echoed": "xxx"}, None)
+
+
+def test_validate_refuses_bad_input_and_unknown_plugins_by_raising(runner):
+    from plugins.errors.exceptions import InputValidationError, PluginNotFoundError
+
+    with pytest.raises(InputValidationError) as excinfo:
+        runner.validate("echo", {"repeat": "many"})
+    assert excinfo.value.plugin == "echo"
+    assert any(d["location"] == ["message"] for d in excinfo.value.details)
+    with pytest.raises(PluginNotFoundError):
+        runner.validate("missing", {})
+
+
+def test_a_validator_that_overruns_is_kept_as_a_failure_reported_by_run(runner):
+    validated = runner.validate("slow_validator", {"message": "1"})
+    assert validated.failure["error"]["type"] == ErrorType.PLUGIN_TIMEOUT
+    result, error = runner.run("slow_validator", validated)
+    assert result is None
+    assert error["error"]["type"] == ErrorType.PLUGIN_TIMEOUT
+    assert metrics_row("slow_validator").error_count == 1
+
+
+def test_input_validated_for_one_plugin_cannot_run_another(runner):
+    validated = runner.validate("echo", {"message": "x"})
+    _, error = runner.run("dict_echo", validated)
+    assert error["error"]["type"] == ErrorType.PLUGIN_EXECUTION_ERROR
+    assert error["error"]["message"] == "The input was validated for another plugin"
+
+
+def test_the_plugin_validates_once_per_request_in_thread_mode(thread_registry):
+    runner = ToolRunner(registry=thread_registry)
+    validated = runner.validate("echo", {"message": "x"})
+    runner.run("echo", validated)
+    (call,) = thread_registry.get_plugin("echo").calls
+    assert call is validated.model  # the very object that was validated
+
+
+# Thread isolation ----------------------------------------------------------------------
+
+
+def test_an_abandoned_thread_is_counted_and_does_not_block_later_executions(thread_registry):
+    thread_registry.register(SlowPlugin)
     threads = ExecutionThreads()
-    runner = ToolRunner(registry=registry, threads=threads)
+    runner = ToolRunner(registry=thread_registry, threads=threads)
     SlowPlugin.release.clear()
     try:
         _, error = runner.run("slow", {"message": "x"})
@@ -223,3 +327,14 @@ def test_an_abandoned_thread_is_counted_and_does_not_block_later_executions(regi
             break
         time.sleep(0.01)
     assert threads.abandoned == 0
+
+
+def test_process_isolated_plugins_must_be_importable_by_the_child():
+    from plugins.errors.exceptions import PluginContractError
+
+    class Local(EchoPlugin):
+        name = "local"
+
+    with pytest.raises(PluginContractError, match="must be importable by its module path"):
+        PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.PROCESS)).register(Local)
+    PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.THREAD)).register(Local)

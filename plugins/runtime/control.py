@@ -1,0 +1,70 @@
+"""Waiting for an execution, with its time limit and a way to stop it from outside.
+
+The caller of ToolRunner may pass an :class:`ExecutionControl`; while the plugin
+runs, ToolRunner asks it every ``poll_s`` whether to stop (the job was cancelled,
+or the worker is shutting down and hands the job back). ToolRunner knows nothing
+about jobs: the control is how the layer above talks to it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Protocol
+
+from plugins.errors.exceptions import (
+    ExecutionCancelledError,
+    GovernedExecutionError,
+    PluginTimeoutError,
+    WorkerLostError,
+)
+
+DEFAULT_POLL_S = 0.2
+
+
+class StopReason(StrEnum):
+    CANCELLED = "cancelled"
+    """Somebody cancelled the job: the execution ends as Cancelled."""
+    RELEASED = "released"
+    """The process is shutting down and hands the job back: the execution ends as WorkerLost."""
+
+
+class ExecutionControl(Protocol):
+    def stop_reason(self) -> StopReason | None:
+        """Why the running execution must stop now, or None to let it go on."""
+
+
+def stop_error(reason: StopReason) -> GovernedExecutionError:
+    if reason is StopReason.CANCELLED:
+        return ExecutionCancelledError("The job was cancelled; its execution was stopped")
+    return WorkerLostError(
+        "The worker stopped before the execution ended; it was interrupted and handed back"
+    )
+
+
+def wait_until_done(
+    is_done: Callable[[float], bool],
+    *,
+    timeout_s: float,
+    control: ExecutionControl | None = None,
+    poll_s: float = DEFAULT_POLL_S,
+) -> None:
+    """Wait for ``is_done(wait_s)`` to say the execution ended.
+
+    Raises PluginTimeoutError at ``timeout_s`` and the stop error when
+    ``control`` asks to stop; the caller then stops the execution itself.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = deadline - time.monotonic()
+        step = remaining if control is None else min(remaining, poll_s)
+        if is_done(max(step, 0.0)):
+            return
+        if control is not None and (reason := control.stop_reason()) is not None:
+            raise stop_error(reason)
+        if time.monotonic() >= deadline:
+            raise PluginTimeoutError(
+                f"Execution exceeded its time limit of {timeout_s:g} s",
+                details={"timeout_s": timeout_s},
+            )

@@ -1,0 +1,53 @@
+"""How one plugin execution is contained: where it runs and what it may use.
+
+Each limit is a plugin class attribute with a project-wide default from settings;
+the registry combines the two into one :class:`ExecutionLimits` per plugin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+
+class Isolation(StrEnum):
+    """Where a plugin runs."""
+
+    PROCESS = "process"
+    """In a pooled child process: killed past its time limit, memory capped, crashes contained."""
+    THREAD = "thread"
+    """In a pool thread of the calling process: cheaper, for trusted plugins only."""
+
+
+@dataclass(frozen=True)
+class ExecutionLimits:
+    isolation: Isolation = Isolation.PROCESS
+    timeout_s: float = 30.0
+    """Wall clock from the call; past it the caller gets PluginTimeout and the child is killed."""
+    max_memory_mb: int | None = 1024
+    """Address space a process-isolated execution may add to its child; None: unlimited."""
+    max_result_bytes: int = 1024 * 1024
+    """Largest result, measured as its JSON encoding."""
+
+    @classmethod
+    def from_settings(cls) -> ExecutionLimits:
+        from django.conf import settings
+
+        return cls(
+            isolation=Isolation(settings.PLUGIN_ISOLATION),
+            timeout_s=settings.PLUGIN_DEFAULT_TIMEOUT_S,
+            max_memory_mb=settings.PLUGIN_DEFAULT_MAX_MEMORY_MB,
+            max_result_bytes=settings.PLUGIN_MAX_RESULT_BYTES,
+        )
+
+    def for_plugin(self, plugin: Any) -> ExecutionLimits:
+        """These defaults, overridden by whatever the plugin class sets."""
+        overrides: dict[str, Any] = {}
+        if getattr(plugin, "isolation", None) is not None:
+            overrides["isolation"] = Isolation(plugin.isolation)
+        if getattr(plugin, "timeout_s", None) is not None:
+            overrides["timeout_s"] = float(plugin.timeout_s)
+        if getattr(plugin, "max_memory_mb", None) is not None:
+            overrides["max_memory_mb"] = int(plugin.max_memory_mb)
+        return replace(self, **overrides) if overrides else self

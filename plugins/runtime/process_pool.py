@@ -1,0 +1,300 @@
+"""Process isolation: plugin code runs in pooled child processes that can be killed.
+
+The pool is pebble's ``ProcessPool`` (see the README for why pebble). This module
+adds what containment needs on top of it:
+
+* children come from a *forkserver*, not from a fork of the caller: they inherit
+  no database connection, socket, lock or thread of a web or worker process. The
+  forkserver imports Django and the runtime once, so a new child is a cheap fork
+  of an already warm process, and a plugin module a child imported stays
+  imported for the child's life (it is recycled after ``max_tasks_per_child``);
+* each child leads its own process group and dies with its parent (Linux
+  ``PR_SET_PDEATHSIG``), so a ``kill -9`` of a worker leaves no child spinning;
+* on SIGTERM (how pebble stops a child past its deadline or cancelled) a child
+  kills its whole group at once, including processes the plugin started; a child
+  stuck in C code gets SIGKILL after ``kill_grace_s`` and its orphans are reaped;
+* the deadline and cancellation are the caller's (plugins/runtime/control.py),
+  measured from the call, so a queued execution cannot outlive its job's lease.
+
+What the child runs lives in plugins/runtime/tool_runner.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import pebble
+from pebble import ProcessExpired, ProcessPool
+
+from plugins.errors.exceptions import PluginCrashedError, PluginExecutionError
+from plugins.runtime.control import ExecutionControl, wait_until_done
+
+logger = logging.getLogger(__name__)
+
+PluginRef = tuple[str, str]
+"""A plugin class by module and qualified name: how a child process finds it."""
+
+# Imported by the forkserver before it forks any child (see child_bootstrap.py).
+FORKSERVER_PRELOAD = ["plugins.runtime.child_bootstrap"]
+_PR_SET_PDEATHSIG = 1
+_EXIT_CHECK_S = 0.25
+
+
+def plugin_ref(plugin_class: type) -> PluginRef:
+    return plugin_class.__module__, plugin_class.__qualname__
+
+
+def importable_problem(plugin_class: type) -> str | None:
+    """Why a child process could not import ``plugin_class``, or None if it can."""
+    module, qualname = plugin_ref(plugin_class)
+    if "<locals>" in qualname or module == "__main__":
+        return (
+            f"{module}.{qualname} must be importable by its module path to run in a "
+            "child process (define it at module level, or set isolation = 'thread')"
+        )
+    return None
+
+
+def describe_exit(exitcode: int | None) -> dict[str, Any]:
+    """An exit status as envelope details: the signal's name or the exit code."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return {"signal": signal.Signals(-exitcode).name}
+        except ValueError:
+            return {"signal": f"signal {-exitcode}"}
+    return {"exit_code": exitcode}
+
+
+class ProcessIsolation:
+    """A lazily started pool of plugin child processes, one per calling process."""
+
+    def __init__(self, *, size: int, max_tasks_per_child: int, kill_grace_s: float) -> None:
+        self.size = size
+        self.max_tasks_per_child = max_tasks_per_child
+        self.kill_grace_s = kill_grace_s
+        self._lock = threading.Lock()
+        self._pool: ProcessPool | None = None
+        self._owner_pid = 0
+        self._slots: _TaskSlots | None = None
+
+    def call(
+        self,
+        function: Callable[..., Any],
+        *args: Any,
+        timeout_s: float,
+        control: ExecutionControl | None = None,
+    ) -> Any:
+        """Run ``function(*args)`` in a child; kill the child past ``timeout_s`` or on a stop.
+
+        Raises PluginTimeoutError, the control's stop error, or PluginCrashedError
+        when the child dies; ``function`` itself must not raise.
+        """
+        pool, slots = self._current_pool()
+        with slots.slot() as slot:
+            future = self._schedule(pool, _run_tracked, (slot, function, *args))
+            try:
+                wait_until_done(
+                    lambda wait_s: self._finished(future, slots, slot, wait_s),
+                    timeout_s=timeout_s,
+                    control=control,
+                )
+            except Exception as exc:
+                future.cancel()  # pebble stops the child running it (SIGTERM, then SIGKILL)
+                _reap_group_later(slots.pid(slot), self.kill_grace_s + 0.5)
+                if isinstance(exc, _ExitedCleanly):
+                    raise PluginCrashedError(
+                        "The plugin's process ended before it returned", details=describe_exit(0)
+                    ) from exc
+                raise
+            try:
+                return future.result()
+            except ProcessExpired as exc:
+                _reap_group_later(slots.pid(slot), 0)
+                raise PluginCrashedError(
+                    "The plugin's process died before it returned",
+                    details=describe_exit(exc.exitcode),
+                ) from exc
+            except (BrokenProcessPool, CancelledError) as exc:
+                raise PluginExecutionError(
+                    "The plugin process pool failed; the execution did not complete",
+                    details={"exception": type(exc).__name__},
+                ) from exc
+
+    def shutdown(self) -> None:
+        """Stop the pool of this process, if any (its children are killed)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            if pool is not None and self._owner_pid == os.getpid():
+                pool.stop()
+                pool.join(timeout=self.kill_grace_s + 5)
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None and self._owner_pid == os.getpid()
+
+    @staticmethod
+    def _finished(future: Any, slots: _TaskSlots, slot: int | None, wait_s: float) -> bool:
+        """Wait up to ``wait_s`` for the result; notice a child that exited with status 0.
+
+        pebble reports a child that dies with any other status; one that calls
+        ``os._exit(0)`` in the middle of a task would otherwise look like a hang.
+        """
+        deadline = time.monotonic() + wait_s
+        while True:
+            step = min(deadline - time.monotonic(), _EXIT_CHECK_S)
+            if wait([future], max(step, 0.0)).done:
+                return True
+            pid = slots.pid(slot)
+            if pid and not _alive(pid):
+                if wait([future], _EXIT_CHECK_S).done:  # pebble reports any other status
+                    return True
+                raise _ExitedCleanly()
+            if time.monotonic() >= deadline:
+                return False
+
+    @staticmethod
+    def _schedule(pool: ProcessPool, function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        try:
+            return pool.schedule(function, args=args)
+        except RuntimeError as exc:  # a broken pool is inactive: the next call starts a new one
+            raise PluginExecutionError(
+                "The plugin process pool was broken; it is being restarted",
+                details={"exception": type(exc).__name__},
+            ) from exc
+
+    def _current_pool(self) -> tuple[ProcessPool, _TaskSlots]:
+        pool, slots = self._pool, self._slots
+        usable = pool is not None and slots is not None and self._owner_pid == os.getpid()
+        if usable and pool.active:  # type: ignore[union-attr]
+            return pool, slots  # type: ignore[return-value]
+        with self._lock:
+            if self._pool is None or self._owner_pid != os.getpid() or not self._pool.active:
+                if self._pool is not None and self._owner_pid == os.getpid():
+                    logger.warning("The plugin process pool was broken; starting a new one")
+                    self._pool.stop()
+                self._pool, self._slots = self._start_pool()
+                self._owner_pid = os.getpid()
+            assert self._slots is not None
+            return self._pool, self._slots
+
+    def _start_pool(self) -> tuple[ProcessPool, _TaskSlots]:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(FORKSERVER_PRELOAD)
+        # pebble waits this long between SIGTERM and SIGKILL; its default is 3 s.
+        pebble.common.CONSTS.term_timeout = self.kill_grace_s
+        slots = _TaskSlots(context)
+        pool = ProcessPool(
+            max_workers=self.size,
+            max_tasks=self.max_tasks_per_child,
+            initializer=_initialise_child,
+            initargs=(slots.shared,),
+            context=context,
+        )
+        return pool, slots
+
+
+class _ExitedCleanly(Exception):
+    """The child running a task ended with status 0 without sending a result."""
+
+
+class _TaskSlots:
+    """Which child runs which task: a child writes its pid into the task's slot as it starts.
+
+    Shared memory, so knowing it costs the fast path nothing. It lets the caller
+    notice a child that exited with status 0 and kill what a dead child left
+    behind. With every slot taken, tasks still run, just without that tracking.
+    """
+
+    SIZE = 256
+
+    def __init__(self, context: Any) -> None:
+        self.shared = context.Array(ctypes.c_int, self.SIZE, lock=False)
+        self._free = list(range(self.SIZE))
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[int | None]:
+        with self._lock:
+            index = self._free.pop() if self._free else None
+        if index is not None:
+            self.shared[index] = 0
+        try:
+            yield index
+        finally:
+            if index is not None:
+                with self._lock:
+                    self._free.append(index)
+
+    def pid(self, index: int | None) -> int:
+        return 0 if index is None else int(self.shared[index])
+
+
+def _reap_group_later(pid: int, delay_s: float) -> None:
+    """Once the child ``pid`` is gone, kill whatever is left in its process group.
+
+    A child normally kills its own group when stopped; one stuck in C code could
+    not, and a crashed one did not.
+    """
+    if not pid:
+        return
+
+    def reap() -> None:
+        for _ in range(50):
+            if not _alive(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+                return
+            time.sleep(0.1)
+
+    timer = threading.Timer(delay_s, reap)
+    timer.daemon = True
+    timer.start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# In the child ---------------------------------------------------------------------
+
+_task_slots: Any = None
+
+
+def _initialise_child(task_slots: Any) -> None:
+    """Runs once in every new child, before its first task."""
+    global _task_slots
+    _task_slots = task_slots
+    os.setpgid(0, 0)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    signal.signal(signal.SIGTERM, _kill_own_group)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent to handle
+
+
+def _run_tracked(slot: int | None, function: Callable[..., Any], *args: Any) -> Any:
+    if slot is not None:
+        _task_slots[slot] = os.getpid()
+    return function(*args)
+
+
+def _kill_own_group(signum: int, frame: Any) -> None:
+    os.killpg(0, signal.SIGKILL)

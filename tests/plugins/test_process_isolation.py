@@ -1,0 +1,249 @@
+"""Process isolation: whatever a plugin does in its child, the caller gets an envelope and lives.
+
+These run real child processes (the project's pool), and check the processes
+themselves: killed, replaced, holding nothing of the parent's.
+"""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from prometheus_client import REGISTRY
+
+from plugins.errors.error_envelope import ErrorType
+from plugins.registry import PluginRegistry
+from plugins.runtime.control import StopReason
+from plugins.runtime.limits import ExecutionLimits, Isolation
+from plugins.runtime.process_pool import ProcessIsolation
+from plugins.runtime.tool_runner import ToolRunner
+from tests.plugins import sample_plugins
+
+pytestmark = pytest.mark.django_db
+
+MISBEHAVING = (
+    sample_plugins.EchoPlugin,
+    sample_plugins.CrashingPlugin,
+    sample_plugins.SegfaultingPlugin,
+    sample_plugins.SpinningPlugin,
+    sample_plugins.SpawningPlugin,
+    sample_plugins.MemoryHogPlugin,
+    sample_plugins.SleepingPlugin,
+    sample_plugins.ProcessInfoPlugin,
+    sample_plugins.SneakyPlugin,
+)
+
+
+@pytest.fixture
+def registry() -> PluginRegistry:
+    registry = PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.PROCESS, timeout_s=5))
+    for cls in MISBEHAVING:
+        registry.register(cls)
+    return registry
+
+
+@pytest.fixture
+def runner(registry) -> ToolRunner:
+    return ToolRunner(registry=registry)
+
+
+def counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def gone(pid: int, within_s: float = 10.0) -> bool:
+    """Whether process ``pid`` disappears (or is a zombie) within ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def still_serves(runner: ToolRunner) -> None:
+    assert runner.run("echo", {"message": "alive"}) == ({"echoed": "alive"}, None)
+
+
+@pytest.mark.parametrize("exit_code", [3, 0, 1])
+def test_a_plugin_that_exits_is_a_crash_with_its_exit_code(runner, exit_code):
+    before = counter("governed_plugin_crashes_total", plugin="crashing")
+    result, error = runner.run("crashing", {"message": "x", "repeat": exit_code})
+    assert result is None
+    assert error["error"]["type"] == ErrorType.PLUGIN_CRASHED
+    assert error["error"]["details"] == {"exit_code": exit_code}
+    assert counter("governed_plugin_crashes_total", plugin="crashing") == before + 1
+    still_serves(runner)
+
+
+def test_a_segfault_is_a_crash_with_the_signal_name(runner):
+    _, error = runner.run("segfaulting", {"message": "x"})
+    assert error["error"]["type"] == ErrorType.PLUGIN_CRASHED
+    assert error["error"]["details"] == {"signal": "SIGSEGV"}
+    still_serves(runner)
+
+
+def test_a_child_killed_from_outside_is_a_crash(runner, tmp_path):
+    pid_file = tmp_path / "pid"
+    killer_done = []
+
+    def kill_when_started():
+        for _ in range(200):
+            if pid_file.exists() and pid_file.read_text():
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)  # as the OOM killer does
+                killer_done.append(True)
+                return
+            time.sleep(0.02)
+
+    import threading
+
+    thread = threading.Thread(target=kill_when_started)
+    thread.start()
+    _, error = runner.run("sleeping", {"message": str(pid_file), "repeat": 4000})
+    thread.join()
+    assert killer_done
+    assert error["error"]["type"] == ErrorType.PLUGIN_CRASHED
+    assert error["error"]["details"] == {"signal": "SIGKILL"}
+
+
+def test_a_busy_loop_is_killed_at_its_time_limit_and_its_process_replaced(runner, tmp_path):
+    pid_file = tmp_path / "pid"
+    kills = counter("governed_plugin_kills_total", plugin="spinning", reason="timeout")
+    _, error = runner.run("spinning", {"message": str(pid_file)})
+    assert error["error"]["type"] == ErrorType.PLUGIN_TIMEOUT
+    assert error["error"]["details"] == {"timeout_s": 0.5}
+    assert gone(int(pid_file.read_text()))  # killed, not left spinning
+    assert counter("governed_plugin_kills_total", plugin="spinning", reason="timeout") == kills + 1
+    still_serves(runner)
+
+
+def test_twenty_busy_loops_leave_nothing_spinning(runner, tmp_path):
+    pids = []
+    for index in range(20):
+        pid_file = tmp_path / f"pid{index}"
+        _, error = runner.run("spinning", {"message": str(pid_file)})
+        assert error["error"]["type"] == ErrorType.PLUGIN_TIMEOUT
+        pids.append(int(pid_file.read_text()))
+    assert all(gone(pid) for pid in pids)
+    still_serves(runner)
+
+
+def test_processes_a_plugin_started_are_killed_with_it(runner, tmp_path):
+    pid_file = tmp_path / "pids"
+    _, error = runner.run("spawning", {"message": str(pid_file)})
+    assert error["error"]["type"] == ErrorType.PLUGIN_TIMEOUT
+    child_pid, grandchild_pid = map(int, pid_file.read_text().split())
+    assert gone(child_pid)
+    assert gone(grandchild_pid)
+
+
+def test_memory_over_the_limit_is_a_resource_limit_and_the_caller_does_not_grow(runner):
+    before_kb = _rss_kb()
+    hits = counter("governed_plugin_limit_hits_total", plugin="memory_hog", limit="memory")
+    _, error = runner.run("memory_hog", {"message": "x", "repeat": 2048})
+    assert error["error"]["type"] == ErrorType.PLUGIN_RESOURCE_LIMIT
+    assert error["error"]["details"] == {"max_memory_mb": 256}
+    assert "256 MB" in error["error"]["message"]
+    assert _rss_kb() - before_kb < 100 * 1024  # 2 GiB were asked for, in another process
+    assert counter("governed_plugin_limit_hits_total", plugin="memory_hog", limit="memory") == (
+        hits + 1
+    )
+    result, error = runner.run("memory_hog", {"message": "x", "repeat": 64})
+    assert error is None
+    assert result == {"echoed": str(64 * 1024 * 1024)}
+
+
+def test_the_runtime_guard_holds_in_the_child(runner):
+    _, error = runner.run("sneaky", {"message": "x"})
+    assert error["error"]["type"] == ErrorType.PLUGIN_EXECUTION_ERROR
+    assert error["error"]["details"] == {"exception": "UngovernedExecutionError"}
+
+
+def test_a_child_keeps_its_plugin_module_and_instance_between_executions():
+    processes = ProcessIsolation(size=1, max_tasks_per_child=100, kill_grace_s=0.5)
+    registry = PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.PROCESS))
+    registry.register(sample_plugins.ProcessInfoPlugin)
+    runner = ToolRunner(registry=registry, processes=processes)
+    try:
+        first, _ = runner.run("process_info", {})
+        second, _ = runner.run("process_info", {})
+    finally:
+        processes.shutdown()
+    assert first["pid"] == second["pid"] != os.getpid()
+    assert second["module_imported_at"] == first["module_imported_at"]  # not re-imported
+    assert (first["runs"], second["runs"]) == (1, 2)
+
+
+def test_children_are_recycled_after_max_tasks_per_child():
+    processes = ProcessIsolation(size=1, max_tasks_per_child=2, kill_grace_s=0.5)
+    registry = PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.PROCESS))
+    registry.register(sample_plugins.ProcessInfoPlugin)
+    runner = ToolRunner(registry=registry, processes=processes)
+    try:
+        pids = [runner.run("process_info", {})[0]["pid"] for _ in range(4)]
+    finally:
+        processes.shutdown()
+    assert pids[0] == pids[1] != pids[2] == pids[3]
+
+
+def test_a_child_holds_no_database_connection_or_file_of_the_parent(runner):
+    connection.ensure_connection()
+    parent_files = _open_files(os.getpid())
+    database = str(connection.settings_dict["NAME"])
+    result, error = runner.run("process_info", {})
+    assert error is None
+    child_files = set(result["open_files"])
+    # No socket and no database file of this process is open in the child.
+    assert not {f for f in parent_files if f.startswith("socket:")} & child_files
+    assert not any(database in f for f in child_files)
+
+
+class Stopper:
+    def __init__(self, reason: StopReason, after_s: float) -> None:
+        self.reason, self.at = reason, time.monotonic() + after_s
+
+    def stop_reason(self):
+        return self.reason if time.monotonic() >= self.at else None
+
+
+@pytest.mark.parametrize(
+    ("reason", "error_type", "kill_reason"),
+    [
+        (StopReason.CANCELLED, ErrorType.CANCELLED, "cancel"),
+        (StopReason.RELEASED, ErrorType.WORKER_LOST, "release"),
+    ],
+)
+def test_a_control_stops_a_running_child(runner, tmp_path, reason, error_type, kill_reason):
+    pid_file = tmp_path / "pid"
+    kills = counter("governed_plugin_kills_total", plugin="sleeping", reason=kill_reason)
+    _, error = runner.run(
+        "sleeping", {"message": str(pid_file), "repeat": 4000}, control=Stopper(reason, 0.3)
+    )
+    assert error["error"]["type"] == error_type
+    assert gone(int(pid_file.read_text()))
+    assert counter("governed_plugin_kills_total", plugin="sleeping", reason=kill_reason) == (
+        kills + 1
+    )
+
+
+def _rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _open_files(pid: int) -> set[str]:
+    files = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            files.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            continue
+    return files
