@@ -51,9 +51,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_tasks",
+    # Before django_tasks_db: its db_worker command is this app's, which never orphans a job.
+    "execution",
     "django_tasks_db",
     "plugins",
-    "execution",
     "governance_scanner",
 ]
 
@@ -167,7 +168,9 @@ PLUGIN_ISOLATION = os.environ.get("PLUGIN_ISOLATION", "process")
 PLUGIN_DEFAULT_TIMEOUT_S = float(os.environ.get("PLUGIN_DEFAULT_TIMEOUT_S", "30"))
 PLUGIN_DEFAULT_MAX_MEMORY_MB = int(os.environ.get("PLUGIN_DEFAULT_MAX_MEMORY_MB", "1024"))
 PLUGIN_MAX_RESULT_BYTES = int(os.environ.get("PLUGIN_MAX_RESULT_BYTES", str(1024 * 1024)))
-PLUGIN_PROCESS_POOL_SIZE = int(os.environ.get("PLUGIN_PROCESS_POOL_SIZE", "2"))
+# Children per process. 0: one in a db_worker (it runs one job at a time, and an idle
+# second child only adds latency), two in a web process (threads may run plugins at once).
+PLUGIN_PROCESS_POOL_SIZE = int(os.environ.get("PLUGIN_PROCESS_POOL_SIZE", "0"))
 PLUGIN_MAX_TASKS_PER_CHILD = int(os.environ.get("PLUGIN_MAX_TASKS_PER_CHILD", "500"))
 PLUGIN_KILL_GRACE_S = float(os.environ.get("PLUGIN_KILL_GRACE_S", "0.5"))
 

@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import CancelledError, wait
+from concurrent.futures import CancelledError
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -153,12 +153,11 @@ class ProcessIsolation:
         """
         deadline = time.monotonic() + wait_s
         while True:
-            step = min(deadline - time.monotonic(), _EXIT_CHECK_S)
-            if wait([future], max(step, 0.0)).done:
+            if _wait(future, min(deadline - time.monotonic(), _EXIT_CHECK_S)):
                 return True
             pid = slots.pid(slot)
             if pid and not _alive(pid):
-                if wait([future], _EXIT_CHECK_S).done:  # pebble reports any other status
+                if _wait(future, _EXIT_CHECK_S):  # pebble reports any other exit status
                     return True
                 raise _ExitedCleanly()
             if time.monotonic() >= deadline:
@@ -261,6 +260,15 @@ def _reap_group_later(pid: int, delay_s: float) -> None:
     timer = threading.Timer(delay_s, reap)
     timer.daemon = True
     timer.start()
+
+
+def _wait(future: Any, timeout_s: float) -> bool:
+    """Whether ``future`` is done within ``timeout_s`` (cheaper than concurrent.futures.wait)."""
+    try:
+        future.exception(timeout=max(timeout_s, 0.0))
+    except (TimeoutError, CancelledError):
+        return future.done()
+    return True
 
 
 def _alive(pid: int) -> bool:

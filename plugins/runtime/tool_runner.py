@@ -20,8 +20,6 @@ import logging
 import pickle
 import resource
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,6 +211,7 @@ def _label(plugin_name: object) -> str:
 
 
 _process_isolation: ProcessIsolation | None = None
+_default_pool_size = 2
 
 
 def process_isolation() -> ProcessIsolation:
@@ -222,11 +221,20 @@ def process_isolation() -> ProcessIsolation:
         from django.conf import settings
 
         _process_isolation = ProcessIsolation(
-            size=settings.PLUGIN_PROCESS_POOL_SIZE,
+            size=settings.PLUGIN_PROCESS_POOL_SIZE or _default_pool_size,
             max_tasks_per_child=settings.PLUGIN_MAX_TASKS_PER_CHILD,
             kill_grace_s=settings.PLUGIN_KILL_GRACE_S,
         )
     return _process_isolation
+
+
+def runs_one_execution_at_a_time() -> None:
+    """Tell the runtime that this process executes plugins one after another (a worker).
+
+    Unless PLUGIN_PROCESS_POOL_SIZE says otherwise, its pool then has one child.
+    """
+    global _default_pool_size
+    _default_pool_size = 1
 
 
 # What runs where the plugin is isolated --------------------------------------------
@@ -257,12 +265,12 @@ def run_in_child(
     """One execution in a child process: validate (unless done already), run, check the output."""
     try:
         plugin = _child_plugin(ref)
-        with memory_limit(max_memory_mb):
-            if pickled_input is not None:
-                validated = pickle.loads(pickled_input)  # made by validate_in_child
-            else:
-                validated = validate_input(plugin, payload)
-            return True, _call_plugin(plugin, validated, max_result_bytes)
+        apply_memory_limit(max_memory_mb)
+        if pickled_input is not None:
+            validated = pickle.loads(pickled_input)  # made by validate_in_child
+        else:
+            validated = validate_input(plugin, payload)
+        return True, _call_plugin(plugin, validated, max_result_bytes)
     except BaseException as exc:
         return False, _child_failure(exc, ref, max_memory_mb)
 
@@ -271,15 +279,15 @@ def validate_in_child(ref: PluginRef, payload: Any, max_memory_mb: int | None) -
     """Validate a payload in a child process; the model comes back pickled, for a later run."""
     try:
         plugin = _child_plugin(ref)
-        with memory_limit(max_memory_mb):
-            validated = validate_input(plugin, payload)
-            try:
-                return True, pickle.dumps(validated, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:
-                raise PluginExecutionError(
-                    "The validated input cannot be passed to the plugin's process",
-                    details={"exception": type(exc).__name__},
-                ) from exc
+        apply_memory_limit(max_memory_mb)
+        validated = validate_input(plugin, payload)
+        try:
+            return True, pickle.dumps(validated, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise PluginExecutionError(
+                "The validated input cannot be passed to the plugin's process",
+                details={"exception": type(exc).__name__},
+            ) from exc
     except BaseException as exc:
         return False, _child_failure(exc, ref, max_memory_mb)
 
@@ -317,29 +325,33 @@ def _child_plugin(ref: PluginRef) -> Plugin:
     return plugin
 
 
-@contextmanager
-def memory_limit(max_memory_mb: int | None) -> Iterator[None]:
-    """Let this process grow by at most ``max_memory_mb`` of address space in the block.
+_memory_limit_mb: int | None = None
+
+
+def apply_memory_limit(max_memory_mb: int | None) -> None:
+    """Let this child's address space grow by at most ``max_memory_mb`` over its current size.
 
     Past it, allocations fail: Python raises MemoryError (a C library may abort,
-    which the parent reports as a crash).
+    which the parent reports as a crash). The limit stays set between executions
+    (setting it costs system calls); it is measured afresh whenever a plugin
+    with another limit runs, and a child that leaks runs out of room and is
+    recycled.
     """
-    if max_memory_mb is None:
-        yield
-        return
-    in_use = _address_space_bytes()
-    if in_use is None:  # no /proc: not Linux, where the limit is not enforced anyway
-        yield
+    global _memory_limit_mb
+    if max_memory_mb == _memory_limit_mb:
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = in_use + max_memory_mb * 1024 * 1024
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
+    if soft != resource.RLIM_INFINITY:  # lift the previous limit before measuring
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+    limit = hard
+    if max_memory_mb is not None:
+        in_use = _address_space_bytes()
+        if in_use is not None:  # no /proc: not Linux, where the limit is not enforced anyway
+            limit = in_use + max_memory_mb * 1024 * 1024
+            if hard != resource.RLIM_INFINITY:
+                limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    _memory_limit_mb = max_memory_mb
 
 
 def _address_space_bytes() -> int | None:

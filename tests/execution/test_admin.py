@@ -129,3 +129,37 @@ def test_the_job_admin_is_for_staff_only(client, user, jobs):
     client.force_login(user)
     assert client.get(CHANGELIST).status_code == 302
     assert client.get(f"{CHANGELIST}overview/").status_code == 302
+
+
+def test_cancel_selected_jobs_cancels_what_can_be_and_reports_the_rest(admin_client, jobs):
+    ok, _failed, pending = jobs
+    response = admin_client.post(
+        CHANGELIST,
+        {"action": "cancel_jobs", "_selected_action": [str(ok.pk), str(pending.pk)]},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "1 job(s) cancelled." in page
+    assert f"Already ended, not cancelled: {ok.short_id}" in page
+    pending.refresh_from_db()
+    assert pending.status == JobStatus.CANCELLED
+    assert pending.public_error["details"]["cancelled_by"] == "admin"
+    ok.refresh_from_db()
+    assert ok.status == JobStatus.SUCCESS
+    assert "job-status-cancelled" in admin_client.get(CHANGELIST).content.decode()
+
+
+@pytest.mark.parametrize(
+    ("error_type", "expected"),
+    [("PluginExecutionError", {"failed"}), ("PluginCrashed", set()), ("Cancelled", {"pending"})],
+)
+def test_the_job_list_filters_by_error_type_from_the_closed_set(
+    admin_client, jobs, error_type, expected
+):
+    named = dict(zip(("ok", "failed", "pending"), jobs, strict=True))
+    JobExecutionService().cancel_job(named["pending"].pk)
+    page = admin_client.get(f"{CHANGELIST}?error_type={error_type}").content.decode()
+    assert {name for name, job in named.items() if job.short_id in page} == expected
+    listing = admin_client.get(CHANGELIST).content.decode()
+    for kind in ("PluginCrashed", "PluginResourceLimit", "WorkerLost", "Cancelled"):
+        assert f"?error_type={kind}" in listing

@@ -1,0 +1,278 @@
+"""Leases, lost workers, retries and cancel, on the real database with real plugin processes."""
+
+import json
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+from prometheus_client import REGISTRY
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from execution.models import Job, JobStatus
+from execution.services import JobExecutionService
+from execution.services.lease_recovery import LeaseRecoveryService
+from execution.tasks import run_job_task
+from tests.plugins.test_process_isolation import gone
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _plugins(settings):
+    settings.PLUGINS = [
+        "tests.plugins.sample_plugins.EchoPlugin",
+        "tests.plugins.sample_plugins.SleepingPlugin",
+        "tests.plugins.sample_plugins.RetriedSleepingPlugin",
+    ]
+    settings.JOB_CANCEL_POLL_S = 0.1
+
+
+def counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def expire(job: Job) -> None:
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+
+
+def running_job(plugin: str = "sleeping", task_id: str = "") -> Job:
+    """A job claimed by a worker that then vanished, as after kill -9."""
+    job = JobExecutionService().create_job(plugin, {"message": "x", "repeat": 1})
+    loaded = Job.objects.load_pending(job.pk)
+    assert loaded.claim(
+        lease_holder="lost-host:4242:abc",
+        lease_expires_at=timezone.now() + timedelta(seconds=60),
+        task_id=task_id,
+    )
+    return Job.objects.get(pk=job.pk)
+
+
+# Leases -------------------------------------------------------------------------------
+
+
+def test_a_running_job_holds_a_lease_of_its_time_limit_plus_the_grace(settings):
+    settings.JOB_LEASE_GRACE_S = 7
+    job = JobExecutionService().create_job("sleeping", {"message": "x", "repeat": 1})
+    ran = JobExecutionService().run_job(job.pk)
+    assert ran.status == JobStatus.SUCCESS
+    stored = Job.objects.get(pk=job.pk)
+    host, pid, token = stored.lease_holder.split(":")
+    assert (host, int(pid)) == (__import__("socket").gethostname(), __import__("os").getpid())
+    assert token
+    lease_s = (stored.lease_expires_at - stored.started_at).total_seconds()
+    assert lease_s == pytest.approx(5 + 7, abs=1)  # tests' PLUGIN_DEFAULT_TIMEOUT_S is 5
+
+
+def test_an_expired_lease_fails_the_job_with_worker_lost_and_its_task_row_too():
+    task = run_job_task.enqueue("00000000-0000-0000-0000-000000000000")
+    DBTaskResult.objects.filter(pk=task.id).update(status="RUNNING")
+    job = running_job(task_id=str(task.id))
+    expire(job)
+    failed = counter("governed_job_leases_recovered_total", outcome="failed")
+
+    (recovered,) = LeaseRecoveryService().recover_expired()
+
+    job.refresh_from_db()
+    assert recovered.pk == job.pk
+    assert job.status == JobStatus.FAILED
+    assert job.error_type == "WorkerLost"
+    assert job.public_error["details"]["lease_holder"] == "lost-host:4242:abc"
+    assert counter("governed_job_leases_recovered_total", outcome="failed") == failed + 1
+    row = DBTaskResult.objects.get(pk=task.id)
+    assert row.status == "FAILED"
+    assert row.exception_class_path == "execution.services.lease_recovery.LostWorker"
+
+
+def test_a_live_lease_is_left_alone():
+    job = running_job()
+    assert LeaseRecoveryService().recover_expired() == []
+    assert Job.objects.get(pk=job.pk).status == JobStatus.RUNNING
+
+
+def test_a_job_of_a_plugin_with_retries_goes_back_to_pending_after_a_backoff(settings):
+    settings.JOB_RETRY_BACKOFF_S = 30
+    job = running_job("retried_sleeping")
+    assert job.max_attempts == 3
+    expire(job)
+    before = timezone.now()
+
+    LeaseRecoveryService().recover_expired()
+
+    job.refresh_from_db()
+    assert (job.status, job.attempt) == (JobStatus.PENDING, 2)
+    assert job.next_attempt_at >= before + timedelta(seconds=30)
+    assert job.attempts[0]["error"]["type"] == "WorkerLost"
+    task = DBTaskResult.objects.get(args_kwargs__args=[str(job.pk)])
+    assert task.status == "READY"
+    assert task.run_after == job.next_attempt_at  # django-tasks runs it no earlier
+
+    # The second attempt backs off twice as long, the third is the last.
+    Job.objects.filter(pk=job.pk).update(next_attempt_at=None)
+    job = running_job_again(job)
+    expire(job)
+    before = timezone.now()
+    LeaseRecoveryService().recover_expired()
+    job.refresh_from_db()
+    assert (job.status, job.attempt) == (JobStatus.PENDING, 3)
+    assert job.next_attempt_at >= before + timedelta(seconds=60)
+    Job.objects.filter(pk=job.pk).update(next_attempt_at=None)
+    job = running_job_again(job)
+    expire(job)
+    LeaseRecoveryService().recover_expired()
+    job.refresh_from_db()
+    assert (job.status, job.error_type, len(job.attempts)) == (JobStatus.FAILED, "WorkerLost", 2)
+
+
+def running_job_again(job: Job) -> Job:
+    loaded = Job.objects.load_pending(job.pk)
+    assert loaded.claim(
+        lease_holder="lost-host:4243:def",
+        lease_expires_at=timezone.now() + timedelta(seconds=60),
+    )
+    return Job.objects.get(pk=job.pk)
+
+
+def test_a_retried_job_runs_to_success_and_shows_its_attempts_in_the_api(user, api_client):
+    job = running_job("retried_sleeping")
+    Job.objects.filter(pk=job.pk).update(requested_by=user)
+    expire(job)
+    LeaseRecoveryService().recover_expired()
+    Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+
+    body = api_client.get(f"/v1/jobs/{job.pk}").json()
+    assert (body["status"], body["attempt"], body["max_attempts"]) == ("PENDING", 2, 3)
+    assert body["next_attempt_at"] is not None
+    assert body["attempts"][0]["error"]["type"] == "WorkerLost"
+    assert "lease_holder" not in body["attempts"][0]
+
+    JobExecutionService().run_job(job.pk)
+    body = api_client.get(f"/v1/jobs/{job.pk}").json()
+    assert (body["status"], body["attempt"], body["next_attempt_at"]) == ("SUCCESS", 2, None)
+
+
+def test_two_recoverers_recover_a_job_once():
+    job = running_job()
+    expire(job)
+    outcomes: list[int] = []
+
+    def recover():
+        try:
+            outcomes.append(len(LeaseRecoveryService().recover_expired()))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=recover) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == [0, 1]
+
+
+def test_a_late_worker_cannot_overwrite_a_recovered_job():
+    job = running_job()
+    late_copy = Job.objects.get(pk=job.pk)
+    expire(job)
+    LeaseRecoveryService().recover_expired()
+    with pytest.raises(Exception, match="under this lease"):
+        late_copy.mark_succeeded({"echoed": "too late"})
+    assert Job.objects.get(pk=job.pk).error_type == "WorkerLost"
+
+
+# Cancel -------------------------------------------------------------------------------
+
+
+def cancel(client, job_id):
+    return client.post(f"/v1/jobs/{job_id}/cancel", format="json")
+
+
+def test_a_pending_job_cancelled_never_runs(api_client, user):
+    job = JobExecutionService().create_job("echo", {"message": "x"}, requested_by=user)
+    response = cancel(api_client, job.pk)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "CANCELLED"
+    assert body["error"]["type"] == "Cancelled"
+    assert body["error"]["details"] == {"cancelled_by": "alice", "status_before": "PENDING"}
+    ran = JobExecutionService().run_job(job.pk)  # its task still comes round
+    assert ran.status == JobStatus.CANCELLED
+    assert Job.objects.get(pk=job.pk).started_at is None
+
+
+@pytest.mark.parametrize("status", ["SUCCESS", "FAILED", "CANCELLED"])
+def test_cancelling_a_job_that_ended_is_a_409_conflict(api_client, user, status):
+    job = JobExecutionService().create_job("echo", {"message": "x"}, requested_by=user)
+    if status == "CANCELLED":
+        JobExecutionService().cancel_job(job.pk)
+    else:
+        if status == "FAILED":
+            Job.objects.filter(pk=job.pk).update(input_payload={})
+        JobExecutionService().run_job(job.pk)
+    before = Job.objects.values().get(pk=job.pk)
+    response = cancel(api_client, job.pk)
+    assert response.status_code == 409
+    detail = response.json()["detail"]
+    assert detail["type"] == "Conflict"
+    assert detail["message"] == f"Job {job.pk} is already {status}."
+    assert Job.objects.values().get(pk=job.pk) == before
+
+
+def test_only_the_owner_or_staff_may_cancel(api_client, staff_user):
+    other = get_user_model().objects.create_user("bob", password="pw-bob-12345")
+    job = JobExecutionService().create_job("echo", {"message": "x"}, requested_by=other)
+    assert cancel(api_client, job.pk).status_code == 404  # alice cannot see bob's job
+    assert cancel(api_client, "not-a-uuid").status_code == 404
+    staff = APIClient()
+    staff.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=staff_user).key}")
+    assert cancel(staff, job.pk).status_code == 200
+    assert APIClient().post(f"/v1/jobs/{job.pk}/cancel").status_code == 401
+
+
+def test_a_running_job_is_cancelled_and_its_child_killed(api_client, user, tmp_path):
+    pid_file = tmp_path / "pid"
+    job = JobExecutionService().create_job(
+        "sleeping", {"message": str(pid_file), "repeat": 4000}, requested_by=user
+    )
+    cancellations = counter("governed_job_cancellations_total", status="RUNNING")
+    outcome: dict[str, Job] = {}
+
+    def work():
+        try:
+            outcome["job"] = JobExecutionService().run_job(job.pk)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    for _ in range(500):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.01)
+    child = int(pid_file.read_text())
+    response = cancel(api_client, job.pk)
+    assert response.status_code == 200
+    assert response.json()["error"]["details"]["status_before"] == "RUNNING"
+    assert gone(child)  # stopped by the executor watching the row
+    worker.join(10)
+    assert outcome["job"].status == JobStatus.CANCELLED
+    stored = Job.objects.get(pk=job.pk)
+    assert stored.status == JobStatus.CANCELLED
+    assert stored.result is None
+    assert counter("governed_job_cancellations_total", status="RUNNING") == cancellations + 1
+
+
+def test_the_schema_documents_cancel_and_the_new_error_types(client):
+    schema = json.loads(client.get("/api/schema/?format=json").content)
+    responses = schema["paths"]["/v1/jobs/{id}/cancel"]["post"]["responses"]
+    assert {"200", "404", "409"} <= set(responses)
+    error_types = schema["components"]["schemas"]["TypeEnum"]["enum"]
+    for kind in ("PluginCrashed", "PluginResourceLimit", "WorkerLost", "Cancelled", "Conflict"):
+        assert kind in error_types
+    job = schema["components"]["schemas"]["Job"]["properties"]
+    assert {"attempt", "max_attempts", "next_attempt_at", "attempts"} <= set(job)
