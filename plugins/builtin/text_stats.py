@@ -12,8 +12,8 @@ from plugins.contract import Plugin
 
 APOSTROPHES = "'\u2019"
 SENTENCE_MARKS = ".!?…"
-# Both patterns must stay linear on any text up to the 1,000,000-character limit: a regex
-# runs in C holding the GIL, so the plugin's time limit cannot interrupt a slow one.
+# Both patterns must stay linear on any text up to the 1,000,000-character limit: a slower
+# regex spends the plugin's whole time limit on one request (and runs in C, holding the GIL).
 # Possessive quantifiers (++, *+) never give characters back. Nothing follows either
 # alternative, so backtracking could not change a match anyway; forbidding it makes that
 # explicit and spares the engine its backtracking bookkeeping.
@@ -22,6 +22,10 @@ WORD = re.compile(rf"[^\W\d_]++(?:[{APOSTROPHES}][^\W\d_]++)*+|\d++(?:[.,]\d++)*
 # match only at the first mark of a run: without it "." * n + "x" retried every suffix of the
 # run, O(n²) steps (hours at the size limit).
 SENTENCE_END = re.compile(rf"(?<![{SENTENCE_MARKS}])[{SENTENCE_MARKS}]++(?=\s|$)")
+
+# A longer "word" (a base64 blob, a run of letters) still counts as a word but is not listed
+# as a term: terms are for reading, and a megabyte-long one would swell the result.
+MAX_TERM_LENGTH = 64
 
 # Frequent English function words: counting them as "terms" says nothing.
 STOP_WORDS = frozenset(
@@ -72,7 +76,9 @@ class TextStatsPlugin(Plugin):
         terms = Counter(
             word.lower()
             for word in words
-            if word.lower() not in STOP_WORDS and not word[0].isdigit() and len(word) > 1
+            if 1 < len(word) <= MAX_TERM_LENGTH
+            and word.lower() not in STOP_WORDS
+            and not word[0].isdigit()
         )
         # Ties are broken alphabetically so the result is deterministic.
         top = sorted(terms.items(), key=lambda item: (-item[1], item[0]))[: payload.top_n]
