@@ -8,8 +8,11 @@ adds what containment needs on top of it:
   forkserver imports Django and the runtime once, so a new child is a cheap fork
   of an already warm process, and a plugin module a child imported stays
   imported for the child's life (it is recycled after ``max_tasks_per_child``);
-* each child leads its own process group and dies with its parent (Linux
-  ``PR_SET_PDEATHSIG``), so a ``kill -9`` of a worker leaves no child spinning;
+* each child leads its own process group, which dies with the process that uses
+  the pool: the child holds the read end of a *lifeline* pipe whose only writer
+  is that process, and asks the kernel (``O_ASYNC``, ``F_SETSIG``) to SIGKILL its
+  whole group when the pipe closes. So a ``kill -9`` of a worker leaves nothing
+  spinning, even a plugin stuck in C code, even what the plugin started;
 * on SIGTERM (how pebble stops a child past its deadline or cancelled) a child
   kills its whole group at once, including processes the plugin started; a child
   stuck in C code gets SIGKILL after ``kill_grace_s`` and its orphans are reaped;
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -48,7 +52,6 @@ PluginRef = tuple[str, str]
 
 # Imported by the forkserver before it forks any child (see child_bootstrap.py).
 FORKSERVER_PRELOAD = ["plugins.runtime.child_bootstrap"]
-_PR_SET_PDEATHSIG = 1
 _EXIT_CHECK_S = 0.25
 
 
@@ -88,6 +91,7 @@ class ProcessIsolation:
         self._pool: ProcessPool | None = None
         self._owner_pid = 0
         self._slots: _TaskSlots | None = None
+        self._lifeline: Any = None  # the write end: kept open, never written, until we exit
 
     def call(
         self,
@@ -194,11 +198,12 @@ class ProcessIsolation:
         # pebble waits this long between SIGTERM and SIGKILL; its default is 3 s.
         pebble.common.CONSTS.term_timeout = self.kill_grace_s
         slots = _TaskSlots(context)
+        lifeline, self._lifeline = context.Pipe(duplex=False)
         pool = ProcessPool(
             max_workers=self.size,
             max_tasks=self.max_tasks_per_child,
             initializer=_initialise_child,
-            initargs=(slots.shared,),
+            initargs=(slots.shared, lifeline),
             context=context,
         )
         return pool, slots
@@ -284,16 +289,20 @@ def _alive(pid: int) -> bool:
 # In the child ---------------------------------------------------------------------
 
 _task_slots: Any = None
+_lifeline: Any = None
 
 
-def _initialise_child(task_slots: Any) -> None:
+def _initialise_child(task_slots: Any, lifeline: Any) -> None:
     """Runs once in every new child, before its first task."""
-    global _task_slots
-    _task_slots = task_slots
+    global _task_slots, _lifeline
+    _task_slots, _lifeline = task_slots, lifeline
     os.setpgid(0, 0)
     if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        # When the parent's end closes (it exited, however), the kernel SIGKILLs our group.
+        fd = lifeline.fileno()
+        fcntl.fcntl(fd, fcntl.F_SETOWN, -os.getpgrp())
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGKILL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
     signal.signal(signal.SIGTERM, _kill_own_group)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent to handle
 
