@@ -7,6 +7,7 @@ that nothing a plugin started is left running.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -67,8 +68,7 @@ def test_twenty_busy_loops_time_out_and_leave_nothing_spinning(server, tmp_path)
         assert status == 400
         assert body["detail"]["type"] == "PluginTimeout"
         assert body["detail"]["details"] == {"timeout_s": 0.5}
-        spinner = int(pid_file.read_text())
-        wait_until(lambda spinner=spinner: process_gone(spinner), timeout_s=10)
+        wait_until(functools.partial(process_gone, int(pid_file.read_text())), timeout_s=10)
     assert Job.objects.filter(status=JobStatus.FAILED, plugin_name="spinning").count() == 20
     assert_still_serves(server)
 
