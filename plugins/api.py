@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
@@ -14,6 +15,7 @@ from plugins.errors.error_envelope import ErrorType
 from plugins.errors.exceptions import PluginNotFoundError
 from plugins.models import PluginMetrics
 from plugins.registry import PluginEntry, get_registry
+from plugins.runtime.limits import Isolation
 
 
 class PluginMetricsSerializer(serializers.ModelSerializer[PluginMetrics]):
@@ -33,6 +35,14 @@ class PluginMetricsSerializer(serializers.ModelSerializer[PluginMetrics]):
         ]
 
 
+class PluginLimitsSerializer(serializers.Serializer[dict[str, Any]]):
+    isolation = serializers.ChoiceField(choices=[mode.value for mode in Isolation])
+    timeout_s = serializers.FloatField()
+    max_memory_mb = serializers.IntegerField(allow_null=True)
+    max_result_bytes = serializers.IntegerField()
+    max_attempts = serializers.IntegerField()
+
+
 class PluginSerializer(serializers.Serializer[dict[str, Any]]):
     name = serializers.CharField()
     version = serializers.CharField(allow_null=True)
@@ -41,11 +51,15 @@ class PluginSerializer(serializers.Serializer[dict[str, Any]]):
     reason = serializers.CharField(allow_blank=True)
     input_schema = serializers.JSONField(allow_null=True)
     output_schema = serializers.JSONField(allow_null=True)
+    limits = PluginLimitsSerializer(allow_null=True, help_text="Where it runs and its limits.")
     metrics = PluginMetricsSerializer(allow_null=True)
 
 
 def describe_plugin(entry: PluginEntry, metrics: PluginMetrics | None) -> dict[str, Any]:
     plugin = entry.plugin
+    limits = None
+    if plugin is not None:
+        limits = {**asdict(get_registry().limits_for(plugin)), "max_attempts": plugin.max_attempts}
     return {
         "name": entry.name,
         "version": plugin.version if plugin else None,
@@ -54,6 +68,7 @@ def describe_plugin(entry: PluginEntry, metrics: PluginMetrics | None) -> dict[s
         "reason": entry.reason,
         "input_schema": plugin.Input.model_json_schema() if plugin else None,
         "output_schema": plugin.Output.model_json_schema() if plugin else None,
+        "limits": limits,
         "metrics": metrics,
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from plugins.errors.exceptions import GovernedExecutionError
 from plugins.registry import PluginRegistry, get_registry
 from plugins.runtime.control import ExecutionControl
 from plugins.runtime.tool_runner import ExecutionResult, ToolRunner, ValidatedInput
@@ -46,7 +47,7 @@ class PluginExecutionService:
         """How long an execution of ``plugin_name`` may take (the default if it is unknown)."""
         try:
             plugin = self._registry.get_plugin(plugin_name)
-        except Exception:
+        except GovernedExecutionError:  # the run itself will report it, at once
             return self._registry.defaults.timeout_s
         return self._registry.limits_for(plugin).timeout_s
 

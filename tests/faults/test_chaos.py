@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -36,7 +37,7 @@ def test_two_workers_killed_three_times_lose_no_job_and_run_none_twice(processes
     steady = processes.worker()
     victim = processes.worker()
     for _ in range(KILLS):
-        wait_until(lambda victim=victim: running_on(victim.pid), timeout_s=60, step_s=0.01)
+        wait_until(functools.partial(running_on, victim.pid), timeout_s=60, step_s=0.01)
         os.kill(victim.pid, signal.SIGKILL)
         victim.popen.wait(10)
         victim = processes.worker()
@@ -46,7 +47,8 @@ def test_two_workers_killed_three_times_lose_no_job_and_run_none_twice(processes
         lambda: not Job.objects.filter(status__in=[JobStatus.RUNNING, JobStatus.PENDING]).exists(),
         timeout_s=60,
     )
-    assert steady.alive() and victim.alive()
+    assert steady.alive()
+    assert victim.alive()
     outcomes = Job.objects.filter(pk__in=[job.pk for job in jobs])
     assert outcomes.count() == JOBS
     for job in outcomes:

@@ -23,7 +23,15 @@ def test_lists_the_example_plugins_with_schemas_and_unavailable_ones_with_reason
     assert "text" in text_stats["input_schema"]["required"]
     assert "top_terms" in text_stats["output_schema"]["properties"]
     assert plugins["image_metadata"]["input_schema"]["required"] == ["image_base64"]
+    assert text_stats["limits"] == {
+        "isolation": "process",
+        "timeout_s": 10.0,
+        "max_memory_mb": 1024,
+        "max_result_bytes": 1024 * 1024,
+        "max_attempts": 1,
+    }
     broken = plugins["X"]
+    assert broken["limits"] is None
     assert broken["state"] == "UNAVAILABLE"
     assert "import failed" in broken["reason"]
     assert broken["input_schema"] is None
