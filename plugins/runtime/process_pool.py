@@ -24,9 +24,11 @@ What the child runs lives in plugins/runtime/tool_runner.py.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import fcntl
+import itertools
 import logging
 import multiprocessing
 import os
@@ -106,8 +108,8 @@ class ProcessIsolation:
         when the child dies; ``function`` itself must not raise.
         """
         pool, slots = self._current_pool()
-        with slots.slot() as slot:
-            future = self._schedule(pool, _run_tracked, (slot, function, *args))
+        with slots.slot() as (slot, token):
+            future = self._schedule(pool, _run_tracked, (slot, token, function, *args))
             try:
                 wait_until_done(
                     lambda wait_s: self._finished(future, slots, slot, wait_s),
@@ -203,7 +205,7 @@ class ProcessIsolation:
             max_workers=self.size,
             max_tasks=self.max_tasks_per_child,
             initializer=_initialise_child,
-            initargs=(slots.shared, lifeline),
+            initargs=(slots.pids, slots.tokens, lifeline),
             context=context,
         )
         return pool, slots
@@ -219,30 +221,36 @@ class _TaskSlots:
     Shared memory, so knowing it costs the fast path nothing. It lets the caller
     notice a child that exited with status 0 and kill what a dead child left
     behind. With every slot taken, tasks still run, just without that tracking.
+    A slot is reused last (first in, first out) and carries a token, so a task
+    that starts late, after its caller gave up, cannot claim a newer task's slot.
     """
 
     SIZE = 256
 
     def __init__(self, context: Any) -> None:
-        self.shared = context.Array(ctypes.c_int, self.SIZE, lock=False)
-        self._free = list(range(self.SIZE))
+        self.pids = context.Array(ctypes.c_int, self.SIZE, lock=False)
+        self.tokens = context.Array(ctypes.c_uint, self.SIZE, lock=False)
+        self._free = collections.deque(range(self.SIZE))
+        self._tokens = itertools.count(1)
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def slot(self) -> Iterator[int | None]:
+    def slot(self) -> Iterator[tuple[int | None, int]]:
         with self._lock:
-            index = self._free.pop() if self._free else None
+            index = self._free.popleft() if self._free else None
+            token = next(self._tokens) % 2**32
         if index is not None:
-            self.shared[index] = 0
+            self.pids[index] = 0
+            self.tokens[index] = token
         try:
-            yield index
+            yield index, token
         finally:
             if index is not None:
                 with self._lock:
                     self._free.append(index)
 
     def pid(self, index: int | None) -> int:
-        return 0 if index is None else int(self.shared[index])
+        return 0 if index is None else int(self.pids[index])
 
 
 def _reap_group_later(pid: int, delay_s: float) -> None:
@@ -288,14 +296,15 @@ def _alive(pid: int) -> bool:
 
 # In the child ---------------------------------------------------------------------
 
-_task_slots: Any = None
+_slot_pids: Any = None
+_slot_tokens: Any = None
 _lifeline: Any = None
 
 
-def _initialise_child(task_slots: Any, lifeline: Any) -> None:
+def _initialise_child(slot_pids: Any, slot_tokens: Any, lifeline: Any) -> None:
     """Runs once in every new child, before its first task."""
-    global _task_slots, _lifeline
-    _task_slots, _lifeline = task_slots, lifeline
+    global _slot_pids, _slot_tokens, _lifeline
+    _slot_pids, _slot_tokens, _lifeline = slot_pids, slot_tokens, lifeline
     os.setpgid(0, 0)
     if sys.platform.startswith("linux"):
         # When the parent's end closes (it exited, however), the kernel SIGKILLs our group.
@@ -307,9 +316,9 @@ def _initialise_child(task_slots: Any, lifeline: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent to handle
 
 
-def _run_tracked(slot: int | None, function: Callable[..., Any], *args: Any) -> Any:
-    if slot is not None:
-        _task_slots[slot] = os.getpid()
+def _run_tracked(slot: int | None, token: int, function: Callable[..., Any], *args: Any) -> Any:
+    if slot is not None and _slot_tokens[slot] == token:
+        _slot_pids[slot] = os.getpid()
     return function(*args)
 
 
