@@ -80,6 +80,20 @@ def wrk(url: str, token: str, duration: int, connections: int) -> dict[str, floa
     return figures
 
 
+def describe_containment() -> str:
+    """Where the governed endpoint's plugin runs; the server has this process's settings."""
+    from django.conf import settings
+
+    if settings.PLUGIN_ISOLATION != "process":
+        return f"isolation={settings.PLUGIN_ISOLATION}"
+    size = settings.PLUGIN_PROCESS_POOL_SIZE or "auto (2 per web process)"
+    return (
+        f"isolation=process, PLUGIN_PROCESS_POOL_SIZE={size}, "
+        f"PLUGIN_MAX_TASKS_PER_CHILD={settings.PLUGIN_MAX_TASKS_PER_CHILD}; "
+        "governed = two round trips to a child per request (validate, then run)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=15, help="seconds per endpoint")
@@ -92,6 +106,7 @@ def main() -> None:
     database_url = setup_django(args.database_url)
     token = api_token()
     database = describe_database()
+    containment = describe_containment()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
@@ -130,6 +145,7 @@ def main() -> None:
         f"wrk -t2 -c{args.connections} -d{args.duration}s per endpoint"
     )
     print(f"database: {database}")
+    print(f"plugins: {containment}")
     print(f"{'endpoint':12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     for name, figures in results.items():
         print(
