@@ -90,7 +90,7 @@ def describe_containment() -> str:
     return (
         f"isolation=process, PLUGIN_PROCESS_POOL_SIZE={size}, "
         f"PLUGIN_MAX_TASKS_PER_CHILD={settings.PLUGIN_MAX_TASKS_PER_CHILD}; "
-        "governed = two round trips to a child per request (validate, then run)"
+        "governed = one round trip to a child per request (validate and run there)"
     )
 
 

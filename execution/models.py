@@ -17,8 +17,8 @@ lease_recovery.py): the job goes back to PENDING for another attempt when its
 plugin allows retries, else it FAILS with WorkerLost.
 
 A job run synchronously by the request that creates it starts life RUNNING
-(``JobQuerySet.start_new``): nobody else could see it while PENDING, so the
-claim is the insert itself, and one statement less per request.
+(``JobQuerySet.claimed_by_creator``): nobody else could see it while PENDING, so
+the claim is the insert itself, and one statement less per request.
 
 The claim, the load of a claimed job and the finishing update are plain SQL:
 on the 2-core reference machine the ORM spent 0.3-0.7 ms compiling each of
@@ -81,10 +81,15 @@ class JobQuerySet(models.QuerySet["Job"]):
             return self
         return self.filter(requested_by=user)
 
-    def start_new(self, *, lease_holder: str, lease_expires_at: datetime, **fields: Any) -> Job:
-        """Insert a job already claimed by its creator (RUNNING, started now, leased)."""
+    def claimed_by_creator(
+        self, *, lease_holder: str, lease_expires_at: datetime, **fields: Any
+    ) -> Job:
+        """A new job already claimed by its creator (RUNNING, started now, leased).
+
+        Not saved yet: its creator inserts it (:meth:`Job.insert`) when it starts running it.
+        """
         now = timezone.now()
-        return self.create(
+        return Job(
             **fields,
             status=JobStatus.RUNNING,
             created_at=now,
@@ -319,6 +324,21 @@ class Job(models.Model):
         self.status, self.attempt, self.attempts = JobStatus.PENDING, attempt, history
         self.next_attempt_at, self.started_at = next_attempt_at, None
         self.lease_holder, self.lease_expires_at, self.task_id = "", None, ""
+
+    def insert(self) -> None:
+        """Record a job made by :meth:`JobQuerySet.claimed_by_creator` (one INSERT)."""
+        self.save(force_insert=True, using=Job.objects.db)
+
+    def discard(self) -> bool:
+        """Remove a job whose input its plugin refused: it never was a run.
+
+        Only the claimant of a RUNNING job may do it; False (and the job stays)
+        if it changed meanwhile, e.g. was cancelled.
+        """
+        deleted, _ = Job.objects.filter(
+            pk=self.pk, status=JobStatus.RUNNING, lease_holder=self.lease_holder
+        ).delete()
+        return bool(deleted)
 
     def _finish(self, target: str, *, result: Any, error: Any) -> None:
         expected = self.status

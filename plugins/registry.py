@@ -227,6 +227,10 @@ class PendingMetrics:
     def add(self, plugin_name: str, state: str, elapsed_ms: float, had_error: bool) -> None:
         self._rows.append((plugin_name, state, elapsed_ms, had_error))
 
+    def discard(self) -> None:
+        """Forget what is pending: the executions were not runs worth keeping (refused input)."""
+        self._rows = []
+
     def flush(self) -> None:
         """Write what is pending. A failure is logged and counted, never raised.
 

@@ -171,7 +171,7 @@ PLUGIN_MAX_RESULT_BYTES = int(os.environ.get("PLUGIN_MAX_RESULT_BYTES", str(1024
 # Children per process. 0: one in a db_worker (it runs one job at a time, and an idle
 # second child only adds latency), two in a web process (threads may run plugins at once).
 PLUGIN_PROCESS_POOL_SIZE = int(os.environ.get("PLUGIN_PROCESS_POOL_SIZE", "0"))
-PLUGIN_MAX_TASKS_PER_CHILD = int(os.environ.get("PLUGIN_MAX_TASKS_PER_CHILD", "500"))
+PLUGIN_MAX_TASKS_PER_CHILD = int(os.environ.get("PLUGIN_MAX_TASKS_PER_CHILD", "10000"))
 PLUGIN_KILL_GRACE_S = float(os.environ.get("PLUGIN_KILL_GRACE_S", "0.5"))
 
 # Jobs. A RUNNING job's lease ends at its start + its plugin's time limit + this grace;

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -20,8 +21,9 @@ from execution.metrics import JOB_CANCELLATIONS
 from execution.models import IllegalJobTransition, Job, JobStatus
 from execution.services.plugin_execution_service import PluginExecutionService
 from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
+from plugins.errors.exceptions import InputValidationError
 from plugins.registry import defer_metrics_persistence
-from plugins.runtime.control import StopReason
+from plugins.runtime.control import ControlFailed, StopReason
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +53,20 @@ class JobWatch:
 
     The row is the only channel: a cancel on one machine reaches the executor on
     another through the database, read at most every ``JOB_CANCEL_POLL_S``.
+    ``on_started`` runs once the plugin was handed its work: the synchronous path
+    inserts its job then, while the plugin's process is already busy.
     """
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, on_started: Callable[[], object] | None = None) -> None:
         self._job = job
+        self._on_started = on_started
         self._poll_s = settings.JOB_CANCEL_POLL_S
         self._next_check = time.monotonic() + self._poll_s
         self.reason: StopReason | None = None
+
+    def started(self) -> None:
+        if self._on_started is not None:
+            self._on_started()
 
     def stop_reason(self) -> StopReason | None:
         if self.reason is None:
@@ -92,36 +101,39 @@ class JobExecutionService:
         If the plugin's own code failed while checking the input (its validator
         timed out or crashed), the job is recorded as FAILED with that error.
         """
-        admission = self._plugins.admit(plugin_name, payload)
+        facts = self._plugins.describe(plugin_name)
+        failure = self._plugins.check_input(plugin_name, payload)
         job = Job.objects.create(
             plugin_name=plugin_name,
-            plugin_version=admission.plugin_version,
+            plugin_version=facts.version,
             input_payload=payload,
             requested_by=requested_by,
-            max_attempts=admission.max_attempts,
+            max_attempts=facts.max_attempts,
         )
-        if admission.validated.failure is not None:
-            _, error = self._plugins.execute(plugin_name, admission.validated)
-            job.mark_failed(dict(error or admission.validated.failure))
+        if failure is not None:
+            job.mark_failed(dict(failure))
         return job
 
     def execute_now(self, plugin_name: str, payload: Any, requested_by: Any = None) -> Job:
         """Create a job claimed by this thread and run it here (the synchronous API).
 
-        The input is validated once, where the plugin runs, and exactly what was
-        validated is run. Two commits per execution: the RUNNING job, then its
-        outcome together with the plugin's metrics.
+        One round trip to the plugin's process: the input is validated there and
+        exactly what was validated runs. Input the plugin refuses was never a
+        run: its provisional job is removed and InputValidationError raised, so
+        bad input records nothing. Two commits per execution: the RUNNING job,
+        then its outcome together with the plugin's metrics.
         """
-        admission = self._plugins.admit(plugin_name, payload)
-        job = Job.objects.start_new(
+        facts = self._plugins.describe(plugin_name)
+        job = Job.objects.claimed_by_creator(
             plugin_name=plugin_name,
-            plugin_version=admission.plugin_version,
+            plugin_version=facts.version,
             input_payload=payload,
             requested_by=requested_by,
             lease_holder=new_lease_holder(),
-            lease_expires_at=_lease_end(admission.time_limit_s),
+            lease_expires_at=_lease_end(facts.time_limit_s),
         )
-        return self._execute_claimed(job, admission.validated)
+        # Inserted once the plugin has its work: the commit overlaps the execution.
+        return self._execute_claimed(job, payload, on_started=job.insert, sync=True)
 
     def run_job(self, job_id: uuid.UUID | str, task_id: str = "") -> Job:
         """Claim a PENDING job and run it. A job someone else claimed is returned untouched."""
@@ -183,12 +195,32 @@ class JobExecutionService:
             job.requeue(dict(error), next_attempt_at=next_attempt_at, retry=retry)
             run_job_task.using(run_after=next_attempt_at).enqueue(str(job.pk))
 
-    def _execute_claimed(self, job: Job, payload: Any) -> Job:
-        watch = JobWatch(job)
+    def _execute_claimed(
+        self,
+        job: Job,
+        payload: Any,
+        *,
+        on_started: Callable[[], object] | None = None,
+        sync: bool = False,
+    ) -> Job:
+        watch = JobWatch(job, on_started=on_started)
         # The outcome and the plugin's metrics are committed together: one commit
         # per finished execution instead of two.
         with defer_metrics_persistence() as pending_metrics:
-            result, error = self._plugins.execute(job.plugin_name, payload, control=watch)
+            try:
+                result, error = self._plugins.execute(job.plugin_name, payload, control=watch)
+            except ControlFailed as exc:  # the job could not be recorded: nothing ran for it
+                pending_metrics.discard()
+                raise exc.__cause__ or exc from None
+            # Input its plugin refuses makes a request, not a run: it records nothing.
+            if sync and _is_invalid_input(error) and job.discard():
+                pending_metrics.discard()
+                assert error is not None
+                raise InputValidationError(
+                    error["error"]["message"],
+                    details=error["error"]["details"],
+                    plugin=job.plugin_name,
+                )
             try:
                 with transaction.atomic():
                     self._record_outcome(job, result, error, watch.reason)
@@ -216,6 +248,10 @@ class JobExecutionService:
             self.requeue_job(job, error, retry=False)
         else:
             job.mark_failed(dict(error))
+
+
+def _is_invalid_input(error: ErrorEnvelope | None) -> bool:
+    return error is not None and error["error"]["type"] == ErrorType.VALIDATION_ERROR
 
 
 def _lease_end(time_limit_s: float) -> Any:

@@ -5,18 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from plugins.errors.error_envelope import ErrorEnvelope
 from plugins.errors.exceptions import GovernedExecutionError
 from plugins.registry import PluginRegistry, get_registry
 from plugins.runtime.control import ExecutionControl
-from plugins.runtime.tool_runner import ExecutionResult, ToolRunner, ValidatedInput
+from plugins.runtime.tool_runner import ExecutionResult, ToolRunner
 
 
 @dataclass(frozen=True)
-class Admission:
-    """A request the plugin accepted: what to run, and what the job needs to know about it."""
+class PluginFacts:
+    """What a job needs to know about the plugin that will run it."""
 
-    validated: ValidatedInput
-    plugin_version: str
+    version: str
     time_limit_s: float
     max_attempts: int
 
@@ -28,28 +28,30 @@ class PluginExecutionService:
         self._registry = registry if registry is not None else get_registry()
         self._runner = ToolRunner(registry=self._registry)
 
-    def admit(self, plugin_name: str, payload: Any) -> Admission:
-        """Validate ``payload`` where and how the plugin runs, without running it.
-
-        Raises a governed error for an unknown or unavailable plugin or invalid
-        input, so the API refuses bad input before anything is recorded.
-        """
-        validated = self._runner.validate(plugin_name, payload)
-        plugin = validated.plugin
-        return Admission(
-            validated=validated,
-            plugin_version=plugin.version,
+    def describe(self, plugin_name: str) -> PluginFacts:
+        """Facts about an available plugin; raises PluginNotFound or PluginUnavailable."""
+        plugin = self._registry.get_plugin(plugin_name)
+        return PluginFacts(
+            version=plugin.version,
             time_limit_s=self._registry.limits_for(plugin).timeout_s,
             max_attempts=plugin.max_attempts,
         )
 
+    def check_input(self, plugin_name: str, payload: Any) -> ErrorEnvelope | None:
+        """Validate ``payload`` where and how the plugin runs, without running it.
+
+        Raises a governed error for invalid input, so the API refuses it before
+        anything is recorded; returns the envelope of a failure of the plugin's
+        own code while validating (a validator that timed out or crashed).
+        """
+        return self._runner.validate(plugin_name, payload)
+
     def time_limit_s(self, plugin_name: str) -> float:
         """How long an execution of ``plugin_name`` may take (the default if it is unknown)."""
         try:
-            plugin = self._registry.get_plugin(plugin_name)
+            return self.describe(plugin_name).time_limit_s
         except GovernedExecutionError:  # the run itself will report it, at once
             return self._registry.defaults.timeout_s
-        return self._registry.limits_for(plugin).timeout_s
 
     def execute(
         self, plugin_name: str, payload: Any, *, control: ExecutionControl | None = None

@@ -1,8 +1,10 @@
 """Imported once by the forkserver that plugin child processes are forked from.
 
-Setting Django up here means every child starts with the settings, the apps and
-the runtime already imported: a new child (after a crash, a kill or recycling)
-is ready at the cost of a fork. The forkserver never touches a database.
+Setting Django up and importing the project's plugins here means every child
+starts with the settings, the apps, the runtime and the plugin modules already
+imported: a new child (after a crash, a kill or recycling) is ready at the cost
+of a fork. The process that uses the pool imported the same plugin modules
+already, so this adds no way to fail. The forkserver never touches a database.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ def _setup() -> None:
         if os.environ.get("DJANGO_SETTINGS_MODULE") and not apps.ready:
             django.setup()
         import plugins.runtime.tool_runner  # noqa: F401  (what children execute)
+        from plugins.registry import get_registry
+
+        get_registry()  # imports every discovered plugin's module
     except Exception:  # the forkserver must start even so; children will report the error
         logger.exception("Preparing the plugin forkserver failed")
 

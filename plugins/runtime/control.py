@@ -1,9 +1,11 @@
 """Waiting for an execution, with its time limit and a way to stop it from outside.
 
-The caller of ToolRunner may pass an :class:`ExecutionControl`; while the plugin
-runs, ToolRunner asks it every ``poll_s`` whether to stop (the job was cancelled,
-or the worker is shutting down and hands the job back). ToolRunner knows nothing
-about jobs: the control is how the layer above talks to it.
+The caller of ToolRunner may pass an :class:`ExecutionControl`. ToolRunner tells
+it when the execution has been handed to the plugin's process or thread (so the
+caller can do its own bookkeeping while the plugin works) and then asks it every
+``poll_s`` whether to stop (the job was cancelled, or the worker is shutting down
+and hands the job back). ToolRunner knows nothing about jobs: the control is how
+the layer above talks to it.
 """
 
 from __future__ import annotations
@@ -31,8 +33,19 @@ class StopReason(StrEnum):
 
 
 class ExecutionControl(Protocol):
+    def started(self) -> None:
+        """The execution was handed over and runs; ToolRunner waits for it next.
+
+        If this raises, the execution is stopped and ToolRunner raises
+        :class:`ControlFailed` from it: the caller's failure, not the plugin's.
+        """
+
     def stop_reason(self) -> StopReason | None:
         """Why the running execution must stop now, or None to let it go on."""
+
+
+class ControlFailed(Exception):
+    """The caller's :meth:`ExecutionControl.started` raised; the execution was stopped."""
 
 
 def stop_error(reason: StopReason) -> GovernedExecutionError:
@@ -50,12 +63,18 @@ def wait_until_done(
     control: ExecutionControl | None = None,
     poll_s: float = DEFAULT_POLL_S,
 ) -> None:
-    """Wait for ``is_done(wait_s)`` to say the execution ended.
+    """Tell ``control`` the execution started, then wait for ``is_done(wait_s)`` to say it ended.
 
-    Raises PluginTimeoutError at ``timeout_s`` and the stop error when
-    ``control`` asks to stop; the caller then stops the execution itself.
+    Raises PluginTimeoutError at ``timeout_s``, the stop error when ``control``
+    asks to stop, ControlFailed when ``control.started`` fails; the caller then
+    stops the execution itself.
     """
     deadline = time.monotonic() + timeout_s
+    if control is not None:
+        try:
+            control.started()
+        except Exception as exc:
+            raise ControlFailed(f"{type(exc).__name__}: {exc}") from exc
     while True:
         remaining = deadline - time.monotonic()
         step = remaining if control is None else min(remaining, poll_s)

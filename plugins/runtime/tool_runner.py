@@ -8,7 +8,8 @@ under its limits: input validation (its validators are plugin code too), ``run``
 under the runtime guard, and output validation with the result size bound.
 
 The second half of this module is what runs there; the child process executes
-:func:`run_in_child` and :func:`validate_in_child`.
+:func:`run_in_child` and :func:`validate_in_child`. One execution is one round trip
+to the child: the payload is validated there and exactly what was validated runs.
 """
 
 from __future__ import annotations
@@ -17,19 +18,14 @@ import functools
 import importlib
 import json
 import logging
-import pickle
 import resource
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
-
 from plugins.contract import Plugin
-from plugins.errors.error_envelope import ErrorEnvelope, ErrorType
+from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
 from plugins.errors.exceptions import (
     InputValidationError,
-    PluginExecutionError,
     PluginResourceLimitError,
     PluginUnavailableError,
     ReportedExecutionError,
@@ -38,7 +34,7 @@ from plugins.errors.exceptions import (
 from plugins.metrics import METRICS_FAILURES, count_containment
 from plugins.models import PluginState
 from plugins.registry import PluginRegistry, get_registry
-from plugins.runtime.control import ExecutionControl
+from plugins.runtime.control import ControlFailed, ExecutionControl
 from plugins.runtime.guard import authorised
 from plugins.runtime.limits import ExecutionLimits, Isolation
 from plugins.runtime.process_pool import PluginRef, ProcessIsolation, plugin_ref
@@ -51,22 +47,6 @@ logger = logging.getLogger(__name__)
 ExecutionResult = tuple[dict[str, Any] | None, ErrorEnvelope | None]
 ChildOutcome = tuple[bool, Any]
 """What a child sends back: (True, data) or (False, error envelope); plain data only."""
-
-
-@dataclass(frozen=True)
-class ValidatedInput:
-    """A payload that a plugin's ``Input`` model accepted, to be run exactly as validated.
-
-    Made by :meth:`ToolRunner.validate`. In process isolation it holds the
-    validated model pickled by the child that validated it; only another child
-    unpickles it, never the caller. ``failure`` is set when validating could not
-    finish (the plugin's validator timed out, crashed, ...): running it reports that.
-    """
-
-    plugin: Plugin
-    model: BaseModel | None = None
-    pickled: bytes | None = None
-    failure: ErrorEnvelope | None = None
 
 
 class ToolRunner:
@@ -89,9 +69,11 @@ class ToolRunner:
     def run(
         self, plugin_name: str, payload: Any, *, control: ExecutionControl | None = None
     ) -> ExecutionResult:
-        """Execute ``plugin_name`` on ``payload`` (raw data or a :class:`ValidatedInput`).
+        """Validate ``payload``, run the plugin on it and check what it returns.
 
-        ``control`` is asked while the plugin runs whether to stop it early.
+        ``control`` is told when the plugin starts and asked while it runs
+        whether to stop it early. Raises only ControlFailed, when the control
+        itself failed (the caller's bookkeeping), after stopping the plugin.
         """
         started = time.perf_counter()
         state: str = PluginState.UNAVAILABLE
@@ -105,6 +87,11 @@ class ToolRunner:
             limits = self._registry.limits_for(plugin)
             isolation = limits.isolation
             result = json.loads(self._execute(plugin, payload, limits, control))
+        except ControlFailed as exc:
+            error = build_error_envelope(
+                ErrorType.SERVICE_UNAVAILABLE, str(exc), plugin=_label(plugin_name), exc=exc
+            )
+            raise
         except Exception as exc:
             error = envelope_for(exc, _label(plugin_name))
         finally:
@@ -126,30 +113,28 @@ class ToolRunner:
                 logger.exception("Recording metrics for plugin %r failed", _label(plugin_name))
         return result, error
 
-    def validate(self, plugin_name: str, payload: Any) -> ValidatedInput:
+    def validate(self, plugin_name: str, payload: Any) -> ErrorEnvelope | None:
         """Validate ``payload`` where the plugin runs, under its limits, without running it.
 
         Raises PluginNotFound, PluginUnavailable or InputValidationError: the
-        request is refused and nothing is recorded. A failure of the plugin's own
-        code while validating is not the client's: it is kept in the result and
-        reported when it is run.
+        request is refused. A failure of the plugin's own code while validating
+        (its validator timed out, crashed, ...) is not the client's: it is
+        returned as an envelope. None: the payload is valid.
         """
         plugin = self._registry.get_plugin(plugin_name)
         limits = self._registry.limits_for(plugin)
         try:
             if limits.isolation is Isolation.THREAD:
-                model = self._threads.call(
-                    validate_input, plugin, payload, timeout_s=limits.timeout_s
+                self._threads.call(validate_input, plugin, payload, timeout_s=limits.timeout_s)
+            else:
+                outcome = self._processes.call(
+                    validate_in_child,
+                    plugin_ref(type(plugin)),
+                    payload,
+                    limits.max_memory_mb,
+                    timeout_s=limits.timeout_s,
                 )
-                return ValidatedInput(plugin, model=model)
-            outcome = self._processes.call(
-                validate_in_child,
-                plugin_ref(type(plugin)),
-                payload,
-                limits.max_memory_mb,
-                timeout_s=limits.timeout_s,
-            )
-            return ValidatedInput(plugin, pickled=_unwrap(outcome))
+                _unwrap(outcome)
         except InputValidationError:
             raise
         except ReportedExecutionError as exc:
@@ -157,9 +142,10 @@ class ToolRunner:
                 raise InputValidationError(
                     exc.message, details=exc.details, plugin=plugin.name
                 ) from exc
-            return ValidatedInput(plugin, failure=exc.to_envelope(plugin.name))
+            return exc.to_envelope(plugin.name)
         except Exception as exc:
-            return ValidatedInput(plugin, failure=envelope_for(exc, plugin.name))
+            return envelope_for(exc, plugin.name)
+        return None
 
     def _execute(
         self,
@@ -168,19 +154,11 @@ class ToolRunner:
         limits: ExecutionLimits,
         control: ExecutionControl | None,
     ) -> bytes:
-        validated: ValidatedInput | None = None
-        if isinstance(payload, ValidatedInput):
-            validated, payload = payload, None
-            if validated.plugin is not plugin:
-                raise PluginExecutionError("The input was validated for another plugin")
-            if validated.failure is not None:
-                raise ReportedExecutionError(validated.failure)
         if limits.isolation is Isolation.THREAD:
             return self._threads.call(
                 run_in_thread,
                 plugin,
                 payload,
-                validated.model if validated else None,
                 limits.max_result_bytes,
                 timeout_s=limits.timeout_s,
                 control=control,
@@ -189,7 +167,6 @@ class ToolRunner:
             run_in_child,
             plugin_ref(type(plugin)),
             payload,
-            validated.pickled if validated else None,
             limits.max_memory_mb,
             limits.max_result_bytes,
             timeout_s=limits.timeout_s,
@@ -240,54 +217,36 @@ def runs_one_execution_at_a_time() -> None:
 # What runs where the plugin is isolated --------------------------------------------
 
 
-def _call_plugin(plugin: Plugin, validated: BaseModel, max_result_bytes: int) -> bytes:
+def _validate_and_call(plugin: Plugin, payload: Any, max_result_bytes: int) -> bytes:
     with authorised(plugin):
-        output = plugin.run(validated)
+        output = plugin.run(validate_input(plugin, payload))
     return validate_output(plugin, output, max_result_bytes)
 
 
-def run_in_thread(
-    plugin: Plugin, payload: Any, validated: BaseModel | None, max_result_bytes: int
-) -> bytes:
+def run_in_thread(plugin: Plugin, payload: Any, max_result_bytes: int) -> bytes:
     """One execution in a pool thread of the caller (thread isolation)."""
-    if validated is None:
-        validated = validate_input(plugin, payload)
-    return _call_plugin(plugin, validated, max_result_bytes)
+    return _validate_and_call(plugin, payload, max_result_bytes)
 
 
 def run_in_child(
-    ref: PluginRef,
-    payload: Any,
-    pickled_input: bytes | None,
-    max_memory_mb: int | None,
-    max_result_bytes: int,
+    ref: PluginRef, payload: Any, max_memory_mb: int | None, max_result_bytes: int
 ) -> ChildOutcome:
-    """One execution in a child process: validate (unless done already), run, check the output."""
+    """One execution in a child process: validate, run, check the output."""
     try:
         plugin = _child_plugin(ref)
         apply_memory_limit(max_memory_mb)
-        if pickled_input is not None:
-            validated = pickle.loads(pickled_input)  # made by validate_in_child
-        else:
-            validated = validate_input(plugin, payload)
-        return True, _call_plugin(plugin, validated, max_result_bytes)
+        return True, _validate_and_call(plugin, payload, max_result_bytes)
     except BaseException as exc:
         return False, _child_failure(exc, ref, max_memory_mb)
 
 
 def validate_in_child(ref: PluginRef, payload: Any, max_memory_mb: int | None) -> ChildOutcome:
-    """Validate a payload in a child process; the model comes back pickled, for a later run."""
+    """Only validate a payload in a child process (a background job's admission)."""
     try:
         plugin = _child_plugin(ref)
         apply_memory_limit(max_memory_mb)
-        validated = validate_input(plugin, payload)
-        try:
-            return True, pickle.dumps(validated, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
-            raise PluginExecutionError(
-                "The validated input cannot be passed to the plugin's process",
-                details={"exception": type(exc).__name__},
-            ) from exc
+        validate_input(plugin, payload)
+        return True, None
     except BaseException as exc:
         return False, _child_failure(exc, ref, max_memory_mb)
 

@@ -276,3 +276,92 @@ def test_the_schema_documents_cancel_and_the_new_error_types(client):
         assert kind in error_types
     job = schema["components"]["schemas"]["Job"]["properties"]
     assert {"attempt", "max_attempts", "next_attempt_at", "attempts"} <= set(job)
+
+
+# The synchronous path -------------------------------------------------------------------
+
+
+def test_a_sync_job_is_inserted_once_its_plugin_has_its_work():
+    from unittest import mock
+
+    from plugins.runtime.process_pool import ProcessIsolation
+
+    events: list[str] = []
+    insert, schedule = Job.insert, ProcessIsolation._schedule
+
+    def record_insert(job):
+        events.append("insert")
+        insert(job)
+
+    def record_schedule(*args):
+        events.append("hand to the plugin's process")
+        return schedule(*args)
+
+    with (
+        mock.patch.object(Job, "insert", record_insert),
+        mock.patch.object(ProcessIsolation, "_schedule", staticmethod(record_schedule)),
+    ):
+        job = JobExecutionService().execute_now("sleeping", {"message": "x", "repeat": 1})
+    assert events == ["hand to the plugin's process", "insert"]  # the commit overlaps the run
+    assert job.status == JobStatus.SUCCESS
+    assert Job.objects.get(pk=job.pk).lease_holder == job.lease_holder
+
+
+def test_a_sync_job_that_cannot_be_recorded_stops_its_plugin_and_records_nothing(tmp_path):
+    from unittest import mock
+
+    from django.db import OperationalError
+
+    from plugins.models import PluginMetrics
+
+    pid_file = tmp_path / "pid"
+
+    def refuse(job):
+        for _ in range(500):  # let the plugin start, to see it stopped
+            if pid_file.exists() and pid_file.read_text():
+                break
+            time.sleep(0.01)
+        raise OperationalError("database is down")
+
+    with (
+        mock.patch.object(Job, "insert", refuse),
+        pytest.raises(OperationalError, match="database is down"),
+    ):
+        JobExecutionService().execute_now("sleeping", {"message": str(pid_file), "repeat": 5000})
+    assert gone(int(pid_file.read_text()))
+    assert not Job.objects.exists()
+    assert not PluginMetrics.objects.exists()
+
+
+def test_input_the_plugin_refuses_on_the_sync_path_leaves_no_job_and_no_metrics(api_client):
+    from plugins.models import PluginMetrics
+
+    response = api_client.post(
+        "/v1/analyze-execution",
+        {"plugin": "sleeping", "payload": {"message": "x", "repeat": "long"}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"]["type"] == "ValidationError"
+    assert response.json()["detail"]["details"][0]["location"] == ["repeat"]
+    assert "X-Job-Id" not in response
+    assert not Job.objects.exists()
+    assert not PluginMetrics.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["/v1/analyze-execution", "/v1/jobs"])
+def test_a_validator_past_the_time_limit_is_a_failed_job_not_a_refused_request(
+    api_client, settings, path
+):
+    settings.PLUGINS = [*settings.PLUGINS, "tests.plugins.sample_plugins.SlowValidatorPlugin"]
+    response = api_client.post(
+        path, {"plugin": "slow_validator", "payload": {"message": "2"}}, format="json"
+    )
+    job = Job.objects.get(plugin_name="slow_validator")
+    assert (job.status, job.error_type) == (JobStatus.FAILED, "PluginTimeout")
+    if path == "/v1/jobs":
+        assert response.status_code == 202
+        assert response.json()["status"] == "FAILED"
+    else:
+        assert response.status_code == 400
+        assert response.json()["detail"]["type"] == "PluginTimeout"

@@ -49,7 +49,7 @@ def test_analysis_service_calls_only_the_job_service(user):
 def test_job_service_reaches_plugins_only_through_the_plugin_service():
     plugins = Recorder(PluginExecutionService())
     job = JobExecutionService(plugins=cast(Any, plugins)).execute_now("echo", {"message": "x"})
-    assert plugins.calls == ["admit", "execute"]
+    assert plugins.calls == ["describe", "execute"]
     assert job.result == {"echoed": "x"}
 
 

@@ -208,6 +208,9 @@ class Stopper:
     def __init__(self, reason: StopReason, after_s: float) -> None:
         self.reason, self.at = reason, time.monotonic() + after_s
 
+    def started(self):
+        pass
+
     def stop_reason(self):
         return self.reason if time.monotonic() >= self.at else None
 

@@ -1,8 +1,10 @@
 import logging
 import time
+from typing import ClassVar
 
 import pytest
 from prometheus_client import REGISTRY
+from pydantic import field_validator
 
 from plugins.errors.error_envelope import ErrorType
 from plugins.errors.exceptions import PluginExecutionError
@@ -10,7 +12,7 @@ from plugins.models import PluginMetrics
 from plugins.registry import PluginRegistry
 from plugins.runtime.limits import ExecutionLimits, Isolation
 from plugins.runtime.time_limit import ExecutionThreads
-from plugins.runtime.tool_runner import ToolRunner, ValidatedInput
+from plugins.runtime.tool_runner import ToolRunner
 from tests.plugins import sample_plugins
 from tests.plugins.sample_plugins import EchoPlugin, SlowPlugin
 
@@ -262,14 +264,13 @@ def test_exactly_one_of_result_and_error_is_set(runner):
         assert (result is None) != (error is None)
 
 
-# Validated once, run as validated ------------------------------------------------------
+# Validation without a run (a background job's admission) --------------------------------
 
 
-def test_validate_then_run_runs_exactly_what_was_validated(runner):
-    validated = runner.validate("echo", {"message": "x", "repeat": "3"})
-    assert isinstance(validated, ValidatedInput)
-    assert validated.failure is None
-    assert runner.run("echo", validated) == ({"echoed": "xxx"}, None)
+def test_validate_accepts_valid_input_without_running_the_plugin(thread_registry):
+    runner = ToolRunner(registry=thread_registry)
+    assert runner.validate("echo", {"message": "x", "repeat": "3"}) is None
+    assert thread_registry.get_plugin("echo").calls == []
 
 
 def test_validate_refuses_bad_input_and_unknown_plugins_by_raising(runner):
@@ -283,28 +284,34 @@ def test_validate_refuses_bad_input_and_unknown_plugins_by_raising(runner):
         runner.validate("missing", {})
 
 
-def test_a_validator_that_overruns_is_kept_as_a_failure_reported_by_run(runner):
-    validated = runner.validate("slow_validator", {"message": "1"})
-    assert validated.failure["error"]["type"] == ErrorType.PLUGIN_TIMEOUT
-    result, error = runner.run("slow_validator", validated)
-    assert result is None
-    assert error["error"]["type"] == ErrorType.PLUGIN_TIMEOUT
-    assert metrics_row("slow_validator").error_count == 1
+def test_a_validator_that_overruns_is_reported_not_raised(runner):
+    failure = runner.validate("slow_validator", {"message": "1"})
+    assert failure["error"]["type"] == ErrorType.PLUGIN_TIMEOUT
+    assert failure["error"]["plugin"] == "slow_validator"
+    assert runner.validate("slow_validator", {"message": "0"}) is None
 
 
-def test_input_validated_for_one_plugin_cannot_run_another(runner):
-    validated = runner.validate("echo", {"message": "x"})
-    _, error = runner.run("dict_echo", validated)
-    assert error["error"]["type"] == ErrorType.PLUGIN_EXECUTION_ERROR
-    assert error["error"]["message"] == "The input was validated for another plugin"
+def test_the_plugin_runs_exactly_the_model_it_validated_once(thread_registry):
+    class CountingInput(sample_plugins.EchoInput):
+        validations: ClassVar[list[str]] = []
 
+        @field_validator("message")
+        @classmethod
+        def count(cls, value: str) -> str:
+            cls.validations.append(value)
+            return value.upper()
 
-def test_the_plugin_validates_once_per_request_in_thread_mode(thread_registry):
-    runner = ToolRunner(registry=thread_registry)
-    validated = runner.validate("echo", {"message": "x"})
-    runner.run("echo", validated)
-    (call,) = thread_registry.get_plugin("echo").calls
-    assert call is validated.model  # the very object that was validated
+    class Counting(EchoPlugin):
+        name = "counting"
+        isolation = "thread"
+        Input = CountingInput
+
+    thread_registry.register(Counting)
+    result, _ = ToolRunner(registry=thread_registry).run("counting", {"message": "x"})
+    assert result == {"echoed": "X"}  # the validated (upper-cased) value is what ran
+    assert CountingInput.validations == ["x"]
+    (call,) = thread_registry.get_plugin("counting").calls
+    assert call.message == "X"
 
 
 # Thread isolation ----------------------------------------------------------------------
