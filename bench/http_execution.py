@@ -1,12 +1,14 @@
 """HTTP throughput of the governed endpoint against two bare baselines, in one run.
 
-gunicorn (2 sync workers) on 127.0.0.1 serves, and wrk drives each endpoint in turn:
+gunicorn (2 sync workers) on 127.0.0.1 serves, and wrk drives each endpoint in turn,
+in rounds (so that drift of a shared machine falls on all of them alike):
   governed     POST /v1/analyze-execution with a no-op plugin (validation, job, metrics)
   bookkeeping  POST /bench/bookkeeping: the naive job bookkeeping, three commits
   echo         POST /bench/echo: authentication and JSON in/out, no database writes
 Prints requests/s, p50 and p99 latency and the ratios to the baselines.
 
-    .venv/bin/python bench/http_execution.py [--duration 15] [--database-url postgres://...]
+    .venv/bin/python bench/http_execution.py [--duration 15] [--rounds 3]
+        [--database-url postgres://...]
 
 Needs wrk (apt-get install wrk).
 """
@@ -18,6 +20,7 @@ import json
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -80,6 +83,16 @@ def wrk(url: str, token: str, duration: int, connections: int) -> dict[str, floa
     return figures
 
 
+def combine(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Rounds of one endpoint as one: mean throughput, median latencies, all non-2xx."""
+    return {
+        "rps": statistics.fmean(r["rps"] for r in rounds),
+        "p50": statistics.median(r["p50"] for r in rounds),
+        "p99": statistics.median(r["p99"] for r in rounds),
+        "non_2xx": sum(r["non_2xx"] for r in rounds),
+    }
+
+
 def describe_containment() -> str:
     """Where the governed endpoint's plugin runs; the server has this process's settings."""
     from django.conf import settings
@@ -97,6 +110,13 @@ def describe_containment() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=15, help="seconds per endpoint")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="the duration is split into this many rounds over all endpoints in turn, so "
+        "that drift of a shared machine falls on every endpoint alike",
+    )
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     args = parser.parse_args()
@@ -125,7 +145,8 @@ def main() -> None:
         cwd=ROOT,
         env=bench_env(database_url),
     )
-    results: dict[str, dict[str, float]] = {}
+    rounds: dict[str, list[dict[str, float]]] = {}
+    round_s = max(1, args.duration // args.rounds)
     try:
         wait_until_up(f"{base}/v1/health")
         targets = {
@@ -133,16 +154,19 @@ def main() -> None:
             "bookkeeping": f"{base}/bench/bookkeeping",
             "governed": f"{base}/v1/analyze-execution",
         }
-        for name, url in targets.items():
-            wrk(url, token, 2, args.connections)  # warm-up: connections, caches, threads
-            results[name] = wrk(url, token, args.duration, args.connections)
+        for url in targets.values():
+            wrk(url, token, 2, args.connections)  # warm-up: connections, caches, children
+        for _ in range(args.rounds):
+            for name, url in targets.items():
+                rounds.setdefault(name, []).append(wrk(url, token, round_s, args.connections))
     finally:
         server.terminate()
         server.wait(timeout=30)
+    results = {name: combine(measured) for name, measured in rounds.items()}
 
     print(
-        f"http_execution: gunicorn 2 sync workers, "
-        f"wrk -t2 -c{args.connections} -d{args.duration}s per endpoint"
+        f"http_execution: gunicorn 2 sync workers, wrk -t2 -c{args.connections}, "
+        f"{args.rounds} rounds of {round_s} s per endpoint, endpoints in turn"
     )
     print(f"database: {database}")
     print(f"plugins: {containment}")
