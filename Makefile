@@ -55,4 +55,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/worker_throughput.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage htmlcov *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.* htmlcov *.egg-info
