@@ -4,9 +4,12 @@ These run real child processes (the project's pool), and check the processes
 themselves: killed, replaced, holding nothing of the parent's.
 """
 
+import contextlib
 import os
 import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -101,8 +104,6 @@ def test_a_child_killed_from_outside_is_a_crash(runner, tmp_path):
                 return
             time.sleep(0.02)
 
-    import threading
-
     thread = threading.Thread(target=kill_when_started)
     thread.start()
     _, error = runner.run("sleeping", {"message": str(pid_file), "repeat": 4000})
@@ -165,30 +166,30 @@ def test_the_runtime_guard_holds_in_the_child(runner):
     assert error["error"]["details"] == {"exception": "UngovernedExecutionError"}
 
 
-def test_a_child_keeps_its_plugin_module_and_instance_between_executions():
-    processes = ProcessIsolation(size=1, max_tasks_per_child=100, kill_grace_s=0.5)
+@contextlib.contextmanager
+def one_child(max_tasks_per_child: int) -> Iterator[ToolRunner]:
+    """A ToolRunner with a pool of its own: one child, recycled after ``max_tasks_per_child``."""
+    processes = ProcessIsolation(size=1, max_tasks_per_child=max_tasks_per_child, kill_grace_s=1)
     registry = PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.PROCESS))
     registry.register(sample_plugins.ProcessInfoPlugin)
-    runner = ToolRunner(registry=registry, processes=processes)
     try:
-        first, _ = runner.run("process_info", {})
-        second, _ = runner.run("process_info", {})
+        yield ToolRunner(registry=registry, processes=processes)
     finally:
         processes.shutdown()
+
+
+def test_a_child_keeps_its_plugin_module_and_instance_between_executions():
+    with one_child(max_tasks_per_child=100) as runner:
+        first, _ = runner.run("process_info", {})
+        second, _ = runner.run("process_info", {})
     assert first["pid"] == second["pid"] != os.getpid()
     assert second["module_imported_at"] == first["module_imported_at"]  # not re-imported
     assert (first["runs"], second["runs"]) == (1, 2)
 
 
 def test_children_are_recycled_after_max_tasks_per_child():
-    processes = ProcessIsolation(size=1, max_tasks_per_child=2, kill_grace_s=0.5)
-    registry = PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.PROCESS))
-    registry.register(sample_plugins.ProcessInfoPlugin)
-    runner = ToolRunner(registry=registry, processes=processes)
-    try:
+    with one_child(max_tasks_per_child=2) as runner:
         pids = [runner.run("process_info", {})[0]["pid"] for _ in range(4)]
-    finally:
-        processes.shutdown()
     assert pids[0] == pids[1] != pids[2] == pids[3]
 
 
