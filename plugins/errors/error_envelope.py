@@ -67,7 +67,7 @@ def build_error_envelope(
     envelope: ErrorEnvelope = {
         "error": {
             "type": str(error_type),
-            "message": message,
+            "message": str(message),
             "details": json_safe(details) if details is not None else {},
             "plugin": plugin,
             "timestamp": datetime.now(UTC).isoformat(),

@@ -38,7 +38,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import pebble
@@ -55,6 +54,7 @@ PluginRef = tuple[str, str]
 # Imported by the forkserver before it forks any child (see child_bootstrap.py).
 FORKSERVER_PRELOAD = ["plugins.runtime.child_bootstrap"]
 _EXIT_CHECK_S = 0.25
+_EXITED_GRACE_S = 1.0
 
 
 def plugin_ref(plugin_class: type) -> PluginRef:
@@ -105,7 +105,8 @@ class ProcessIsolation:
         """Run ``function(*args)`` in a child; kill the child past ``timeout_s`` or on a stop.
 
         Raises PluginTimeoutError, the control's stop error, or PluginCrashedError
-        when the child dies; ``function`` itself must not raise.
+        when the child dies; ``function`` itself must not raise. It may call
+        :func:`retire_this_child` to have its child replaced once it returns.
         """
         pool, slots = self._current_pool()
         with slots.slot() as (slot, token):
@@ -117,26 +118,34 @@ class ProcessIsolation:
                     control=control,
                 )
             except Exception as exc:
+                pid = slots.pid(slot)
                 future.cancel()  # pebble stops the child running it (SIGTERM, then SIGKILL)
-                _reap_group_later(slots.pid(slot), self.kill_grace_s + 0.5)
+                _kill_group_later(pid, self.kill_grace_s + 0.5)
+                if not pid:
+                    self._check_not_jammed(pool, slots)
                 if isinstance(exc, _ExitedCleanly):
                     raise PluginCrashedError(
                         "The plugin's process ended before it returned", details=describe_exit(0)
                     ) from exc
                 raise
             try:
-                return future.result()
+                retire, value = future.result()
             except ProcessExpired as exc:
-                _reap_group_later(slots.pid(slot), 0)
+                _kill_group_later(slots.pid(slot), 0)
                 raise PluginCrashedError(
                     "The plugin's process died before it returned",
                     details=describe_exit(exc.exitcode),
                 ) from exc
-            except (BrokenProcessPool, CancelledError) as exc:
+            except BaseException as exc:  # whatever pebble or the child sent instead of a result
                 raise PluginExecutionError(
                     "The plugin process pool failed; the execution did not complete",
                     details={"exception": type(exc).__name__},
-                ) from exc
+                ) from None
+            if retire and not slots.any_running(except_slot=slot):
+                # pebble replaces no child on request; a new pool is cheap (the forkserver
+                # is warm) and, with nothing else running in this one, hurts no one.
+                self._replace(pool, "a plugin process was retired")
+            return value
 
     def shutdown(self) -> None:
         """Stop the pool of this process, if any (its children are killed)."""
@@ -163,11 +172,31 @@ class ProcessIsolation:
                 return True
             pid = slots.pid(slot)
             if pid and not _alive(pid):
-                if _wait(future, _EXIT_CHECK_S):  # pebble reports any other exit status
+                # pebble reports any other exit status (and delivers a result sent just
+                # before a normal exit) within a few of its 0.1 s polls.
+                if _wait(future, _EXITED_GRACE_S):
                     return True
                 raise _ExitedCleanly()
             if time.monotonic() >= deadline:
                 return False
+
+    def _check_not_jammed(self, pool: ProcessPool, slots: _TaskSlots) -> None:
+        """A task that never started while no other one runs: replace the pool.
+
+        pebble's children share one pipe behind a lock; a child that died holding
+        it (killed by the OOM killer while sending a result) leaves every later
+        task waiting forever.
+        """
+        if not slots.any_running():
+            self._replace(pool, "no plugin process took a task in time")
+
+    def _replace(self, pool: ProcessPool, reason: str) -> None:
+        """Have the next call start a new pool, and stop this one in the background."""
+        logger.info("Replacing the plugin process pool: %s", reason)
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        _stop_in_background(pool)
 
     @staticmethod
     def _schedule(pool: ProcessPool, function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -188,7 +217,7 @@ class ProcessIsolation:
             if self._pool is None or self._owner_pid != os.getpid() or not self._pool.active:
                 if self._pool is not None and self._owner_pid == os.getpid():
                     logger.warning("The plugin process pool was broken; starting a new one")
-                    self._pool.stop()
+                    _stop_in_background(self._pool)
                 self._pool, self._slots = self._start_pool()
                 self._owner_pid = os.getpid()
             assert self._slots is not None
@@ -252,25 +281,47 @@ class _TaskSlots:
     def pid(self, index: int | None) -> int:
         return 0 if index is None else int(self.pids[index])
 
+    def any_running(self, except_slot: int | None = None) -> bool:
+        """Whether a task (but ``except_slot``'s) has started in a child that is still alive."""
+        with self._lock:
+            free = set(self._free)
+        return any(
+            self.pids[index] and _alive(self.pids[index])
+            for index in range(self.SIZE)
+            if index not in free and index != except_slot
+        )
 
-def _reap_group_later(pid: int, delay_s: float) -> None:
-    """Once the child ``pid`` is gone, kill whatever is left in its process group.
+
+def _stop_in_background(pool: ProcessPool) -> None:
+    """Stop a pool and its children without making the caller wait for them."""
+
+    def stop() -> None:
+        pool.stop()
+        with contextlib.suppress(Exception):
+            pool.join(timeout=30)
+
+    threading.Thread(target=stop, name="plugin-pool-stop", daemon=True).start()
+
+
+def _kill_group_later(pid: int, delay_s: float) -> None:
+    """After ``delay_s``, make sure child ``pid`` and everything in its process group are gone.
 
     A child normally kills its own group when stopped; one stuck in C code could
-    not, and a crashed one did not.
+    not, a crashed one did not, and pebble cannot stop one while another child
+    holds their shared pipe.
     """
     if not pid:
         return
 
-    def reap() -> None:
-        for _ in range(50):
+    def kill() -> None:
+        for _ in range(20):  # pebble's own stop comes first, if it can
             if not _alive(pid):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
-                return
+                break
             time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
 
-    timer = threading.Timer(delay_s, reap)
+    timer = threading.Timer(delay_s, kill)
     timer.daemon = True
     timer.start()
 
@@ -316,10 +367,26 @@ def _initialise_child(slot_pids: Any, slot_tokens: Any, lifeline: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent to handle
 
 
-def _run_tracked(slot: int | None, token: int, function: Callable[..., Any], *args: Any) -> Any:
+_retire = False
+
+
+def retire_this_child() -> None:
+    """Called in a child: replace this process once its current task has returned.
+
+    For a child that is no longer fit to serve, e.g. one whose plugin hit its
+    memory limit and may still hold what it allocated.
+    """
+    global _retire
+    _retire = True
+
+
+def _run_tracked(
+    slot: int | None, token: int, function: Callable[..., Any], *args: Any
+) -> tuple[bool, Any]:
     if slot is not None and _slot_tokens[slot] == token:
         _slot_pids[slot] = os.getpid()
-    return function(*args)
+    value = function(*args)
+    return _retire, value
 
 
 def _kill_own_group(signum: int, frame: Any) -> None:

@@ -25,7 +25,10 @@ from typing import Any
 from plugins.contract import Plugin
 from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
 from plugins.errors.exceptions import (
+    GovernedExecutionError,
     InputValidationError,
+    OutputValidationError,
+    PluginExecutionError,
     PluginResourceLimitError,
     PluginUnavailableError,
     ReportedExecutionError,
@@ -37,7 +40,12 @@ from plugins.registry import PluginRegistry, get_registry
 from plugins.runtime.control import ControlFailed, ExecutionControl
 from plugins.runtime.guard import authorised
 from plugins.runtime.limits import ExecutionLimits, Isolation
-from plugins.runtime.process_pool import PluginRef, ProcessIsolation, plugin_ref
+from plugins.runtime.process_pool import (
+    PluginRef,
+    ProcessIsolation,
+    plugin_ref,
+    retire_this_child,
+)
 from plugins.runtime.time_limit import ExecutionThreads, execution_threads
 from plugins.validation.input_validator import validate_input
 from plugins.validation.output_validator import validate_output
@@ -45,8 +53,15 @@ from plugins.validation.output_validator import validate_output
 logger = logging.getLogger(__name__)
 
 ExecutionResult = tuple[dict[str, Any] | None, ErrorEnvelope | None]
-ChildOutcome = tuple[bool, Any]
-"""What a child sends back: (True, data) or (False, error envelope); plain data only."""
+ChildOutcome = tuple[bool, bytes]
+"""What a child sends back: (True, the result as JSON) or (False, an error envelope as JSON).
+
+Only a bool and bytes cross from a child: nothing a plugin made (an exception, an
+object in its details) is ever unpickled by the caller.
+"""
+MAX_ENVELOPE_BYTES = 256 * 1024
+MAX_MESSAGE_CHARS = 2000
+MAX_TRACEBACK_CHARS = 64 * 1024
 
 
 class ToolRunner:
@@ -134,7 +149,7 @@ class ToolRunner:
                     limits.max_memory_mb,
                     timeout_s=limits.timeout_s,
                 )
-                _unwrap(outcome)
+                _unwrap(outcome, limits.max_result_bytes)
         except InputValidationError:
             raise
         except ReportedExecutionError as exc:
@@ -172,14 +187,30 @@ class ToolRunner:
             timeout_s=limits.timeout_s,
             control=control,
         )
-        return _unwrap(outcome)
+        return _unwrap(outcome, limits.max_result_bytes)
 
 
-def _unwrap(outcome: ChildOutcome) -> Any:
+def _unwrap(outcome: ChildOutcome, max_result_bytes: int) -> bytes:
+    """A child's outcome, checked again here: the child runs plugin code, it may lie."""
     succeeded, data = outcome
-    if not succeeded:
-        raise ReportedExecutionError(data)
-    return data
+    if not isinstance(data, bytes):
+        raise PluginExecutionError("The plugin's process sent something other than its outcome")
+    if succeeded:
+        if len(data) > max_result_bytes:
+            raise OutputValidationError(
+                f"The plugin returned a result of {len(data)} bytes; the limit is "
+                f"{max_result_bytes}",
+                details={"result_bytes": len(data), "max_result_bytes": max_result_bytes},
+            )
+        return data
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise PluginExecutionError("The plugin's process sent an oversized error report")
+    try:
+        envelope = json.loads(data)
+        envelope["error"]["type"] = ErrorType(envelope["error"]["type"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PluginExecutionError("The plugin's process sent an unreadable error report") from exc
+    raise ReportedExecutionError(envelope)
 
 
 def _label(plugin_name: object) -> str:
@@ -218,8 +249,18 @@ def runs_one_execution_at_a_time() -> None:
 
 
 def _validate_and_call(plugin: Plugin, payload: Any, max_result_bytes: int) -> bytes:
-    with authorised(plugin):
-        output = plugin.run(validate_input(plugin, payload))
+    validated = validate_input(plugin, payload)
+    try:
+        with authorised(plugin):
+            output = plugin.run(validated)
+    except GovernedExecutionError as exc:
+        if type(exc) is not PluginExecutionError:
+            # Only ToolRunner says an input was refused, a limit hit or a process lost.
+            raise PluginExecutionError(
+                f"Plugin {plugin.name!r} failed with {type(exc).__name__}",
+                details={"exception": type(exc).__name__},
+            ) from exc
+        raise
     return validate_output(plugin, output, max_result_bytes)
 
 
@@ -246,19 +287,45 @@ def validate_in_child(ref: PluginRef, payload: Any, max_memory_mb: int | None) -
         plugin = _child_plugin(ref)
         apply_memory_limit(max_memory_mb)
         validate_input(plugin, payload)
-        return True, None
+        return True, b""
     except BaseException as exc:
         return False, _child_failure(exc, ref, max_memory_mb)
 
 
-def _child_failure(exc: BaseException, ref: PluginRef, max_memory_mb: int | None) -> ErrorEnvelope:
-    name = getattr(_child_plugins.get(ref), "name", ref[1])
-    if isinstance(exc, MemoryError) and max_memory_mb is not None:
-        exc = PluginResourceLimitError(
-            f"Plugin {name!r} went past its memory limit of {max_memory_mb} MB",
-            details={"max_memory_mb": max_memory_mb},
+def _child_failure(exc: BaseException, ref: PluginRef, max_memory_mb: int | None) -> bytes:
+    """The failure as a bounded envelope in JSON; whatever the plugin put in it, this returns."""
+    try:
+        name = getattr(_child_plugins.get(ref), "name", ref[1])
+        if isinstance(exc, MemoryError):
+            retire_this_child()  # it may still hold what it allocated
+            if max_memory_mb is not None:
+                exc = PluginResourceLimitError(
+                    f"Plugin {name!r} went past its memory limit of {max_memory_mb} MB",
+                    details={"max_memory_mb": max_memory_mb},
+                )
+        return _bounded_json(envelope_for(exc, name))
+    except BaseException:  # the plugin's exception broke even its own reporting
+        return _bounded_json(
+            build_error_envelope(
+                ErrorType.PLUGIN_EXECUTION_ERROR,
+                "The plugin failed, and so did reporting how",
+                details={"exception": type(exc).__name__},
+            )
         )
-    return envelope_for(exc, name)
+
+
+def _bounded_json(envelope: ErrorEnvelope) -> bytes:
+    """The envelope as JSON, cut to sizes that cannot flood the caller or the job row."""
+    error: Any = envelope["error"]
+    error["message"] = str(error["message"])[:MAX_MESSAGE_CHARS]
+    internal = envelope.get("_internal")
+    if internal is not None:
+        internal["traceback"] = str(internal["traceback"])[-MAX_TRACEBACK_CHARS:]
+    encoded = json.dumps(envelope, default=repr).encode()
+    if len(encoded) > MAX_ENVELOPE_BYTES:
+        error["details"] = {"truncated": True}
+        encoded = json.dumps(envelope, default=repr).encode()
+    return encoded
 
 
 _child_plugins: dict[PluginRef, Plugin] = {}
@@ -291,10 +358,10 @@ def apply_memory_limit(max_memory_mb: int | None) -> None:
     """Let this child's address space grow by at most ``max_memory_mb`` over its current size.
 
     Past it, allocations fail: Python raises MemoryError (a C library may abort,
-    which the parent reports as a crash). The limit stays set between executions
+    which the parent reports as a crash) and the child is retired, so whatever
+    the plugin kept goes with it. The limit stays set between executions
     (setting it costs system calls); it is measured afresh whenever a plugin
-    with another limit runs, and a child that leaks runs out of room and is
-    recycled.
+    with another limit runs.
     """
     global _memory_limit_mb
     if max_memory_mb == _memory_limit_mb:

@@ -15,6 +15,11 @@ from typing import ClassVar
 from pydantic import BaseModel, field_validator
 
 from plugins.contract import Plugin
+from plugins.errors.exceptions import (
+    InputValidationError,
+    PluginExecutionError,
+    PluginTimeoutError,
+)
 
 
 class EchoInput(BaseModel):
@@ -264,3 +269,75 @@ class SneakyPlugin(EchoPlugin):
 
 
 MODULE_IMPORTED_AT = time.time()
+
+
+class _Trap:
+    """An object that runs a command in whatever process unpickles it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+    def __repr__(self) -> str:
+        return "<trap>"
+
+
+class PicklingTrapPlugin(EchoPlugin):
+    """Raises an error whose message and details would run code where they are unpickled."""
+
+    name = "pickling_trap"
+
+    def run(self, payload: EchoInput) -> EchoOutput:
+        trap = _Trap(payload.message)
+        raise PluginExecutionError(trap, details={"trap": trap})  # type: ignore[arg-type]
+
+
+class HugeErrorPlugin(EchoPlugin):
+    """Raises an error with ``repeat`` MiB of message."""
+
+    name = "huge_error"
+
+    def run(self, payload: EchoInput) -> EchoOutput:
+        raise ValueError("x" * (payload.repeat * 1024 * 1024))
+
+
+class _ExplodingRepr:
+    def __repr__(self) -> str:
+        raise SystemExit("repr of a detail")
+
+
+class BrokenDetailsPlugin(EchoPlugin):
+    """Raises an error whose details break when they are reported."""
+
+    name = "broken_details"
+
+    def run(self, payload: EchoInput) -> EchoOutput:
+        raise PluginExecutionError("bad details", details={"oops": _ExplodingRepr()})
+
+
+class SpoofingPlugin(EchoPlugin):
+    """Raises the errors only ToolRunner may report: refused input, a time limit."""
+
+    name = "spoofing"
+
+    def run(self, payload: EchoInput) -> EchoOutput:
+        if payload.message == "input":
+            raise InputValidationError("pretend the input was bad", plugin=self.name)
+        raise PluginTimeoutError("pretend the time ran out")
+
+
+_hoard: list[bytearray] = []
+
+
+class LeakyPlugin(EchoPlugin):
+    """Keeps everything it allocates, in its module, until its memory limit stops it."""
+
+    name = "leaky"
+    max_memory_mb: ClassVar[int | None] = 128
+
+    def run(self, payload: EchoInput) -> EchoOutput:
+        while payload.repeat:
+            _hoard.append(bytearray(16 * 1024 * 1024))
+        return EchoOutput(echoed=f"holding {len(_hoard)} blocks")

@@ -251,3 +251,67 @@ def _open_files(pid: int) -> set[str]:
         except OSError:
             continue
     return files
+
+
+# What comes back from a child is data, bounded, and ToolRunner's to judge -----------------
+
+
+@pytest.fixture
+def hostile_runner() -> ToolRunner:
+    registry = PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.PROCESS, timeout_s=10))
+    for cls in (
+        sample_plugins.EchoPlugin,
+        sample_plugins.PicklingTrapPlugin,
+        sample_plugins.HugeErrorPlugin,
+        sample_plugins.BrokenDetailsPlugin,
+        sample_plugins.SpoofingPlugin,
+        sample_plugins.LeakyPlugin,
+    ):
+        registry.register(cls)
+    return ToolRunner(registry=registry)
+
+
+def test_nothing_a_plugin_raises_is_unpickled_by_the_caller(hostile_runner, tmp_path):
+    marker = tmp_path / "trap-sprung"
+    _, error = hostile_runner.run("pickling_trap", {"message": str(marker)})
+    assert error["error"]["type"] == ErrorType.PLUGIN_EXECUTION_ERROR
+    assert error["error"]["message"] == "<trap>"  # the object, as text
+    assert error["error"]["details"] == {"trap": "<trap>"}
+    assert not marker.exists()
+
+
+def test_an_enormous_error_is_cut_down_to_size(hostile_runner):
+    from plugins.runtime.tool_runner import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS
+
+    before_kb = _rss_kb()
+    _, error = hostile_runner.run("huge_error", {"message": "x", "repeat": 50})
+    assert error["error"]["type"] == ErrorType.PLUGIN_EXECUTION_ERROR
+    assert error["error"]["details"] == {"exception": "ValueError"}
+    assert len(error["_internal"]["traceback"]) <= MAX_TRACEBACK_CHARS
+    assert len(error["error"]["message"]) <= MAX_MESSAGE_CHARS
+    assert _rss_kb() - before_kb < 20 * 1024
+
+
+def test_an_error_that_breaks_its_own_report_is_still_reported(hostile_runner):
+    _, error = hostile_runner.run("broken_details", {"message": "x"})
+    assert error["error"]["type"] == ErrorType.PLUGIN_EXECUTION_ERROR
+    still_serves(hostile_runner)
+
+
+@pytest.mark.parametrize("pretends", ["input", "timeout"])
+def test_a_plugin_cannot_pass_its_failure_off_as_toolrunners(hostile_runner, pretends):
+    _, error = hostile_runner.run("spoofing", {"message": pretends})
+    assert error["error"]["type"] == ErrorType.PLUGIN_EXECUTION_ERROR
+    assert error["error"]["details"]["exception"] in ("InputValidationError", "PluginTimeoutError")
+
+
+def test_a_child_that_hit_its_memory_limit_is_replaced_with_what_it_kept(hostile_runner):
+    _, error = hostile_runner.run("leaky", {"message": "x", "repeat": 1})
+    assert error["error"]["type"] == ErrorType.PLUGIN_RESOURCE_LIMIT
+    for _ in range(3):  # a fresh child each time: nothing of the leak is left
+        _, error = hostile_runner.run("leaky", {"message": "x", "repeat": 1})
+        assert error["error"]["type"] == ErrorType.PLUGIN_RESOURCE_LIMIT
+    result, error = hostile_runner.run("leaky", {"message": "x", "repeat": 0})
+    assert error is None
+    assert result == {"echoed": "holding 0 blocks"}
+    still_serves(hostile_runner)
