@@ -11,6 +11,7 @@ JOB_CANCELLATIONS = Counter(
 )
 LEASES_RECOVERED = Counter(
     "governed_job_leases_recovered",
-    "RUNNING jobs whose lease expired (their worker was lost), by what became of them.",
+    "Jobs recovered from a lost worker, by what became of them: retried or failed (a "
+    "RUNNING job whose lease expired), requeued (a PENDING job whose task was lost).",
     ["outcome"],
 )

@@ -134,8 +134,29 @@ class JobQuerySet(models.QuerySet["Job"]):
         return Job.from_db(self.db, names, [loaded[name] for name in names])
 
     def expired_leases(self, now: datetime) -> JobQuerySet:
-        """RUNNING jobs whose holder should have finished by now."""
-        return self.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+        """RUNNING jobs whose holder should have finished by now (or that never had a lease)."""
+        return self.filter(status=JobStatus.RUNNING).filter(
+            models.Q(lease_expires_at__lt=now) | models.Q(lease_expires_at__isnull=True)
+        )
+
+    def without_a_live_task(self, stale_before: datetime) -> JobQuerySet:
+        """PENDING jobs that no task will ever run.
+
+        Their task ended without claiming them (its worker died between taking
+        the task and claiming the job, or the database failed right then), or
+        the task row is gone. A task still queued, or taken since
+        ``stale_before``, is live.
+        """
+        from django_tasks_db.compat import TaskResultStatus
+        from django_tasks_db.models import DBTaskResult
+
+        live = DBTaskResult.objects.filter(pk=models.OuterRef("task_id")).filter(
+            models.Q(status=TaskResultStatus.READY)
+            | models.Q(status=TaskResultStatus.RUNNING, started_at__gte=stale_before)
+        )
+        return self.filter(
+            status=JobStatus.PENDING, task_id__isnull=False, created_at__lt=stale_before
+        ).exclude(models.Exists(live))
 
 
 class Job(models.Model):
@@ -178,8 +199,10 @@ class Job(models.Model):
         max_length=255, blank=True, default="", help_text="host:pid:claim of who runs the job."
     )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
-    task_id = models.CharField(
-        max_length=64, blank=True, default="", help_text="The background task that claimed it."
+    task_id = models.UUIDField(
+        null=True,
+        blank=True,
+        help_text="The background task meant to run it (django-tasks' result id).",
     )
 
     objects = JobQuerySet.as_manager()
@@ -216,7 +239,13 @@ class Job(models.Model):
 
     # State machine --------------------------------------------------------------
 
-    def claim(self, *, lease_holder: str, lease_expires_at: datetime, task_id: str = "") -> bool:
+    def claim(
+        self,
+        *,
+        lease_holder: str,
+        lease_expires_at: datetime,
+        task_id: uuid.UUID | str | None = None,
+    ) -> bool:
         """PENDING -> RUNNING under a lease. False, and nothing runs, if it is not claimable.
 
         A job waiting for its next attempt cannot be claimed before ``next_attempt_at``.
@@ -239,7 +268,7 @@ class Job(models.Model):
                     adapt(started_at),
                     lease_holder,
                     adapt(lease_expires_at),
-                    task_id,
+                    _prep("task_id", task_id, connection),
                     _prep("id", self.pk, connection),
                     JobStatus.PENDING,
                     adapt(started_at),
@@ -288,8 +317,15 @@ class Job(models.Model):
             self.refresh_from_db()
         raise IllegalJobTransition(f"Job {self.pk} kept changing; it was not cancelled")
 
-    def requeue(self, error: dict[str, Any], *, next_attempt_at: datetime, retry: bool) -> None:
-        """RUNNING -> PENDING: the attempt ended without ending the job.
+    def requeue(
+        self,
+        error: dict[str, Any],
+        *,
+        next_attempt_at: datetime,
+        retry: bool,
+        task_id: uuid.UUID | str,
+    ) -> None:
+        """RUNNING -> PENDING, for ``task_id`` to run: the attempt ended without ending the job.
 
         ``retry``: the attempt failed (its worker was lost) and the next one
         counts as another attempt; otherwise the job was handed back unfinished
@@ -317,13 +353,22 @@ class Job(models.Model):
             started_at=None,
             lease_holder="",
             lease_expires_at=None,
-            task_id="",
+            task_id=task_id,
         )
         if not updated:
             raise IllegalJobTransition(f"Job {self.pk} is no longer held by {self.lease_holder}")
         self.status, self.attempt, self.attempts = JobStatus.PENDING, attempt, history
         self.next_attempt_at, self.started_at = next_attempt_at, None
-        self.lease_holder, self.lease_expires_at, self.task_id = "", None, ""
+        self.lease_holder, self.lease_expires_at = "", None
+        self.task_id = uuid.UUID(str(task_id))
+
+    def queue_again(self, task_id: uuid.UUID | str) -> bool:
+        """A PENDING job whose task was lost gets ``task_id`` instead; False if it moved on."""
+        updated = Job.objects.filter(pk=self.pk, status=JobStatus.PENDING, task_id=self.task_id)
+        if not updated.update(task_id=task_id):
+            return False
+        self.task_id = uuid.UUID(str(task_id))
+        return True
 
     def insert(self) -> None:
         """Record a job made by :meth:`JobQuerySet.claimed_by_creator` (one INSERT)."""

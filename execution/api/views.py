@@ -148,8 +148,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         except JobNotFound as exc:
             raise NotFound("No such job.") from exc
         except IllegalJobTransition as exc:
-            job = JobExecutionService().get_job(pk)
-            raise JobConflict(f"Job {job.pk} is already {job.status}.") from exc
+            status_now = Job.objects.filter(pk=pk).values_list("status", flat=True).first()
+            raise JobConflict(f"Job {pk} is already {status_now}.") from exc
         return Response(JobSerializer(job).data)
 
     @extend_schema(

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
 from django.utils import timezone
 
 from execution.metrics import JOB_CANCELLATIONS
@@ -22,10 +22,12 @@ from execution.models import IllegalJobTransition, Job, JobStatus
 from execution.services.plugin_execution_service import PluginExecutionService
 from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
 from plugins.errors.exceptions import InputValidationError
-from plugins.registry import defer_metrics_persistence
+from plugins.registry import PendingMetrics, defer_metrics_persistence
 from plugins.runtime.control import ControlFailed, StopReason
 
 logger = logging.getLogger(__name__)
+
+OUTCOME_RETRY_PAUSES_S = (0.5, 1.0, 2.0, 4.0)
 
 _release_requested = threading.Event()
 
@@ -62,11 +64,14 @@ class JobWatch:
         self._on_started = on_started
         self._poll_s = settings.JOB_CANCEL_POLL_S
         self._next_check = time.monotonic() + self._poll_s
+        self._warned = False
         self.reason: StopReason | None = None
+        self.has_started = False
 
     def started(self) -> None:
         if self._on_started is not None:
             self._on_started()
+        self.has_started = True
 
     def stop_reason(self) -> StopReason | None:
         if self.reason is None:
@@ -82,7 +87,9 @@ class JobWatch:
         try:
             row = Job.objects.filter(pk=self._job.pk).values_list("status", "lease_holder").first()
         except DatabaseError:
-            logger.warning("Could not check job %s for a cancel; it goes on", self._job.pk)
+            if not self._warned:
+                logger.warning("Could not check job %s for a cancel; it goes on", self._job.pk)
+                self._warned = True
             return None
         if row is None or row[0] == JobStatus.CANCELLED:
             return StopReason.CANCELLED
@@ -96,22 +103,31 @@ class JobExecutionService:
         self._plugins = plugins if plugins is not None else PluginExecutionService()
 
     def create_job(self, plugin_name: str, payload: Any, requested_by: Any = None) -> Job:
-        """Check the request, then record a PENDING job. Bad input records nothing.
+        """Check the request, then record a PENDING job and the task that will run it.
 
-        If the plugin's own code failed while checking the input (its validator
-        timed out or crashed), the job is recorded as FAILED with that error.
+        Bad input records nothing. The job and its task are committed together,
+        so a job is never without a task (a failure to queue records no job). If
+        the plugin's own code failed while checking the input (its validator timed
+        out or crashed), the job is recorded FAILED with that error, and no task.
         """
+        from execution.tasks import run_job_task
+
         facts = self._plugins.describe(plugin_name)
         failure = self._plugins.check_input(plugin_name, payload)
-        job = Job.objects.create(
-            plugin_name=plugin_name,
-            plugin_version=facts.version,
-            input_payload=payload,
-            requested_by=requested_by,
-            max_attempts=facts.max_attempts,
-        )
-        if failure is not None:
-            job.mark_failed(dict(failure))
+        job_id = uuid.uuid4()
+        with transaction.atomic():
+            task = None if failure else run_job_task.enqueue(str(job_id))
+            job = Job.objects.create(
+                id=job_id,
+                plugin_name=plugin_name,
+                plugin_version=facts.version,
+                input_payload=payload,
+                requested_by=requested_by,
+                max_attempts=facts.max_attempts,
+                task_id=uuid.UUID(task.id) if task else None,
+            )
+            if failure is not None:
+                job.mark_failed(dict(failure))
         return job
 
     def execute_now(self, plugin_name: str, payload: Any, requested_by: Any = None) -> Job:
@@ -135,7 +151,7 @@ class JobExecutionService:
         # Inserted once the plugin has its work: the commit overlaps the execution.
         return self._execute_claimed(job, payload, on_started=job.insert, sync=True)
 
-    def run_job(self, job_id: uuid.UUID | str, task_id: str = "") -> Job:
+    def run_job(self, job_id: uuid.UUID | str, task_id: uuid.UUID | str | None = None) -> Job:
         """Claim a PENDING job and run it. A job someone else claimed is returned untouched."""
         job = Job.objects.load_pending(job_id)
         if job is None:
@@ -147,11 +163,6 @@ class JobExecutionService:
             return job
         return self._execute_claimed(job, job.input_payload)
 
-    def fail_job(self, job: Job, error: ErrorEnvelope) -> Job:
-        """Mark a job that can never start (or never finish) as FAILED."""
-        job.mark_failed(dict(error))
-        return job
-
     def cancel_job(self, job_id: uuid.UUID | str, user: Any = None) -> Job:
         """Cancel a PENDING or RUNNING job; raises IllegalJobTransition if it already ended.
 
@@ -160,16 +171,16 @@ class JobExecutionService:
         job = self.get_job(job_id, user=user)
         previous = job.status
         who = getattr(user, "get_username", lambda: "")() or "the system"
-        job.cancel(
-            dict(
-                build_error_envelope(
-                    ErrorType.CANCELLED,
-                    f"Cancelled by {who}",
-                    details={"cancelled_by": who, "status_before": previous},
-                    plugin=job.plugin_name,
-                )
-            )
+        envelope = build_error_envelope(
+            ErrorType.CANCELLED,
+            f"Cancelled by {who}",
+            details={"cancelled_by": who, "status_before": previous},
+            plugin=job.plugin_name,
         )
+        try:
+            job.cancel(dict(envelope))
+        except Job.DoesNotExist as exc:  # a sync request's refused input: it never was a job
+            raise JobNotFound(f"No job {job_id}") from exc
         JOB_CANCELLATIONS.labels(status=previous).inc()
         return job
 
@@ -192,8 +203,19 @@ class JobExecutionService:
         delay_s = settings.JOB_RETRY_BACKOFF_S * 2 ** (job.attempt - 1) if retry else 0.0
         next_attempt_at = timezone.now() + timedelta(seconds=delay_s)
         with transaction.atomic():
-            job.requeue(dict(error), next_attempt_at=next_attempt_at, retry=retry)
-            run_job_task.using(run_after=next_attempt_at).enqueue(str(job.pk))
+            task = run_job_task.using(run_after=next_attempt_at).enqueue(str(job.pk))
+            job.requeue(dict(error), next_attempt_at=next_attempt_at, retry=retry, task_id=task.id)
+
+    def queue_again(self, job: Job) -> bool:
+        """Give a PENDING job whose task was lost a new task; False if it moved on meanwhile."""
+        from execution.tasks import run_job_task
+
+        with transaction.atomic():
+            task = run_job_task.enqueue(str(job.pk))
+            if job.queue_again(task.id):
+                return True
+            transaction.set_rollback(True)
+        return False
 
     def _execute_claimed(
         self,
@@ -212,6 +234,8 @@ class JobExecutionService:
             except ControlFailed as exc:  # the job could not be recorded: nothing ran for it
                 pending_metrics.discard()
                 raise exc.__cause__ or exc from None
+            if on_started is not None and not watch.has_started:
+                on_started()  # it failed before it was handed over: record it all the same
             # Input its plugin refuses makes a request, not a run: it records nothing.
             if sync and _is_invalid_input(error) and job.discard():
                 pending_metrics.discard()
@@ -221,16 +245,40 @@ class JobExecutionService:
                     details=error["error"]["details"],
                     plugin=job.plugin_name,
                 )
+            self._record(job, result, error, watch.reason, pending_metrics)
+        return job
+
+    def _record(
+        self,
+        job: Job,
+        result: dict[str, Any] | None,
+        error: ErrorEnvelope | None,
+        stopped: StopReason | None,
+        pending_metrics: PendingMetrics,
+    ) -> None:
+        """Commit the outcome with its metrics; ride out a short database outage to do so.
+
+        The lease is ours until it ends: a result kept until then is not lost.
+        """
+        for pause_s in (*OUTCOME_RETRY_PAUSES_S, None):
             try:
                 with transaction.atomic():
-                    self._record_outcome(job, result, error, watch.reason)
+                    self._record_outcome(job, result, error, stopped)
                     pending_metrics.flush()
+                return
             except IllegalJobTransition:
                 # Cancelled, or recovered by someone else after our lease ran out:
                 # the row already says what happened; our outcome is dropped.
                 logger.warning("Job %s changed while it ran; its outcome was dropped", job.pk)
                 job.refresh_from_db()
-        return job
+                return
+            except (OperationalError, InterfaceError):
+                lease_left = (job.lease_expires_at or timezone.now()) - timezone.now()
+                if pause_s is None or lease_left.total_seconds() < pause_s:
+                    raise
+                logger.warning("Could not record job %s; trying again in %s s", job.pk, pause_s)
+                connections.close_all()
+                time.sleep(pause_s)
 
     def _record_outcome(
         self,

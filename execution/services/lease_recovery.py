@@ -1,4 +1,4 @@
-"""Lease recovery: no job stays RUNNING after the process running it is gone.
+"""Lease recovery: no job stays RUNNING, or PENDING, after the process running it is gone.
 
 A RUNNING job's lease ends at its start + its plugin's time limit + a grace, by
 which time its executor has either recorded the outcome or died. Any web
@@ -6,13 +6,19 @@ process or worker recovers expired leases: the job goes back to PENDING for
 another attempt (after an exponential backoff) if its plugin allows more, else it
 FAILS with WorkerLost. django-tasks-db's row of the lost task, left RUNNING by
 its dead worker, is marked FAILED with the same reason.
+
+A worker can also die between taking a job's task and claiming the job: the job
+is still PENDING but its task will never run it. Such a job gets a new task.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from datetime import datetime
+import time
+import uuid
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
@@ -38,6 +44,26 @@ class LeaseRecoveryService:
     def __init__(self, jobs: JobExecutionService | None = None) -> None:
         self._jobs = jobs if jobs is not None else JobExecutionService()
 
+    def recover(self, now: datetime | None = None) -> list[Job]:
+        """Recover lost jobs: expired leases, then PENDING jobs whose task was lost."""
+        now = now or timezone.now()
+        return [*self.recover_expired(now), *self.requeue_orphans(now)]
+
+    def requeue_orphans(self, now: datetime | None = None) -> list[Job]:
+        """Give every PENDING job that no task will run a new task; returns them."""
+        now = now or timezone.now()
+        stale_before = now - timedelta(seconds=settings.JOB_LEASE_GRACE_S)
+        requeued = []
+        orphans = Job.objects.without_a_live_task(stale_before).only("id", "task_id", "status")
+        for job in orphans[:BATCH_SIZE]:
+            lost_task_id = job.task_id
+            if self._jobs.queue_again(job):
+                _fail_lost_task(lost_task_id, now, "The worker that took this task went away")
+                LEASES_RECOVERED.labels(outcome="requeued").inc()
+                logger.warning("Job %s lost its task; it was queued again", job.pk)
+                requeued.append(job)
+        return requeued
+
     def recover_expired(self, now: datetime | None = None) -> list[Job]:
         """Recover every RUNNING job whose lease ended before ``now``; returns them."""
         now = now or timezone.now()
@@ -60,25 +86,30 @@ class LeaseRecoveryService:
             else:
                 job.mark_failed(dict(error))
                 outcome = "failed"
-            if lost_task_id:
-                DBTaskResult.objects.filter(
-                    pk=lost_task_id, status=TaskResultStatus.RUNNING
-                ).update(
-                    status=TaskResultStatus.FAILED,
-                    finished_at=now,
-                    exception_class_path=f"{LostWorker.__module__}.{LostWorker.__qualname__}",
-                    traceback=error["error"]["message"],
-                )
+            _fail_lost_task(lost_task_id, now, error["error"]["message"])
         LEASES_RECOVERED.labels(outcome=outcome).inc()
         logger.warning("Recovered job %s from a lost worker: %s", job.pk, outcome)
 
 
+def _fail_lost_task(task_id: uuid.UUID | None, now: datetime, reason: str) -> None:
+    """Mark django-tasks-db's row of a lost task FAILED, if its dead worker left it RUNNING."""
+    if task_id is None:
+        return
+    DBTaskResult.objects.filter(pk=task_id, status=TaskResultStatus.RUNNING).update(
+        status=TaskResultStatus.FAILED,
+        finished_at=now,
+        exception_class_path=f"{LostWorker.__module__}.{LostWorker.__qualname__}",
+        traceback=reason,
+    )
+
+
 def _worker_lost(job: Job, now: datetime) -> ErrorEnvelope:
+    # Which host and process held it stays on the job for staff (lease_holder,
+    # attempts); clients see when and which attempt.
     return build_error_envelope(
         ErrorType.WORKER_LOST,
         "The process running this job went away before it finished",
         details={
-            "lease_holder": job.lease_holder,
             "lease_expired_at": job.lease_expires_at.isoformat() if job.lease_expires_at else None,
             "attempt": job.attempt,
             "max_attempts": job.max_attempts,
@@ -88,11 +119,11 @@ def _worker_lost(job: Job, now: datetime) -> ErrorEnvelope:
 
 
 class LeaseMonitor:
-    """A daemon thread that recovers expired leases every ``JOB_RECOVERY_INTERVAL_S``.
+    """A daemon thread that recovers lost jobs every ``JOB_RECOVERY_INTERVAL_S``.
 
     One per process that serves requests or runs jobs, so recovery needs no
     operator and no extra process; the conditional updates make several of them
-    safe. A database outage is logged and waited out.
+    safe. A database outage is logged once and waited out.
     """
 
     _lock = threading.Lock()
@@ -101,8 +132,6 @@ class LeaseMonitor:
     @classmethod
     def ensure_started(cls) -> None:
         """Start this process's monitor unless it runs already or recovery is off."""
-        import os
-
         interval = settings.JOB_RECOVERY_INTERVAL_S
         if interval <= 0 or cls._started_in == os.getpid():
             return
@@ -118,14 +147,18 @@ class LeaseMonitor:
     @staticmethod
     def _run(interval: float) -> None:
         service = LeaseRecoveryService()
-        stop = threading.Event()
-        while not stop.wait(interval):
+        database_down = False
+        while True:
+            time.sleep(interval)
             try:
-                service.recover_expired()
+                service.recover()
+                database_down = False
             except DatabaseError:
-                logger.warning("Lease recovery skipped: the database is unavailable")
+                if not database_down:
+                    logger.warning("Lost jobs cannot be recovered: the database is unavailable")
+                database_down = True
             except Exception:
-                logger.exception("Lease recovery failed")
+                logger.exception("Recovering lost jobs failed")
             finally:
                 close_old_connections()
                 connection.close()

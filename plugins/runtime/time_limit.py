@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from plugins.errors.exceptions import PluginExecutionError
-from plugins.runtime.control import ExecutionControl, wait_until_done
+from plugins.runtime.control import ControlFailed, ExecutionControl, wait_until_done
 
 MAX_IDLE_THREADS = 8
 
@@ -109,7 +109,7 @@ class ExecutionThreads:
         worker.submit(call)
         try:
             wait_until_done(call.done.wait, timeout_s=timeout_s, control=control)
-        except Exception:
+        except Exception as exc:
             with call.lock:
                 if not call.finished:
                     call.abandoned = True
@@ -117,6 +117,8 @@ class ExecutionThreads:
                 with self._lock:
                     self._abandoned += 1
                 raise
+            if isinstance(exc, ControlFailed):
+                raise  # the caller failed: its result is of no use, even if just in time
             call.done.wait()
         if isinstance(call.error, Exception):
             raise call.error

@@ -19,6 +19,7 @@ import importlib
 import json
 import logging
 import resource
+import threading
 import time
 from typing import Any
 
@@ -219,20 +220,22 @@ def _label(plugin_name: object) -> str:
 
 
 _process_isolation: ProcessIsolation | None = None
-_default_pool_size = 2
+_process_isolation_lock = threading.Lock()
 
 
 def process_isolation() -> ProcessIsolation:
     """The process-wide pool of plugin child processes, configured from settings."""
     global _process_isolation
     if _process_isolation is None:
-        from django.conf import settings
+        with _process_isolation_lock:
+            if _process_isolation is None:
+                from django.conf import settings
 
-        _process_isolation = ProcessIsolation(
-            size=settings.PLUGIN_PROCESS_POOL_SIZE or _default_pool_size,
-            max_tasks_per_child=settings.PLUGIN_MAX_TASKS_PER_CHILD,
-            kill_grace_s=settings.PLUGIN_KILL_GRACE_S,
-        )
+                _process_isolation = ProcessIsolation(
+                    size=settings.PLUGIN_PROCESS_POOL_SIZE or 2,
+                    max_tasks_per_child=settings.PLUGIN_MAX_TASKS_PER_CHILD,
+                    kill_grace_s=settings.PLUGIN_KILL_GRACE_S,
+                )
     return _process_isolation
 
 
@@ -240,9 +243,12 @@ def runs_one_execution_at_a_time() -> None:
     """Tell the runtime that this process executes plugins one after another (a worker).
 
     Unless PLUGIN_PROCESS_POOL_SIZE says otherwise, its pool then has one child.
+    Call it before the first execution: a pool that has started keeps its size.
     """
-    global _default_pool_size
-    _default_pool_size = 1
+    from django.conf import settings
+
+    if not settings.PLUGIN_PROCESS_POOL_SIZE:
+        process_isolation().size = 1
 
 
 # What runs where the plugin is isolated --------------------------------------------

@@ -97,7 +97,8 @@ def test_run_again_creates_new_jobs_through_the_services(
     assert new_jobs.count() == 2
     assert {job.plugin_name for job in new_jobs} == {"echo", "raising"}
     assert {job.status for job in new_jobs} == {JobStatus.PENDING}
-    assert DBTaskResult.objects.count() == 2
+    for job in new_jobs:
+        assert DBTaskResult.objects.get(pk=str(job.task_id)).status == "READY"
     ok.refresh_from_db()
     assert ok.status == JobStatus.SUCCESS  # the originals are untouched
 

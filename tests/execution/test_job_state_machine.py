@@ -1,4 +1,5 @@
 import threading
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -96,7 +97,7 @@ def move(job: Job, target: str) -> None:
     elif target == JobStatus.CANCELLED:
         job.cancel(CANCELLED)
     else:
-        job.requeue(LOST, next_attempt_at=timezone.now(), retry=True)
+        job.requeue(LOST, next_attempt_at=timezone.now(), retry=True, task_id=uuid.uuid4())
 
 
 def test_the_transition_table_is_the_documented_one():
@@ -183,7 +184,7 @@ def test_visible_to_limits_non_staff_users_to_their_own_jobs(user, staff_user):
 def test_a_copy_holding_an_older_lease_cannot_finish_the_job():
     job = job_in(JobStatus.RUNNING)
     old_holder = Job.objects.get(pk=job.pk)
-    job.requeue(LOST, next_attempt_at=timezone.now(), retry=True)
+    job.requeue(LOST, next_attempt_at=timezone.now(), retry=True, task_id=uuid.uuid4())
     assert claim(job, holder="host:2:new")
     with pytest.raises(IllegalJobTransition, match="under this lease"):
         old_holder.mark_succeeded({"echoed": "late"})
@@ -214,7 +215,7 @@ def test_cancelling_a_stale_pending_copy_cancels_the_running_job():
 def test_a_retry_counts_the_attempt_and_keeps_its_error():
     job = job_in(JobStatus.RUNNING)
     later = timezone.now() + timedelta(seconds=60)
-    job.requeue(LOST, next_attempt_at=later, retry=True)
+    job.requeue(LOST, next_attempt_at=later, retry=True, task_id=uuid.uuid4())
     stored = Job.objects.get(pk=job.pk)
     assert (stored.status, stored.attempt, stored.next_attempt_at) == ("PENDING", 2, later)
     assert stored.lease_holder == ""
@@ -228,7 +229,7 @@ def test_a_retry_counts_the_attempt_and_keeps_its_error():
 
 def test_a_job_handed_back_keeps_its_attempt_and_may_start_at_once():
     job = job_in(JobStatus.RUNNING)
-    job.requeue(LOST, next_attempt_at=timezone.now(), retry=False)
+    job.requeue(LOST, next_attempt_at=timezone.now(), retry=False, task_id=uuid.uuid4())
     stored = Job.objects.get(pk=job.pk)
     assert (stored.status, stored.attempt, len(stored.attempts)) == ("PENDING", 1, 1)
     assert claim(stored)

@@ -41,7 +41,7 @@ def expire(job: Job) -> None:
     Job.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
 
 
-def running_job(plugin: str = "sleeping", task_id: str = "") -> Job:
+def running_job(plugin: str = "sleeping", task_id: str | None = None) -> Job:
     """A job claimed by a worker that then vanished, as after kill -9."""
     job = JobExecutionService().create_job(plugin, {"message": "x", "repeat": 1})
     loaded = Job.objects.load_pending(job.pk)
@@ -82,7 +82,9 @@ def test_an_expired_lease_fails_the_job_with_worker_lost_and_its_task_row_too():
     assert recovered.pk == job.pk
     assert job.status == JobStatus.FAILED
     assert job.error_type == "WorkerLost"
-    assert job.public_error["details"]["lease_holder"] == "lost-host:4242:abc"
+    assert job.public_error["details"]["attempt"] == 1
+    assert "lost-host" not in json.dumps(job.public_error)  # hosts and pids are for staff
+    assert job.lease_holder == "lost-host:4242:abc"
     assert counter("governed_job_leases_recovered_total", outcome="failed") == failed + 1
     row = DBTaskResult.objects.get(pk=task.id)
     assert row.status == "FAILED"
@@ -108,7 +110,8 @@ def test_a_job_of_a_plugin_with_retries_goes_back_to_pending_after_a_backoff(set
     assert (job.status, job.attempt) == (JobStatus.PENDING, 2)
     assert job.next_attempt_at >= before + timedelta(seconds=30)
     assert job.attempts[0]["error"]["type"] == "WorkerLost"
-    task = DBTaskResult.objects.get(args_kwargs__args=[str(job.pk)])
+    task = DBTaskResult.objects.get(pk=str(job.task_id))
+    assert task.args_kwargs["args"] == [str(job.pk)]
     assert task.status == "READY"
     assert task.run_after == job.next_attempt_at  # django-tasks runs it no earlier
 
@@ -365,3 +368,79 @@ def test_a_validator_past_the_time_limit_is_a_failed_job_not_a_refused_request(
     else:
         assert response.status_code == 400
         assert response.json()["detail"]["type"] == "PluginTimeout"
+
+
+# A job whose task was lost before it claimed the job -----------------------------------
+
+
+def pending_job_with_task(task_status: str, started_s_ago: float = 0) -> Job:
+    job = JobExecutionService().create_job("sleeping", {"message": "x", "repeat": 1})
+    Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    assert job.task_id is not None
+    DBTaskResult.objects.filter(pk=job.task_id).update(
+        status=task_status, started_at=timezone.now() - timedelta(seconds=started_s_ago)
+    )
+    return Job.objects.get(pk=job.pk)
+
+
+@pytest.mark.parametrize(
+    ("task_status", "started_s_ago"), [("RUNNING", 120), ("FAILED", 120), ("SUCCESSFUL", 120)]
+)
+def test_a_pending_job_whose_task_was_lost_gets_a_new_one(task_status, started_s_ago):
+    job = pending_job_with_task(task_status, started_s_ago)
+    lost_task = job.task_id
+    requeued = counter("governed_job_leases_recovered_total", outcome="requeued")
+
+    (recovered,) = LeaseRecoveryService().recover()
+
+    job.refresh_from_db()
+    assert recovered.pk == job.pk
+    assert job.status == JobStatus.PENDING
+    assert job.task_id is not None
+    assert job.task_id != lost_task
+    assert DBTaskResult.objects.get(pk=job.task_id).status == "READY"
+    old = DBTaskResult.objects.get(pk=str(lost_task))
+    assert old.status == ("FAILED" if task_status == "RUNNING" else task_status)
+    assert counter("governed_job_leases_recovered_total", outcome="requeued") == requeued + 1
+    assert JobExecutionService().run_job(job.pk).status == JobStatus.SUCCESS
+
+
+@pytest.mark.parametrize(("task_status", "started_s_ago"), [("READY", 0), ("RUNNING", 1)])
+def test_a_pending_job_whose_task_is_queued_or_just_taken_is_left_alone(task_status, started_s_ago):
+    job = pending_job_with_task(task_status, started_s_ago)
+    assert LeaseRecoveryService().recover() == []
+    assert Job.objects.get(pk=job.pk).task_id == job.task_id
+
+
+def test_a_sync_job_whose_pool_fails_before_the_plugin_starts_is_still_recorded(monkeypatch):
+    from plugins.errors.exceptions import PluginExecutionError
+    from plugins.runtime.process_pool import ProcessIsolation
+
+    def broken(*args):
+        raise PluginExecutionError("The plugin process pool was broken; it is being restarted")
+
+    monkeypatch.setattr(ProcessIsolation, "_schedule", staticmethod(broken))
+    job = JobExecutionService().execute_now("sleeping", {"message": "x", "repeat": 1})
+    stored = Job.objects.get(pk=job.pk)
+    assert (stored.status, stored.error_type) == (JobStatus.FAILED, "PluginExecutionError")
+
+
+def test_cancelling_a_job_that_vanished_meanwhile_is_not_found(api_client, user, monkeypatch):
+    job = JobExecutionService().create_job("echo", {"message": "x"}, requested_by=user)
+    original = Job.cancel
+
+    def vanish_first(self, error):
+        Job.objects.filter(pk=self.pk).delete()  # as a refused sync request's job does
+        Job.objects.filter(pk=self.pk).update(status="RUNNING")
+        return original(self, error)
+
+    monkeypatch.setattr(Job, "cancel", vanish_first)
+    assert cancel(api_client, job.pk).status_code == 404
+
+
+def test_a_running_job_without_a_lease_from_an_older_version_is_recovered():
+    job = running_job()
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=None)
+    (recovered,) = LeaseRecoveryService().recover_expired()
+    assert recovered.pk == job.pk
+    assert Job.objects.get(pk=job.pk).error_type == "WorkerLost"

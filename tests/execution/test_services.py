@@ -126,22 +126,32 @@ def test_get_job_hides_other_users_jobs(user, staff_user):
         service.get_job("not-a-uuid")
 
 
-def test_submit_enqueues_after_commit(django_capture_on_commit_callbacks, user):
+def test_a_submitted_job_and_its_task_are_committed_together(user):
+    from django.db import transaction
     from django_tasks_db.models import DBTaskResult
 
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        job = AnalysisExecutionService().submit("echo", {"message": "x"}, user)
-    assert not DBTaskResult.objects.exists()  # nothing queued before the commit
-    for callback in callbacks:
-        callback()
+    job = AnalysisExecutionService().submit("echo", {"message": "x"}, user)
     task = DBTaskResult.objects.get()
     assert task.args_kwargs["args"] == [str(job.pk)]
+    assert job.task_id == task.pk
     assert job.status == JobStatus.PENDING
 
+    class Abort(Exception):
+        pass
 
-def test_a_job_that_cannot_be_queued_fails_instead_of_waiting_forever(
-    django_capture_on_commit_callbacks, monkeypatch
-):
+    def submit_then_fail():
+        with transaction.atomic():
+            AnalysisExecutionService().submit("echo", {"message": "y"}, user)
+            raise Abort
+
+    with pytest.raises(Abort):
+        submit_then_fail()
+    assert Job.objects.count() == DBTaskResult.objects.count() == 1
+
+
+def test_a_job_that_cannot_be_queued_is_not_recorded(monkeypatch):
+    from django_tasks_db.models import DBTaskResult
+
     from execution import tasks
 
     def refuse(*args, **kwargs):
@@ -151,8 +161,7 @@ def test_a_job_that_cannot_be_queued_fails_instead_of_waiting_forever(
         enqueue = staticmethod(refuse)
 
     monkeypatch.setattr(tasks, "run_job_task", Unreachable)
-    with django_capture_on_commit_callbacks(execute=True):
-        job = AnalysisExecutionService().submit("echo", {"message": "x"})
-    job.refresh_from_db()
-    assert job.status == JobStatus.FAILED
-    assert job.error_type == "ServiceUnavailable"
+    with pytest.raises(RuntimeError, match="queue is down"):
+        AnalysisExecutionService().submit("echo", {"message": "x"})
+    assert not Job.objects.exists()  # nothing waits for a task that will never come
+    assert not DBTaskResult.objects.exists()

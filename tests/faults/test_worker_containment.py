@@ -56,6 +56,7 @@ def test_kill_9_of_a_worker_mid_job_leaves_no_job_running_and_no_child(processes
     assert failed.error_type == "WorkerLost"
     for job in queued:
         assert wait_for_status(job, JobStatus.SUCCESS).result == {"echoed": "slept 10 ms"}
+    assert failed.task_id is not None
     task = DBTaskResult.objects.get(pk=failed.task_id)
     assert task.status == "FAILED"  # django-tasks-db's own row of the lost task
     assert task.exception_class_path.endswith("LostWorker")

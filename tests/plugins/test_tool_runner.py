@@ -345,3 +345,23 @@ def test_process_isolated_plugins_must_be_importable_by_the_child():
     with pytest.raises(PluginContractError, match="must be importable by its module path"):
         PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.PROCESS)).register(Local)
     PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.THREAD)).register(Local)
+
+
+@pytest.mark.parametrize("isolation", [Isolation.PROCESS, Isolation.THREAD])
+def test_a_control_that_fails_to_start_stops_the_execution_and_raises(isolation):
+    from plugins.runtime.control import ControlFailed
+
+    registry = PluginRegistry(defaults=ExecutionLimits(isolation=isolation))
+    registry.register(EchoPlugin)
+
+    class FailingControl:
+        def started(self):
+            time.sleep(0.2)  # the plugin is done by now: its result must not be used
+            raise RuntimeError("could not record the job")
+
+        def stop_reason(self):
+            return None
+
+    with pytest.raises(ControlFailed, match="could not record the job"):
+        ToolRunner(registry=registry).run("echo", {"message": "x"}, control=FailingControl())
+    assert PluginMetrics.objects.get(plugin_name="echo").error_count == 1

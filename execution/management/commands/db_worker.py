@@ -48,13 +48,13 @@ class GovernedWorker(db_worker.Worker):
         self._signals_received += 1
         name = signal.strsignal(signum)
         if self._signals_received == 1:
+            # No exit from here: between taking a task and claiming its job, an exit
+            # would strand the job. The loop ends after what it is doing (at most
+            # the running job, within its time limit, or one --interval of sleep).
             self.running = False
-            if not self.running_task:
-                logger.warning("Received %s: stopping.", name)
-                sys.exit(0)
             logger.warning(
-                "Received %s: the running job finishes within its time limit, then the "
-                "worker stops. Again to hand the job back to the queue now.",
+                "Received %s: the worker stops once its running job (if any) is done, "
+                "within the job's time limit. Again to hand the job back to the queue now.",
                 name,
             )
         elif self._signals_received == 2:
