@@ -62,7 +62,7 @@ def gone(pid: int, within_s: float = 10.0) -> bool:
     while time.monotonic() < deadline:
         try:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
+        except OSError:  # no such file, or the process went while it was read
             return True
         if state == "Z":
             return True
