@@ -27,7 +27,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: export DEBUG ?= 1
 run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_local_admin
+	$(BIN)/python manage.py seed_local_admin --base-url http://$(HOST):$(PORT)
 	@echo "Starting the server on http://$(HOST):$(PORT)/ and one background worker; Ctrl-C stops both."
 	@$(BIN)/python manage.py db_worker --interval 0.5 & worker=$$!; \
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT; \

@@ -225,6 +225,12 @@ class JobExecutionService:
         on_started: Callable[[], object] | None = None,
         sync: bool = False,
     ) -> Job:
+        """Run a claimed job and record its outcome.
+
+        ``on_started`` runs once the plugin has its work (the synchronous path
+        inserts its job then). ``sync``: input the plugin refuses is the client's
+        error, not a run: the job is removed and InputValidationError raised.
+        """
         watch = JobWatch(job, on_started=on_started)
         # The outcome and the plugin's metrics are committed together: one commit
         # per finished execution instead of two.

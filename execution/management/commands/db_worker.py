@@ -32,6 +32,7 @@ from execution.services.job_execution_service import release_running_jobs
 from execution.services.lease_recovery import LeaseMonitor
 from plugins.runtime.tool_runner import runs_one_execution_at_a_time
 
+# django-tasks-db's logger: the command configures its output (-v), so our lines show with its own.
 logger = logging.getLogger("django_tasks_db")
 
 OUTAGE_FIRST_PAUSE_S = 0.5

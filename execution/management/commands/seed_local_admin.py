@@ -20,9 +20,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--username", default="admin")
+        parser.add_argument(
+            "--base-url", default="http://127.0.0.1:8000", help="Where the server will answer."
+        )
         parser.add_argument("--force", action="store_true", help="Run even when DEBUG is off.")
 
-    def handle(self, *args: Any, username: str, force: bool, **options: Any) -> None:
+    def handle(self, *args: Any, username: str, force: bool, base_url: str, **options: Any) -> None:
         if not settings.DEBUG and not force:
             raise CommandError("Refusing to seed a local admin with DEBUG off (use --force).")
         password = secrets.token_urlsafe(12)
@@ -38,11 +41,10 @@ class Command(BaseCommand):
                 [
                     "",
                     f"  Local admin {'created' if created else 'refreshed'}:",
-                    f"    admin:    http://127.0.0.1:8000/admin/  user {username!r}"
-                    f"  password {password!r}",
+                    f"    admin:    {base_url}/admin/  user {username!r}  password {password!r}",
                     f"    API:      Authorization: Token {token.key}",
                     f"    try:      curl -H 'Authorization: Token {token.key}' "
-                    "http://127.0.0.1:8000/v1/plugins",
+                    f"{base_url}/v1/plugins",
                     "",
                 ]
             )
