@@ -84,10 +84,12 @@ def test_seed_local_admin_creates_a_superuser_and_a_token(settings, capsys):
     assert f"Token {token.key}" in first
     password = first.split("password '")[1].split("'")[0]
     assert user.check_password(password)
-    call_command("seed_local_admin")
+    call_command("seed_local_admin", base_url="http://127.0.0.1:8123")
     second = capsys.readouterr().out
     assert "refreshed" in second
     assert f"Token {token.key}" in second  # the token survives a restart
+    assert "http://127.0.0.1:8123/admin/" in second  # where make run serves it
+    assert "http://127.0.0.1:8000" not in second
 
 
 @pytest.mark.django_db
