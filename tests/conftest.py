@@ -23,20 +23,23 @@ def _fresh_global_registry():
     reset_registry()
 
 
+SAMPLE_PLUGIN_CLASSES = (
+    sample_plugins.EchoPlugin,
+    sample_plugins.DictEchoPlugin,
+    sample_plugins.RaisingPlugin,
+    sample_plugins.NoneReturningPlugin,
+    sample_plugins.WrongOutputPlugin,
+    sample_plugins.ListOutputPlugin,
+    sample_plugins.SystemExitPlugin,
+    sample_plugins.SlowPlugin,
+    sample_plugins.NoOpPlugin,
+)
+
+
 @pytest.fixture
 def registry() -> PluginRegistry:
     registry = PluginRegistry(record_metrics=True, defaults=ExecutionLimits(timeout_s=5.0))
-    for cls in (
-        sample_plugins.EchoPlugin,
-        sample_plugins.DictEchoPlugin,
-        sample_plugins.RaisingPlugin,
-        sample_plugins.NoneReturningPlugin,
-        sample_plugins.WrongOutputPlugin,
-        sample_plugins.ListOutputPlugin,
-        sample_plugins.SystemExitPlugin,
-        sample_plugins.SlowPlugin,
-        sample_plugins.NoOpPlugin,
-    ):
+    for cls in SAMPLE_PLUGIN_CLASSES:
         registry.register(cls, source="tests")
     return registry
 

@@ -13,21 +13,14 @@ from plugins.registry import PluginRegistry
 from plugins.runtime.limits import ExecutionLimits, Isolation
 from plugins.runtime.time_limit import ExecutionThreads
 from plugins.runtime.tool_runner import ToolRunner
+from tests.conftest import SAMPLE_PLUGIN_CLASSES
 from tests.plugins import sample_plugins
 from tests.plugins.sample_plugins import EchoPlugin, SlowPlugin
 
 pytestmark = pytest.mark.django_db
 
 SAMPLES = (
-    sample_plugins.EchoPlugin,
-    sample_plugins.DictEchoPlugin,
-    sample_plugins.RaisingPlugin,
-    sample_plugins.NoneReturningPlugin,
-    sample_plugins.WrongOutputPlugin,
-    sample_plugins.ListOutputPlugin,
-    sample_plugins.SystemExitPlugin,
-    sample_plugins.SlowPlugin,
-    sample_plugins.NoOpPlugin,
+    *SAMPLE_PLUGIN_CLASSES,
     sample_plugins.SlowValidatorPlugin,
     sample_plugins.HugeResultPlugin,
 )
