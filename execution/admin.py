@@ -13,8 +13,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from execution.models import IllegalJobTransition, Job, JobStatus
-from execution.services import AnalysisExecutionService, JobNotFound
+from execution.models import Job, JobStatus
+from execution.services import AnalysisExecutionService, JobAlreadyEnded, JobNotFound
 from plugins.errors.error_envelope import ErrorType
 from plugins.errors.exceptions import GovernedExecutionError
 
@@ -153,7 +153,7 @@ class JobAdmin(admin.ModelAdmin[Job]):
             try:
                 service.cancel(job.pk, request.user)
                 cancelled += 1
-            except (IllegalJobTransition, JobNotFound):
+            except (JobAlreadyEnded, JobNotFound):
                 ended.append(job.short_id)
         if cancelled:
             self.message_user(request, f"{cancelled} job(s) cancelled.", messages.SUCCESS)

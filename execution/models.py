@@ -57,8 +57,6 @@ class JobStatus(models.TextChoices):
     CANCELLED = "CANCELLED", "Cancelled"
 
 
-FINAL_STATUSES = frozenset({JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED})
-
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}),
     JobStatus.RUNNING: frozenset(
@@ -233,10 +231,6 @@ class Job(models.Model):
         """The part of the stored envelope a client may see (no traceback)."""
         return (self.error or {}).get("error")
 
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
     # State machine --------------------------------------------------------------
 
     def claim(
@@ -303,16 +297,17 @@ class Job(models.Model):
         for _ in range(3):  # a job can move from PENDING to RUNNING under our feet
             self._check(JobStatus.CANCELLED)
             finished_at = timezone.now()
+            elapsed_ms = self._elapsed_ms(finished_at)
             updated = Job.objects.filter(pk=self.pk, status=self.status).update(
                 status=JobStatus.CANCELLED,
                 error=error,
                 result=None,
                 finished_at=finished_at,
-                elapsed_ms=self._elapsed_ms(finished_at),
+                elapsed_ms=elapsed_ms,
             )
             if updated:
                 self.status, self.error, self.result = JobStatus.CANCELLED, error, None
-                self.finished_at, self.elapsed_ms = finished_at, self._elapsed_ms(finished_at)
+                self.finished_at, self.elapsed_ms = finished_at, elapsed_ms
                 return
             self.refresh_from_db()
         raise IllegalJobTransition(f"Job {self.pk} kept changing; it was not cancelled")

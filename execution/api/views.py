@@ -24,8 +24,13 @@ from execution.api.serializers import (
     JobFilterSerializer,
     JobSerializer,
 )
-from execution.models import IllegalJobTransition, Job, JobStatus
-from execution.services import AnalysisExecutionService, JobExecutionService, JobNotFound
+from execution.models import Job, JobStatus
+from execution.services import (
+    AnalysisExecutionService,
+    JobAlreadyEnded,
+    JobExecutionService,
+    JobNotFound,
+)
 from plugins.errors.drf import error_response
 from plugins.errors.error_envelope import ErrorType
 from plugins.models import PluginState
@@ -147,9 +152,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             job = AnalysisExecutionService().cancel(pk, request.user)
         except JobNotFound as exc:
             raise NotFound("No such job.") from exc
-        except IllegalJobTransition as exc:
-            status_now = Job.objects.filter(pk=pk).values_list("status", flat=True).first()
-            raise JobConflict(f"Job {pk} is already {status_now}.") from exc
+        except JobAlreadyEnded as exc:
+            raise JobConflict(str(exc)) from exc
         return Response(JobSerializer(job).data)
 
     @extend_schema(

@@ -1,9 +1,14 @@
 from execution.services.analysis_execution_service import AnalysisExecutionService
-from execution.services.job_execution_service import JobExecutionService, JobNotFound
+from execution.services.job_execution_service import (
+    JobAlreadyEnded,
+    JobExecutionService,
+    JobNotFound,
+)
 from execution.services.plugin_execution_service import PluginExecutionService
 
 __all__ = [
     "AnalysisExecutionService",
+    "JobAlreadyEnded",
     "JobExecutionService",
     "JobNotFound",
     "PluginExecutionService",

@@ -17,7 +17,7 @@ class AnalysisExecutionService:
         return self._jobs.execute_now(plugin_name, payload, requested_by=user)
 
     def cancel(self, job_id: Any, user: Any = None) -> Job:
-        """Cancel a job ``user`` may see; raises JobNotFound or IllegalJobTransition."""
+        """Cancel a job ``user`` may see; raises JobNotFound or JobAlreadyEnded."""
         return self._jobs.cancel_job(job_id, user)
 
     def submit(self, plugin_name: str, payload: Any, user: Any = None) -> Job:

@@ -50,6 +50,14 @@ class JobNotFound(Exception):
     """No job with that id (or not one the user may see)."""
 
 
+class JobAlreadyEnded(Exception):
+    """The job is SUCCESS, FAILED or CANCELLED already: it cannot be cancelled."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"Job {job.pk} is already {job.status}.")
+        self.job = job
+
+
 class JobWatch:
     """Tells ToolRunner to stop a running job that was cancelled, taken over or handed back.
 
@@ -148,8 +156,7 @@ class JobExecutionService:
             lease_holder=new_lease_holder(),
             lease_expires_at=_lease_end(facts.time_limit_s),
         )
-        # Inserted once the plugin has its work: the commit overlaps the execution.
-        return self._execute_claimed(job, payload, on_started=job.insert, sync=True)
+        return self._execute_claimed(job, payload, sync=True)
 
     def run_job(self, job_id: uuid.UUID | str, task_id: uuid.UUID | str | None = None) -> Job:
         """Claim a PENDING job and run it. A job someone else claimed is returned untouched."""
@@ -164,7 +171,7 @@ class JobExecutionService:
         return self._execute_claimed(job, job.input_payload)
 
     def cancel_job(self, job_id: uuid.UUID | str, user: Any = None) -> Job:
-        """Cancel a PENDING or RUNNING job; raises IllegalJobTransition if it already ended.
+        """Cancel a PENDING or RUNNING job; raises JobAlreadyEnded if it already ended.
 
         A PENDING job never runs; a RUNNING one is stopped by whoever runs it.
         """
@@ -181,6 +188,8 @@ class JobExecutionService:
             job.cancel(dict(envelope))
         except Job.DoesNotExist as exc:  # a sync request's refused input: it never was a job
             raise JobNotFound(f"No job {job_id}") from exc
+        except IllegalJobTransition as exc:
+            raise JobAlreadyEnded(job) from exc
         JOB_CANCELLATIONS.labels(status=previous).inc()
         return job
 
@@ -217,21 +226,15 @@ class JobExecutionService:
             transaction.set_rollback(True)
         return False
 
-    def _execute_claimed(
-        self,
-        job: Job,
-        payload: Any,
-        *,
-        on_started: Callable[[], object] | None = None,
-        sync: bool = False,
-    ) -> Job:
+    def _execute_claimed(self, job: Job, payload: Any, *, sync: bool = False) -> Job:
         """Run a claimed job and record its outcome.
 
-        ``on_started`` runs once the plugin has its work (the synchronous path
-        inserts its job then). ``sync``: input the plugin refuses is the client's
-        error, not a run: the job is removed and InputValidationError raised.
+        ``sync``: the job is not in the database yet; it is inserted once the
+        plugin has its work, so the commit overlaps the execution. Input the
+        plugin refuses is then the client's error, not a run: the job is removed
+        and InputValidationError raised.
         """
-        watch = JobWatch(job, on_started=on_started)
+        watch = JobWatch(job, on_started=job.insert if sync else None)
         # The outcome and the plugin's metrics are committed together: one commit
         # per finished execution instead of two.
         with defer_metrics_persistence() as pending_metrics:
@@ -240,8 +243,8 @@ class JobExecutionService:
             except ControlFailed as exc:  # the job could not be recorded: nothing ran for it
                 pending_metrics.discard()
                 raise exc.__cause__ or exc from None
-            if on_started is not None and not watch.has_started:
-                on_started()  # it failed before it was handed over: record it all the same
+            if sync and not watch.has_started:
+                job.insert()  # it failed before it was handed over: record it all the same
             # Input its plugin refuses makes a request, not a run: it records nothing.
             if sync and _is_invalid_input(error) and job.discard():
                 pending_metrics.discard()

@@ -77,7 +77,7 @@ class LeaseRecoveryService:
         return recovered
 
     def _recover(self, job: Job, now: datetime) -> None:
-        error = _worker_lost(job, now)
+        error = _worker_lost(job)
         lost_task_id = job.task_id
         with transaction.atomic():
             if job.attempt < job.max_attempts:
@@ -103,7 +103,7 @@ def _fail_lost_task(task_id: uuid.UUID | None, now: datetime, reason: str) -> No
     )
 
 
-def _worker_lost(job: Job, now: datetime) -> ErrorEnvelope:
+def _worker_lost(job: Job) -> ErrorEnvelope:
     # Which host and process held it stays on the job for staff (lease_holder,
     # attempts); clients see when and which attempt.
     return build_error_envelope(

@@ -155,10 +155,6 @@ class ProcessIsolation:
                 pool.stop()
                 pool.join(timeout=self.kill_grace_s + 5)
 
-    @property
-    def started(self) -> bool:
-        return self._pool is not None and self._owner_pid == os.getpid()
-
     @staticmethod
     def _finished(future: Any, slots: _TaskSlots, slot: int | None, wait_s: float) -> bool:
         """Wait up to ``wait_s`` for the result; notice a child that exited with status 0.
@@ -340,8 +336,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, and not ours to signal
+        pass
     return True
 
 
