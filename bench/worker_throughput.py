@@ -68,7 +68,9 @@ def main() -> None:
     bare_busy = busy_seconds("bare_noop_task")
 
     service = AnalysisExecutionService()
-    submitted = [service.submit("bench_noop", {}, user).pk for _ in range(args.n)]
+    submitted = [
+        service.submit(plugin_name="bench_noop", payload={}, user=user).pk for _ in range(args.n)
+    ]
     governed_wall = drain(database_url, args.workers)
     governed_busy = busy_seconds("run_job_task")
     done = Job.objects.filter(pk__in=submitted, status=JobStatus.SUCCESS).count()

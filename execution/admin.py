@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Avg, Count, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -14,7 +14,8 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from execution.models import Job, JobStatus
-from execution.services import AnalysisExecutionService, JobAlreadyEnded, JobNotFound
+from execution.selectors import JobNotFound, plugin_overview
+from execution.services import AnalysisExecutionService, JobAlreadyEnded
 from plugins.errors.error_envelope import ErrorType
 from plugins.errors.exceptions import GovernedExecutionError
 
@@ -136,7 +137,9 @@ class JobAdmin(admin.ModelAdmin[Job]):
         submitted, refused = 0, []
         for job in queryset:
             try:
-                service.submit(job.plugin_name, job.input_payload, user=request.user)
+                service.submit(
+                    plugin_name=job.plugin_name, payload=job.input_payload, user=request.user
+                )
                 submitted += 1
             except GovernedExecutionError as exc:
                 refused.append(f"{job.short_id}: {exc.message}")
@@ -151,7 +154,7 @@ class JobAdmin(admin.ModelAdmin[Job]):
         cancelled, ended = 0, []
         for job in queryset:
             try:
-                service.cancel(job.pk, request.user)
+                service.cancel(job_id=job.pk, user=request.user)
                 cancelled += 1
             except (JobAlreadyEnded, JobNotFound):
                 ended.append(job.short_id)
@@ -198,22 +201,7 @@ class JobAdmin(admin.ModelAdmin[Job]):
     def overview_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
-        rows = list(
-            Job.objects.values("plugin_name")
-            .annotate(
-                executions=Count("id"),
-                failed=Count("id", filter=Q(status=JobStatus.FAILED)),
-                average_ms=Avg("elapsed_ms"),
-            )
-            .order_by("plugin_name")
-        )
-        busiest = max((row["executions"] for row in rows), default=0)
-        slowest = max((row["average_ms"] or 0 for row in rows), default=0)
-        for row in rows:
-            row["error_rate"] = row["failed"] / row["executions"] if row["executions"] else 0.0
-            row["executions_pct"] = 100 * row["executions"] / busiest if busiest else 0
-            row["error_pct"] = 100 * row["error_rate"]
-            row["average_pct"] = 100 * (row["average_ms"] or 0) / slowest if slowest else 0
+        rows = plugin_overview()
         context = {
             **self.admin_site.each_context(request),
             "title": "Execution overview",

@@ -31,12 +31,21 @@ rare transitions (cancel, requeue) use the ORM.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connections, models
 from django.utils import timezone
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def alters_data(method: Method) -> Method:
+    """Marks a method that writes, as Django marks ``save``: templates never call it."""
+    method.alters_data = True  # type: ignore[attr-defined]
+    return method
 
 
 def _sql(template: str) -> str:
@@ -73,12 +82,6 @@ class IllegalJobTransition(Exception):
 
 
 class JobQuerySet(models.QuerySet["Job"]):
-    def visible_to(self, user: Any) -> JobQuerySet:
-        """Staff see every job; everybody else sees their own."""
-        if getattr(user, "is_staff", False):
-            return self
-        return self.filter(requested_by=user)
-
     def claimed_by_creator(
         self, *, lease_holder: str, lease_expires_at: datetime, **fields: Any
     ) -> Job:
@@ -233,6 +236,7 @@ class Job(models.Model):
 
     # State machine --------------------------------------------------------------
 
+    @alters_data
     def claim(
         self,
         *,
@@ -280,14 +284,17 @@ class Job(models.Model):
         )
         return True
 
+    @alters_data
     def mark_succeeded(self, result: dict[str, Any]) -> None:
         """RUNNING -> SUCCESS with the plugin's result."""
         self._finish(JobStatus.SUCCESS, result=result, error=None)
 
+    @alters_data
     def mark_failed(self, error: dict[str, Any]) -> None:
         """RUNNING -> FAILED, or PENDING -> FAILED when the job can never start."""
         self._finish(JobStatus.FAILED, result=None, error=error)
 
+    @alters_data
     def cancel(self, error: dict[str, Any]) -> None:
         """PENDING | RUNNING -> CANCELLED, with ``error`` saying who cancelled it.
 
@@ -312,6 +319,7 @@ class Job(models.Model):
             self.refresh_from_db()
         raise IllegalJobTransition(f"Job {self.pk} kept changing; it was not cancelled")
 
+    @alters_data
     def requeue(
         self,
         error: dict[str, Any],
@@ -357,6 +365,7 @@ class Job(models.Model):
         self.lease_holder, self.lease_expires_at = "", None
         self.task_id = uuid.UUID(str(task_id))
 
+    @alters_data
     def queue_again(self, task_id: uuid.UUID | str) -> bool:
         """A PENDING job whose task was lost gets ``task_id`` instead; False if it moved on."""
         updated = Job.objects.filter(pk=self.pk, status=JobStatus.PENDING, task_id=self.task_id)
@@ -365,10 +374,12 @@ class Job(models.Model):
         self.task_id = uuid.UUID(str(task_id))
         return True
 
+    @alters_data
     def insert(self) -> None:
         """Record a job made by :meth:`JobQuerySet.claimed_by_creator` (one INSERT)."""
         self.save(force_insert=True, using=Job.objects.db)
 
+    @alters_data
     def discard(self) -> bool:
         """Remove a job whose input its plugin refused: it never was a run.
 
@@ -380,6 +391,7 @@ class Job(models.Model):
         ).delete()
         return bool(deleted)
 
+    @alters_data
     def _finish(self, target: str, *, result: Any, error: Any) -> None:
         expected = self.status
         self._check(target)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django_tasks import TaskContext, task
 
-from execution.services.job_execution_service import JobExecutionService, JobNotFound
+from execution.selectors import JobNotFound
+from execution.services.job_execution_service import JobExecutionService
 
 
 @task(takes_context=True)
@@ -15,7 +16,7 @@ def run_job_task(context: TaskContext, job_id: str) -> str:
     recovery can mark this task's row FAILED too.
     """
     try:
-        job = JobExecutionService().run_job(job_id, task_id=str(context.task_result.id))
+        job = JobExecutionService().run_job(job_id=job_id, task_id=str(context.task_result.id))
     except JobNotFound:
         return "MISSING"
     return str(job.status)

@@ -10,7 +10,7 @@ from rest_framework import serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from plugins.errors.drf import error_response
+from api.exceptions import error_response
 from plugins.errors.error_envelope import ErrorType
 from plugins.errors.exceptions import PluginNotFoundError
 from plugins.models import PluginMetrics

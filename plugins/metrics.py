@@ -59,6 +59,12 @@ ABANDONED_THREADS = Gauge(
 ABANDONED_THREADS.set_function(lambda: execution_threads.abandoned)
 
 
+REFUSED_REQUESTS = Counter(
+    "governed_refused_requests",
+    "Execution requests refused before anything ran (bad input, unknown plugin), "
+    "by plugin and error type.",
+    ["plugin", "error_type"],
+)
 PLUGIN_CRASHES = Counter(
     "governed_plugin_crashes",
     "Executions whose plugin process died (exit, signal, the kernel's OOM killer).",

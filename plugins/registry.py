@@ -30,7 +30,12 @@ from plugins.errors.exceptions import (
     PluginNotFoundError,
     PluginUnavailableError,
 )
-from plugins.metrics import METRICS_FAILURES, UNKNOWN_PLUGIN_LABEL, observe_execution
+from plugins.metrics import (
+    METRICS_FAILURES,
+    REFUSED_REQUESTS,
+    UNKNOWN_PLUGIN_LABEL,
+    observe_execution,
+)
 from plugins.models import PluginMetrics, PluginState
 from plugins.runtime.limits import ExecutionLimits, Isolation
 from plugins.runtime.process_pool import importable_problem
@@ -185,6 +190,18 @@ class PluginRegistry:
 
     # Metrics ----------------------------------------------------------------------
 
+    def count_refused_request(self, plugin_name: object, error_type: str) -> None:
+        """Count a request refused before anything ran (no job, no persisted metrics).
+
+        Names the registry does not know share one label, as in update_execution_metrics.
+        """
+        if self.record_metrics:
+            label = plugin_name if self._is_known(plugin_name) else UNKNOWN_PLUGIN_LABEL
+            REFUSED_REQUESTS.labels(plugin=label, error_type=error_type).inc()
+
+    def _is_known(self, plugin_name: object) -> bool:
+        return isinstance(plugin_name, str) and plugin_name in self._entries
+
     def update_execution_metrics(
         self,
         plugin_name: str,
@@ -202,7 +219,7 @@ class PluginRegistry:
         """
         if not self.record_metrics:
             return
-        known = isinstance(plugin_name, str) and plugin_name in self._entries
+        known = self._is_known(plugin_name)
         observe_execution(
             plugin_name if known else UNKNOWN_PLUGIN_LABEL,
             outcome or ("error" if had_error else "success"),

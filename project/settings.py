@@ -48,8 +48,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "api",
     "django_tasks",
     # Before django_tasks_db: its db_worker command is this app's, which never orphans a job.
     "execution",
@@ -131,10 +133,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["execution.api.parsers.SizeLimitedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "plugins.errors.drf.envelope_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "api.schema.GovernedAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -146,8 +148,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "PREPROCESSING_HOOKS": ["plugins.schema.document_paths_without_trailing_slash"],
+    "PREPROCESSING_HOOKS": ["api.schema.document_paths_without_trailing_slash"],
     "COMPONENT_SPLIT_REQUEST": True,
+    # 3.1 is JSON Schema itself: the plugins' pydantic schemas go in unchanged.
+    "OAS_VERSION": "3.1.0",
 }
 
 TASKS = {
@@ -181,9 +185,13 @@ JOB_LEASE_GRACE_S = float(os.environ.get("JOB_LEASE_GRACE_S", "10"))
 JOB_RECOVERY_INTERVAL_S = float(os.environ.get("JOB_RECOVERY_INTERVAL_S", "5"))
 JOB_RETRY_BACKOFF_S = float(os.environ.get("JOB_RETRY_BACKOFF_S", "2"))
 JOB_CANCEL_POLL_S = float(os.environ.get("JOB_CANCEL_POLL_S", "0.5"))
+# What POST /v1/jobs suggests in Retry-After: seconds before the first read of the job.
+JOB_POLL_AFTER_S = int(os.environ.get("JOB_POLL_AFTER_S", "1"))
 
-# Largest request body the API accepts; bigger ones get 413 PayloadTooLarge.
+# Largest request body the API accepts; bigger ones get 413 PayloadTooLarge. Django
+# checks it before anything reads the body (the admin's forms get the same limit).
 API_MAX_REQUEST_BYTES = int(os.environ.get("API_MAX_REQUEST_BYTES", str(8 * 1024 * 1024)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_REQUEST_BYTES
 
 LOGGING = {
     "version": 1,

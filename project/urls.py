@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from plugins.errors.http import api_not_found
+from api.http import api_not_found
 from plugins.views import metrics_view
 
 urlpatterns = [
@@ -15,7 +15,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]
 
-handler400 = "plugins.errors.http.bad_request"
-handler403 = "plugins.errors.http.permission_denied"
-handler404 = "plugins.errors.http.not_found"
-handler500 = "plugins.errors.http.server_error"
+handler400 = "api.http.bad_request"
+handler403 = "api.http.permission_denied"
+handler404 = "api.http.not_found"
+handler500 = "api.http.server_error"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from execution.models import Job, JobStatus
-from plugins.errors.error_envelope import ErrorType
 
 
 class StrictCharField(serializers.CharField):
@@ -30,6 +30,16 @@ class StrictSerializer(serializers.Serializer[Any]):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"$ref": "#/components/schemas/Error"})
+class ErrorField(serializers.JSONField):
+    """A stored error envelope's public part (never its traceback)."""
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class JSONObjectField(serializers.JSONField):
+    """A plugin's input or result: always a JSON object."""
+
+
 class ExecutionRequestSerializer(StrictSerializer):
     plugin = StrictCharField(max_length=100, help_text="Registered plugin name.")
     payload = serializers.DictField(help_text="Input of the plugin, checked against its schema.")
@@ -39,40 +49,28 @@ class ExecutionResultSerializer(serializers.Serializer[Job]):
     job_id = serializers.UUIDField(source="id")
     plugin = serializers.CharField(source="plugin_name")
     plugin_version = serializers.CharField()
-    status = serializers.ChoiceField(choices=JobStatus.choices)
-    result = serializers.JSONField()
+    status = serializers.ChoiceField(choices=[JobStatus.SUCCESS])
+    result = JSONObjectField(help_text="The plugin's output, checked against its schema.")
     elapsed_ms = serializers.FloatField()
-
-
-class ErrorSerializer(serializers.Serializer[Any]):
-    type = serializers.ChoiceField(choices=[(t.value, t.value) for t in ErrorType])
-    message = serializers.CharField()
-    details = serializers.JSONField()
-    plugin = serializers.CharField(allow_null=True)
-    timestamp = serializers.DateTimeField()
-
-
-class ErrorResponseSerializer(serializers.Serializer[Any]):
-    detail = ErrorSerializer()
 
 
 class AttemptSerializer(serializers.Serializer[Any]):
     attempt = serializers.IntegerField()
     started_at = serializers.DateTimeField(allow_null=True)
     ended_at = serializers.DateTimeField()
-    error = ErrorSerializer(allow_null=True)
+    error = ErrorField(allow_null=True)
 
 
-class JobSerializer(serializers.ModelSerializer[Job]):
+class JobSummarySerializer(serializers.ModelSerializer[Job]):
+    """A job as lists show it: everything but its input and result, which can be megabytes."""
+
     plugin = serializers.CharField(source="plugin_name")
-    input = serializers.JSONField(source="input_payload")
-    error = ErrorSerializer(source="public_error", allow_null=True)
-    attempts = AttemptSerializer(many=True, help_text="Earlier attempts that ended unfinished.")
+    error = ErrorField(source="public_error", allow_null=True)
     next_attempt_at = serializers.DateTimeField(
         allow_null=True, help_text="While PENDING for another attempt: when it may start."
     )
     requested_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
+        slug_field="username", read_only=True, allow_null=True
     )
 
     class Meta:
@@ -82,8 +80,6 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "plugin",
             "plugin_version",
             "status",
-            "input",
-            "result",
             "error",
             "requested_by",
             "created_at",
@@ -93,16 +89,20 @@ class JobSerializer(serializers.ModelSerializer[Job]):
             "attempt",
             "max_attempts",
             "next_attempt_at",
-            "attempts",
         ]
         read_only_fields = fields
 
 
-class JobFilterSerializer(StrictSerializer):
-    status = serializers.ChoiceField(choices=JobStatus.choices, required=False)
-    plugin = StrictCharField(max_length=200, required=False)
-    page = serializers.IntegerField(min_value=1, required=False)
-    page_size = serializers.IntegerField(min_value=1, max_value=200, required=False)
+class JobSerializer(JobSummarySerializer):
+    """A whole job: its summary, input, result and earlier attempts."""
+
+    input = JSONObjectField(source="input_payload")
+    result = JSONObjectField(allow_null=True, help_text="Set once the job is SUCCESS.")
+    attempts = AttemptSerializer(many=True, help_text="Earlier attempts that ended unfinished.")
+
+    class Meta(JobSummarySerializer.Meta):
+        fields = [*JobSummarySerializer.Meta.fields, "input", "result", "attempts"]
+        read_only_fields = fields
 
 
 class HealthSerializer(serializers.Serializer[Any]):

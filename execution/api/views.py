@@ -1,75 +1,73 @@
-"""Execution endpoints: thin views over AnalysisExecutionService and JobExecutionService."""
+"""Execution endpoints: thin views over AnalysisExecutionService and the job selectors."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, connection
 from django.urls import reverse
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
+from api.exceptions import Conflict, error_response, exception_type
+from execution.api.filters import JobFilter, JobPagination
 from execution.api.serializers import (
-    ErrorResponseSerializer,
     ExecutionRequestSerializer,
     ExecutionResultSerializer,
     HealthSerializer,
-    JobFilterSerializer,
     JobSerializer,
+    JobSummarySerializer,
 )
-from execution.models import Job, JobStatus
-from execution.services import (
-    AnalysisExecutionService,
-    JobAlreadyEnded,
-    JobExecutionService,
-    JobNotFound,
-)
-from plugins.errors.drf import error_response
+from execution.models import Job, JobQuerySet, JobStatus
+from execution.selectors import get_job, job_summaries
+from execution.services import AnalysisExecutionService, JobAlreadyEnded, JobNotFound
 from plugins.errors.error_envelope import ErrorType
 from plugins.models import PluginState
 from plugins.registry import get_registry
 
-
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorResponseSerializer, description=description)
-
-
-COMMON_ERRORS = {
-    401: _error("AuthenticationFailed: no or invalid credentials"),
-    403: _error("PermissionDenied"),
-    405: _error("MethodNotAllowed"),
-    406: _error("UnsupportedMediaType: the Accept header asks for something other than JSON"),
-    429: _error("Throttled"),
-    503: _error("ServiceUnavailable: the database (or another dependency) is down"),
-}
-REQUEST_ERRORS = {
-    400: _error(
-        "ValidationError, ParseError, PluginNotFound, PluginUnavailable, or an execution "
-        "failure: PluginExecutionError, OutputValidationError, PluginTimeout, PluginCrashed, "
-        "PluginResourceLimit, Cancelled"
-    ),
-    413: _error("PayloadTooLarge"),
-    415: _error("UnsupportedMediaType: the body is not application/json"),
-    **COMMON_ERRORS,
-}
+EXECUTION_FAILURES = (
+    "ValidationError, ParseError, PluginNotFound or PluginUnavailable: the request was "
+    "refused and nothing was recorded. PluginExecutionError, OutputValidationError, "
+    "PluginTimeout, PluginCrashed, PluginResourceLimit or Cancelled: the job ran and failed "
+    "(its id is in X-Job-Id)."
+)
+JOB_ID_HEADER = OpenApiParameter(
+    "X-Job-Id",
+    OpenApiTypes.UUID,
+    location=OpenApiParameter.HEADER,
+    response=[200, 400],
+    description="The job recorded for this execution (absent if the request was refused).",
+)
 
 
-class JobConflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The job has already ended."
-    default_code = "conflict"
+def _user(request: Request) -> User:
+    """The authenticated user (every execution endpoint requires one)."""
+    return cast(User, request.user)
 
 
-def _validated(serializer_class: type[Any], data: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
+def execution_request(request: Request) -> dict[str, Any]:
+    """The validated ``{"plugin", "payload"}`` body; a refused one is counted, then raised."""
+    plugin_name: object = None
+    try:
+        body = request.data
+        plugin_name = body.get("plugin") if isinstance(body, dict) else None
+        serializer = ExecutionRequestSerializer(data=body)
+        serializer.is_valid(raise_exception=True)
+    except (APIException, RequestDataTooBig) as exc:
+        get_registry().count_refused_request(plugin_name, exception_type(exc))
+        raise
     return dict(serializer.validated_data)
 
 
@@ -78,12 +76,18 @@ class AnalyzeExecutionView(APIView):
 
     @extend_schema(
         request=ExecutionRequestSerializer,
-        responses={200: ExecutionResultSerializer, **REQUEST_ERRORS},
+        responses={
+            200: ExecutionResultSerializer,
+            400: OpenApiResponse(description=EXECUTION_FAILURES),
+        },
+        parameters=[JOB_ID_HEADER],
         summary="Execute a plugin synchronously",
     )
     def post(self, request: Request) -> Response:
-        data = _validated(ExecutionRequestSerializer, request.data)
-        job = AnalysisExecutionService().execute(data["plugin"], data["payload"], request.user)
+        data = execution_request(request)
+        job = AnalysisExecutionService().execute(
+            plugin_name=data["plugin"], payload=data["payload"], user=_user(request)
+        )
         headers = {"X-Job-Id": str(job.pk)}
         if job.status != JobStatus.SUCCESS:  # FAILED, or CANCELLED while it ran
             return Response(
@@ -92,46 +96,32 @@ class AnalyzeExecutionView(APIView):
         return Response(ExecutionResultSerializer(job).data, headers=headers)
 
 
-class JobPagination(PageNumberPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
-
-
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Job]):
-    """Background jobs: submit, list (your own; staff see all) and inspect."""
+    """Background jobs: submit, list (your own; with the view_job permission, all) and inspect."""
 
     serializer_class = JobSerializer
     pagination_class = JobPagination
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = JobFilter
     lookup_value_regex = "[^/]+"
 
-    def get_queryset(self) -> Any:
-        jobs = Job.objects.visible_to(self.request.user).select_related("requested_by")
-        if self.action == "list":
-            filters = _validated(JobFilterSerializer, self.request.query_params.dict())
-            if "status" in filters:
-                jobs = jobs.filter(status=filters["status"])
-            if "plugin" in filters:
-                jobs = jobs.filter(plugin_name=filters["plugin"])
-        return jobs
+    def get_queryset(self) -> JobQuerySet:
+        return job_summaries(user=self.request.user)
+
+    def get_serializer_class(self) -> type[BaseSerializer[Job]]:
+        return JobSummarySerializer if self.action == "list" else JobSerializer
 
     def get_object(self) -> Job:
         try:
-            return JobExecutionService().get_job(self.kwargs["pk"], user=self.request.user)
+            return get_job(self.kwargs["pk"], user=self.request.user)
         except JobNotFound as exc:
             raise NotFound("No such job.") from exc
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("status", enum=JobStatus.values, required=False),
-            OpenApiParameter("plugin", str, required=False),
-        ],
-        responses={200: JobSerializer(many=True), 400: _error("ValidationError"), **COMMON_ERRORS},
-    )
+    @extend_schema(summary="List jobs (summaries: no input or result)")
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(responses={200: JobSerializer, 404: _error("NotFound"), **COMMON_ERRORS})
+    @extend_schema(summary="A job, with its input and result")
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().retrieve(request, *args, **kwargs)
 
@@ -139,9 +129,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         request=None,
         responses={
             200: JobSerializer,
-            404: _error("NotFound"),
-            409: _error("Conflict: the job is already SUCCESS, FAILED or CANCELLED"),
-            **COMMON_ERRORS,
+            409: OpenApiResponse(description="Conflict: the job already ended."),
         },
         summary="Cancel a pending or running job",
     )
@@ -149,26 +137,47 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def cancel(self, request: Request, pk: str) -> Response:
         """A PENDING job never runs; a RUNNING one is stopped within about a second."""
         try:
-            job = AnalysisExecutionService().cancel(pk, request.user)
+            job = AnalysisExecutionService().cancel(job_id=pk, user=_user(request))
         except JobNotFound as exc:
             raise NotFound("No such job.") from exc
         except JobAlreadyEnded as exc:
-            raise JobConflict(str(exc)) from exc
+            raise Conflict(str(exc)) from exc
         return Response(JobSerializer(job).data)
 
     @extend_schema(
         request=ExecutionRequestSerializer,
-        responses={202: JobSerializer, **REQUEST_ERRORS},
+        responses={202: JobSerializer},
+        parameters=[
+            OpenApiParameter(
+                "Location",
+                OpenApiTypes.URI,
+                location=OpenApiParameter.HEADER,
+                response=[202],
+                required=True,
+                description="Where to read the job.",
+            ),
+            OpenApiParameter(
+                "Retry-After",
+                OpenApiTypes.INT,
+                location=OpenApiParameter.HEADER,
+                response=[202],
+                required=True,
+                description="Seconds to wait before reading the job at Location.",
+            ),
+        ],
         summary="Submit a plugin execution as a background job",
     )
     def create(self, request: Request) -> Response:
-        data = _validated(ExecutionRequestSerializer, request.data)
+        data = execution_request(request)
         # An enqueue failure marks this same instance FAILED; nothing to re-read.
-        job = AnalysisExecutionService().submit(data["plugin"], data["payload"], request.user)
-        location = request.build_absolute_uri(reverse("job-detail", args=[job.pk]))
-        return Response(
-            JobSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location}
+        job = AnalysisExecutionService().submit(
+            plugin_name=data["plugin"], payload=data["payload"], user=_user(request)
         )
+        headers = {
+            "Location": request.build_absolute_uri(reverse("job-detail", args=[job.pk])),
+            "Retry-After": str(settings.JOB_POLL_AFTER_S),
+        }
+        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers=headers)
 
 
 class HealthView(APIView):
@@ -177,7 +186,7 @@ class HealthView(APIView):
     authentication_classes: list[type[Any]] = []
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={200: HealthSerializer, 503: _error("ServiceUnavailable")})
+    @extend_schema(responses={200: HealthSerializer})
     def get(self, request: Request) -> Response:
         checks: dict[str, Any] = {}
         try:

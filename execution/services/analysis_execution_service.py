@@ -2,24 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from typing import TYPE_CHECKING, Any
 
-from execution.models import Job
+from execution.models import Job, alters_data
 from execution.services.job_execution_service import JobExecutionService
+from plugins.errors.exceptions import GovernedExecutionError
+from plugins.registry import get_registry
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 class AnalysisExecutionService:
     def __init__(self, jobs: JobExecutionService | None = None) -> None:
         self._jobs = jobs if jobs is not None else JobExecutionService()
 
-    def execute(self, plugin_name: str, payload: Any, user: Any = None) -> Job:
-        """Run now; the returned job is SUCCESS, FAILED or (cancelled meanwhile) CANCELLED."""
-        return self._jobs.execute_now(plugin_name, payload, requested_by=user)
+    @alters_data
+    def execute(self, *, plugin_name: str, payload: dict[str, Any], user: User | None) -> Job:
+        """Run now; the returned job is SUCCESS, FAILED or (cancelled meanwhile) CANCELLED.
 
-    def cancel(self, job_id: Any, user: Any = None) -> Job:
+        A request refused before it ran (unknown plugin, bad input) records no job
+        but is counted.
+        """
+        try:
+            return self._jobs.execute_now(
+                plugin_name=plugin_name, payload=payload, requested_by=user
+            )
+        except GovernedExecutionError as exc:
+            get_registry().count_refused_request(plugin_name, exc.error_type)
+            raise
+
+    @alters_data
+    def submit(self, *, plugin_name: str, payload: dict[str, Any], user: User | None) -> Job:
+        """Record a PENDING job together with the task that will run it (refusals counted)."""
+        try:
+            return self._jobs.create_job(
+                plugin_name=plugin_name, payload=payload, requested_by=user
+            )
+        except GovernedExecutionError as exc:
+            get_registry().count_refused_request(plugin_name, exc.error_type)
+            raise
+
+    @alters_data
+    def cancel(self, *, job_id: uuid.UUID | str, user: User | None) -> Job:
         """Cancel a job ``user`` may see; raises JobNotFound or JobAlreadyEnded."""
-        return self._jobs.cancel_job(job_id, user)
-
-    def submit(self, plugin_name: str, payload: Any, user: Any = None) -> Job:
-        """Record a PENDING job together with the task that will run it."""
-        return self._jobs.create_job(plugin_name, payload, requested_by=user)
+        return self._jobs.cancel_job(job_id=job_id, user=user)

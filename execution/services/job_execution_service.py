@@ -10,20 +10,23 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
 from django.utils import timezone
 
 from execution.metrics import JOB_CANCELLATIONS
-from execution.models import IllegalJobTransition, Job, JobStatus
+from execution.models import IllegalJobTransition, Job, JobStatus, alters_data
+from execution.selectors import JobNotFound, get_job
 from execution.services.plugin_execution_service import PluginExecutionService
 from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
 from plugins.errors.exceptions import InputValidationError
 from plugins.registry import PendingMetrics, defer_metrics_persistence
 from plugins.runtime.control import ControlFailed, StopReason
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +47,6 @@ def release_running_jobs() -> None:
 def new_lease_holder() -> str:
     """Who holds a lease: this host and process, and a token unique to this claim."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-class JobNotFound(Exception):
-    """No job with that id (or not one the user may see)."""
 
 
 class JobAlreadyEnded(Exception):
@@ -110,7 +109,10 @@ class JobExecutionService:
     def __init__(self, plugins: PluginExecutionService | None = None) -> None:
         self._plugins = plugins if plugins is not None else PluginExecutionService()
 
-    def create_job(self, plugin_name: str, payload: Any, requested_by: Any = None) -> Job:
+    @alters_data
+    def create_job(
+        self, *, plugin_name: str, payload: dict[str, Any], requested_by: User | None = None
+    ) -> Job:
         """Check the request, then record a PENDING job and the task that will run it.
 
         Bad input records nothing. The job and its task are committed together,
@@ -120,8 +122,8 @@ class JobExecutionService:
         """
         from execution.tasks import run_job_task
 
-        facts = self._plugins.describe(plugin_name)
-        failure = self._plugins.check_input(plugin_name, payload)
+        facts = self._plugins.describe(plugin_name=plugin_name)
+        failure = self._plugins.check_input(plugin_name=plugin_name, payload=payload)
         job_id = uuid.uuid4()
         with transaction.atomic():
             task = None if failure else run_job_task.enqueue(str(job_id))
@@ -138,7 +140,10 @@ class JobExecutionService:
                 job.mark_failed(dict(failure))
         return job
 
-    def execute_now(self, plugin_name: str, payload: Any, requested_by: Any = None) -> Job:
+    @alters_data
+    def execute_now(
+        self, *, plugin_name: str, payload: dict[str, Any], requested_by: User | None = None
+    ) -> Job:
         """Create a job claimed by this thread and run it here (the synchronous API).
 
         One round trip to the plugin's process: the input is validated there and
@@ -147,7 +152,7 @@ class JobExecutionService:
         bad input records nothing. Two commits per execution: the RUNNING job,
         then its outcome together with the plugin's metrics.
         """
-        facts = self._plugins.describe(plugin_name)
+        facts = self._plugins.describe(plugin_name=plugin_name)
         job = Job.objects.claimed_by_creator(
             plugin_name=plugin_name,
             plugin_version=facts.version,
@@ -158,26 +163,28 @@ class JobExecutionService:
         )
         return self._execute_claimed(job, payload, sync=True)
 
-    def run_job(self, job_id: uuid.UUID | str, task_id: uuid.UUID | str | None = None) -> Job:
+    @alters_data
+    def run_job(self, *, job_id: uuid.UUID | str, task_id: uuid.UUID | str | None = None) -> Job:
         """Claim a PENDING job and run it. A job someone else claimed is returned untouched."""
         job = Job.objects.load_pending(job_id)
         if job is None:
-            return self.get_job(job_id)
-        lease_end = _lease_end(self._plugins.time_limit_s(job.plugin_name))
+            return get_job(job_id)
+        lease_end = _lease_end(self._plugins.time_limit_s(plugin_name=job.plugin_name))
         if not job.claim(
             lease_holder=new_lease_holder(), lease_expires_at=lease_end, task_id=task_id
         ):
             return job
         return self._execute_claimed(job, job.input_payload)
 
-    def cancel_job(self, job_id: uuid.UUID | str, user: Any = None) -> Job:
+    @alters_data
+    def cancel_job(self, *, job_id: uuid.UUID | str, user: User | None = None) -> Job:
         """Cancel a PENDING or RUNNING job; raises JobAlreadyEnded if it already ended.
 
         A PENDING job never runs; a RUNNING one is stopped by whoever runs it.
         """
-        job = self.get_job(job_id, user=user)
+        job = get_job(job_id, user=user)
         previous = job.status
-        who = getattr(user, "get_username", lambda: "")() or "the system"
+        who = user.get_username() if user is not None else "the system"
         envelope = build_error_envelope(
             ErrorType.CANCELLED,
             f"Cancelled by {who}",
@@ -193,15 +200,8 @@ class JobExecutionService:
         JOB_CANCELLATIONS.labels(status=previous).inc()
         return job
 
-    def get_job(self, job_id: uuid.UUID | str, user: Any = None) -> Job:
-        """The job ``job_id``; with ``user``, only if that user may see it."""
-        jobs = Job.objects.all() if user is None else Job.objects.visible_to(user)
-        try:
-            return jobs.get(pk=job_id)
-        except (Job.DoesNotExist, ValueError, ValidationError) as exc:
-            raise JobNotFound(f"No job {job_id}") from exc
-
-    def requeue_job(self, job: Job, error: ErrorEnvelope, *, retry: bool) -> None:
+    @alters_data
+    def requeue_job(self, *, job: Job, error: ErrorEnvelope, retry: bool) -> None:
         """Put a RUNNING job back in the queue, with a task to run it at its next attempt.
 
         ``retry``: its attempt failed and the next waits an exponential backoff;
@@ -215,7 +215,8 @@ class JobExecutionService:
             task = run_job_task.using(run_after=next_attempt_at).enqueue(str(job.pk))
             job.requeue(dict(error), next_attempt_at=next_attempt_at, retry=retry, task_id=task.id)
 
-    def queue_again(self, job: Job) -> bool:
+    @alters_data
+    def queue_again(self, *, job: Job) -> bool:
         """Give a PENDING job whose task was lost a new task; False if it moved on meanwhile."""
         from execution.tasks import run_job_task
 
@@ -239,7 +240,9 @@ class JobExecutionService:
         # per finished execution instead of two.
         with defer_metrics_persistence() as pending_metrics:
             try:
-                result, error = self._plugins.execute(job.plugin_name, payload, control=watch)
+                result, error = self._plugins.execute(
+                    plugin_name=job.plugin_name, payload=payload, control=watch
+                )
             except ControlFailed as exc:  # the job could not be recorded: nothing ran for it
                 pending_metrics.discard()
                 raise exc.__cause__ or exc from None
@@ -302,7 +305,7 @@ class JobExecutionService:
         if error is None:
             job.mark_succeeded(result or {})
         elif stopped is StopReason.RELEASED and _release_requested.is_set():
-            self.requeue_job(job, error, retry=False)
+            self.requeue_job(job=job, error=error, retry=False)
         else:
             job.mark_failed(dict(error))
 

@@ -57,7 +57,7 @@ class LeaseRecoveryService:
         orphans = Job.objects.without_a_live_task(stale_before).only("id", "task_id", "status")
         for job in orphans[:BATCH_SIZE]:
             lost_task_id = job.task_id
-            if self._jobs.queue_again(job):
+            if self._jobs.queue_again(job=job):
                 _fail_lost_task(lost_task_id, now, "The worker that took this task went away")
                 LEASES_RECOVERED.labels(outcome="requeued").inc()
                 logger.warning("Job %s lost its task; it was queued again", job.pk)
@@ -81,7 +81,7 @@ class LeaseRecoveryService:
         lost_task_id = job.task_id
         with transaction.atomic():
             if job.attempt < job.max_attempts:
-                self._jobs.requeue_job(job, error, retry=True)
+                self._jobs.requeue_job(job=job, error=error, retry=True)
                 outcome = "retried"
             else:
                 job.mark_failed(dict(error))

@@ -28,7 +28,7 @@ class PluginExecutionService:
         self._registry = registry if registry is not None else get_registry()
         self._runner = ToolRunner(registry=self._registry)
 
-    def describe(self, plugin_name: str) -> PluginFacts:
+    def describe(self, *, plugin_name: str) -> PluginFacts:
         """Facts about an available plugin; raises PluginNotFound or PluginUnavailable."""
         plugin = self._registry.get_plugin(plugin_name)
         return PluginFacts(
@@ -37,7 +37,7 @@ class PluginExecutionService:
             max_attempts=plugin.max_attempts,
         )
 
-    def check_input(self, plugin_name: str, payload: Any) -> ErrorEnvelope | None:
+    def check_input(self, *, plugin_name: str, payload: Any) -> ErrorEnvelope | None:
         """Validate ``payload`` where and how the plugin runs, without running it.
 
         Raises a governed error for invalid input, so the API refuses it before
@@ -46,15 +46,15 @@ class PluginExecutionService:
         """
         return self._runner.validate(plugin_name, payload)
 
-    def time_limit_s(self, plugin_name: str) -> float:
+    def time_limit_s(self, *, plugin_name: str) -> float:
         """How long an execution of ``plugin_name`` may take (the default if it is unknown)."""
         try:
-            return self.describe(plugin_name).time_limit_s
+            return self.describe(plugin_name=plugin_name).time_limit_s
         except GovernedExecutionError:  # the run itself will report it, at once
             return self._registry.defaults.timeout_s
 
     def execute(
-        self, plugin_name: str, payload: Any, *, control: ExecutionControl | None = None
+        self, *, plugin_name: str, payload: Any, control: ExecutionControl | None = None
     ) -> ExecutionResult:
         """Run the plugin: ``(result, error)`` with exactly one set; never raises for the plugin."""
         return self._runner.run(plugin_name, payload, control=control)

@@ -52,6 +52,7 @@ class ImageMetadataInput(BaseModel):
         min_length=1,
         max_length=(MAX_IMAGE_BYTES * 4) // 3 + 1024,
         description="The image file, base64-encoded (a data: URL is accepted).",
+        json_schema_extra={"format": "image-base64", "contentEncoding": "base64"},
     )
 
     @field_validator("image_base64")

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NotRequired, TypedDict
 
+from plugins.validation.json_values import storable_copy, storable_text
+
 
 class ErrorType(StrEnum):
     """The closed set of error types a client can see."""
@@ -33,6 +35,8 @@ class ErrorType(StrEnum):
     NOT_FOUND = "NotFound"
     METHOD_NOT_ALLOWED = "MethodNotAllowed"
     UNSUPPORTED_MEDIA_TYPE = "UnsupportedMediaType"
+    NOT_ACCEPTABLE = "NotAcceptable"
+    LENGTH_REQUIRED = "LengthRequired"
     PAYLOAD_TOO_LARGE = "PayloadTooLarge"
     THROTTLED = "Throttled"
     SERVICE_UNAVAILABLE = "ServiceUnavailable"
@@ -67,7 +71,7 @@ def build_error_envelope(
     envelope: ErrorEnvelope = {
         "error": {
             "type": str(error_type),
-            "message": str(message),
+            "message": storable_text(str(message)),
             "details": json_safe(details) if details is not None else {},
             "plugin": plugin,
             "timestamp": datetime.now(UTC).isoformat(),
@@ -81,13 +85,15 @@ def build_error_envelope(
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` if it is plain JSON data, else a copy with anything else as its ``repr``.
+    """``value`` if it is plain, storable JSON data, else a copy that is.
 
-    Details can come from plugin code; the envelope must always be storable and sendable.
+    Details can come from plugin code; the envelope must always be storable and
+    sendable: anything that is not JSON becomes its ``repr``, and text or numbers
+    no database can store are replaced.
     """
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
         text = json.dumps(value, default=repr, skipkeys=True)
-        return json.loads(text, parse_constant=str)  # NaN and Infinity become strings
-    return value
+        value = json.loads(text, parse_constant=str)  # NaN and Infinity become strings
+    return storable_copy(value)

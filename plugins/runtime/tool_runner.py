@@ -49,7 +49,8 @@ from plugins.runtime.process_pool import (
 )
 from plugins.runtime.time_limit import ExecutionThreads, execution_threads
 from plugins.validation.input_validator import validate_input
-from plugins.validation.output_validator import validate_output
+from plugins.validation.json_values import storable_copy
+from plugins.validation.output_validator import check_storable_output, validate_output
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class ToolRunner:
             limits = self._registry.limits_for(plugin)
             isolation = limits.isolation
             result = json.loads(self._execute(plugin, payload, limits, control))
+            check_storable_output(result)
         except ControlFailed as exc:
             error = build_error_envelope(
                 ErrorType.SERVICE_UNAVAILABLE, str(exc), plugin=_label(plugin_name), exc=exc
@@ -207,7 +209,7 @@ def _unwrap(outcome: ChildOutcome, max_result_bytes: int) -> bytes:
     if len(data) > MAX_ENVELOPE_BYTES:
         raise PluginExecutionError("The plugin's process sent an oversized error report")
     try:
-        envelope = json.loads(data)
+        envelope = storable_copy(json.loads(data))
         envelope["error"]["type"] = ErrorType(envelope["error"]["type"])
     except (ValueError, KeyError, TypeError) as exc:
         raise PluginExecutionError("The plugin's process sent an unreadable error report") from exc

@@ -11,15 +11,18 @@ from plugins.contract import Plugin
 from plugins.errors.exceptions import InputValidationError
 
 
-def describe_validation_errors(exc: pydantic.ValidationError) -> list[dict[str, Any]]:
-    """pydantic's errors as JSON-safe dicts: location, message and type.
+def describe_validation_errors(exc: pydantic.ValidationError) -> dict[str, Any]:
+    """pydantic's errors as envelope details: ``{"errors": [{location, message, type}]}``.
 
     The offending input is left out on purpose: it may be large or sensitive.
     """
-    return [
-        {"location": list(error["loc"]), "message": error["msg"], "type": error["type"]}
-        for error in exc.errors(include_url=False, include_context=False, include_input=False)
-    ]
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    return {
+        "errors": [
+            {"location": list(error["loc"]), "message": error["msg"], "type": error["type"]}
+            for error in errors
+        ]
+    }
 
 
 def validate_input(plugin: Plugin, payload: Any) -> BaseModel:

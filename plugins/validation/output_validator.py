@@ -11,6 +11,7 @@ from pydantic_core import PydanticSerializationError
 from plugins.contract import Plugin
 from plugins.errors.exceptions import OutputValidationError
 from plugins.validation.input_validator import describe_validation_errors
+from plugins.validation.json_values import first_unstorable_values
 
 
 def validate_output(plugin: Plugin, output: Any, max_bytes: int | None = None) -> bytes:
@@ -45,6 +46,21 @@ def validate_output(plugin: Plugin, output: Any, max_bytes: int | None = None) -
             details={"result_bytes": len(encoded), "max_result_bytes": max_bytes},
         )
     return encoded
+
+
+def check_storable_output(result: Any) -> None:
+    """Raise OutputValidationError if ``result`` holds text or numbers no database stores."""
+    problems = first_unstorable_values(result)
+    if problems:
+        raise OutputValidationError(
+            "The plugin returned a result that cannot be stored",
+            details={
+                "errors": [
+                    {"location": list(location), "message": message, "type": "unstorable"}
+                    for location, message in problems
+                ]
+            },
+        )
 
 
 def _as_json(model: BaseModel) -> bytes:

@@ -6,6 +6,7 @@ import logging
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 
 from plugins.errors.error_envelope import ErrorType, build_error_envelope
 
@@ -23,8 +24,9 @@ def _envelope(error_type: ErrorType, message: str, status: int) -> JsonResponse:
     return JsonResponse({"detail": envelope["error"]}, status=status)
 
 
+@csrf_exempt  # a POST to a wrong URL is a 404, not a CSRF failure
 def api_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    """Unknown URL under the API: a NotFound envelope, in DEBUG too."""
+    """Unknown URL under the API, whatever the method: a NotFound envelope, in DEBUG too."""
     return _envelope(ErrorType.NOT_FOUND, f"No endpoint at {request.path[:200]}", 404)
 
 

@@ -1,0 +1,203 @@
+"""The API's exception handler: every error leaves as ``{"detail": <envelope.error>}``.
+
+It starts from DRF's own ``exception_handler``, which already turns Django's 404
+and 403 into API errors, sets ``WWW-Authenticate`` and ``Retry-After`` and rolls
+back the request's transaction; this module only says which envelope type each
+error is and reshapes DRF's response into the envelope. Governed execution
+errors are the client's to fix (400). Anything unexpected, a database outage
+included, is a 503 (the client cannot fix it), logged with its traceback and
+never sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from plugins.errors.error_envelope import ErrorType, build_error_envelope
+from plugins.errors.exceptions import GovernedExecutionError, InputValidationError
+
+logger = logging.getLogger(__name__)
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "payload_too_large"
+
+
+class LengthRequired(exceptions.APIException):
+    status_code = status.HTTP_411_LENGTH_REQUIRED
+    default_detail = "The request has a body of unknown length; send a Content-Length."
+    default_code = "length_required"
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the resource's current state."
+    default_code = "conflict"
+
+
+class ServiceUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The server could not complete the request; try again later."
+    default_code = "service_unavailable"
+
+
+class ExecutionRefused(exceptions.APIException):
+    """A governed execution error raised before anything ran: unknown plugin, bad input."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, error: GovernedExecutionError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+# Most specific first: NotAuthenticated is a kind of 401 of its own in DRF.
+ERROR_TYPES: list[tuple[type[exceptions.APIException], ErrorType]] = [
+    (exceptions.ValidationError, ErrorType.VALIDATION_ERROR),
+    (exceptions.ParseError, ErrorType.PARSE_ERROR),
+    (exceptions.NotAuthenticated, ErrorType.AUTHENTICATION_FAILED),
+    (exceptions.AuthenticationFailed, ErrorType.AUTHENTICATION_FAILED),
+    (exceptions.PermissionDenied, ErrorType.PERMISSION_DENIED),
+    (exceptions.NotFound, ErrorType.NOT_FOUND),
+    (exceptions.MethodNotAllowed, ErrorType.METHOD_NOT_ALLOWED),
+    (exceptions.NotAcceptable, ErrorType.NOT_ACCEPTABLE),
+    (exceptions.UnsupportedMediaType, ErrorType.UNSUPPORTED_MEDIA_TYPE),
+    (exceptions.Throttled, ErrorType.THROTTLED),
+    (PayloadTooLarge, ErrorType.PAYLOAD_TOO_LARGE),
+    (LengthRequired, ErrorType.LENGTH_REQUIRED),
+    (Conflict, ErrorType.CONFLICT),
+]
+# Any other APIException (a third-party one) is typed by its status code.
+STATUS_ERROR_TYPES = {
+    status.HTTP_404_NOT_FOUND: ErrorType.NOT_FOUND,
+    status.HTTP_409_CONFLICT: ErrorType.CONFLICT,
+    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: ErrorType.PAYLOAD_TOO_LARGE,
+    status.HTTP_429_TOO_MANY_REQUESTS: ErrorType.THROTTLED,
+}
+
+
+def error_response(
+    error_type: ErrorType,
+    message: str,
+    status_code: int,
+    *,
+    details: Any = None,
+    plugin: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A response carrying one error envelope; for views that answer an error themselves."""
+    envelope = build_error_envelope(error_type, message, details=details, plugin=plugin)
+    return Response({"detail": envelope["error"]}, status=status_code, headers=headers)
+
+
+def validation_errors(detail: Any, location: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+    """DRF's nested error detail as a flat list of ``{location, message, type}``.
+
+    The one shape of ``ValidationError`` details, whether a serializer or the
+    plugin's own Input model refused the request.
+    """
+    if isinstance(detail, dict):
+        return [
+            error
+            for key, value in detail.items()
+            for error in validation_errors(value, (*location, key))
+        ]
+    if isinstance(detail, list):
+        if all(isinstance(item, str) for item in detail):
+            return [error for item in detail for error in validation_errors(item, location)]
+        return [
+            error
+            for index, item in enumerate(detail)
+            for error in validation_errors(item, (*location, index))
+        ]
+    code = getattr(detail, "code", None) or "invalid"
+    return [{"location": list(location), "message": str(detail), "type": code}]
+
+
+def exception_type(exc: Exception) -> ErrorType:
+    """The envelope type the handler reports ``exc`` as."""
+    api_exception = _as_api_exception(exc)
+    if isinstance(api_exception, exceptions.APIException):
+        return _describe(api_exception)[0]
+    return ErrorType.SERVICE_UNAVAILABLE
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF's handler, with every error in the envelope and every unexpected one a 503."""
+    if isinstance(exc, DatabaseError):
+        logger.exception("Database error while serving an API request", exc_info=exc)
+    exc = _as_api_exception(exc)
+    response = drf_exception_handler(exc, context)
+    if response is None:  # not an APIException: a bug, never shown to the client
+        logger.exception("Unexpected error while serving an API request", exc_info=exc)
+        exc = ServiceUnavailable()
+        response = drf_exception_handler(exc, context)
+        assert response is not None
+    assert isinstance(exc, exceptions.APIException)
+    error_type, message, details, plugin = _describe(exc)
+    envelope = build_error_envelope(error_type, message, details=details, plugin=plugin)
+    response.data = {"detail": envelope["error"]}
+    if response.status_code >= 500:  # a handler-level fault the client cannot fix
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return response
+
+
+def _as_api_exception(exc: Exception) -> Exception:
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge()
+    if isinstance(exc, GovernedExecutionError):
+        return ExecutionRefused(exc)
+    if isinstance(exc, DatabaseError):
+        unavailable = ServiceUnavailable("The database is unavailable; try again later.")
+        unavailable.wait = 5  # DRF's handler turns it into Retry-After
+        return unavailable
+    return exc
+
+
+def _describe(exc: exceptions.APIException) -> tuple[ErrorType, str, Any, str | None]:
+    """The envelope's type, message, details and plugin for an API exception."""
+    if isinstance(exc, ExecutionRefused):
+        error = exc.error
+        if isinstance(error, InputValidationError):
+            return error.error_type, error.message, _input_errors(error), error.plugin
+        return error.error_type, error.message, error.details, error.plugin
+    if isinstance(exc, exceptions.ValidationError):
+        return (
+            ErrorType.VALIDATION_ERROR,
+            "The request is invalid",
+            {"errors": validation_errors(exc.detail)},
+            None,
+        )
+    error_type = next((kind for cls, kind in ERROR_TYPES if isinstance(exc, cls)), None)
+    if error_type is None:
+        fallback = ErrorType.SERVICE_UNAVAILABLE if exc.status_code >= 500 else None
+        error_type = STATUS_ERROR_TYPES.get(exc.status_code, fallback or ErrorType.VALIDATION_ERROR)
+    return error_type, str(exc.detail), {}, None
+
+
+def _input_errors(error: InputValidationError) -> dict[str, Any]:
+    """The plugin's Input errors, located in the request body (under ``payload``)."""
+    details = error.details
+    if isinstance(details, dict) and isinstance(details.get("errors"), list):
+        return details  # already located (the API's own checks of the payload)
+    if isinstance(details, list) and all(isinstance(item, dict) for item in details):
+        return {
+            "errors": [
+                {
+                    "location": ["payload", *item.get("location", [])],
+                    "message": str(item.get("message", "")),
+                    "type": str(item.get("type", "invalid")),
+                }
+                for item in details
+            ]
+        }
+    return {"errors": [{"location": ["payload"], "message": error.message, "type": "invalid"}]}

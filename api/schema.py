@@ -1,0 +1,237 @@
+"""The OpenAPI schema, made to tell the truth.
+
+drf-spectacular documents the views; this module adds what it cannot know:
+
+* every error status an operation can answer, each with the error envelope;
+* the envelope's ``details``, one shape per error type (a ``oneOf`` on ``type``);
+* the execution request body, one branch per available plugin carrying that
+  plugin's own Input JSON Schema, built from the registry at each request for
+  the schema, so an installed plugin appears without code changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import ResolvedComponent
+from rest_framework.permissions import AllowAny
+
+from plugins.contract import Plugin
+from plugins.errors.error_envelope import ErrorType
+from plugins.models import PluginState
+from plugins.registry import get_registry
+
+logger = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+
+
+def _object(**properties: JSON) -> JSON:
+    """An object whose listed properties are all optional (a report says what applies)."""
+    return {"type": "object", "properties": properties}
+
+
+_LOCATED_ERRORS: JSON = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "location": {
+                "type": "array",
+                "items": {"type": ["string", "integer"]},
+                "description": "Path to the value from the root of the request body "
+                "(or of the plugin's result).",
+            },
+            "message": {"type": "string"},
+            "type": {"type": "string", "description": "A machine-readable error code."},
+        },
+        "required": ["location", "message", "type"],
+    },
+}
+_STRING: JSON = {"type": "string"}
+_INTEGER: JSON = {"type": "integer"}
+
+# The one shape of ``details`` per error type. Each may also say {"truncated": true}
+# when a plugin's report was too large to keep.
+ERROR_DETAILS: dict[ErrorType, JSON] = {
+    ErrorType.VALIDATION_ERROR: {**_object(errors=_LOCATED_ERRORS), "required": ["errors"]},
+    ErrorType.PLUGIN_UNAVAILABLE: _object(reason=_STRING),
+    ErrorType.PLUGIN_EXECUTION_ERROR: _object(
+        exception={**_STRING, "description": "The class name of what the plugin raised."}
+    ),
+    ErrorType.OUTPUT_VALIDATION_ERROR: _object(
+        errors=_LOCATED_ERRORS,
+        returned_type=_STRING,
+        result_bytes=_INTEGER,
+        max_result_bytes=_INTEGER,
+        reason=_STRING,
+    ),
+    ErrorType.PLUGIN_TIMEOUT: _object(timeout_s={"type": "number"}),
+    ErrorType.PLUGIN_CRASHED: _object(
+        exit_code={"type": ["integer", "null"]},
+        signal={**_STRING, "description": "The signal that killed the process, e.g. SIGKILL."},
+        exception=_STRING,
+    ),
+    ErrorType.PLUGIN_RESOURCE_LIMIT: _object(max_memory_mb=_INTEGER),
+    ErrorType.WORKER_LOST: _object(
+        lease_expired_at={"type": ["string", "null"], "format": "date-time"},
+        attempt=_INTEGER,
+        max_attempts=_INTEGER,
+    ),
+    ErrorType.CANCELLED: _object(cancelled_by=_STRING, status_before=_STRING),
+    ErrorType.SERVICE_UNAVAILABLE: _object(
+        database=_STRING,
+        plugins=_object(available=_INTEGER, unavailable=_INTEGER),
+    ),
+}
+NO_DETAILS: JSON = {"type": "object", "description": "Nothing more to say: {}."}
+
+
+def error_components() -> dict[str, JSON]:
+    """The envelope's schemas: one per error type, their union, and the response body."""
+    components: dict[str, JSON] = {}
+    mapping: dict[str, str] = {}
+    for error_type in ErrorType:
+        name = f"{error_type.value}Error"
+        mapping[error_type.value] = f"#/components/schemas/{name}"
+        components[name] = {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string", "const": error_type.value},
+                "message": {"type": "string"},
+                "details": ERROR_DETAILS.get(error_type, NO_DETAILS),
+                "plugin": {"type": ["string", "null"]},
+                "timestamp": {"type": "string", "format": "date-time"},
+            },
+            "required": ["type", "message", "details", "plugin", "timestamp"],
+        }
+    components["Error"] = {
+        "oneOf": [{"$ref": ref} for ref in mapping.values()],
+        "discriminator": {"propertyName": "type", "mapping": mapping},
+    }
+    components["ErrorResponse"] = {
+        "type": "object",
+        "properties": {"detail": {"$ref": "#/components/schemas/Error"}},
+        "required": ["detail"],
+    }
+    return components
+
+
+def _register(auto_schema: AutoSchema, name: str, schema: JSON) -> JSON:
+    component = ResolvedComponent(
+        name=name, type=ResolvedComponent.SCHEMA, schema=schema, object=name
+    )
+    auto_schema.registry.register_on_missing(component)
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def error_reference(auto_schema: AutoSchema) -> JSON:
+    """A reference to the error response body, its components registered once."""
+    for name, schema in error_components().items():
+        reference = _register(auto_schema, name, schema)
+    return reference
+
+
+class GovernedAutoSchema(AutoSchema):
+    """Documents every error status an operation can answer, with the envelope."""
+
+    def _get_response_bodies(self, direction: Any = "response") -> JSON:
+        responses: JSON = super()._get_response_bodies(direction)
+        reference = error_reference(self)
+        for code, description in self._error_statuses().items():
+            response = responses.setdefault(str(code), {"description": description})
+            response.setdefault("description", description)
+            response["content"] = {"application/json": {"schema": reference}}
+        return responses
+
+    def _get_filter_parameters(self) -> list[JSON]:
+        parameters: list[JSON] = super()._get_filter_parameters()
+        for parameter in parameters:
+            parameter["allowEmptyValue"] = True  # django-filter: an empty value filters nothing
+        return parameters
+
+    def _error_statuses(self) -> dict[int, str]:
+        statuses = {
+            404: "NotFound: no such resource (or page, or `format`).",
+            406: "NotAcceptable: the Accept header asks for something other than JSON.",
+            503: "ServiceUnavailable: the database (or another dependency) is down.",
+        }
+        if not any(isinstance(p, AllowAny) for p in self.view.get_permissions()):
+            statuses[401] = "AuthenticationFailed: no or invalid credentials."
+            statuses[403] = "PermissionDenied."
+        if self.view.get_throttles():
+            statuses[429] = "Throttled: wait for Retry-After seconds."
+        if self.method == "POST":
+            statuses[411] = "LengthRequired: a chunked body this server cannot read."
+        if self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None:
+            statuses[400] = "ValidationError or ParseError: the body is invalid."
+            statuses[413] = "PayloadTooLarge: the body exceeds API_MAX_REQUEST_BYTES."
+            statuses[415] = "UnsupportedMediaType: the body is not application/json."
+        if self.get_filter_backends() or self._get_paginator():
+            statuses[400] = "ValidationError: a query parameter is invalid."
+        return statuses
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def plugin_input_reference(auto_schema: AutoSchema, plugin: Plugin) -> JSON:
+    """The plugin's Input JSON Schema as components, prefixed with the plugin's name."""
+    prefix = _camel(plugin.name)
+    schema: JSON = plugin.Input.model_json_schema(
+        ref_template=f"#/components/schemas/{prefix}{{model}}"
+    )
+    for name, definition in schema.pop("$defs", {}).items():
+        _register(auto_schema, f"{prefix}{name}", definition)
+    return _register(auto_schema, f"{prefix}Input", schema)
+
+
+class ExecutionRequestExtension(OpenApiSerializerExtension):
+    """``{"plugin", "payload"}`` as a ``oneOf`` on ``plugin``: each plugin's own payload."""
+
+    target_class = "execution.api.serializers.ExecutionRequestSerializer"
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: Any) -> JSON:
+        branches: dict[str, str] = {}
+        for entry in get_registry().get_status():
+            if entry.state != PluginState.AVAILABLE or entry.plugin is None:
+                continue
+            try:
+                payload = plugin_input_reference(auto_schema, entry.plugin)
+            except Exception:  # plugin code (a custom JSON Schema hook) may fail
+                logger.exception("Plugin %r has no usable Input schema", entry.name)
+                continue
+            branch = {
+                "type": "object",
+                "description": entry.plugin.description,
+                "properties": {
+                    "plugin": {"type": "string", "const": entry.name},
+                    "payload": payload,
+                },
+                "required": ["plugin", "payload"],
+                "additionalProperties": False,
+            }
+            name = f"{_camel(entry.name)}ExecutionRequest"
+            branches[entry.name] = _register(auto_schema, name, branch)["$ref"]
+        return {
+            "type": "object",
+            "properties": {
+                "plugin": {"type": "string", "description": "An available plugin's name."},
+                "payload": {"type": "object", "description": "Its input, per its schema."},
+            },
+            "required": ["plugin", "payload"],
+            "oneOf": [{"$ref": ref} for ref in branches.values()],
+            "discriminator": {"propertyName": "plugin", "mapping": branches},
+        }
+
+
+def document_paths_without_trailing_slash(endpoints: list[Any], **kwargs: Any) -> list[Any]:
+    """Routes accept an optional trailing slash ("/?"); document the canonical form without it."""
+    return [
+        (path.rstrip("/") if path_regex.endswith("/?$") else path, path_regex, method, callback)
+        for path, path_regex, method, callback in endpoints
+    ]

@@ -1,0 +1,96 @@
+"""Query parameters of GET /v1/jobs: filters, ordering and page size.
+
+django-filter declares them, so they check their values and appear in the schema by themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.utils.encoding import force_str
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+
+from execution.models import Job, JobStatus
+from plugins.errors.error_envelope import ErrorType
+
+
+class _ChoicesField(django_filters.fields.MultipleChoiceField):
+    def to_python(self, value: Any) -> list[str]:
+        # ?status= filters nothing, as an empty value does for every other filter.
+        return [choice for choice in super().to_python(value) if choice != ""]
+
+
+class MultipleChoicesFilter(django_filters.MultipleChoiceFilter):
+    """One or more choices, the parameter repeated; an empty value filters nothing."""
+
+    field_class = _ChoicesField
+
+
+class JobFilter(django_filters.FilterSet):
+    status = MultipleChoicesFilter(
+        choices=JobStatus.choices, help_text="One or more statuses (repeat the parameter)."
+    )
+    plugin = django_filters.CharFilter(field_name="plugin_name", help_text="A plugin's name.")
+    requested_by = django_filters.CharFilter(
+        field_name="requested_by__username",
+        help_text="The requester's username (for users who see every job).",
+    )
+    created_after = django_filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="gte", help_text="Created at or after (ISO 8601)."
+    )
+    created_before = django_filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="lt", help_text="Created before (ISO 8601)."
+    )
+    error_type = django_filters.ChoiceFilter(
+        field_name="error__error__type",
+        choices=[(kind.value, kind.value) for kind in ErrorType],
+        help_text="The type of the job's error.",
+    )
+    ordering = django_filters.OrderingFilter(
+        fields=(
+            ("created_at", "created_at"),
+            ("finished_at", "finished_at"),
+            ("elapsed_ms", "elapsed_ms"),
+            ("status", "status"),
+            ("plugin_name", "plugin"),
+        ),
+        help_text="Sort by a field; a leading '-' reverses it. Default: -created_at.",
+    )
+
+    class Meta:
+        model = Job
+        fields: list[str] = []
+
+
+class JobPagination(PageNumberPagination):
+    """Pages of 50 by default; ``page_size`` above 200 is taken as 200, below 1 refused."""
+
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param, "")
+        if raw == "":
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise ValidationError({self.page_size_query_param: ["Must be a positive integer."]})
+        return min(size, self.max_page_size)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+            if parameter["name"] == self.page_size_query_param:
+                parameter["description"] = force_str(
+                    f"Jobs per page: {self.page_size} if not given; more than "
+                    f"{self.max_page_size} is taken as {self.max_page_size}."
+                )
+        return parameters

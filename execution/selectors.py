@@ -1,0 +1,67 @@
+"""Reads of jobs: who may see which, lookups, and the overview numbers.
+
+Writes live in the services and the model's state machine; everything here only reads.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db.models import Avg, Count, Q
+
+from execution.models import Job, JobQuerySet, JobStatus
+
+VIEW_ALL_JOBS_PERMISSION = "execution.view_job"
+# What a list shows of a job; its input and result can be megabytes each.
+SUMMARY_DEFERRED_FIELDS = ("input_payload", "result")
+
+
+class JobNotFound(Exception):
+    """No job with that id (or not one the user may see)."""
+
+
+def jobs_visible_to(user: Any) -> JobQuerySet:
+    """Every job for a user with the admin's ``view_job`` permission; otherwise their own."""
+    jobs = Job.objects.all()
+    if user is not None and user.has_perm(VIEW_ALL_JOBS_PERMISSION):
+        return jobs
+    if user is None or not user.is_authenticated:
+        return jobs.none()
+    return jobs.filter(requested_by=user)
+
+
+def job_summaries(*, user: Any) -> JobQuerySet:
+    """The jobs ``user`` may see, newest first, without their (possibly large) input and result."""
+    return jobs_visible_to(user).defer(*SUMMARY_DEFERRED_FIELDS).select_related("requested_by")
+
+
+def get_job(job_id: uuid.UUID | str, *, user: Any = None) -> Job:
+    """The job ``job_id``; with ``user``, only if that user may see it. Raises JobNotFound."""
+    jobs = Job.objects.all() if user is None else jobs_visible_to(user)
+    try:
+        return jobs.select_related("requested_by").get(pk=job_id)
+    except (Job.DoesNotExist, ValueError, ValidationError) as exc:
+        raise JobNotFound(f"No job {job_id}") from exc
+
+
+def plugin_overview() -> list[dict[str, Any]]:
+    """Per plugin: executions, failures, mean time, and each as a share of the largest."""
+    rows = list(
+        Job.objects.values("plugin_name")
+        .annotate(
+            executions=Count("id"),
+            failed=Count("id", filter=Q(status=JobStatus.FAILED)),
+            average_ms=Avg("elapsed_ms"),
+        )
+        .order_by("plugin_name")
+    )
+    busiest = max((row["executions"] for row in rows), default=0)
+    slowest = max((row["average_ms"] or 0 for row in rows), default=0)
+    for row in rows:
+        row["error_rate"] = row["failed"] / row["executions"] if row["executions"] else 0.0
+        row["executions_pct"] = 100 * row["executions"] / busiest if busiest else 0
+        row["error_pct"] = 100 * row["error_rate"]
+        row["average_pct"] = 100 * (row["average_ms"] or 0) / slowest if slowest else 0
+    return rows
