@@ -12,10 +12,12 @@ never sent.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -142,8 +144,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         exc = ServiceUnavailable()
         response = drf_exception_handler(exc, context)
         assert response is not None
-    assert isinstance(exc, exceptions.APIException)
-    error_type, message, details, plugin = _describe(exc)
+    error_type, message, details, plugin = _describe(cast(exceptions.APIException, exc))
     envelope = build_error_envelope(error_type, message, details=details, plugin=plugin)
     response.data = {"detail": envelope["error"]}
     if response.status_code >= 500:  # a handler-level fault the client cannot fix
@@ -152,6 +153,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
 
 def _as_api_exception(exc: Exception) -> Exception:
+    """``exc`` as the APIException it is reported as (DRF's handler does the first two too)."""
+    if isinstance(exc, Http404):
+        return exceptions.NotFound()
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied()
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge()
     if isinstance(exc, GovernedExecutionError):
@@ -185,19 +191,18 @@ def _describe(exc: exceptions.APIException) -> tuple[ErrorType, str, Any, str | 
 
 
 def _input_errors(error: InputValidationError) -> dict[str, Any]:
-    """The plugin's Input errors, located in the request body (under ``payload``)."""
+    """The plugin's Input errors, located from the request body's root (under ``payload``)."""
     details = error.details
-    if isinstance(details, dict) and isinstance(details.get("errors"), list):
-        return details  # already located (the API's own checks of the payload)
-    if isinstance(details, list) and all(isinstance(item, dict) for item in details):
-        return {
-            "errors": [
-                {
-                    "location": ["payload", *item.get("location", [])],
-                    "message": str(item.get("message", "")),
-                    "type": str(item.get("type", "invalid")),
-                }
-                for item in details
-            ]
-        }
-    return {"errors": [{"location": ["payload"], "message": error.message, "type": "invalid"}]}
+    errors = details.get("errors") if isinstance(details, dict) else None
+    if not isinstance(errors, list) or not all(isinstance(item, dict) for item in errors):
+        errors = [{"location": [], "message": error.message, "type": "invalid"}]
+    return {
+        "errors": [
+            {
+                "location": ["payload", *item.get("location", [])],
+                "message": str(item.get("message", "")),
+                "type": str(item.get("type", "invalid")),
+            }
+            for item in errors
+        ]
+    }

@@ -43,8 +43,8 @@ def failed_job(django_user_model, settings):
     ]
     django_user_model.objects.create_superuser("operator", password="a-long-password-1")
     service = JobExecutionService()
-    service.execute_now("echo", {"message": "fine"})
-    return service.execute_now("raising", {"message": "boom"})
+    service.execute_now(plugin_name="echo", payload={"message": "fine"})
+    return service.execute_now(plugin_name="raising", payload={"message": "boom"})
 
 
 @pytest.fixture

@@ -12,9 +12,13 @@ CHANGELIST = "/admin/execution/job/"
 @pytest.fixture
 def jobs(user):
     service = JobExecutionService()
-    ok = service.execute_now("echo", {"message": "fine"}, requested_by=user)
-    failed = service.execute_now("raising", {"message": "boom"}, requested_by=user)
-    pending = service.create_job("echo", {"message": "later"}, requested_by=user)
+    ok = service.execute_now(plugin_name="echo", payload={"message": "fine"}, requested_by=user)
+    failed = service.execute_now(
+        plugin_name="raising", payload={"message": "boom"}, requested_by=user
+    )
+    pending = service.create_job(
+        plugin_name="echo", payload={"message": "later"}, requested_by=user
+    )
     return ok, failed, pending
 
 
@@ -158,7 +162,7 @@ def test_the_job_list_filters_by_error_type_from_the_closed_set(
     admin_client, jobs, error_type, expected
 ):
     named = dict(zip(("ok", "failed", "pending"), jobs, strict=True))
-    JobExecutionService().cancel_job(named["pending"].pk)
+    JobExecutionService().cancel_job(job_id=named["pending"].pk)
     page = admin_client.get(f"{CHANGELIST}?error_type={error_type}").content.decode()
     assert {name for name, job in named.items() if job.short_id in page} == expected
     listing = admin_client.get(CHANGELIST).content.decode()

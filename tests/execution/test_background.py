@@ -50,7 +50,9 @@ def test_a_submitted_job_is_run_by_a_real_db_worker(api_client):
 
 
 def test_a_failing_background_job_ends_failed_with_its_envelope(user):
-    job = AnalysisExecutionService().submit("text_stats", {"text": "x"}, user)
+    job = AnalysisExecutionService().submit(
+        plugin_name="text_stats", payload={"text": "x"}, user=user
+    )
     # The plugin is fine at submit time; make the stored payload invalid as if it
     # had been written by an older version: the worker must fail it, not crash.
     Job.objects.filter(pk=job.pk).update(input_payload={"text": ""})
@@ -63,7 +65,7 @@ def test_a_failing_background_job_ends_failed_with_its_envelope(user):
 
 def test_jobs_enqueued_twice_and_drained_by_two_workers_run_once_each(user):
     service = AnalysisExecutionService()
-    jobs = [service.submit("text_stats", TEXT, user) for _ in range(20)]
+    jobs = [service.submit(plugin_name="text_stats", payload=TEXT, user=user) for _ in range(20)]
     for job in jobs:
         run_job_task.enqueue(str(job.pk))  # a second, duplicate enqueue of every job
     assert DBTaskResult.objects.count() == 40
@@ -87,13 +89,16 @@ def test_jobs_enqueued_twice_and_drained_by_two_workers_run_once_each(user):
 
 def test_two_processes_racing_for_the_same_jobs_run_each_exactly_once(user):
     service = JobExecutionService()
-    job_ids = [str(service.create_job("text_stats", TEXT, user).pk) for _ in range(30)]
+    job_ids = [
+        str(service.create_job(plugin_name="text_stats", payload=TEXT, requested_by=user).pk)
+        for _ in range(30)
+    ]
     script = (
         "import django, sys; django.setup()\n"
         "from execution.services import JobExecutionService\n"
         "service = JobExecutionService()\n"
         "for job_id in sys.argv[1:]:\n"
-        "    service.run_job(job_id)\n"
+        "    service.run_job(job_id=job_id)\n"
     )
     env = subprocess_env()
     racers = [

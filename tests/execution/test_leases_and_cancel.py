@@ -43,7 +43,9 @@ def expire(job: Job) -> None:
 
 def running_job(plugin: str = "sleeping", task_id: str | None = None) -> Job:
     """A job claimed by a worker that then vanished, as after kill -9."""
-    job = JobExecutionService().create_job(plugin, {"message": "x", "repeat": 1})
+    job = JobExecutionService().create_job(
+        plugin_name=plugin, payload={"message": "x", "repeat": 1}
+    )
     loaded = Job.objects.load_pending(job.pk)
     assert loaded.claim(
         lease_holder="lost-host:4242:abc",
@@ -58,8 +60,10 @@ def running_job(plugin: str = "sleeping", task_id: str | None = None) -> Job:
 
 def test_a_running_job_holds_a_lease_of_its_time_limit_plus_the_grace(settings):
     settings.JOB_LEASE_GRACE_S = 7
-    job = JobExecutionService().create_job("sleeping", {"message": "x", "repeat": 1})
-    ran = JobExecutionService().run_job(job.pk)
+    job = JobExecutionService().create_job(
+        plugin_name="sleeping", payload={"message": "x", "repeat": 1}
+    )
+    ran = JobExecutionService().run_job(job_id=job.pk)
     assert ran.status == JobStatus.SUCCESS
     stored = Job.objects.get(pk=job.pk)
     host, pid, token = stored.lease_holder.split(":")
@@ -154,7 +158,7 @@ def test_a_retried_job_runs_to_success_and_shows_its_attempts_in_the_api(user, a
     assert body["attempts"][0]["error"]["type"] == "WorkerLost"
     assert "lease_holder" not in body["attempts"][0]
 
-    JobExecutionService().run_job(job.pk)
+    JobExecutionService().run_job(job_id=job.pk)
     body = api_client.get(f"/v1/jobs/{job.pk}").json()
     assert (body["status"], body["attempt"], body["next_attempt_at"]) == ("SUCCESS", 2, None)
 
@@ -196,27 +200,31 @@ def cancel(client, job_id):
 
 
 def test_a_pending_job_cancelled_never_runs(api_client, user):
-    job = JobExecutionService().create_job("echo", {"message": "x"}, requested_by=user)
+    job = JobExecutionService().create_job(
+        plugin_name="echo", payload={"message": "x"}, requested_by=user
+    )
     response = cancel(api_client, job.pk)
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "CANCELLED"
     assert body["error"]["type"] == "Cancelled"
     assert body["error"]["details"] == {"cancelled_by": "alice", "status_before": "PENDING"}
-    ran = JobExecutionService().run_job(job.pk)  # its task still comes round
+    ran = JobExecutionService().run_job(job_id=job.pk)  # its task still comes round
     assert ran.status == JobStatus.CANCELLED
     assert Job.objects.get(pk=job.pk).started_at is None
 
 
 @pytest.mark.parametrize("status", ["SUCCESS", "FAILED", "CANCELLED"])
 def test_cancelling_a_job_that_ended_is_a_409_conflict(api_client, user, status):
-    job = JobExecutionService().create_job("echo", {"message": "x"}, requested_by=user)
+    job = JobExecutionService().create_job(
+        plugin_name="echo", payload={"message": "x"}, requested_by=user
+    )
     if status == "CANCELLED":
-        JobExecutionService().cancel_job(job.pk)
+        JobExecutionService().cancel_job(job_id=job.pk)
     else:
         if status == "FAILED":
             Job.objects.filter(pk=job.pk).update(input_payload={})
-        JobExecutionService().run_job(job.pk)
+        JobExecutionService().run_job(job_id=job.pk)
     before = Job.objects.values().get(pk=job.pk)
     response = cancel(api_client, job.pk)
     assert response.status_code == 409
@@ -228,7 +236,9 @@ def test_cancelling_a_job_that_ended_is_a_409_conflict(api_client, user, status)
 
 def test_only_the_owner_or_staff_may_cancel(api_client, staff_user):
     other = get_user_model().objects.create_user("bob", password="pw-bob-12345")
-    job = JobExecutionService().create_job("echo", {"message": "x"}, requested_by=other)
+    job = JobExecutionService().create_job(
+        plugin_name="echo", payload={"message": "x"}, requested_by=other
+    )
     assert cancel(api_client, job.pk).status_code == 404  # alice cannot see bob's job
     assert cancel(api_client, "not-a-uuid").status_code == 404
     staff = APIClient()
@@ -240,14 +250,16 @@ def test_only_the_owner_or_staff_may_cancel(api_client, staff_user):
 def test_a_running_job_is_cancelled_and_its_child_killed(api_client, user, tmp_path):
     pid_file = tmp_path / "pid"
     job = JobExecutionService().create_job(
-        "sleeping", {"message": str(pid_file), "repeat": 4000}, requested_by=user
+        plugin_name="sleeping",
+        payload={"message": str(pid_file), "repeat": 4000},
+        requested_by=user,
     )
     cancellations = counter("governed_job_cancellations_total", status="RUNNING")
     outcome: dict[str, Job] = {}
 
     def work():
         try:
-            outcome["job"] = JobExecutionService().run_job(job.pk)
+            outcome["job"] = JobExecutionService().run_job(job_id=job.pk)
         finally:
             connection.close()
 
@@ -274,9 +286,9 @@ def test_the_schema_documents_cancel_and_the_new_error_types(client):
     schema = json.loads(client.get("/api/schema/?format=json").content)
     responses = schema["paths"]["/v1/jobs/{id}/cancel"]["post"]["responses"]
     assert {"200", "404", "409"} <= set(responses)
-    error_types = schema["components"]["schemas"]["TypeEnum"]["enum"]
+    mapping = schema["components"]["schemas"]["Error"]["discriminator"]["mapping"]
     for kind in ("PluginCrashed", "PluginResourceLimit", "WorkerLost", "Cancelled", "Conflict"):
-        assert kind in error_types
+        assert kind in mapping
     job = schema["components"]["schemas"]["Job"]["properties"]
     assert {"attempt", "max_attempts", "next_attempt_at", "attempts"} <= set(job)
 
@@ -304,7 +316,9 @@ def test_a_sync_job_is_inserted_once_its_plugin_has_its_work():
         mock.patch.object(Job, "insert", record_insert),
         mock.patch.object(ProcessIsolation, "_schedule", staticmethod(record_schedule)),
     ):
-        job = JobExecutionService().execute_now("sleeping", {"message": "x", "repeat": 1})
+        job = JobExecutionService().execute_now(
+            plugin_name="sleeping", payload={"message": "x", "repeat": 1}
+        )
     assert events == ["hand to the plugin's process", "insert"]  # the commit overlaps the run
     assert job.status == JobStatus.SUCCESS
     assert Job.objects.get(pk=job.pk).lease_holder == job.lease_holder
@@ -330,7 +344,9 @@ def test_a_sync_job_that_cannot_be_recorded_stops_its_plugin_and_records_nothing
         mock.patch.object(Job, "insert", refuse),
         pytest.raises(OperationalError, match="database is down"),
     ):
-        JobExecutionService().execute_now("sleeping", {"message": str(pid_file), "repeat": 5000})
+        JobExecutionService().execute_now(
+            plugin_name="sleeping", payload={"message": str(pid_file), "repeat": 5000}
+        )
     assert gone(int(pid_file.read_text()))
     assert not Job.objects.exists()
     assert not PluginMetrics.objects.exists()
@@ -346,7 +362,7 @@ def test_input_the_plugin_refuses_on_the_sync_path_leaves_no_job_and_no_metrics(
     )
     assert response.status_code == 400
     assert response.json()["detail"]["type"] == "ValidationError"
-    assert response.json()["detail"]["details"][0]["location"] == ["repeat"]
+    assert response.json()["detail"]["details"]["errors"][0]["location"] == ["payload", "repeat"]
     assert "X-Job-Id" not in response
     assert not Job.objects.exists()
     assert not PluginMetrics.objects.exists()
@@ -374,7 +390,9 @@ def test_a_validator_past_the_time_limit_is_a_failed_job_not_a_refused_request(
 
 
 def pending_job_with_task(task_status: str, started_s_ago: float = 0) -> Job:
-    job = JobExecutionService().create_job("sleeping", {"message": "x", "repeat": 1})
+    job = JobExecutionService().create_job(
+        plugin_name="sleeping", payload={"message": "x", "repeat": 1}
+    )
     Job.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=5))
     assert job.task_id is not None
     DBTaskResult.objects.filter(pk=job.task_id).update(
@@ -402,7 +420,7 @@ def test_a_pending_job_whose_task_was_lost_gets_a_new_one(task_status, started_s
     old = DBTaskResult.objects.get(pk=str(lost_task))
     assert old.status == ("FAILED" if task_status == "RUNNING" else task_status)
     assert counter("governed_job_leases_recovered_total", outcome="requeued") == requeued + 1
-    assert JobExecutionService().run_job(job.pk).status == JobStatus.SUCCESS
+    assert JobExecutionService().run_job(job_id=job.pk).status == JobStatus.SUCCESS
 
 
 @pytest.mark.parametrize(("task_status", "started_s_ago"), [("READY", 0), ("RUNNING", 1)])
@@ -420,13 +438,17 @@ def test_a_sync_job_whose_pool_fails_before_the_plugin_starts_is_still_recorded(
         raise PluginExecutionError("The plugin process pool was broken; it is being restarted")
 
     monkeypatch.setattr(ProcessIsolation, "_schedule", staticmethod(broken))
-    job = JobExecutionService().execute_now("sleeping", {"message": "x", "repeat": 1})
+    job = JobExecutionService().execute_now(
+        plugin_name="sleeping", payload={"message": "x", "repeat": 1}
+    )
     stored = Job.objects.get(pk=job.pk)
     assert (stored.status, stored.error_type) == (JobStatus.FAILED, "PluginExecutionError")
 
 
 def test_cancelling_a_job_that_vanished_meanwhile_is_not_found(api_client, user, monkeypatch):
-    job = JobExecutionService().create_job("echo", {"message": "x"}, requested_by=user)
+    job = JobExecutionService().create_job(
+        plugin_name="echo", payload={"message": "x"}, requested_by=user
+    )
     original = Job.cancel
 
     def vanish_first(self, error):

@@ -8,7 +8,6 @@ from execution.models import Job, JobStatus
 from execution.services import (
     AnalysisExecutionService,
     JobExecutionService,
-    JobNotFound,
     PluginExecutionService,
 )
 from plugins.errors.exceptions import InputValidationError, PluginNotFoundError
@@ -40,7 +39,9 @@ class Recorder:
 
 def test_analysis_service_calls_only_the_job_service(user):
     jobs = Recorder(JobExecutionService())
-    job = AnalysisExecutionService(jobs=cast(Any, jobs)).execute("echo", {"message": "x"}, user)
+    job = AnalysisExecutionService(jobs=cast(Any, jobs)).execute(
+        plugin_name="echo", payload={"message": "x"}, user=user
+    )
     assert jobs.calls == ["execute_now"]
     assert job.status == JobStatus.SUCCESS
     assert job.requested_by == user
@@ -48,7 +49,9 @@ def test_analysis_service_calls_only_the_job_service(user):
 
 def test_job_service_reaches_plugins_only_through_the_plugin_service():
     plugins = Recorder(PluginExecutionService())
-    job = JobExecutionService(plugins=cast(Any, plugins)).execute_now("echo", {"message": "x"})
+    job = JobExecutionService(plugins=cast(Any, plugins)).execute_now(
+        plugin_name="echo", payload={"message": "x"}
+    )
     assert plugins.calls == ["describe", "execute"]
     assert job.result == {"echoed": "x"}
 
@@ -62,13 +65,13 @@ def test_plugin_service_delegates_execution_to_toolrunner(monkeypatch):
         return original(self, plugin_name, payload, **kwargs)
 
     monkeypatch.setattr(ToolRunner, "run", spy)
-    result, error = PluginExecutionService().execute("echo", {"message": "x"})
+    result, error = PluginExecutionService().execute(plugin_name="echo", payload={"message": "x"})
     assert (result, error) == ({"echoed": "x"}, None)
     assert calls == [("echo", {"message": "x"})]
 
 
 def test_a_raising_plugin_becomes_a_failed_job_not_an_exception():
-    job = JobExecutionService().execute_now("raising", {"message": "x"})
+    job = JobExecutionService().execute_now(plugin_name="raising", payload={"message": "x"})
     assert job.status == JobStatus.FAILED
     assert job.error["error"]["type"] == "PluginExecutionError"
     assert "secret connection string" in job.error["_internal"]["traceback"]
@@ -80,57 +83,47 @@ def test_a_raising_plugin_becomes_a_failed_job_not_an_exception():
 )
 def test_bad_requests_are_refused_before_anything_is_recorded(plugin, payload, error):
     with pytest.raises(error):
-        AnalysisExecutionService().execute(plugin, payload)
+        AnalysisExecutionService().execute(plugin_name=plugin, payload=payload)
     with pytest.raises(error):
-        AnalysisExecutionService().submit(plugin, payload)
+        AnalysisExecutionService().submit(plugin_name=plugin, payload=payload)
     assert not Job.objects.exists()
     assert not PluginMetrics.objects.exists()
 
 
 def test_the_outcome_and_the_metrics_are_recorded_together():
-    job = JobExecutionService().execute_now("echo", {"message": "x"})
+    job = JobExecutionService().execute_now(plugin_name="echo", payload={"message": "x"})
     metrics = PluginMetrics.objects.get(plugin_name="echo")
     assert (metrics.success_count, metrics.error_count) == (1, 0)
     assert job.plugin_version == "1.0"
-    failed = JobExecutionService().execute_now("returns_none", {"message": "x"})
+    failed = JobExecutionService().execute_now(plugin_name="returns_none", payload={"message": "x"})
     assert failed.error["error"]["type"] == "OutputValidationError"
     assert PluginMetrics.objects.get(plugin_name="returns_none").error_count == 1
 
 
 def test_run_job_runs_a_pending_job_once():
     service = JobExecutionService()
-    job = service.create_job("echo", {"message": "x"})
+    job = service.create_job(plugin_name="echo", payload={"message": "x"})
     assert job.status == JobStatus.PENDING
-    assert service.run_job(job.pk).status == JobStatus.SUCCESS
-    again = service.run_job(job.pk)  # enqueued twice: the second run finds it done
+    assert service.run_job(job_id=job.pk).status == JobStatus.SUCCESS
+    again = service.run_job(job_id=job.pk)  # enqueued twice: the second run finds it done
     assert again.status == JobStatus.SUCCESS
     assert PluginMetrics.objects.get(plugin_name="echo").success_count == 1
 
 
 def test_a_job_whose_plugin_disappeared_fails_with_the_toolrunner_envelope(settings):
     service = JobExecutionService()
-    job = service.create_job("echo", {"message": "x"})
+    job = service.create_job(plugin_name="echo", payload={"message": "x"})
     registry = PluginRegistry()  # a later deploy without the plugin
-    job = JobExecutionService(plugins=PluginExecutionService(registry)).run_job(job.pk)
+    job = JobExecutionService(plugins=PluginExecutionService(registry)).run_job(job_id=job.pk)
     assert job.status == JobStatus.FAILED
     assert job.error_type == "PluginNotFound"
-
-
-def test_get_job_hides_other_users_jobs(user, staff_user):
-    service = JobExecutionService()
-    job = service.create_job("echo", {"message": "x"}, requested_by=staff_user)
-    assert service.get_job(job.pk, user=staff_user) == job
-    with pytest.raises(JobNotFound):
-        service.get_job(job.pk, user=user)
-    with pytest.raises(JobNotFound):
-        service.get_job("not-a-uuid")
 
 
 def test_a_submitted_job_and_its_task_are_committed_together(user):
     from django.db import transaction
     from django_tasks_db.models import DBTaskResult
 
-    job = AnalysisExecutionService().submit("echo", {"message": "x"}, user)
+    job = AnalysisExecutionService().submit(plugin_name="echo", payload={"message": "x"}, user=user)
     task = DBTaskResult.objects.get()
     assert task.args_kwargs["args"] == [str(job.pk)]
     assert job.task_id == task.pk
@@ -141,7 +134,9 @@ def test_a_submitted_job_and_its_task_are_committed_together(user):
 
     def submit_then_fail():
         with transaction.atomic():
-            AnalysisExecutionService().submit("echo", {"message": "y"}, user)
+            AnalysisExecutionService().submit(
+                plugin_name="echo", payload={"message": "y"}, user=user
+            )
             raise Abort
 
     with pytest.raises(Abort):
@@ -162,6 +157,6 @@ def test_a_job_that_cannot_be_queued_is_not_recorded(monkeypatch):
 
     monkeypatch.setattr(tasks, "run_job_task", Unreachable)
     with pytest.raises(RuntimeError, match="queue is down"):
-        AnalysisExecutionService().submit("echo", {"message": "x"})
+        AnalysisExecutionService().submit(plugin_name="echo", payload={"message": "x"})
     assert not Job.objects.exists()  # nothing waits for a task that will never come
     assert not DBTaskResult.objects.exists()

@@ -31,7 +31,10 @@ def test_two_workers_killed_three_times_lose_no_job_and_run_none_twice(processes
     durations = random.Random(20261127)
     service = AnalysisExecutionService()
     jobs = [
-        service.submit("retried_sleeping", {"message": "x", "repeat": durations.randint(0, 300)})
+        service.submit(
+            plugin_name="retried_sleeping",
+            payload={"message": "x", "repeat": durations.randint(0, 300)},
+        )
         for _ in range(JOBS)
     ]
     steady = processes.worker()

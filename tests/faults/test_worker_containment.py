@@ -22,7 +22,7 @@ FINAL = {JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED}
 
 
 def submit(plugin: str, payload: dict) -> Job:
-    return AnalysisExecutionService().submit(plugin, payload)
+    return AnalysisExecutionService().submit(plugin_name=plugin, payload=payload)
 
 
 def status_of(job: Job) -> str:

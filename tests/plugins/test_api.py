@@ -96,7 +96,7 @@ def test_writes_are_not_allowed(api_client):
 def test_unacceptable_media_type_is_an_envelope(api_client):
     response = api_client.get("/v1/plugins", HTTP_ACCEPT="application/xml")
     assert response.status_code == 406
-    assert response.json()["detail"]["type"] == "UnsupportedMediaType"
+    assert response.json()["detail"]["type"] == "NotAcceptable"
 
 
 def test_a_database_failure_is_a_503_envelope(api_client, monkeypatch):

@@ -229,7 +229,7 @@ def test_image_metadata_rejects_bad_input_as_validation_errors(payload, message)
     result, error = run_plugin(ImageMetadataPlugin, payload)
     assert result is None
     assert error["error"]["type"] == "ValidationError"
-    assert message in error["error"]["details"][0]["message"]
+    assert message in error["error"]["details"]["errors"][0]["message"]
 
 
 def test_image_metadata_rejects_a_truncated_image():

@@ -111,7 +111,7 @@ def test_invalid_input_never_reaches_the_plugin(thread_registry):
 
 def test_validation_details_list_pydantic_errors(runner):
     _, error = runner.run("echo", {"repeat": "many"})
-    details = error["error"]["details"]
+    details = error["error"]["details"]["errors"]
     assert {"location": ["message"], "message": "Field required", "type": "missing"} in details
     assert any(d["location"] == ["repeat"] and d["type"] == "int_parsing" for d in details)
 
@@ -164,7 +164,7 @@ def test_none_or_non_dict_output_is_an_output_validation_error(runner, plugin, r
 def test_output_with_missing_or_wrong_fields_is_an_output_validation_error(runner):
     _, error = runner.run("wrong_output", {"message": "x"})
     assert_envelope(error, ErrorType.OUTPUT_VALIDATION_ERROR, "wrong_output")
-    assert error["error"]["details"][0]["location"] == ["echoed"]
+    assert error["error"]["details"]["errors"][0]["location"] == ["echoed"]
 
 
 def test_a_result_over_the_size_bound_is_an_output_validation_error(runner, registry):
@@ -272,7 +272,7 @@ def test_validate_refuses_bad_input_and_unknown_plugins_by_raising(runner):
     with pytest.raises(InputValidationError) as excinfo:
         runner.validate("echo", {"repeat": "many"})
     assert excinfo.value.plugin == "echo"
-    assert any(d["location"] == ["message"] for d in excinfo.value.details)
+    assert any(d["location"] == ["message"] for d in excinfo.value.details["errors"])
     with pytest.raises(PluginNotFoundError):
         runner.validate("missing", {})
 
