@@ -51,6 +51,10 @@ class ServiceUnavailable(exceptions.APIException):
     default_detail = "The server could not complete the request; try again later."
     default_code = "service_unavailable"
 
+    def __init__(self, detail: str | None = None, *, wait: int | None = None) -> None:
+        super().__init__(detail)
+        self.wait = wait  # DRF's handler sends it as Retry-After
+
 
 class ExecutionRefused(exceptions.APIException):
     """A governed execution error raised before anything ran: unknown plugin, bad input."""
@@ -163,9 +167,7 @@ def _as_api_exception(exc: Exception) -> Exception:
     if isinstance(exc, GovernedExecutionError):
         return ExecutionRefused(exc)
     if isinstance(exc, DatabaseError):
-        unavailable = ServiceUnavailable("The database is unavailable; try again later.")
-        unavailable.wait = 5  # DRF's handler turns it into Retry-After
-        return unavailable
+        return ServiceUnavailable("The database is unavailable; try again later.", wait=5)
     return exc
 
 

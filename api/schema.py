@@ -141,10 +141,11 @@ class GovernedAutoSchema(AutoSchema):
     def _get_response_bodies(self, direction: Any = "response") -> JSON:
         responses: JSON = super()._get_response_bodies(direction)
         reference = error_reference(self)
-        for code, description in self._error_statuses().items():
-            response = responses.setdefault(str(code), {"description": description})
-            response.setdefault("description", description)
-            response["content"] = {"application/json": {"schema": reference}}
+        for status_code, description in self._error_statuses().items():
+            responses.setdefault(str(status_code), {"description": description})
+        for code, response in responses.items():
+            if code.startswith(("4", "5")):  # the view's own ones too: always the envelope
+                response["content"] = {"application/json": {"schema": reference}}
         return responses
 
     def _get_filter_parameters(self) -> list[JSON]:

@@ -66,4 +66,4 @@ def api_token() -> str:
     from rest_framework.authtoken.models import Token
 
     user, _ = get_user_model().objects.get_or_create(username="bench")
-    return Token.objects.get_or_create(user=user)[0].key
+    return str(Token.objects.get_or_create(user=user)[0].key)

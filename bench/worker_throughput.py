@@ -41,7 +41,7 @@ def busy_seconds(task_path_suffix: str) -> float:
     span = DBTaskResult.objects.filter(
         task_path__endswith=task_path_suffix, status="SUCCESSFUL"
     ).aggregate(first=Min("started_at"), last=Max("finished_at"))
-    return (span["last"] - span["first"]).total_seconds()
+    return float((span["last"] - span["first"]).total_seconds())
 
 
 def main() -> None:

@@ -227,7 +227,8 @@ class Job(models.Model):
 
     @property
     def error_type(self) -> str | None:
-        return (self.error or {}).get("error", {}).get("type")
+        kind = (self.error or {}).get("error", {}).get("type")
+        return str(kind) if kind is not None else None
 
     @property
     def public_error(self) -> dict[str, Any] | None:

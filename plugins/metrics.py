@@ -140,7 +140,7 @@ def render_metrics() -> bytes:
     """The Prometheus text page: process instruments, then the persisted counters."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         process_registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(process_registry)
+        multiprocess.MultiProcessCollector(process_registry)  # type: ignore[no-untyped-call]
         page = generate_latest(process_registry)
     else:
         page = generate_latest(REGISTRY)

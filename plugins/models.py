@@ -74,7 +74,7 @@ class PluginMetricsQuerySet(models.QuerySet["PluginMetrics"]):
                     plugin_name,
                 ],
             )
-            return cursor.rowcount
+            return int(cursor.rowcount)
 
     def sync_registry(self, entries: Iterable[PluginEntry]) -> None:
         """Make sure every known plugin has a row carrying its current state."""

@@ -70,7 +70,10 @@ class JobSummarySerializer(serializers.ModelSerializer[Job]):
         allow_null=True, help_text="While PENDING for another attempt: when it may start."
     )
     requested_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        slug_field="username", read_only=True, allow_null=True
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="Who asked for it: a username, or null once that user is deleted.",
     )
 
     class Meta:

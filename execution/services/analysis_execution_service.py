@@ -19,7 +19,9 @@ class AnalysisExecutionService:
         self._jobs = jobs if jobs is not None else JobExecutionService()
 
     @alters_data
-    def execute(self, *, plugin_name: str, payload: dict[str, Any], user: User | None = None) -> Job:
+    def execute(
+        self, *, plugin_name: str, payload: dict[str, Any], user: User | None = None
+    ) -> Job:
         """Run now; the returned job is SUCCESS, FAILED or (cancelled meanwhile) CANCELLED.
 
         A request refused before it ran (unknown plugin, bad input) records no job
@@ -34,7 +36,9 @@ class AnalysisExecutionService:
             raise
 
     @alters_data
-    def submit(self, *, plugin_name: str, payload: dict[str, Any], user: User | None = None) -> Job:
+    def submit(
+        self, *, plugin_name: str, payload: dict[str, Any], user: User | None = None
+    ) -> Job:
         """Record a PENDING job together with the task that will run it (refusals counted)."""
         try:
             return self._jobs.create_job(

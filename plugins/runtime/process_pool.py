@@ -152,7 +152,7 @@ class ProcessIsolation:
         with self._lock:
             pool, self._pool = self._pool, None
             if pool is not None and self._owner_pid == os.getpid():
-                pool.stop()
+                pool.stop()  # type: ignore[no-untyped-call]
                 pool.join(timeout=self.kill_grace_s + 5)
 
     @staticmethod
@@ -223,7 +223,7 @@ class ProcessIsolation:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(FORKSERVER_PRELOAD)
         # pebble waits this long between SIGTERM and SIGKILL; its default is 3 s.
-        pebble.common.CONSTS.term_timeout = self.kill_grace_s
+        pebble.common.CONSTS.term_timeout = self.kill_grace_s  # type: ignore[attr-defined]
         slots = _TaskSlots(context)
         lifeline, self._lifeline = context.Pipe(duplex=False)
         pool = ProcessPool(
@@ -292,7 +292,7 @@ def _stop_in_background(pool: ProcessPool) -> None:
     """Stop a pool and its children without making the caller wait for them."""
 
     def stop() -> None:
-        pool.stop()
+        pool.stop()  # type: ignore[no-untyped-call]
         with contextlib.suppress(Exception):
             pool.join(timeout=30)
 
@@ -327,7 +327,7 @@ def _wait(future: Any, timeout_s: float) -> bool:
     try:
         future.exception(timeout=max(timeout_s, 0.0))
     except (TimeoutError, CancelledError):
-        return future.done()
+        return bool(future.done())
     return True
 
 

@@ -103,8 +103,9 @@ class ToolRunner:
             plugin = self._registry.available(entry)
             limits = self._registry.limits_for(plugin)
             isolation = limits.isolation
-            result = json.loads(self._execute(plugin, payload, limits, control))
-            check_storable_output(result)
+            output = json.loads(self._execute(plugin, payload, limits, control))
+            check_storable_output(output)
+            result = output
         except ControlFailed as exc:
             error = build_error_envelope(
                 ErrorType.SERVICE_UNAVAILABLE, str(exc), plugin=_label(plugin_name), exc=exc
@@ -173,7 +174,7 @@ class ToolRunner:
         control: ExecutionControl | None,
     ) -> bytes:
         if limits.isolation is Isolation.THREAD:
-            return self._threads.call(
+            return self._threads.call(  # type: ignore[no-any-return]
                 run_in_thread,
                 plugin,
                 payload,

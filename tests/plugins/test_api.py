@@ -102,12 +102,12 @@ def test_unacceptable_media_type_is_an_envelope(api_client):
 def test_a_database_failure_is_a_503_envelope(api_client, monkeypatch):
     from django.db import OperationalError
 
-    from plugins import api
+    from plugins.models import PluginMetrics
 
     def down(*args, **kwargs):
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(api.PluginMetrics.objects, "all", down)
+    monkeypatch.setattr(PluginMetrics.objects, "all", down)
     response = api_client.get("/v1/plugins")
     assert response.status_code == 503
     assert response.json()["detail"]["type"] == "ServiceUnavailable"

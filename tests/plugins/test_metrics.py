@@ -106,6 +106,7 @@ def test_metrics_endpoint_exposes_counters_histogram_and_persisted_values(client
 
 def test_metrics_endpoint_answers_without_a_database(client, monkeypatch):
     from django.db import DatabaseError
+    from prometheus_client import CollectorRegistry
 
     from plugins import metrics
 
@@ -113,7 +114,7 @@ def test_metrics_endpoint_answers_without_a_database(client, monkeypatch):
         def collect(self):
             raise DatabaseError("no database")
 
-    broken = metrics.CollectorRegistry(auto_describe=False)
+    broken = CollectorRegistry(auto_describe=False)
     broken.register(Down())
     monkeypatch.setattr(metrics, "_persisted_registry", broken)
     response = client.get("/metrics")

@@ -1,3 +1,4 @@
+import json
 import logging
 import time
 from typing import ClassVar
@@ -114,6 +115,29 @@ def test_validation_details_list_pydantic_errors(runner):
     details = error["error"]["details"]["errors"]
     assert {"location": ["message"], "message": "Field required", "type": "missing"} in details
     assert any(d["location"] == ["repeat"] and d["type"] == "int_parsing" for d in details)
+
+
+def test_output_no_database_can_store_is_an_output_validation_error(runner):
+    result, error = runner.run("echo", {"message": "a\x00b"})
+    assert result is None
+    assert_envelope(error, ErrorType.OUTPUT_VALIDATION_ERROR, "echo")
+    assert error["error"]["details"]["errors"][0]["location"] == ["echoed"]
+    result, error = runner.run("echo", {"message": "\ud800"})  # pydantic cannot encode it
+    assert result is None
+    assert_envelope(error, ErrorType.OUTPUT_VALIDATION_ERROR, "echo")
+
+
+def test_error_reports_are_always_storable():
+    from plugins.errors.error_envelope import build_error_envelope
+
+    envelope = build_error_envelope(
+        ErrorType.PLUGIN_EXECUTION_ERROR,
+        "bad \x00 message \ud800",
+        details={"value": float("inf"), "text": "\x00", "\ud800": [float("nan")]},
+    )
+    encoded = json.dumps(envelope, allow_nan=False).encode("utf-8")
+    assert b"\\u0000" not in encoded
+    assert envelope["error"]["details"]["value"] == "Infinity"
 
 
 def test_a_raising_plugin_becomes_an_execution_error_without_leaking_its_message(runner):
