@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint types scan pytest bench clean
+.PHONY: run test lint types scan pytest fuzz bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest --cov --cov-report=term
 
 test: lint types scan pytest
+
+# The API against its own schema: schemathesis, every check, a real gunicorn server.
+fuzz: $(VENV)/.installed-dev
+	.ci/fuzz_api
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/toolrunner_overhead.py

@@ -1,8 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from api.http import api_not_found
+from api.views import SwaggerView
 from plugins.views import metrics_view
 
 urlpatterns = [
@@ -12,7 +13,7 @@ urlpatterns = [
     re_path(r"^v1/", api_not_found),
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/docs/", SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]
 
 handler400 = "api.http.bad_request"

@@ -36,9 +36,7 @@ class AnalysisExecutionService:
             raise
 
     @alters_data
-    def submit(
-        self, *, plugin_name: str, payload: dict[str, Any], user: User | None = None
-    ) -> Job:
+    def submit(self, *, plugin_name: str, payload: dict[str, Any], user: User | None = None) -> Job:
         """Record a PENDING job together with the task that will run it (refusals counted)."""
         try:
             return self._jobs.create_job(

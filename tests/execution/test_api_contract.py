@@ -273,3 +273,8 @@ def test_an_unknown_api_url_is_not_found_for_every_method():
     for method in ("post", "put", "delete", "patch"):
         response = getattr(client, method)("/v1/nope", {}, format="json")
         assert_error(response, 404, "NotFound")
+
+
+def test_options_on_the_docs_page_is_method_not_allowed_not_an_error(admin_client):
+    assert admin_client.options("/api/docs/").status_code == 405
+    assert admin_client.get("/api/docs/").status_code == 200
