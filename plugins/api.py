@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -43,14 +43,19 @@ class PluginLimitsSerializer(serializers.Serializer[dict[str, Any]]):
     max_attempts = serializers.IntegerField()
 
 
+@extend_schema_field({"type": "object", "description": "A JSON Schema."})
+class JSONSchemaField(serializers.JSONField):
+    pass
+
+
 class PluginSerializer(serializers.Serializer[dict[str, Any]]):
     name = serializers.CharField()
     version = serializers.CharField(allow_null=True)
     description = serializers.CharField()
     state = serializers.ChoiceField(choices=["AVAILABLE", "UNAVAILABLE"])
     reason = serializers.CharField(allow_blank=True)
-    input_schema = serializers.JSONField(allow_null=True)
-    output_schema = serializers.JSONField(allow_null=True)
+    input_schema = JSONSchemaField(allow_null=True)
+    output_schema = JSONSchemaField(allow_null=True)
     limits = PluginLimitsSerializer(allow_null=True, help_text="Where it runs and its limits.")
     metrics = PluginMetricsSerializer(allow_null=True)
 

@@ -99,8 +99,14 @@ def contract_problems(cls: object) -> list[str]:
     if not isinstance(getattr(cls, "description", None), str):
         problems.append("'description' must be a string")
     for attribute in ("Input", "Output"):
-        if not _is_model(getattr(cls, attribute, None)):
+        model = getattr(cls, attribute, None)
+        if not _is_model(model):
             problems.append(f"'{attribute}' must be a pydantic BaseModel subclass")
+            continue
+        try:  # the API publishes it: a model without one cannot be offered to clients
+            model.model_json_schema()
+        except Exception as exc:
+            problems.append(f"'{attribute}' has no JSON Schema: {type(exc).__name__}: {exc}")
     if not _defines_run(cls):
         problems.append("'run' must be overridden")
     timeout = getattr(cls, "timeout_s", None)

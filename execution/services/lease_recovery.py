@@ -27,7 +27,7 @@ from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from execution.metrics import LEASES_RECOVERED
-from execution.models import IllegalJobTransition, Job
+from execution.models import IllegalJobTransition, Job, alters_data
 from execution.services.job_execution_service import JobExecutionService
 from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
 
@@ -44,12 +44,14 @@ class LeaseRecoveryService:
     def __init__(self, jobs: JobExecutionService | None = None) -> None:
         self._jobs = jobs if jobs is not None else JobExecutionService()
 
-    def recover(self, now: datetime | None = None) -> list[Job]:
+    @alters_data
+    def recover(self, *, now: datetime | None = None) -> list[Job]:
         """Recover lost jobs: expired leases, then PENDING jobs whose task was lost."""
         now = now or timezone.now()
-        return [*self.recover_expired(now), *self.requeue_orphans(now)]
+        return [*self.recover_expired(now=now), *self.requeue_orphans(now=now)]
 
-    def requeue_orphans(self, now: datetime | None = None) -> list[Job]:
+    @alters_data
+    def requeue_orphans(self, *, now: datetime | None = None) -> list[Job]:
         """Give every PENDING job that no task will run a new task; returns them."""
         now = now or timezone.now()
         stale_before = now - timedelta(seconds=settings.JOB_LEASE_GRACE_S)
@@ -64,7 +66,8 @@ class LeaseRecoveryService:
                 requeued.append(job)
         return requeued
 
-    def recover_expired(self, now: datetime | None = None) -> list[Job]:
+    @alters_data
+    def recover_expired(self, *, now: datetime | None = None) -> list[Job]:
         """Recover every RUNNING job whose lease ended before ``now``; returns them."""
         now = now or timezone.now()
         recovered = []

@@ -278,3 +278,29 @@ def test_an_unknown_api_url_is_not_found_for_every_method():
 def test_options_on_the_docs_page_is_method_not_allowed_not_an_error(admin_client):
     assert admin_client.options("/api/docs/").status_code == 405
     assert admin_client.get("/api/docs/").status_code == 200
+
+
+def test_no_field_is_ambiguously_nullable(schema):
+    """``oneOf: [{}, null]`` matches null twice, so every null would break the schema."""
+    text = json.dumps(schema)
+    assert '"oneOf": [{}' not in text
+
+
+def validate_against(schema, component, value):
+    import jsonschema
+
+    document = {"$ref": f"#/components/schemas/{component}", "components": schema["components"]}
+    jsonschema.Draft202012Validator(document).validate(value)
+
+
+def test_unavailable_plugins_and_job_errors_match_the_schema(schema, api_client, user):
+    plugins = api_client.get("/v1/plugins").json()
+    assert any(plugin["state"] == "UNAVAILABLE" for plugin in plugins)  # tests' Broken plugin
+    for plugin in plugins:
+        validate_against(schema, "Plugin", plugin)
+    JobExecutionService().execute_now(
+        plugin_name="raising", payload={"message": "x"}, requested_by=user
+    )
+    for job in api_client.get("/v1/jobs").json()["results"]:
+        validate_against(schema, "JobSummary", job)
+        validate_against(schema, "Job", api_client.get(f"/v1/jobs/{job['id']}").json())

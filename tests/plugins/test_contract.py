@@ -81,3 +81,21 @@ def test_run_inherited_from_a_plugin_parent_counts_as_overridden():
         name = "child"
 
     assert contract_problems(Child) == []
+
+
+def test_a_model_without_a_json_schema_is_refused_at_registration():
+    from pydantic import ConfigDict
+
+    class Opaque:  # pydantic can check it, but cannot describe it
+        pass
+
+    class OpaqueInput(BaseModel):
+        model_config = ConfigDict(arbitrary_types_allowed=True)
+        value: Opaque
+
+    class OpaquePlugin(EchoPlugin):
+        name = "opaque"
+        Input = OpaqueInput
+
+    problems = contract_problems(OpaquePlugin)
+    assert any(problem.startswith("'Input' has no JSON Schema") for problem in problems)
