@@ -23,7 +23,6 @@ from plugins.errors.error_envelope import ErrorType
 from plugins.models import PluginState
 from plugins.registry import get_registry
 
-
 JSON = dict[str, Any]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
 from pydantic import BaseModel
 
@@ -76,7 +76,7 @@ def _defines_run(cls: type[Plugin]) -> bool:
     return any("run" in klass.__dict__ for klass in cls.__mro__ if klass is not Plugin)
 
 
-def _is_model(value: object) -> bool:
+def _is_model(value: object) -> TypeGuard[type[BaseModel]]:
     return isinstance(value, type) and issubclass(value, BaseModel)
 
 

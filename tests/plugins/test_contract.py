@@ -95,7 +95,7 @@ def test_a_model_without_a_json_schema_is_refused_at_registration():
 
     class OpaquePlugin(EchoPlugin):
         name = "opaque"
-        Input = OpaqueInput
+        Input = OpaqueInput  # type: ignore[assignment]
 
     problems = contract_problems(OpaquePlugin)
     assert any(problem.startswith("'Input' has no JSON Schema") for problem in problems)
