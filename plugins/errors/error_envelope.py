@@ -72,7 +72,7 @@ def build_error_envelope(
         "error": {
             "type": str(error_type),
             "message": storable_text(str(message)),
-            "details": json_safe(details) if details is not None else {},
+            "details": _as_object(details),
             "plugin": plugin,
             "timestamp": datetime.now(UTC).isoformat(),
         }
@@ -82,6 +82,14 @@ def build_error_envelope(
             "traceback": "".join(traceback_module.format_exception(exc)),
         }
     return envelope
+
+
+def _as_object(details: Any) -> dict[str, Any]:
+    """Details are always an object: anything else a plugin reports goes under ``value``."""
+    if details is None:
+        return {}
+    safe = json_safe(details)
+    return safe if isinstance(safe, dict) else {"value": safe}
 
 
 def json_safe(value: Any) -> Any:

@@ -138,6 +138,8 @@ def test_error_reports_are_always_storable():
     encoded = json.dumps(envelope, allow_nan=False).encode("utf-8")
     assert b"\\u0000" not in encoded
     assert envelope["error"]["details"]["value"] == "Infinity"
+    listed = build_error_envelope(ErrorType.PLUGIN_EXECUTION_ERROR, "x", details=[1, 2])
+    assert listed["error"]["details"] == {"value": [1, 2]}  # details are always an object
 
 
 def test_a_raising_plugin_becomes_an_execution_error_without_leaking_its_message(runner):
