@@ -178,14 +178,18 @@ def _camel(name: str) -> str:
 
 
 def plugin_input_reference(auto_schema: AutoSchema, plugin: Plugin) -> JSON:
-    """The plugin's Input JSON Schema as components, prefixed with the plugin's name."""
+    """The plugin's Input JSON Schema as components, prefixed with the plugin's name.
+
+    Titles are prefixed too: client generators name their classes after them, and
+    two plugins' models may well share a class name (``Input``).
+    """
     prefix = _camel(plugin.name)
     schema: JSON = plugin.Input.model_json_schema(
         ref_template=f"#/components/schemas/{prefix}{{model}}"
     )
     for name, definition in schema.pop("$defs", {}).items():
-        _register(auto_schema, f"{prefix}{name}", definition)
-    return _register(auto_schema, f"{prefix}Input", schema)
+        _register(auto_schema, f"{prefix}{name}", {**definition, "title": f"{prefix}{name}"})
+    return _register(auto_schema, f"{prefix}Input", {**schema, "title": f"{prefix}Input"})
 
 
 class ExecutionRequestExtension(OpenApiSerializerExtension):
