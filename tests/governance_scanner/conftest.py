@@ -7,6 +7,7 @@ from governance_scanner.config import RunnerEntry, ScannerConfig
 from governance_scanner.scanner import Scanner, ScanResult
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+ROOT = FIXTURES.parents[2]  # the project
 EXPECT = re.compile(r"# expect: ((?:GOV\d{3}:\d+\s*)+)")
 
 
