@@ -8,8 +8,10 @@ it imports need only the standard library, so the command starts without Django.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -72,7 +74,8 @@ def run(
     try:
         config = _config(options, cwd)
         paths = [Path(p) for p in options["paths"]] or [default_path or config.root]
-        result = Scanner(config, cwd=cwd, jobs=options["jobs"]).scan(paths)
+        with _without_cyclic_gc():
+            result = Scanner(config, cwd=cwd, jobs=options["jobs"]).scan(paths)
     except (ConfigError, UsageError) as exc:
         raise CommandFailed(str(exc)) from exc
 
@@ -87,6 +90,20 @@ def run(
     for problem in result.unreadable:
         stderr.write(f"unreadable: {problem}\n")
     return result.exit_code
+
+
+@contextlib.contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Parsing allocates millions of AST nodes, which reference counting frees as each
+    file is done; the cyclic collector would only traverse them again (about 15% of
+    a scan). It is back on afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _config(options: dict[str, Any], cwd: Path) -> ScannerConfig:

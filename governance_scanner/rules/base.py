@@ -66,9 +66,11 @@ class Rule:
 class FileRule(Rule):
     """A rule decided from one file: ``visit_<Node>(node, checker)`` hooks.
 
-    ``triggers`` are cheap text tests: a file is walked for this rule only if its
-    source matches every pattern, so files that cannot hold a violation cost one
-    search each. A new instance is made for each file: hooks may keep state.
+    ``trigger_words`` and ``triggers`` are cheap text tests: a file is walked for
+    this rule only if its source contains one of the words (a substring search,
+    much faster than a regex) and then matches every pattern, so files that cannot
+    hold a violation cost a search or two. A new instance is made for each file:
+    hooks may keep state.
     """
 
     def __init__(self, source: SourceFile) -> None:
@@ -76,12 +78,20 @@ class FileRule(Rule):
         self.found: list[Finding | PendingFinding] = []
 
     @classmethod
+    def trigger_words(cls, options: FileOptions) -> tuple[str, ...]:
+        return ()
+
+    @classmethod
     def triggers(cls, options: FileOptions) -> tuple[re.Pattern[str], ...]:
         return ()
 
     @classmethod
     def applies_to(cls, source: SourceFile) -> bool:
-        return all(pattern.search(source.text) for pattern in cls.triggers(source.options))
+        text, options = source.text, source.options
+        words = cls.trigger_words(options)
+        if words and not any(word in text for word in words):
+            return False
+        return all(pattern.search(text) for pattern in cls.triggers(options))
 
     def report(self, node: ast.AST, message: str | None = None) -> None:
         self.found.append(finding_at(self.source.display_path, type(self), node, message))

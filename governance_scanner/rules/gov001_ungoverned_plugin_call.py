@@ -48,6 +48,10 @@ class UngovernedPluginCall(FileRule):
     message = "plugin.run referenced outside ToolRunner; execute plugins through ToolRunner"
 
     @classmethod
+    def trigger_words(cls, options: FileOptions) -> tuple[str, ...]:
+        return options.plugin_methods
+
+    @classmethod
     def triggers(cls, options: FileOptions) -> tuple[re.Pattern[str], ...]:
         return (word_pattern(options.plugin_methods, r"\.(?:{0})\b|[\"'](?:{0})[\"']"),)
 

@@ -40,6 +40,10 @@ class JobStatusOutsideStateMachine(FileRule):
     message = "Job status written outside the state machine; use the Job transition methods"
 
     @classmethod
+    def trigger_words(cls, options: FileOptions) -> tuple[str, ...]:
+        return ("status",)
+
+    @classmethod
     def triggers(cls, options: FileOptions) -> tuple[re.Pattern[str], ...]:
         # a status write (attribute, keyword or field name) and a job or a Job model in sight
         return (_STATUS_WRITE, word_pattern(("job", *options.job_models), r"(?:{})\b"))

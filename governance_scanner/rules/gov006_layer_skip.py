@@ -33,6 +33,10 @@ class LayerSkip(FileRule):
     message = "ToolRunner used outside its allowed callers; go through PluginExecutionService"
 
     @classmethod
+    def trigger_words(cls, options: FileOptions) -> tuple[str, ...]:
+        return options.runner_names
+
+    @classmethod
     def triggers(cls, options: FileOptions) -> tuple[re.Pattern[str], ...]:
         return (word_pattern(options.runner_names),)
 
