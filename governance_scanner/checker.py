@@ -21,7 +21,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, Protocol
+from typing import Any, ClassVar, Final
 
 from governance_scanner.config import ScannerConfig
 
@@ -233,28 +233,32 @@ class _Names:
             self.add_class(klass)
 
 
-class Hook(Protocol):
-    """Anything with ``visit_<Node>(node, checker)`` methods: rules, and project analyses."""
-
-
 _SQL_STATEMENTS = ("query", "update", "insert")
 
 
-@functools.cache
+_HOOK_NAMES: dict[type, tuple[tuple[type[ast.AST], str], ...]] = {}
+
+
 def _hook_names(listener: type) -> tuple[tuple[type[ast.AST], str], ...]:
     """The ``visit_<Node>`` methods of a listener class, with their node classes."""
-    hooks = []
-    for attribute in dir(listener):
-        node_class = getattr(ast, attribute[len("visit_") :], None)
-        if attribute.startswith("visit_") and isinstance(node_class, type):
-            hooks.append((node_class, attribute))
-    return tuple(hooks)
+    if listener not in _HOOK_NAMES:
+        hooks = []
+        for attribute in dir(listener):
+            node_class = getattr(ast, attribute[len("visit_") :], None)
+            if attribute.startswith("visit_") and isinstance(node_class, type):
+                hooks.append((node_class, attribute))
+        _HOOK_NAMES[listener] = tuple(hooks)
+    return _HOOK_NAMES[listener]
 
 
 class Checker(FastNodeVisitor):
-    """Walks one file once, calling the hooks of ``listeners`` at each node."""
+    """Walks one file once, calling the hooks of ``listeners`` at each node.
 
-    def __init__(self, source: SourceFile, listeners: Iterable[Hook]) -> None:
+    A listener is anything with ``visit_<Node>(node, checker)`` methods: the file
+    rules, and the analyses project rules make of a module.
+    """
+
+    def __init__(self, source: SourceFile, listeners: Iterable[object]) -> None:
         self.source = source
         self.options = source.options
         self.names = _Names(source)

@@ -276,13 +276,15 @@ class _ModuleFunctions:
 
     def _reaching(self) -> set[str]:
         """Functions that execute a plugin, directly or through the module's other functions."""
-        reaching = {name for name in self.functions if self._inside(name, self.executions)}
+        reaching = {
+            name for name in self.functions if any(_within(s, name) for s in self.executions)
+        }
         changed = True
         while changed:
             changed = False
             for name in self.functions.keys() - reaching:
                 for scope, references in self.references.items():
-                    if scope != name and not scope.startswith(name + "."):
+                    if not _within(scope, name):
                         continue
                     if any(self._resolve(c) in reaching for _, c in references):
                         reaching.add(name)
@@ -290,22 +292,24 @@ class _ModuleFunctions:
                         break
         return reaching
 
-    def _inside(self, function: str, table: dict[str, list[ast.AST]]) -> bool:
-        return any(s == function or s.startswith(function + ".") for s in table)
-
     def execution_sites(self, function: str) -> list[ast.AST]:
         """Nodes in ``function`` from which a plugin executes, in source order."""
         reaching = self._reaching() - {function}
         sites: list[ast.AST] = []
         for scope, nodes in self.executions.items():
-            if scope == function or scope.startswith(function + "."):
+            if _within(scope, function):
                 sites.extend(nodes)
         for scope, references in self.references.items():
-            if scope == function or scope.startswith(function + "."):
+            if _within(scope, function):
                 sites.extend(node for node, c in references if self._resolve(c) in reaching)
         return sorted(
             sites, key=lambda node: (getattr(node, "lineno", 0), getattr(node, "col_offset", 0))
         )
+
+
+def _within(scope: str, function: str) -> bool:
+    """Whether ``scope`` is ``function`` or nested in it."""
+    return scope == function or scope.startswith(function + ".")
 
 
 def _position(node: ast.AST) -> tuple[int, int]:
