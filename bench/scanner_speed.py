@@ -7,7 +7,8 @@ in one run and on the same files:
   scanner     python -m governance_scanner --jobs 1, and --jobs <cores>;
   manage.py   manage.py scan_violations --jobs 1 (the same scan after booting Django);
   one file    python -m governance_scanner on one small file, and a bare interpreter.
-Prints seconds, files/s and each time relative to the floor (best of --repeat runs).
+Prints seconds, files/s and each time relative to the floor (best of --repeat runs,
+the commands taking turns).
 
     .venv/bin/python bench/scanner_speed.py [--repeat 5] [PATH]
 """
@@ -39,17 +40,22 @@ for path in open(sys.argv[1]).read().splitlines():
 """
 
 
-def best_of(repeat: int, command: list[str], cwd: Path) -> float:
-    """The fastest of ``repeat`` runs of ``command`` as a process, in seconds."""
+def best_of(repeat: int, commands: dict[str, list[str]], cwd: Path) -> dict[str, float]:
+    """The fastest of ``repeat`` runs of each command as a process, in seconds.
+
+    The commands take turns, round after round, so that a busy moment of the
+    machine slows all of them rather than one.
+    """
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
-    timings = []
+    best = dict.fromkeys(commands, float("inf"))
     for _ in range(repeat):
-        started = time.perf_counter()
-        completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, check=False)
-        timings.append(time.perf_counter() - started)
-        if completed.returncode not in (0, 1):
-            raise SystemExit(f"{command} failed: {completed.stderr.decode()}")
-    return min(timings)
+        for label, command in commands.items():
+            started = time.perf_counter()
+            completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, check=False)
+            best[label] = min(best[label], time.perf_counter() - started)
+            if completed.returncode not in (0, 1):
+                raise SystemExit(f"{command} failed: {completed.stderr.decode()}")
+    return best
 
 
 def main() -> None:
@@ -89,12 +95,14 @@ def main() -> None:
                 str(target),
             ],
         }
-        results = {label: best_of(args.repeat, command, work) for label, command in timed.items()}
-        bare = best_of(args.repeat, [python, "-c", "pass"], work)
-        one_file = best_of(args.repeat, [*scanner, "--jobs", "1", str(small)], work)
+        timed["bare interpreter"] = [python, "-c", "pass"]
+        timed["one small file"] = [*scanner, "--jobs", "1", str(small)]
+        results = best_of(args.repeat, timed, work)
+        bare = results.pop("bare interpreter")
+        one_file = results.pop("one small file")
 
     print(f"scanner_speed: {len(files)} files under {target} (Django {django.__version__})")
-    print(f"whole processes, best of {args.repeat} runs")
+    print(f"whole processes, best of {args.repeat} rounds")
     print(f"{'':38} {'seconds':>8} {'files/s':>9} {'x floor':>8}")
     floor = results["floor: read + ast.parse"]
     for label, seconds in results.items():
