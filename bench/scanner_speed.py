@@ -77,7 +77,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)  # no pyproject.toml here or above: nothing configured
         listing = work / "files.txt"
-        listing.write_text("\n".join(str(path) for path in files))
+        listing.write_text("\n".join(files))
         small = work / "small.py"
         small.write_text("def handler(plugin, payload):\n    return plugin.name, payload\n")
         timed = {

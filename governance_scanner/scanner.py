@@ -131,7 +131,8 @@ class _Discovery:
         folders = [os.path.join(self.root, *parts[: i + 1]) for i in range(len(parts))]
         return any(self.excluded(folder) for folder in folders) if relative else self.excluded(path)
 
-    def files(self, paths: Sequence[Path]) -> list[Path]:
+    def files(self, paths: Sequence[Path]) -> list[str]:
+        """Absolute paths, sorted (strings: a Path per file costs more than its rules)."""
         found: set[str] = set()
         for given in paths:
             path = str(given.resolve())
@@ -151,7 +152,7 @@ class _Discovery:
                     candidate = os.path.join(folder, name)
                     if self.included(candidate) and not self.excluded(candidate):
                         found.add(candidate)
-        return [Path(path) for path in sorted(found)]
+        return sorted(found)
 
 
 # One file -------------------------------------------------------------------------
@@ -297,22 +298,21 @@ class Scanner:
             path == caller or path.startswith(caller + os.sep) for caller in self._caller_prefixes
         )
 
-    def task(self, path: Path) -> FileTask:
-        text = str(path)
-        module, package = module_names(text)
+    def task(self, path: str) -> FileTask:
+        module, package = module_names(path)
         display = (
-            text[len(self._cwd_prefix) :].replace(os.sep, "/")
-            if text.startswith(self._cwd_prefix)
-            else path.as_posix()
+            path[len(self._cwd_prefix) :].replace(os.sep, "/")
+            if path.startswith(self._cwd_prefix)
+            else Path(path).as_posix()
         )
         return FileTask(
-            path=text,
+            path=path,
             display=display,
             module=module,
             package=package,
-            is_tool_runner=text in self._tool_runners,
-            is_state_machine=text in self._state_machines,
-            is_runner_caller=self._is_runner_caller(text),
+            is_tool_runner=path in self._tool_runners,
+            is_state_machine=path in self._state_machines,
+            is_runner_caller=self._is_runner_caller(path),
         )
 
     def scan(self, paths: Sequence[Path]) -> ScanResult:
