@@ -42,7 +42,7 @@ types: $(VENV)/.installed-dev
 	$(BIN)/mypy .
 
 scan: $(VENV)/.installed-dev
-	$(BIN)/python manage.py scan_violations
+	$(BIN)/python -m governance_scanner
 
 pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest --cov --cov-report=term

@@ -143,7 +143,7 @@ def main() -> None:
         results = measure(variants, args.iterations)
     finally:
         threads.shutdown()
-        bare_pebble.stop()  # type: ignore[no-untyped-call]
+        bare_pebble.stop()
         bare_pebble.join()
         if second_pool is not None:
             second_pool.shutdown()

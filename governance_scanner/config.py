@@ -1,13 +1,16 @@
 """Scanner configuration: ``[tool.governance_scanner]`` in pyproject.toml.
 
 Keys follow ruff where they overlap (``include``, ``exclude``, ``extend-exclude``,
-``select``, ``ignore``, ``per-file-ignores``). Module paths are relative to the
-folder of the configuration file. Command-line options override the file.
+``select``, ``ignore``, ``per-file-ignores``); they are written with dashes, and
+underscores are accepted. Module paths are relative to the folder of the
+configuration file. Command-line options override the file. This module imports
+nothing beyond the standard library: the command line starts without Django.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,36 @@ class ConfigError(Exception):
     """The configuration cannot be used; the command exits with 2."""
 
 
+@dataclass(frozen=True, order=True)
+class RunnerEntry:
+    """A governed entry: the function or method through which every plugin executes."""
+
+    module: str  # a path relative to the configuration, "plugins/runtime/tool_runner.py"
+    qualified_name: str  # "ToolRunner.run", or a plain function: "run_tool"
+
+    @classmethod
+    def parse(cls, text: str) -> RunnerEntry:
+        module, separator, name = text.strip().rpartition(":")
+        parts = name.split(".")
+        if not separator or not module or not all(part.isidentifier() for part in parts):
+            raise ConfigError(
+                f"[tool.governance_scanner] tool-runner entry {text!r} must be "
+                "'path/to/module.py:Class.method' or 'path/to/module.py:function'"
+            )
+        return cls(module, name)
+
+    @property
+    def owner(self) -> str:
+        """The name callers use: the class of a method, else the function itself."""
+        return self.qualified_name.split(".", 1)[0]
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.qualified_name}"
+
+
+DEFAULT_RUNNER = (RunnerEntry("plugins/runtime/tool_runner.py", "ToolRunner.run"),)
+
+
 @dataclass(frozen=True)
 class ScannerConfig:
     root: Path
@@ -49,9 +82,15 @@ class ScannerConfig:
     include: tuple[str, ...] = ("*.py",)
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     extend_exclude: tuple[str, ...] = ()
-    tool_runner_module: str = "plugins/runtime/tool_runner.py"
+    tool_runner: tuple[RunnerEntry, ...] = DEFAULT_RUNNER
+    # A runner nobody configured is checked only where it exists (see GOV002).
+    tool_runner_configured: bool = False
+    plugin_methods: tuple[str, ...] = ("run",)
+    plugin_factories: tuple[str, ...] = ()
     plugin_base_classes: tuple[str, ...] = ("Plugin", "BasePlugin")
-    state_machine_module: str = "execution/models.py"
+    metrics_calls: tuple[str, ...] = ("update_execution_metrics",)
+    job_models: tuple[str, ...] = ("Job",)
+    state_machine_modules: tuple[str, ...] = ("execution/models.py",)
     runner_callers: tuple[str, ...] = DEFAULT_RUNNER_CALLERS
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
@@ -68,25 +107,66 @@ class ScannerConfig:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
-# Accepted keys, dashed; "_" and "-" are interchangeable as in ruff.
-_FIELDS: dict[str, tuple[str, str]] = {
-    "include": ("include", "list"),
-    "exclude": ("exclude", "list"),
-    "extend-exclude": ("extend_exclude", "list"),
-    "tool-runner-module": ("tool_runner_module", "path"),
-    "plugin-base-classes": ("plugin_base_classes", "list"),
-    "state-machine-module": ("state_machine_module", "path"),
-    "runner-callers": ("runner_callers", "list"),
-    "select": ("select", "list"),
-    "ignore": ("ignore", "list"),
-    "per-file-ignores": ("per_file_ignores", "table"),
-}
-
-
 def _string_list(key: str, value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ConfigError(f"[tool.governance_scanner] {key} must be a list of strings")
     return tuple(value)
+
+
+def _names(key: str, value: object) -> tuple[str, ...]:
+    names = _string_list(key, value)
+    for name in names:
+        if not all(part.isidentifier() or part.startswith("*") for part in name.split(".")):
+            raise ConfigError(f"[tool.governance_scanner] {key}: {name!r} is not a name")
+    return names
+
+
+def _path(key: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"[tool.governance_scanner] {key} must be a non-empty string")
+    return value
+
+
+def _one_or_more_paths(key: str, value: object) -> tuple[str, ...]:
+    return (_path(key, value),) if isinstance(value, str) else _string_list(key, value)
+
+
+def _runner(key: str, value: object) -> tuple[RunnerEntry, ...]:
+    entries = _one_or_more_paths(key, value)
+    if not entries:
+        raise ConfigError(f"[tool.governance_scanner] {key} needs at least one entry")
+    return tuple(RunnerEntry.parse(entry) for entry in entries)
+
+
+def _runner_module(key: str, value: object) -> tuple[RunnerEntry, ...]:
+    return (RunnerEntry(_path(key, value), "ToolRunner.run"),)
+
+
+def _table(key: str, value: object) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"[tool.governance_scanner] {key} must be a table")
+    return {pattern: _string_list(f"{key}.{pattern}", codes) for pattern, codes in value.items()}
+
+
+# Accepted keys, dashed: the attribute each sets and how its value is read.
+_FIELDS: dict[str, tuple[str, Callable[[str, object], object]]] = {
+    "include": ("include", _string_list),
+    "exclude": ("exclude", _string_list),
+    "extend-exclude": ("extend_exclude", _string_list),
+    "tool-runner": ("tool_runner", _runner),
+    "tool-runner-module": ("tool_runner", _runner_module),  # "<module>:ToolRunner.run"
+    "plugin-methods": ("plugin_methods", _names),
+    "plugin-factories": ("plugin_factories", _names),
+    "plugin-base-classes": ("plugin_base_classes", _names),
+    "metrics-calls": ("metrics_calls", _names),
+    "job-models": ("job_models", _names),
+    "state-machine-modules": ("state_machine_modules", _one_or_more_paths),
+    "state-machine-module": ("state_machine_modules", _one_or_more_paths),
+    "runner-callers": ("runner_callers", _string_list),
+    "select": ("select", _string_list),
+    "ignore": ("ignore", _string_list),
+    "per-file-ignores": ("per_file_ignores", _table),
+}
 
 
 def parse_config(data: dict[str, Any], root: Path, source: Path | None) -> ScannerConfig:
@@ -99,19 +179,12 @@ def parse_config(data: dict[str, Any], root: Path, source: Path | None) -> Scann
                 f"[tool.governance_scanner] has an unknown key {key!r}; known keys: "
                 + ", ".join(sorted(_FIELDS))
             )
-        attribute, kind = spec
-        if kind == "list":
-            values[attribute] = _string_list(key, value)
-        elif kind == "path":
-            if not isinstance(value, str) or not value.strip():
-                raise ConfigError(f"[tool.governance_scanner] {key} must be a non-empty string")
-            values[attribute] = value
-        else:
-            if not isinstance(value, dict):
-                raise ConfigError(f"[tool.governance_scanner] {key} must be a table")
-            values[attribute] = {
-                pattern: _string_list(f"{key}.{pattern}", codes) for pattern, codes in value.items()
-            }
+        attribute, read = spec
+        if attribute in values:
+            raise ConfigError(f"[tool.governance_scanner] sets {attribute} twice (key {key!r})")
+        values[attribute] = read(key, value)
+    if "tool_runner" in values:
+        values["tool_runner_configured"] = True
     return ScannerConfig(root=root, source=source, **values)
 
 

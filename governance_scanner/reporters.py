@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
-from governance_scanner.rules import ALL_RULES, RULES_BY_CODE
+from governance_scanner.rules import RULES, RULES_BY_CODE
 from governance_scanner.rules.base import Finding
 from governance_scanner.scanner import ScanResult
 
 JSON_VERSION = 1
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 TOOL_NAME = "governance-scanner"
-TOOL_VERSION = "1.0.0"
+DISTRIBUTION = "governed-plugin-execution"
+README = Path(__file__).resolve().parent.parent / "README.md"
+README_SECTION = "the-governance-scanner"
+
+
+def tool_version() -> str:
+    """The version of the distribution the scanner ships in."""
+    from importlib import metadata  # only SARIF needs it; it is slow to import
+
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def information_uri() -> str:
+    """The project's own page: its declared home page, else its README's scanner section."""
+    from importlib import metadata
+
+    try:
+        urls = metadata.metadata(DISTRIBUTION).get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        urls = []
+    for entry in urls:
+        _, _, url = entry.partition(", ")
+        if url.startswith("https://"):
+            return str(url)
+    return f"{README.as_uri()}#{README_SECTION}"
 
 
 def _rule_name(code: str) -> str:
@@ -85,6 +112,8 @@ def render_github(result: ScanResult) -> str:
 
 
 def rule_help(code: str) -> str:
+    import inspect  # only --explain and SARIF need it; it is slow to import
+
     rule = RULES_BY_CODE[code]
     return inspect.cleandoc(rule.__doc__ or rule.message)
 
@@ -95,15 +124,13 @@ def render_sarif(result: ScanResult) -> str:
             "id": rule.code,
             "name": rule.name,
             "shortDescription": {"text": rule.message},
-            "fullDescription": {
-                "text": inspect.cleandoc(rule.__doc__ or rule.message).splitlines()[0]
-            },
+            "fullDescription": {"text": rule_help(rule.code).splitlines()[0]},
             "help": {"text": rule_help(rule.code), "markdown": rule_help(rule.code)},
             "defaultConfiguration": {"level": "error"},
         }
-        for rule in ALL_RULES
+        for rule in RULES
     ]
-    index = {rule.code: position for position, rule in enumerate(ALL_RULES)}
+    index = {rule.code: position for position, rule in enumerate(RULES)}
 
     def sarif_result(finding: Finding, justification: str | None = None) -> dict[str, Any]:
         item: dict[str, Any] = {
@@ -132,8 +159,8 @@ def render_sarif(result: ScanResult) -> str:
                 "tool": {
                     "driver": {
                         "name": TOOL_NAME,
-                        "version": TOOL_VERSION,
-                        "informationUri": "https://docs.djangoproject.com/",
+                        "version": tool_version(),
+                        "informationUri": information_uri(),
                         "rules": rules,
                     }
                 },

@@ -4,8 +4,8 @@ Each file is read and parsed once, in a worker process when ``jobs > 1``. File
 rules run there; a GOV001 finding that depends on whether some class derives
 from a plugin base comes back *pending*. The main process then joins the class
 hierarchies of every file, keeps the pending findings whose class is a plugin,
-checks the ToolRunner module (GOV002-GOV004) and applies configuration and
-suppressions.
+runs the project rules once (the runner contract, GOV002-GOV004) and applies
+configuration and suppressions.
 """
 
 from __future__ import annotations
@@ -13,26 +13,24 @@ from __future__ import annotations
 import ast
 import fnmatch
 import functools
-import multiprocessing
 import os
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from governance_scanner.checker import Checker, FileOptions, SourceFile
 from governance_scanner.config import ConfigError, ScannerConfig
-from governance_scanner.rules import FILE_RULES, RULES_BY_CODE
-from governance_scanner.rules.base import (
-    Finding,
-    ModuleContext,
-    PendingFinding,
-    collect_module_names,
-)
-from governance_scanner.rules.toolrunner import check_tool_runner
+from governance_scanner.project import Project, module_names
+from governance_scanner.rules import FILE_RULES, PROJECT_RULES, RULES_BY_CODE
+from governance_scanner.rules.base import Finding, PendingFinding
 from governance_scanner.suppressions import Suppression, parse_suppressions
 
 KNOWN_CODES = frozenset(RULES_BY_CODE)
 PARALLEL_THRESHOLD = 64  # below this, worker start-up costs more than it saves
+# fork starts workers fastest; where it is missing (or unsafe), spawn works too.
+DEFAULT_START_METHOD = "fork" if sys.platform == "linux" else "spawn"
 
 
 class UsageError(Exception):
@@ -79,14 +77,6 @@ class ScanResult:
         if self.unreadable:
             return 2
         return 1 if self.violations else 0
-
-
-def display_path(path: Path, cwd: Path) -> str:
-    """Relative to ``cwd`` when below it, with ``/`` separators."""
-    try:
-        return path.relative_to(cwd).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 # Discovery ------------------------------------------------------------------------
@@ -141,7 +131,8 @@ class _Discovery:
         folders = [os.path.join(self.root, *parts[: i + 1]) for i in range(len(parts))]
         return any(self.excluded(folder) for folder in folders) if relative else self.excluded(path)
 
-    def files(self, paths: Sequence[Path]) -> list[Path]:
+    def files(self, paths: Sequence[Path]) -> list[str]:
+        """Absolute paths, sorted (strings: a Path per file costs more than its rules)."""
         found: set[str] = set()
         for given in paths:
             path = str(given.resolve())
@@ -161,33 +152,13 @@ class _Discovery:
                     candidate = os.path.join(folder, name)
                     if self.included(candidate) and not self.excluded(candidate):
                         found.add(candidate)
-        return [Path(path) for path in sorted(found)]
-
-
-@functools.lru_cache(maxsize=4096)
-def _package_of_folder(folder: str) -> str:
-    """The dotted package a folder is, following ``__init__.py`` files upwards."""
-    if not os.path.isfile(os.path.join(folder, "__init__.py")):
-        return ""
-    parent = _package_of_folder(os.path.dirname(folder))
-    name = os.path.basename(folder)
-    return f"{parent}.{name}" if parent else name
-
-
-def _module_names(path: str) -> tuple[str, str]:
-    folder, name = os.path.split(path)
-    package = _package_of_folder(folder)
-    if name == "__init__.py":
-        return package, package
-    stem = name[:-3] if name.endswith(".py") else os.path.splitext(name)[0]
-    module = f"{package}.{stem}" if package else stem
-    return module, package
+        return sorted(found)
 
 
 # One file -------------------------------------------------------------------------
 
 
-def analyze_file(task: FileTask) -> FileReport:
+def analyze_file(task: FileTask, options: FileOptions) -> FileReport:
     """Everything that can be decided from one file alone."""
     report = FileReport(display=task.display)
     try:
@@ -207,36 +178,38 @@ def analyze_file(task: FileTask) -> FileReport:
     except (ValueError, UnicodeDecodeError) as exc:  # NUL bytes, undecodable source
         report.findings.append(Finding(task.display, 1, 1, "GOV000", f"cannot parse: {exc}"))
         return report
-    source = data.decode("utf-8", errors="replace")
-    context = ModuleContext(
+    source = SourceFile(
         tree=tree,
-        source=source,
+        text=data.decode("utf-8", errors="replace"),
         display_path=task.display,
         module=task.module,
         package=task.package,
         is_tool_runner=task.is_tool_runner,
         is_state_machine=task.is_state_machine,
         is_runner_caller=task.is_runner_caller,
+        options=options,
     )
-    collect_module_names(context)
-    for rule_class in FILE_RULES:
-        rule = rule_class()
-        if rule.applies_to(context):
-            for finding in rule.check(context):
-                if isinstance(finding, PendingFinding):
-                    report.pending.append(finding)
-                else:
-                    report.findings.append(finding)
-    report.suppressions, invalid = parse_suppressions(source, task.display, KNOWN_CODES)
+    rules = [rule(source) for rule in FILE_RULES if rule.applies_to(source)]
+    checker = Checker(source, rules)
+    if rules:
+        checker.run()  # also finds classes defined inside functions
+    for rule in rules:
+        for finding in rule.found:
+            if isinstance(finding, PendingFinding):
+                report.pending.append(finding)
+            else:
+                report.findings.append(finding)
+    report.suppressions, invalid = parse_suppressions(source.text, task.display, KNOWN_CODES)
     report.findings.extend(invalid)
+    names = checker.names
     report.classes = {
-        context.class_qualified_name(name): bases for name, bases in context.local_classes.items()
+        names.class_qualified_name(name): bases for name, bases in names.classes.items()
     }
     if task.module:
         # Only names that can be classes matter across files (re-exports).
         report.aliases = {
             f"{task.module}.{name}": target
-            for name, target in context.imports.items()
+            for name, target in names.imports.items()
             if name[:1].isupper() and target != f"{task.module}.{name}"
         }
     return report
@@ -288,54 +261,69 @@ def _codes(values: Iterable[str], label: str) -> tuple[str, ...]:
 
 
 class Scanner:
-    def __init__(self, config: ScannerConfig, *, cwd: Path | None = None, jobs: int = 1) -> None:
+    def __init__(
+        self,
+        config: ScannerConfig,
+        *,
+        cwd: Path | None = None,
+        jobs: int = 1,
+        parallel_threshold: int = PARALLEL_THRESHOLD,
+        start_method: str = DEFAULT_START_METHOD,
+    ) -> None:
         self.config = config
         self.cwd = (cwd or Path.cwd()).resolve()
         self.jobs = max(1, jobs)
+        self.parallel_threshold = parallel_threshold
+        self.start_method = start_method
         self.select = _codes(config.select, "select")
         self.ignore = _codes(config.ignore, "ignore")
-        self.per_file_ignores = {
-            pattern: _codes(codes, f"per-file-ignores {pattern!r}")
+        self.per_file_ignores = [
+            (self._absolute_pattern(pattern), _codes(codes, f"per-file-ignores {pattern!r}"))
             for pattern, codes in config.per_file_ignores.items()
-        }
-        self.tool_runner_path = config.path(config.tool_runner_module)
-        self.state_machine_path = config.path(config.state_machine_module)
-        self.runner_callers = [config.path(entry) for entry in config.runner_callers]
-        self._caller_prefixes = [str(caller) for caller in self.runner_callers]
-        self._tool_runner = str(self.tool_runner_path)
-        self._state_machine = str(self.state_machine_path)
+        ]
+        self.options = FileOptions.from_config(config)
+        self._tool_runners = {str(config.path(entry.module)) for entry in config.tool_runner}
+        self._state_machines = {str(config.path(module)) for module in config.state_machine_modules}
+        self._caller_prefixes = [str(config.path(entry)) for entry in config.runner_callers]
         self._cwd_prefix = str(self.cwd).rstrip(os.sep) + os.sep
+
+    def _absolute_pattern(self, pattern: str) -> str:
+        """Patterns with a "/" are relative to the configuration's folder; names match anywhere."""
+        if "/" not in pattern.rstrip("/"):
+            return pattern
+        return os.path.normpath(os.path.join(self.config.root.resolve(), pattern))
 
     def _is_runner_caller(self, path: str) -> bool:
         return any(
             path == caller or path.startswith(caller + os.sep) for caller in self._caller_prefixes
         )
 
-    def task(self, path: Path) -> FileTask:
-        text = str(path)
-        module, package = _module_names(text)
+    def task(self, path: str) -> FileTask:
+        module, package = module_names(path)
         display = (
-            text[len(self._cwd_prefix) :].replace(os.sep, "/")
-            if text.startswith(self._cwd_prefix)
-            else path.as_posix()
+            path[len(self._cwd_prefix) :].replace(os.sep, "/")
+            if path.startswith(self._cwd_prefix)
+            else Path(path).as_posix()
         )
         return FileTask(
-            path=text,
+            path=path,
             display=display,
             module=module,
             package=package,
-            is_tool_runner=text == self._tool_runner,
-            is_state_machine=text == self._state_machine,
-            is_runner_caller=self._is_runner_caller(text),
+            is_tool_runner=path in self._tool_runners,
+            is_state_machine=path in self._state_machines,
+            is_runner_caller=self._is_runner_caller(path),
         )
 
     def scan(self, paths: Sequence[Path]) -> ScanResult:
         files = _Discovery(self.config).files(paths)
         tasks = [self.task(path) for path in files]
-        analyze = analyze_file
-        if self.jobs > 1 and len(tasks) >= PARALLEL_THRESHOLD:
+        analyze = functools.partial(analyze_file, options=self.options)
+        if self.jobs > 1 and len(tasks) >= self.parallel_threshold:
+            import multiprocessing  # only here: it costs start-up time for every serial run
+
             chunk = max(1, len(tasks) // (self.jobs * 8))
-            with multiprocessing.get_context("fork").Pool(self.jobs) as pool:
+            with multiprocessing.get_context(self.start_method).Pool(self.jobs) as pool:
                 reports = pool.map(analyze, tasks, chunksize=chunk)
         else:
             reports = [analyze(task) for task in tasks]
@@ -349,47 +337,10 @@ class Scanner:
                 for pending in report.pending
                 if hierarchy.is_plugin_class(pending.class_name)
             )
-        findings.extend(self._check_tool_runner(paths))
+        project = Project(self.config, self.cwd, paths)
+        for rule in PROJECT_RULES:
+            findings.extend(rule().check_project(project))
         return self._finish(reports, findings, files_scanned=len(tasks))
-
-    def _covers(self, paths: Sequence[Path], target: Path) -> bool:
-        for given in paths:
-            path = given.resolve()
-            if path == target or path in target.parents:
-                return True
-        return False
-
-    def _check_tool_runner(self, paths: Sequence[Path]) -> list[Finding]:
-        """GOV002-GOV004, when the scan covers where the ToolRunner module should be."""
-        target = self.tool_runner_path
-        if not self._covers(paths, target):
-            return []
-        if not target.is_file():
-            where = self.config.source or target
-            return [
-                Finding(
-                    display_path(where, self.cwd),
-                    1,
-                    1,
-                    "GOV002",
-                    f"ToolRunner module {self.config.tool_runner_module} does not exist",
-                )
-            ]
-        try:
-            tree = ast.parse(target.read_bytes())
-        except (OSError, SyntaxError, ValueError):
-            return []  # reported as GOV000 (or unreadable) by the file scan
-        task = self.task(target)
-        context = ModuleContext(
-            tree=tree,
-            source="",
-            display_path=task.display,
-            module=task.module,
-            package=task.package,
-            is_tool_runner=True,
-        )
-        collect_module_names(context)
-        return list(check_tool_runner(context))
 
     def _selected(self, code: str) -> bool:
         if any(code.startswith(prefix) for prefix in self.ignore):
@@ -399,18 +350,15 @@ class Scanner:
         return any(code.startswith(prefix) for prefix in self.select)
 
     def _ignored_for_file(self, finding: Finding) -> bool:
-        path = (self.cwd / finding.path).resolve()
-        try:
-            relative = path.relative_to(self.config.root.resolve()).as_posix()
-        except ValueError:
-            relative = finding.path
+        path = os.path.normpath(os.path.join(self.cwd, finding.path))
+        name = os.path.basename(path)
         return any(
             (
-                fnmatch.fnmatch(relative, pattern)
-                or fnmatch.fnmatch(relative, pattern.rstrip("/") + "/*")
+                fnmatch.fnmatch(name if "/" not in pattern else path, pattern)
+                or fnmatch.fnmatch(path, pattern.rstrip("/") + "/*")
             )
             and any(finding.rule.startswith(code) for code in codes)
-            for pattern, codes in self.per_file_ignores.items()
+            for pattern, codes in self.per_file_ignores
         )
 
     def _finish(

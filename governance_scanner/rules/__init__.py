@@ -1,21 +1,20 @@
-"""The rule catalogue. Codes and names are stable: tools and suppressions refer to them."""
+"""The rule catalogue, registered once. Codes and names are stable: tools and
+suppressions refer to them. Every other list of rules derives from ``RULES``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from governance_scanner.rules.base import Finding, ModuleContext, PendingFinding, Rule
+from governance_scanner.rules.base import FileRule, ProjectRule, Rule, ScannerRule
 from governance_scanner.rules.gov001_ungoverned_plugin_call import UngovernedPluginCall
 from governance_scanner.rules.gov005_job_status import JobStatusOutsideStateMachine
 from governance_scanner.rules.gov006_layer_skip import LayerSkip
-from governance_scanner.rules.toolrunner import (
+from governance_scanner.rules.runner_contract import (
     MetricsNotInFinally,
     ToolRunnerMissing,
     ToolRunnerNoFinally,
 )
 
 
-class ParseError(Rule):
+class ParseError(ScannerRule):
     """A file cannot be parsed (syntax error, bad encoding, binary content).
 
     The scanner never imports or runs code, so a file it cannot parse is a file
@@ -37,11 +36,8 @@ class ParseError(Rule):
     name = "parse-error"
     message = "file cannot be parsed"
 
-    def check(self, context: ModuleContext) -> Iterator[Finding | PendingFinding]:
-        return iter(())
 
-
-class InvalidSuppression(Rule):
+class InvalidSuppression(ScannerRule):
     """A suppression comment without a reason, or naming no known rule.
 
     A suppression is a decision someone must be able to review, so it names the
@@ -61,11 +57,8 @@ class InvalidSuppression(Rule):
     name = "invalid-suppression"
     message = "suppression without a reason"
 
-    def check(self, context: ModuleContext) -> Iterator[Finding | PendingFinding]:
-        return iter(())
 
-
-ALL_RULES: tuple[type[Rule], ...] = (
+RULES: tuple[type[Rule], ...] = (
     ParseError,
     UngovernedPluginCall,
     ToolRunnerMissing,
@@ -75,7 +68,8 @@ ALL_RULES: tuple[type[Rule], ...] = (
     LayerSkip,
     InvalidSuppression,
 )
-RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in ALL_RULES}
-FILE_RULES: tuple[type[Rule], ...] = (UngovernedPluginCall, JobStatusOutsideStateMachine, LayerSkip)
+RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in RULES}
+FILE_RULES: tuple[type[FileRule], ...] = tuple(r for r in RULES if issubclass(r, FileRule))
+PROJECT_RULES: tuple[type[ProjectRule], ...] = tuple(r for r in RULES if issubclass(r, ProjectRule))
 
-__all__ = ["ALL_RULES", "FILE_RULES", "RULES_BY_CODE", "Finding", "PendingFinding", "Rule"]
+__all__ = ["FILE_RULES", "PROJECT_RULES", "RULES", "RULES_BY_CODE"]

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+import re
 
-from governance_scanner.rules.base import Finding, ModuleContext, PendingFinding, Rule
+from governance_scanner.checker import Checker, FileOptions, SourceFile, word_pattern
+from governance_scanner.rules.base import FileRule
 
-RUNNER_CLASS = "ToolRunner"
 
-
-class LayerSkip(Rule):
-    """``ToolRunner`` is used outside its allowed callers.
+class LayerSkip(FileRule):
+    """The governed runner (``ToolRunner``) is used outside its allowed callers.
 
     Requests go API -> AnalysisExecutionService -> JobExecutionService ->
     PluginExecutionService -> ToolRunner, each layer calling only the next. Code
     that reaches for ToolRunner directly runs plugins without a Job, so the run
-    is never recorded or inspectable. Allowed callers are configured with
-    ``runner_callers``.
+    is never recorded or inspectable. The runner's name comes from
+    ``tool-runner`` (the class of a method, or the function); allowed callers are
+    configured with ``runner-callers``.
 
     Bad (in ``execution/api/views.py``)::
 
@@ -31,23 +31,25 @@ class LayerSkip(Rule):
     code = "GOV006"
     name = "layer-skip"
     message = "ToolRunner used outside its allowed callers; go through PluginExecutionService"
-    trigger_words = (RUNNER_CLASS,)
 
-    def applies_to(self, context: ModuleContext) -> bool:
-        return not context.is_runner_caller and super().applies_to(context)
+    @classmethod
+    def trigger_words(cls, options: FileOptions) -> tuple[str, ...]:
+        return options.runner_names
 
-    def check(self, context: ModuleContext) -> Iterator[Finding | PendingFinding]:
-        for node in ast.walk(context.tree):
-            if isinstance(node, ast.Import | ast.ImportFrom):
-                context.add_import(node)
-        for node in ast.walk(context.tree):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-                qualified = context.qualified_name(node) or node.id
-                if qualified.rsplit(".", 1)[-1] == RUNNER_CLASS:
-                    yield context.finding(type(self), node)
-            elif (
-                isinstance(node, ast.Attribute)
-                and node.attr == RUNNER_CLASS
-                and isinstance(node.ctx, ast.Load)
-            ):
-                yield context.finding(type(self), node)
+    @classmethod
+    def triggers(cls, options: FileOptions) -> tuple[re.Pattern[str], ...]:
+        return (word_pattern(options.runner_names),)
+
+    @classmethod
+    def applies_to(cls, source: SourceFile) -> bool:
+        return not source.is_runner_caller and super().applies_to(source)
+
+    def visit_Name(self, node: ast.Name, checker: Checker) -> None:
+        if isinstance(node.ctx, ast.Load):
+            qualified = checker.qualified_name(node) or node.id
+            if qualified.rsplit(".", 1)[-1] in checker.options.runner_names:
+                self.report(node)
+
+    def visit_Attribute(self, node: ast.Attribute, checker: Checker) -> None:
+        if node.attr in checker.options.runner_names and isinstance(node.ctx, ast.Load):
+            self.report(node)

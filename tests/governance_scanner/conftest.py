@@ -3,10 +3,11 @@ from pathlib import Path
 
 import pytest
 
-from governance_scanner.config import ScannerConfig
+from governance_scanner.config import RunnerEntry, ScannerConfig
 from governance_scanner.scanner import Scanner, ScanResult
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+ROOT = FIXTURES.parents[2]  # the project
 EXPECT = re.compile(r"# expect: ((?:GOV\d{3}:\d+\s*)+)")
 
 
@@ -22,10 +23,22 @@ def expected_findings(path: Path) -> set[tuple[int, int, str]]:
     return found
 
 
-def run_scan(*paths: str | Path, root: Path = FIXTURES, jobs: int = 1, **options) -> ScanResult:
-    options.setdefault("tool_runner_module", "toolrunner/good.py")
+def runner(module: str, name: str = "ToolRunner.run") -> tuple[RunnerEntry, ...]:
+    return (RunnerEntry(module, name),)
+
+
+def run_scan(
+    *paths: str | Path, root: Path = FIXTURES, jobs: int = 1, scanner=None, **options
+) -> ScanResult:
+    """Scan fixtures; ``tool_runner_module`` and ``state_machine_module`` as in the config file."""
+    module = options.pop("tool_runner_module", "toolrunner/good.py")
+    options.setdefault("tool_runner", runner(module))
+    options.setdefault("tool_runner_configured", True)
+    if "state_machine_module" in options:
+        options["state_machine_modules"] = (options.pop("state_machine_module"),)
     config = ScannerConfig(root=root, **options)
-    return Scanner(config, cwd=root, jobs=jobs).scan([root / path for path in paths])
+    scanner = Scanner(config, cwd=root, jobs=jobs, **(scanner or {}))
+    return scanner.scan([root / path for path in paths])
 
 
 def located(result: ScanResult, code: str | None = None) -> set[tuple[int, int, str]]:

@@ -1,8 +1,9 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
-import uuid
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -10,16 +11,20 @@ from django.conf import settings
 from django.core.management import call_command
 from sarif_pydantic import Sarif  # type: ignore[import-untyped]
 
+from governance_scanner.rules import RULES
 from tests.governance_scanner.conftest import FIXTURES
 
 ROOT = Path(settings.BASE_DIR)
+CODES = [rule.code for rule in RULES]
+MANAGE = [sys.executable, str(ROOT / "manage.py"), "scan_violations"]
+MODULE = [sys.executable, "-m", "governance_scanner"]
 
 
-def scan(*args: str, cwd: Path = FIXTURES) -> tuple[int, str, str]:
-    """manage.py scan_violations as a subprocess, from ``cwd``."""
+def scan(*args: str, cwd: Path = FIXTURES, command=MANAGE) -> tuple[int, str, str]:
+    """The scanner as a subprocess (manage.py scan_violations by default), from ``cwd``."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "scan_violations", *args],
+        [*command, *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -71,7 +76,10 @@ def test_sarif_output_is_valid_sarif_2_1_0_for_code_scanning(capsys, monkeypatch
     (run,) = log["runs"]
     rules = run["tool"]["driver"]["rules"]
     assert run["tool"]["driver"]["name"] == "governance-scanner"
-    assert {rule["id"] for rule in rules} == {f"GOV00{n}" for n in range(8)}
+    assert [rule["id"] for rule in rules] == CODES
+    assert run["tool"]["driver"]["version"] == metadata.version("governed-plugin-execution")
+    uri = run["tool"]["driver"]["informationUri"]
+    assert uri.endswith("README.md#the-governance-scanner") or "governed-plugin-execution" in uri
     assert all(
         rule["name"] and rule["help"]["text"] and rule["shortDescription"]["text"] for rule in rules
     )
@@ -137,7 +145,7 @@ def test_output_file(tmp_path, capsys, monkeypatch):
 def test_list_rules_and_explain(capsys):
     code, out = call("--list-rules", capsys=capsys)
     assert code == 0
-    assert [line.split()[0] for line in out.strip().splitlines()] == [f"GOV00{n}" for n in range(8)]
+    assert [line.split()[0] for line in out.strip().splitlines()] == CODES
     code, out = call("--explain", "gov001", capsys=capsys)
     assert code == 0
     assert out.startswith("GOV001 ungoverned-plugin-call")
@@ -190,46 +198,78 @@ def test_an_unreadable_file_exits_two_after_scanning_the_rest(tmp_path):
     assert "unreadable: dangling.py" in err
 
 
-def test_a_new_violation_in_the_project_is_found_by_the_command_and_the_system_check(tmp_path):
-    module = ROOT / "execution" / f"_scanner_test_{uuid.uuid4().hex[:8]}.py"
-    module.write_text(
+def _project_copy(tmp_path: Path) -> Path:
+    """The project's scanner configuration and runner, with one new bypass, in ``tmp_path``."""
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    runner = tmp_path / "plugins" / "runtime" / "tool_runner.py"
+    runner.parent.mkdir(parents=True)
+    shutil.copy(ROOT / "plugins" / "runtime" / "tool_runner.py", runner)
+    (tmp_path / "execution").mkdir()
+    (tmp_path / "execution" / "shortcut.py").write_text(
         "from plugins.registry import get_registry\n\n\n"
         "def shortcut(x):\n"
         "    plugin = get_registry().get_plugin('text_stats')\n"
         "    return plugin.run(x)\n"
     )
-    try:
-        code, out, _ = scan(cwd=ROOT)
-        relative = module.relative_to(ROOT).as_posix()
+    return tmp_path
+
+
+def test_a_new_violation_is_found_by_both_commands_and_the_system_check(tmp_path, settings):
+    project = _project_copy(tmp_path)
+    expected = (
+        "execution/shortcut.py:6:12: GOV001 plugin.run referenced outside ToolRunner; "
+        "execute plugins through ToolRunner"
+    )
+    for command in (MANAGE, MODULE):
+        code, out, _ = scan(".", cwd=project, command=command)
         assert code == 1
-        assert out.splitlines()[0] == (
-            f"{relative}:6:12: GOV001 plugin.run referenced outside ToolRunner; "
-            "execute plugins through ToolRunner"
-        )
+        assert out.splitlines()[0] == expected
         assert "Found 1 violation(s)" in out
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
-        check = subprocess.run(
-            [sys.executable, "manage.py", "check"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert check.returncode == 1
-        assert "governance.GOV001" in check.stderr
-        assert f"{relative}:6:12" in check.stderr
-        # scan_violations runs no system checks: another folder still scans clean.
-        (tmp_path / "clean.py").write_text("x = 1\n")
-        code, out, err = scan("--no-config", "--select", "GOV001", ".", cwd=tmp_path)
-        assert (code, err) == (0, "")
-    finally:
-        module.unlink()
+    from governance_scanner.checks import check_governance
+
+    settings.BASE_DIR = project
+    (error,) = check_governance()
+    assert error.id == "governance.GOV001"
+    assert error.msg.startswith("execution/shortcut.py:6:12:")
+    # scan_violations runs no system checks: another folder still scans clean.
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "clean.py").write_text("x = 1\n")
+    code, out, err = scan("--no-config", "--select", "GOV001", ".", cwd=tmp_path / "elsewhere")
+    assert (code, err) == (0, "")
+
+
+def test_the_module_entry_gives_the_same_report_without_importing_django():
+    args = ("--no-config", "--format", "json", "gov001_bad.py", "suppressions.py", "myplugins")
+    managed = scan(*args)
+    alone = scan(*args, command=MODULE)
+    assert managed == alone
+    assert alone[0] == 1
+    probe = (
+        "import sys\n"
+        "from governance_scanner.cli import main\n"
+        "code = main(['--no-config', '--format', 'sarif', '--output', '/dev/null', '.'])\n"
+        "web = [name for name in ('django', 'rest_framework', 'drf_spectacular') "
+        "if name in sys.modules]\n"
+        "print(code, web)\n"
+    )
+    code, out, err = scan("-c", probe, command=[sys.executable])
+    assert (code, out.strip(), err) == (0, "1 []", "")
+
+
+def test_the_module_entry_reports_usage_errors_with_exit_two():
+    code, out, err = scan("--select", "XYZ1", ".", command=MODULE)
+    assert (code, out) == (2, "")
+    assert "unknown rule code 'XYZ1'" in err
+    code, out, _ = scan("--explain", "gov004", command=MODULE)
+    assert code == 0
+    assert out.startswith("GOV004 metrics-not-in-finally")
 
 
 def test_the_project_itself_scans_clean_and_so_does_the_system_check():
-    code, out, _ = scan(cwd=ROOT)
-    assert code == 0, out
+    for command in (MANAGE, MODULE):
+        code, out, _ = scan(cwd=ROOT, command=command)
+        assert code == 0, out
+        assert out.startswith("No violations")
     from governance_scanner.checks import check_governance
 
     assert check_governance() == []

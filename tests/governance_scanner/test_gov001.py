@@ -1,3 +1,5 @@
+import pytest
+
 from tests.governance_scanner.conftest import (
     FIXTURES,
     expected_findings,
@@ -43,8 +45,44 @@ def test_nothing_inside_the_toolrunner_module_is_reported():
     assert located(result) == set()
 
 
-def test_parallel_and_serial_scans_agree():
-    serial = run_scan(".", select=("GOV001",), extend_exclude=("project",))
-    parallel = run_scan(".", select=("GOV001",), extend_exclude=("project",), jobs=2)
+def test_a_name_imported_from_a_module_can_still_be_a_plugin(tmp_path):
+    (tmp_path / "app.py").write_text(
+        "import gmsh\nfrom tools import plugin\n\n"
+        "def f(payload):\n    plugin.run(payload)\n    gmsh.model.active_plugin.run(payload)\n"
+    )
+    result = run_scan("app.py", root=tmp_path, select=("GOV001",))
+    assert located(result) == {(5, 5, "GOV001")}
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_parallel_and_serial_scans_agree(start_method):
+    """Every fixture, with the threshold lowered so that --jobs 2 really uses worker processes."""
+    serial = run_scan(".", extend_exclude=("project",))
+    parallel = run_scan(
+        ".",
+        extend_exclude=("project",),
+        jobs=2,
+        scanner={"parallel_threshold": 1, "start_method": start_method},
+    )
+    assert serial.files_scanned > 40
+    assert len(serial.violations) > 40
     assert serial.violations == parallel.violations
+    assert serial.suppressed == parallel.suppressed
     assert serial.files_scanned == parallel.files_scanned
+
+
+def test_the_parallel_path_is_taken_only_from_the_threshold(monkeypatch):
+    import multiprocessing
+
+    pools = []
+    real = multiprocessing.get_context
+
+    def spy(method=None):
+        pools.append(method)
+        return real(method)
+
+    monkeypatch.setattr(multiprocessing, "get_context", spy)
+    run_scan("gov005_bad.py", "gov006_bad.py", jobs=2, scanner={"parallel_threshold": 3})
+    assert pools == []
+    run_scan("gov005_bad.py", "gov006_bad.py", jobs=2, scanner={"parallel_threshold": 2})
+    assert pools == ["fork"]

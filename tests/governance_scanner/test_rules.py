@@ -1,6 +1,6 @@
 import pytest
 
-from governance_scanner.config import ScannerConfig
+from governance_scanner.config import ScannerConfig, load_config
 from governance_scanner.scanner import Scanner
 from tests.governance_scanner.conftest import FIXTURES, expected_findings, located, run_scan
 
@@ -78,15 +78,26 @@ def test_the_projects_own_toolrunner_passes():
     assert result.violations == []
 
 
-def test_a_missing_toolrunner_module_is_reported_on_the_configuration(tmp_path):
-    (tmp_path / "pyproject.toml").write_text("[tool.governance_scanner]\n")
+def test_a_configured_runner_module_that_is_missing_is_reported_on_the_configuration(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.governance_scanner]\ntool-runner = ["core/runner.py:ToolRunner.run"]\n'
+    )
     (tmp_path / "app.py").write_text("x = 1\n")
-    config = ScannerConfig(root=tmp_path, source=tmp_path / "pyproject.toml")
+    config = load_config(tmp_path / "pyproject.toml", cwd=tmp_path)
     result = Scanner(config, cwd=tmp_path).scan([tmp_path])
     assert [(f.path, f.line, f.rule) for f in result.violations] == [
         ("pyproject.toml", 1, "GOV002")
     ]
-    assert "plugins/runtime/tool_runner.py does not exist" in result.violations[0].message
+    assert "core/runner.py does not exist" in result.violations[0].message
+
+
+@pytest.mark.parametrize("with_table", [True, False])
+def test_the_default_runner_is_not_required_where_nobody_configured_it(tmp_path, with_table):
+    if with_table:
+        (tmp_path / "pyproject.toml").write_text("[tool.governance_scanner]\n")
+    (tmp_path / "app.py").write_text("x = 1\n")
+    config = load_config(None, cwd=tmp_path)
+    assert Scanner(config, cwd=tmp_path).scan([tmp_path]).violations == []
 
 
 def test_scanning_a_folder_without_the_toolrunner_location_skips_gov002(tmp_path):

@@ -27,6 +27,17 @@ def test_suppressions_need_the_right_code_on_the_same_line_and_a_reason():
     assert "malformed" in messages[8]
 
 
+RUNNER = """\
+class ToolRunner:
+    def run(self, name, payload):
+        plugin = self.registry.get_plugin(name)
+        try:
+            return plugin.run(payload)
+        finally:
+            self.registry.update_execution_metrics(name)
+"""
+
+
 def write(tmp_path, files: dict[str, str]) -> None:
     for name, text in files.items():
         target = tmp_path / name
@@ -44,9 +55,7 @@ def test_configuration_is_read_from_pyproject_relative_to_its_folder(tmp_path):
                 'extend-exclude = ["generated"]\n'
                 'per-file-ignores = {"scripts/*" = ["GOV001"]}\n'
             ),
-            "core/runner.py": (
-                "class ToolRunner:\n    def run(self, name, payload):\n        pass\n"
-            ),
+            "core/runner.py": RUNNER,
             "app.py": "def f(plugin):\n    plugin.run(1)\n",
             "scripts/once.py": "def f(plugin):\n    plugin.run(1)\n",
             "generated/out.py": "def f(plugin):\n    plugin.run(1)\n",

@@ -1,0 +1,142 @@
+"""GOV002-GOV004: the runner contract, on fixtures and on a copy of the project's runner."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from governance_scanner.config import load_config
+from governance_scanner.scanner import Scanner
+from tests.governance_scanner.conftest import (
+    FIXTURES,
+    ROOT,
+    expected_findings,
+    located,
+    run_scan,
+    runner,
+)
+
+CONTRACT = ("GOV002", "GOV003", "GOV004")
+FINALLY_PATHS = sorted((FIXTURES / "finally_paths").glob("*.py"))
+
+
+@pytest.mark.parametrize("fixture", FINALLY_PATHS, ids=lambda path: path.stem)
+def test_every_path_out_of_the_finally_must_record_metrics(fixture):
+    path = fixture.relative_to(FIXTURES).as_posix()
+    result = run_scan(path, tool_runner_module=path, select=CONTRACT)
+    expected = expected_findings(fixture)
+    assert located(result) == expected
+    assert bool(expected) == fixture.stem.startswith("bad_")
+
+
+def test_the_skipping_path_is_named():
+    path = "finally_paths/bad_break.py"
+    (finding,) = run_scan(path, tool_runner_module=path, select=CONTRACT).violations
+    assert finding.message.endswith("(skipped on the way to a break)")
+
+
+@pytest.mark.parametrize(
+    ("fixture", "entry"),
+    [
+        ("function_entry.py", "run_tool"),
+        ("delegate.py", "ToolRunner.run"),
+        ("delegate_outside_try.py", "ToolRunner.run"),
+        ("reaches_nothing.py", "ToolRunner.run"),
+    ],
+)
+def test_entries_are_followed_into_the_functions_they_hand_the_plugin_to(fixture, entry):
+    path = f"runners/{fixture}"
+    result = run_scan(
+        path,
+        tool_runner=runner(path, entry),
+        plugin_methods=("run", "analyze"),
+        plugin_factories=("*_loader.get",),
+        metrics_calls=("update_execution_metrics", "record_tool_metrics"),
+        select=CONTRACT,
+    )
+    assert located(result) == expected_findings(FIXTURES / path)
+
+
+def test_a_missing_entry_is_reported_at_the_module_or_the_class():
+    path = "runners/delegate.py"
+    function = run_scan(path, tool_runner=runner(path, "run_tool"), select=CONTRACT)
+    assert [(f.line, f.rule, f.message) for f in function.violations] == [
+        (1, "GOV002", "no function run_tool in runners/delegate.py")
+    ]
+    method = run_scan(path, tool_runner=runner(path, "ToolRunner.execute"), select=CONTRACT)
+    assert [(f.line, f.rule, f.message) for f in method.violations] == [
+        (1, "GOV002", "class ToolRunner has no execute method")
+    ]
+
+
+def test_several_entries_are_each_checked():
+    good, bad = "runners/delegate.py", "finally_paths/bad_loop.py"
+    result = run_scan(
+        good,
+        bad,
+        tool_runner=(*runner(good), *runner(bad)),
+        select=CONTRACT,
+    )
+    assert [(f.path, f.rule) for f in result.violations] == [(bad, "GOV004")]
+
+
+# The project's own runner ------------------------------------------------------------------
+
+
+def _project_copy(tmp_path: Path, edit=None) -> Path:
+    """The project's configuration and a copy of its runner, edited, in ``tmp_path``."""
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    target = tmp_path / "plugins" / "runtime" / "tool_runner.py"
+    target.parent.mkdir(parents=True)
+    text = (ROOT / "plugins" / "runtime" / "tool_runner.py").read_text()
+    if edit is not None:
+        old, new = edit
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    target.write_text(text)
+    return target
+
+
+def _scan_copy(tmp_path: Path):
+    config = load_config(None, cwd=tmp_path)
+    return Scanner(config, cwd=tmp_path).scan([tmp_path])
+
+
+def test_the_projects_runner_keeps_its_contract(tmp_path):
+    _project_copy(tmp_path)
+    assert _scan_copy(tmp_path).violations == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "code"),
+    [
+        # the finally becomes an ordinary block after the try
+        (
+            (
+                "        finally:\n            elapsed_ms",
+                "        if True:\n            elapsed_ms",
+            ),
+            "GOV003",
+        ),
+        # the metrics call is gone from the finally
+        (("self._registry.update_execution_metrics(", "self._registry.record("), "GOV004"),
+        # the metrics call is skipped on success
+        (
+            (
+                "            try:\n                self._registry.update_execution_metrics(",
+                "            try:\n                if error is None:\n                    return\n"
+                "                self._registry.update_execution_metrics(",
+            ),
+            "GOV004",
+        ),
+        # the child no longer calls the plugin's run: the runner governs nothing
+        (("output = plugin.run(validated)", "output = plugin.execute(validated)"), "GOV002"),
+    ],
+    ids=["no-finally", "no-metrics", "metrics-skipped", "no-plugin-call"],
+)
+def test_breaking_the_projects_runner_is_caught(tmp_path, edit, code):
+    _project_copy(tmp_path, edit)
+    result = _scan_copy(tmp_path)
+    assert {(f.path, f.rule) for f in result.violations} == {
+        ("plugins/runtime/tool_runner.py", code)
+    }
