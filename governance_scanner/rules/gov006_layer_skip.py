@@ -32,6 +32,13 @@ class LayerSkip(FileRule):
     name = "layer-skip"
     message = "ToolRunner used outside its allowed callers; go through PluginExecutionService"
 
+    def report_runner(self, node: ast.AST, runner: str) -> None:
+        """The default message names this project's layers; another runner is named itself."""
+        if runner == "ToolRunner":
+            self.report(node)
+        else:
+            self.report(node, f"{runner} used outside its allowed callers (runner-callers)")
+
     @classmethod
     def trigger_words(cls, options: FileOptions) -> tuple[str, ...]:
         return options.runner_names
@@ -47,9 +54,10 @@ class LayerSkip(FileRule):
     def visit_Name(self, node: ast.Name, checker: Checker) -> None:
         if isinstance(node.ctx, ast.Load):
             qualified = checker.qualified_name(node) or node.id
-            if qualified.rsplit(".", 1)[-1] in checker.options.runner_names:
-                self.report(node)
+            runner = qualified.rsplit(".", 1)[-1]
+            if runner in checker.options.runner_names:
+                self.report_runner(node, runner)
 
     def visit_Attribute(self, node: ast.Attribute, checker: Checker) -> None:
         if node.attr in checker.options.runner_names and isinstance(node.ctx, ast.Load):
-            self.report(node)
+            self.report_runner(node, node.attr)

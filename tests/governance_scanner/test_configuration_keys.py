@@ -144,3 +144,10 @@ def test_state_machine_modules_allow_their_own_writes_only(tmp_path):
     config = ScannerConfig(root=tmp_path, state_machine_modules=("a.py", "b.py"))
     result = Scanner(config, cwd=tmp_path).scan([tmp_path])
     assert [(f.path, f.rule) for f in result.violations] == [("c.py", "GOV005")]
+
+
+def test_a_layer_skip_names_the_configured_runner():
+    messages = {f.message for f in scan_toolbox(select=("GOV006",)).violations}
+    assert messages
+    assert all("ToolRunner" not in message for message in messages)
+    assert any(message.startswith(("run_tool", "ImageRunner")) for message in messages)
