@@ -20,6 +20,7 @@ from django.db import DatabaseError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from plugins.errors.error_envelope import ErrorType, build_error_envelope
@@ -32,12 +33,6 @@ class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
     default_code = "payload_too_large"
-
-
-class LengthRequired(exceptions.APIException):
-    status_code = status.HTTP_411_LENGTH_REQUIRED
-    default_detail = "The request has a body of unknown length; send a Content-Length."
-    default_code = "length_required"
 
 
 class Conflict(exceptions.APIException):
@@ -66,7 +61,7 @@ class ExecutionRefused(exceptions.APIException):
         self.error = error
 
 
-# Most specific first: NotAuthenticated is a kind of 401 of its own in DRF.
+# DRF's own exceptions and the project's, each with its envelope type.
 ERROR_TYPES: list[tuple[type[exceptions.APIException], ErrorType]] = [
     (exceptions.ValidationError, ErrorType.VALIDATION_ERROR),
     (exceptions.ParseError, ErrorType.PARSE_ERROR),
@@ -79,7 +74,6 @@ ERROR_TYPES: list[tuple[type[exceptions.APIException], ErrorType]] = [
     (exceptions.UnsupportedMediaType, ErrorType.UNSUPPORTED_MEDIA_TYPE),
     (exceptions.Throttled, ErrorType.THROTTLED),
     (PayloadTooLarge, ErrorType.PAYLOAD_TOO_LARGE),
-    (LengthRequired, ErrorType.LENGTH_REQUIRED),
     (Conflict, ErrorType.CONFLICT),
 ]
 # Any other APIException (a third-party one) is typed by its status code.
@@ -125,6 +119,8 @@ def validation_errors(detail: Any, location: tuple[str | int, ...] = ()) -> list
             for index, item in enumerate(detail)
             for error in validation_errors(item, (*location, index))
         ]
+    if location[:1] == (api_settings.NON_FIELD_ERRORS_KEY,):  # about the body as a whole
+        location = location[1:]
     code = getattr(detail, "code", None) or "invalid"
     return [{"location": list(location), "message": str(detail), "type": code}]
 

@@ -15,6 +15,19 @@ from rest_framework.exceptions import ErrorDetail, ParseError, ValidationError
 from plugins.validation.json_values import Location, first_unstorable_values
 
 
+class UnstorableValues(ValidationError):
+    """JSON that parsed but holds values no database stores; ``parsed`` says what it was."""
+
+    def __init__(self, detail: Any, *, parsed: Any) -> None:
+        super().__init__(detail)
+        self.parsed = parsed
+
+
+# Far beyond any real payload; well below where pickling the payload for a plugin's
+# process, or walking it, would exhaust Python's stack.
+MAX_JSON_DEPTH = 100
+
+
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, plus: no nesting past the stack, only values every database stores.
 
@@ -32,10 +45,27 @@ class JSONParser(parsers.JSONParser):
             data = super().parse(stream, media_type, parser_context)
         except RecursionError as exc:  # the json module's answer to absurd nesting
             raise ParseError("JSON parse error - nested too deeply") from exc
+        if _depth_exceeds(data, MAX_JSON_DEPTH):
+            raise ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels")
         problems = first_unstorable_values(data)
         if problems:
-            raise ValidationError(_nested(problems))
+            raise UnstorableValues(_nested(problems), parsed=data)
         return data
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects and arrays deeper than ``limit`` (without recursion)."""
+    level: list[Any] = [value]
+    for _ in range(limit + 1):
+        level = [
+            item
+            for node in level
+            if isinstance(node, dict | list)
+            for item in (node.values() if isinstance(node, dict) else node)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _nested(problems: list[tuple[Location, str]]) -> Any:

@@ -128,8 +128,8 @@ def _register(auto_schema: AutoSchema, name: str, schema: JSON) -> JSON:
 def error_reference(auto_schema: AutoSchema) -> JSON:
     """A reference to the error response body, its components registered once."""
     for name, schema in error_components().items():
-        reference = _register(auto_schema, name, schema)
-    return reference
+        _register(auto_schema, name, schema)
+    return {"$ref": "#/components/schemas/ErrorResponse"}
 
 
 class GovernedAutoSchema(AutoSchema):
@@ -153,8 +153,8 @@ class GovernedAutoSchema(AutoSchema):
 
     def _error_statuses(self) -> dict[int, str]:
         statuses = {
-            404: "NotFound: no such resource (or page, or `format`).",
-            406: "NotAcceptable: the Accept header asks for something other than JSON.",
+            404: "NotFound: no such resource (or page).",
+            406: "NotAcceptable: the Accept header or `?format=` asks for something but JSON.",
             503: "ServiceUnavailable: the database (or another dependency) is down.",
         }
         if not any(isinstance(p, AllowAny) for p in self.view.get_permissions()):
@@ -215,6 +215,12 @@ class ExecutionRequestExtension(OpenApiSerializerExtension):
             }
             name = f"{_camel(entry.name)}ExecutionRequest"
             branches[entry.name] = _register(auto_schema, name, branch)["$ref"]
+        choice: JSON = {}
+        if branches:  # with no plugin available there is nothing to choose (oneOf [] is invalid)
+            choice = {
+                "oneOf": [{"$ref": ref} for ref in branches.values()],
+                "discriminator": {"propertyName": "plugin", "mapping": branches},
+            }
         return {
             "type": "object",
             "properties": {
@@ -222,8 +228,7 @@ class ExecutionRequestExtension(OpenApiSerializerExtension):
                 "payload": {"type": "object", "description": "Its input, per its schema."},
             },
             "required": ["plugin", "payload"],
-            "oneOf": [{"$ref": ref} for ref in branches.values()],
-            "discriminator": {"propertyName": "plugin", "mapping": branches},
+            **choice,
         }
 
 

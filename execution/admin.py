@@ -16,7 +16,8 @@ from django.utils.safestring import SafeString
 
 from execution.models import Job, JobStatus
 from execution.selectors import JobNotFound, plugin_overview
-from execution.services import AnalysisExecutionService, JobAlreadyEnded
+from execution.services import AnalysisExecutionService, CancelNotAllowed, JobAlreadyEnded
+from execution.services.job_execution_service import CANCEL_ANY_JOB_PERMISSION
 from plugins.errors.error_envelope import ErrorType
 from plugins.errors.exceptions import GovernedExecutionError
 
@@ -162,7 +163,7 @@ class JobAdmin(admin.ModelAdmin[Job]):
             try:
                 service.cancel(job_id=job.pk, user=_staff(request))
                 cancelled += 1
-            except (JobAlreadyEnded, JobNotFound):
+            except (JobAlreadyEnded, JobNotFound, CancelNotAllowed):
                 ended.append(job.short_id)
         if cancelled:
             self.message_user(request, f"{cancelled} job(s) cancelled.", messages.SUCCESS)
@@ -172,8 +173,8 @@ class JobAdmin(admin.ModelAdmin[Job]):
             )
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
-        # As in the API: staff may cancel any job.
-        return bool(request.user.is_active and request.user.is_staff)
+        # As in the API: cancelling anyone's job takes "change job".
+        return request.user.has_perm(CANCEL_ANY_JOB_PERMISSION)
 
     def has_rerun_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("execution.add_job")

@@ -429,7 +429,7 @@ class Job(models.Model):
     def _elapsed_ms(self, finished_at: datetime) -> float | None:
         if self.started_at is None:
             return None
-        return (finished_at - self.started_at).total_seconds() * 1000.0
+        return round((finished_at - self.started_at).total_seconds() * 1000.0, 3)
 
     def _check(self, target: str) -> None:
         if target not in ALLOWED_TRANSITIONS[self.status]:

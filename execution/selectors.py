@@ -33,7 +33,7 @@ def jobs_visible_to(user: Any) -> JobQuerySet:
 
 
 def job_summaries(*, user: Any) -> JobQuerySet:
-    """The jobs ``user`` may see, newest first, without their (possibly large) input and result."""
+    """The jobs ``user`` may see, without their (possibly large) input and result."""
     return jobs_visible_to(user).defer(*SUMMARY_DEFERRED_FIELDS).select_related("requested_by")
 
 

@@ -10,7 +10,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("plugins.urls")),
     path("v1/", include("execution.api.urls")),
-    re_path(r"^v1/", api_not_found),
+    re_path(r"^v1(/|$)", api_not_found),
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SwaggerView.as_view(url_name="schema"), name="swagger-ui"),

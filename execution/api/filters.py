@@ -16,6 +16,21 @@ from rest_framework.request import Request
 from execution.models import Job, JobStatus
 from plugins.errors.error_envelope import ErrorType
 
+# The error types a stored job can have (the protocol's never reach a job).
+JOB_ERROR_TYPES = [
+    ErrorType.PLUGIN_NOT_FOUND,
+    ErrorType.PLUGIN_UNAVAILABLE,
+    ErrorType.VALIDATION_ERROR,
+    ErrorType.PLUGIN_EXECUTION_ERROR,
+    ErrorType.OUTPUT_VALIDATION_ERROR,
+    ErrorType.PLUGIN_TIMEOUT,
+    ErrorType.PLUGIN_CRASHED,
+    ErrorType.PLUGIN_RESOURCE_LIMIT,
+    ErrorType.WORKER_LOST,
+    ErrorType.CANCELLED,
+    ErrorType.SERVICE_UNAVAILABLE,
+]
+
 
 class _ChoicesField(django_filters.fields.MultipleChoiceField):
     def to_python(self, value: Any) -> list[str]:
@@ -46,7 +61,7 @@ class JobFilter(django_filters.FilterSet):
     )
     error_type = django_filters.ChoiceFilter(
         field_name="error__error__type",
-        choices=[(kind.value, kind.value) for kind in ErrorType],
+        choices=[(kind.value, kind.value) for kind in JOB_ERROR_TYPES],
         help_text="The type of the job's error.",
     )
     ordering = django_filters.OrderingFilter(
@@ -71,6 +86,14 @@ class JobPagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> Any:
+        # A page that is not a number is a bad request; one past the end, a 404 (DRF's).
+        page = request.query_params.get(self.page_query_param, "")
+        number = page.isascii() and page.isdigit() and int(page) >= 1
+        if not number and page not in ("", *self.last_page_strings):
+            raise ValidationError({self.page_query_param: ["Must be a positive integer."]})
+        return super().paginate_queryset(queryset, request, view)
 
     def get_page_size(self, request: Request) -> int:
         raw = request.query_params.get(self.page_size_query_param, "")

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
 from execution.api.views import AnalyzeExecutionView, HealthView, JobViewSet
@@ -8,7 +8,8 @@ router.trailing_slash = "/?"
 router.register("jobs", JobViewSet, basename="job")
 
 urlpatterns = [
-    path("analyze-execution", AnalyzeExecutionView.as_view(), name="analyze-execution"),
-    path("health", HealthView.as_view(), name="health"),
+    # An optional trailing slash, as the routers' routes have ("/?").
+    re_path(r"^analyze-execution/?$", AnalyzeExecutionView.as_view(), name="analyze-execution"),
+    re_path(r"^health/?$", HealthView.as_view(), name="health"),
     *router.urls,
 ]

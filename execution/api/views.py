@@ -14,7 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,6 +22,7 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from api.exceptions import Conflict, error_response, exception_type
+from api.parsers import UnstorableValues
 from execution.api.filters import JobFilter, JobPagination
 from execution.api.serializers import (
     ExecutionRequestSerializer,
@@ -32,7 +33,12 @@ from execution.api.serializers import (
 )
 from execution.models import Job, JobQuerySet, JobStatus
 from execution.selectors import get_job, job_summaries
-from execution.services import AnalysisExecutionService, JobAlreadyEnded, JobNotFound
+from execution.services import (
+    AnalysisExecutionService,
+    CancelNotAllowed,
+    JobAlreadyEnded,
+    JobNotFound,
+)
 from plugins.errors.error_envelope import ErrorType
 from plugins.models import PluginState
 from plugins.registry import get_registry
@@ -59,13 +65,14 @@ def _user(request: Request) -> User:
 
 def execution_request(request: Request) -> dict[str, Any]:
     """The validated ``{"plugin", "payload"}`` body; a refused one is counted, then raised."""
-    plugin_name: object = None
+    body: Any = None
     try:
         body = request.data
-        plugin_name = body.get("plugin") if isinstance(body, dict) else None
         serializer = ExecutionRequestSerializer(data=body)
         serializer.is_valid(raise_exception=True)
     except (APIException, RequestDataTooBig) as exc:
+        body = exc.parsed if isinstance(exc, UnstorableValues) else body
+        plugin_name = body.get("plugin") if isinstance(body, dict) else None
         get_registry().count_refused_request(plugin_name, exception_type(exc))
         raise
     return dict(serializer.validated_data)
@@ -103,7 +110,6 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     pagination_class = JobPagination
     filter_backends = [DjangoFilterBackend]
     filterset_class = JobFilter
-    lookup_value_regex = "[^/]+"
 
     def get_queryset(self) -> JobQuerySet:
         return job_summaries(user=self.request.user)
@@ -132,6 +138,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             409: OpenApiResponse(description="Conflict: the job already ended."),
         },
         summary="Cancel a pending or running job",
+        description="Your own jobs; anyone's with the `execution.change_job` permission.",
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
@@ -140,6 +147,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             job = AnalysisExecutionService().cancel(job_id=pk, user=_user(request))
         except JobNotFound as exc:
             raise NotFound("No such job.") from exc
+        except CancelNotAllowed as exc:
+            raise PermissionDenied(str(exc)) from exc
         except JobAlreadyEnded as exc:
             raise Conflict(str(exc)) from exc
         return Response(JobSerializer(job).data)

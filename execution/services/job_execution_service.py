@@ -57,6 +57,14 @@ class JobAlreadyEnded(Exception):
         self.job = job
 
 
+# Owners cancel their own jobs; cancelling anyone's takes the admin's "change job".
+CANCEL_ANY_JOB_PERMISSION = "execution.change_job"
+
+
+class CancelNotAllowed(Exception):
+    """The user may see the job but not cancel it: it is not theirs."""
+
+
 class JobWatch:
     """Tells ToolRunner to stop a running job that was cancelled, taken over or handed back.
 
@@ -180,9 +188,14 @@ class JobExecutionService:
     def cancel_job(self, *, job_id: uuid.UUID | str, user: User | None = None) -> Job:
         """Cancel a PENDING or RUNNING job; raises JobAlreadyEnded if it already ended.
 
-        A PENDING job never runs; a RUNNING one is stopped by whoever runs it.
+        A PENDING job never runs; a RUNNING one is stopped by whoever runs it. With
+        ``user``: JobNotFound if they may not see it, CancelNotAllowed if they may
+        see it but it is not theirs and they lack CANCEL_ANY_JOB_PERMISSION.
         """
         job = get_job(job_id, user=user)
+        if user is not None and job.requested_by_id != user.pk:  # noqa: SIM102
+            if not user.has_perm(CANCEL_ANY_JOB_PERMISSION):
+                raise CancelNotAllowed(f"Job {job.pk} is not yours to cancel.")
         previous = job.status
         who = user.get_username() if user is not None else "the system"
         envelope = build_error_envelope(

@@ -40,7 +40,9 @@ def _open_image(raw: bytes) -> Image.Image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise ValueError(f"image has more than {MAX_IMAGE_PIXELS} pixels")
             image.load()
-        except (UnidentifiedImageError, Image.DecompressionBombWarning) as exc:
+        except Image.DecompressionBombWarning as exc:
+            raise ValueError(f"image has more than {MAX_IMAGE_PIXELS} pixels") from exc
+        except UnidentifiedImageError as exc:
             raise ValueError("image_base64 is not an image in a supported format") from exc
         except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
             raise ValueError(f"image cannot be decoded: {exc}") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pydantic
@@ -26,9 +27,20 @@ def describe_validation_errors(exc: pydantic.ValidationError) -> dict[str, Any]:
 
 
 def validate_input(plugin: Plugin, payload: Any) -> BaseModel:
-    """Return ``payload`` as the plugin's ``Input`` model or raise InputValidationError."""
+    """Return ``payload`` as the plugin's ``Input`` model or raise InputValidationError.
+
+    Validated as the JSON it is, in pydantic's strict mode: what the Input's JSON
+    Schema (published in the API's schema) accepts, and nothing else, so ``"3"`` or
+    ``true`` is not an integer. JSON's own spellings (an ISO date as a string) still are.
+    """
     try:
-        return plugin.Input.model_validate(payload)
+        document = json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InputValidationError(
+            f"Input for plugin {plugin.name!r} is not JSON data: {exc}", plugin=plugin.name
+        ) from exc
+    try:
+        return plugin.Input.model_validate_json(document, strict=True)
     except pydantic.ValidationError as exc:
         raise InputValidationError(
             f"Input for plugin {plugin.name!r} is invalid",

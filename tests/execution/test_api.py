@@ -267,10 +267,11 @@ def test_job_list_is_paginated_and_filtered(api_client, user):
         ("created_after=yesterday", 400, "ValidationError"),
         ("error_type=Oops", 400, "ValidationError"),
         ("ordering=colour", 400, "ValidationError"),
-        ("page=0", 404, "NotFound"),
-        ("page=abc", 404, "NotFound"),
+        ("page=0", 400, "ValidationError"),
+        ("page=abc", 400, "ValidationError"),
+        ("page=%C2%B2", 400, "ValidationError"),
         ("page=99", 404, "NotFound"),
-        ("format=xml", 404, "NotFound"),
+        ("format=xml", 406, "NotAcceptable"),
     ],
 )
 def test_bad_list_queries_are_envelopes(api_client, query, status_code, error_type):

@@ -304,3 +304,47 @@ def test_unavailable_plugins_and_job_errors_match_the_schema(schema, api_client,
     for job in api_client.get("/v1/jobs").json()["results"]:
         validate_against(schema, "JobSummary", job)
         validate_against(schema, "Job", api_client.get(f"/v1/jobs/{job['id']}").json())
+
+
+def test_a_payload_nested_past_the_limit_is_refused_at_once(api_client):
+    from api.parsers import MAX_JSON_DEPTH
+
+    deep = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)
+    body = '{"plugin": "echo", "payload": {"message": "x", "extra": ' + deep + "}}"
+    response = api_client.post("/v1/analyze-execution", body, content_type="application/json")
+    assert_error(response, 400, "ParseError")
+    assert not Job.objects.exists()
+    fits = "[" * (MAX_JSON_DEPTH - 3) + "]" * (MAX_JSON_DEPTH - 3)
+    body = '{"plugin": "echo", "payload": {"message": "x", "extra": ' + fits + "}}"
+    response = api_client.post("/v1/analyze-execution", body, content_type="application/json")
+    assert response.status_code == 200  # extra fields are the plugin's to ignore
+
+
+def test_a_refusal_of_unstorable_text_is_counted_for_its_plugin(api_client):
+    before = refused("echo", "ValidationError")
+    body = '{"plugin": "echo", "payload": {"message": "\\u0000"}}'
+    assert_error(
+        api_client.post("/v1/jobs", body, content_type="application/json"), 400, "ValidationError"
+    )
+    assert refused("echo", "ValidationError") == before + 1
+
+
+@pytest.mark.parametrize("method", ["get", "post", "put", "delete"])
+def test_the_api_root_without_a_slash_is_not_found(method):
+    response = getattr(APIClient(enforce_csrf_checks=True), method)("/v1")
+    assert_error(response, 404, "NotFound")
+
+
+@pytest.mark.parametrize("path", ["/v1/health/", "/v1/health", "/v1/plugins/", "/v1/plugins"])
+def test_routes_answer_with_or_without_a_trailing_slash(api_client, path):
+    assert api_client.get(path).status_code == 200
+
+
+def test_a_body_that_is_not_an_object_is_located_at_the_root(api_client):
+    detail = assert_error(post(api_client, "/v1/jobs", ["echo"]), 400, "ValidationError")
+    assert detail["details"]["errors"][0]["location"] == []
+
+
+def test_the_job_id_in_the_schema_is_a_uuid(schema):
+    (parameter,) = schema["paths"]["/v1/jobs/{id}"]["get"]["parameters"]
+    assert parameter["schema"]["format"] == "uuid"

@@ -234,13 +234,22 @@ def test_cancelling_a_job_that_ended_is_a_409_conflict(api_client, user, status)
     assert Job.objects.values().get(pk=job.pk) == before
 
 
-def test_only_the_owner_or_staff_may_cancel(api_client, staff_user):
+def test_only_the_owner_or_a_user_allowed_to_change_jobs_may_cancel(api_client, staff_user):
+    from django.contrib.auth.models import Permission
+
     other = get_user_model().objects.create_user("bob", password="pw-bob-12345")
     job = JobExecutionService().create_job(
         plugin_name="echo", payload={"message": "x"}, requested_by=other
     )
     assert cancel(api_client, job.pk).status_code == 404  # alice cannot see bob's job
     assert cancel(api_client, "not-a-uuid").status_code == 404
+    viewer = get_user_model().objects.create_user("vera", password="pw-vera-12345")
+    viewer.user_permissions.add(Permission.objects.get(codename="view_job"))
+    reader = APIClient()
+    reader.force_authenticate(get_user_model().objects.get(pk=viewer.pk))
+    response = cancel(reader, job.pk)  # she may see it, not cancel it
+    assert (response.status_code, response.json()["detail"]["type"]) == (403, "PermissionDenied")
+    assert Job.objects.get(pk=job.pk).status == JobStatus.PENDING
     staff = APIClient()
     staff.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=staff_user).key}")
     assert cancel(staff, job.pk).status_code == 200

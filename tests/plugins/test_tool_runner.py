@@ -83,10 +83,17 @@ def test_success_returns_the_validated_output_and_counts_it(runner):
 
 
 def test_the_plugin_receives_the_validated_model(thread_registry):
-    ToolRunner(registry=thread_registry).run("echo", {"message": "x", "repeat": "3"})
+    ToolRunner(registry=thread_registry).run("echo", {"message": "x", "repeat": 3})
     (call,) = thread_registry.get_plugin("echo").calls
     assert call.repeat == 3
     assert type(call).__name__ == "EchoInput"
+
+
+@pytest.mark.parametrize("repeat", ["3", True, 3.5])
+def test_input_is_what_its_json_schema_says_not_what_pydantic_can_coerce(runner, repeat):
+    _, error = runner.run("echo", {"message": "x", "repeat": repeat})
+    assert error["error"]["type"] == ErrorType.VALIDATION_ERROR
+    assert error["error"]["details"]["errors"][0]["location"] == ["repeat"]
 
 
 def test_a_dict_output_is_validated_and_accepted(runner):
@@ -114,7 +121,7 @@ def test_validation_details_list_pydantic_errors(runner):
     _, error = runner.run("echo", {"repeat": "many"})
     details = error["error"]["details"]["errors"]
     assert {"location": ["message"], "message": "Field required", "type": "missing"} in details
-    assert any(d["location"] == ["repeat"] and d["type"] == "int_parsing" for d in details)
+    assert any(d["location"] == ["repeat"] and d["type"] == "int_type" for d in details)
 
 
 def test_output_no_database_can_store_is_an_output_validation_error(runner):
@@ -122,9 +129,9 @@ def test_output_no_database_can_store_is_an_output_validation_error(runner):
     assert result is None
     assert_envelope(error, ErrorType.OUTPUT_VALIDATION_ERROR, "echo")
     assert error["error"]["details"]["errors"][0]["location"] == ["echoed"]
-    result, error = runner.run("echo", {"message": "\ud800"})  # pydantic cannot encode it
+    result, error = runner.run("echo", {"message": "\ud800"})  # not even valid input
     assert result is None
-    assert_envelope(error, ErrorType.OUTPUT_VALIDATION_ERROR, "echo")
+    assert_envelope(error, ErrorType.VALIDATION_ERROR, "echo")
 
 
 def test_error_reports_are_always_storable():
@@ -288,7 +295,7 @@ def test_exactly_one_of_result_and_error_is_set(runner):
 
 def test_validate_accepts_valid_input_without_running_the_plugin(thread_registry):
     runner = ToolRunner(registry=thread_registry)
-    assert runner.validate("echo", {"message": "x", "repeat": "3"}) is None
+    assert runner.validate("echo", {"message": "x", "repeat": 3}) is None
     assert thread_registry.get_plugin("echo").calls == []
 
 
