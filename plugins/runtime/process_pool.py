@@ -120,7 +120,7 @@ class ProcessIsolation:
             except Exception as exc:
                 pid = slots.pid(slot)
                 future.cancel()  # pebble stops the child running it (SIGTERM, then SIGKILL)
-                _kill_group_later(pid, self.kill_grace_s + 0.5)
+                _kill_group_later(slots, slot, token, self.kill_grace_s + 0.5)
                 if not pid:
                     self._check_not_jammed(pool, slots)
                 if isinstance(exc, _ExitedCleanly):
@@ -131,7 +131,7 @@ class ProcessIsolation:
             try:
                 retire, value = future.result()
             except ProcessExpired as exc:
-                _kill_group_later(slots.pid(slot), 0)
+                _kill_group_later(slots, slot, token, 0)
                 raise PluginCrashedError(
                     "The plugin's process died before it returned",
                     details=describe_exit(exc.exitcode),
@@ -166,7 +166,7 @@ class ProcessIsolation:
         while True:
             if _wait(future, min(deadline - time.monotonic(), _EXIT_CHECK_S)):
                 return True
-            pid = slots.pid(slot)
+            pid = slots.running_pid(slot)
             if pid and not _alive(pid):
                 # pebble reports any other exit status (and delivers a result sent just
                 # before a normal exit) within a few of its 0.1 s polls.
@@ -275,14 +275,26 @@ class _TaskSlots:
                     self._free.append(index)
 
     def pid(self, index: int | None) -> int:
-        return 0 if index is None else int(self.pids[index])
+        """The child that took the task in slot ``index``, whether it still runs it or not."""
+        return 0 if index is None else abs(int(self.pids[index]))
+
+    def running_pid(self, index: int | None) -> int:
+        """The child running the task in slot ``index``; 0 before it starts and once it ends.
+
+        A child marks the end of its task by negating its pid (see ``_run_tracked``).
+        """
+        return 0 if index is None else max(int(self.pids[index]), 0)
+
+    def still_running(self, index: int | None, token: int, pid: int) -> bool:
+        """Whether child ``pid`` is still on the task ``token`` in slot ``index``."""
+        return index is not None and self.tokens[index] == token and self.running_pid(index) == pid
 
     def any_running(self, except_slot: int | None = None) -> bool:
         """Whether a task (but ``except_slot``'s) has started in a child that is still alive."""
         with self._lock:
             free = set(self._free)
         return any(
-            self.pids[index] and _alive(self.pids[index])
+            self.running_pid(index) and _alive(self.running_pid(index))
             for index in range(self.SIZE)
             if index not in free and index != except_slot
         )
@@ -299,13 +311,15 @@ def _stop_in_background(pool: ProcessPool) -> None:
     threading.Thread(target=stop, name="plugin-pool-stop", daemon=True).start()
 
 
-def _kill_group_later(pid: int, delay_s: float) -> None:
-    """After ``delay_s``, make sure child ``pid`` and everything in its process group are gone.
+def _kill_group_later(slots: _TaskSlots, slot: int | None, token: int, delay_s: float) -> None:
+    """After ``delay_s``, make sure the child on this task and its process group are gone.
 
     A child normally kills its own group when stopped; one stuck in C code could
     not, a crashed one did not, and pebble cannot stop one while another child
-    holds their shared pipe.
+    holds their shared pipe. A child that finished the task meanwhile is left
+    alone: it is healthy, and may already be running someone else's task.
     """
+    pid = slots.running_pid(slot)
     if not pid:
         return
 
@@ -314,8 +328,9 @@ def _kill_group_later(pid: int, delay_s: float) -> None:
             if not _alive(pid):
                 break
             time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+        if slots.still_running(slot, token, pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
 
     timer = threading.Timer(delay_s, kill)
     timer.daemon = True
@@ -379,9 +394,12 @@ def retire_this_child() -> None:
 def _run_tracked(
     slot: int | None, token: int, function: Callable[..., Any], *args: Any
 ) -> tuple[bool, Any]:
-    if slot is not None and _slot_tokens[slot] == token:
+    tracked = slot is not None and _slot_tokens[slot] == token
+    if tracked:
         _slot_pids[slot] = os.getpid()
     value = function(*args)
+    if tracked and _slot_tokens[slot] == token:
+        _slot_pids[slot] = -os.getpid()  # done: no longer this task's to kill
     return _retire, value
 
 

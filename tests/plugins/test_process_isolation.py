@@ -315,3 +315,28 @@ def test_a_child_that_hit_its_memory_limit_is_replaced_with_what_it_kept(hostile
     assert error is None
     assert result == {"echoed": "holding 0 blocks"}
     still_serves(hostile_runner)
+
+
+@pytest.mark.parametrize(("finished", "killed"), [(False, True), (True, False)])
+def test_a_late_kill_spares_a_child_that_finished_its_task(finished, killed):
+    """A child pebble could not stop may finish its task and serve the next caller's:
+    the delayed kill meant for the task it gave up on must then leave it alone."""
+    import multiprocessing
+    import subprocess
+
+    from plugins.runtime import process_pool
+
+    slots = process_pool._TaskSlots(multiprocessing.get_context("forkserver"))
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)  # its own group
+    try:
+        with slots.slot() as (slot, token):
+            slots.pids[slot] = child.pid
+            process_pool._kill_group_later(slots, slot, token, 0)
+            if finished:
+                slots.pids[slot] = -child.pid  # as _run_tracked marks the end of a task
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=5)
+        assert (child.poll() is not None) == killed
+    finally:
+        child.kill()
+        child.wait()
