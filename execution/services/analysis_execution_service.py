@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from execution.models import Job, alters_data
@@ -12,6 +14,16 @@ from plugins.registry import get_registry
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
+
+
+@contextlib.contextmanager
+def refusals_counted(plugin_name: str) -> Iterator[None]:
+    """Count a request refused before anything ran (unknown plugin, bad input), and re-raise."""
+    try:
+        yield
+    except GovernedExecutionError as exc:
+        get_registry().count_refused_request(plugin_name, exc.error_type)
+        raise
 
 
 class AnalysisExecutionService:
@@ -27,24 +39,18 @@ class AnalysisExecutionService:
         A request refused before it ran (unknown plugin, bad input) records no job
         but is counted.
         """
-        try:
+        with refusals_counted(plugin_name):
             return self._jobs.execute_now(
                 plugin_name=plugin_name, payload=payload, requested_by=user
             )
-        except GovernedExecutionError as exc:
-            get_registry().count_refused_request(plugin_name, exc.error_type)
-            raise
 
     @alters_data
     def submit(self, *, plugin_name: str, payload: dict[str, Any], user: User | None = None) -> Job:
         """Record a PENDING job together with the task that will run it (refusals counted)."""
-        try:
+        with refusals_counted(plugin_name):
             return self._jobs.create_job(
                 plugin_name=plugin_name, payload=payload, requested_by=user
             )
-        except GovernedExecutionError as exc:
-            get_registry().count_refused_request(plugin_name, exc.error_type)
-            raise
 
     @alters_data
     def cancel(self, *, job_id: uuid.UUID | str, user: User | None = None) -> Job:
