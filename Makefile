@@ -1,6 +1,7 @@
 # Two commands on a fresh machine with Python 3.11, pip and make:
 #   make run    install, migrate, seed a local admin + token, serve
-#   make test   everything CI runs: ruff, mypy, the scanner, pytest with coverage
+#   make test   everything CI runs: ruff, mypy, the scanner, pytest with coverage,
+#               schemathesis against the real server
 
 PYTHON ?= python3
 VENV := .venv
@@ -47,7 +48,7 @@ scan: $(VENV)/.installed-dev
 pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest --cov --cov-report=term
 
-test: lint types scan pytest
+test: lint types scan pytest fuzz
 
 # The API against its own schema: schemathesis, every check, a real gunicorn server.
 fuzz: $(VENV)/.installed-dev
