@@ -86,12 +86,13 @@ class JobPagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+    last_page_strings = ()  # a page is a number, as the schema says
 
     def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> Any:
         # A page that is not a number is a bad request; one past the end, a 404 (DRF's).
         page = request.query_params.get(self.page_query_param, "")
         number = page.isascii() and page.isdigit() and int(page) >= 1
-        if not number and page not in ("", *self.last_page_strings):
+        if not number and page != "":
             raise ValidationError({self.page_query_param: ["Must be a positive integer."]})
         return super().paginate_queryset(queryset, request, view)
 
@@ -111,6 +112,7 @@ class JobPagination(PageNumberPagination):
         parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
         for parameter in parameters:
             parameter["schema"]["minimum"] = 1
+            parameter["allowEmptyValue"] = True  # as if not given, like every filter
             if parameter["name"] == self.page_size_query_param:
                 parameter["description"] = force_str(
                     f"Jobs per page: {self.page_size} if not given; more than "

@@ -96,6 +96,11 @@ def test_input_is_what_its_json_schema_says_not_what_pydantic_can_coerce(runner,
     assert error["error"]["details"]["errors"][0]["location"] == ["repeat"]
 
 
+def test_a_whole_number_written_with_a_fraction_is_an_integer(runner):
+    """JSON Schema's "integer" is any number without a fractional part, 3.0 included."""
+    assert runner.run("echo", {"message": "ab", "repeat": 2.0}) == ({"echoed": "abab"}, None)
+
+
 def test_a_dict_output_is_validated_and_accepted(runner):
     assert runner.run("dict_echo", {"message": "hi"}) == ({"echoed": "hi"}, None)
 
