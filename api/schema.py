@@ -199,6 +199,7 @@ class ExecutionRequestExtension(OpenApiSerializerExtension):
 
     def map_serializer(self, auto_schema: AutoSchema, direction: Any) -> JSON:
         branches: dict[str, str] = {}
+        examples: list[JSON] = []
         for entry in get_registry().get_status():
             if entry.state != PluginState.AVAILABLE or entry.plugin is None:
                 continue
@@ -215,6 +216,8 @@ class ExecutionRequestExtension(OpenApiSerializerExtension):
             }
             name = f"{_camel(entry.name)}ExecutionRequest"
             branches[entry.name] = _register(auto_schema, name, branch)["$ref"]
+            input_examples = entry.plugin.Input.model_json_schema().get("examples", [])
+            examples += [{"plugin": entry.name, "payload": example} for example in input_examples]
         choice: JSON = {}
         if branches:  # with no plugin available there is nothing to choose (oneOf [] is invalid)
             choice = {
@@ -229,6 +232,7 @@ class ExecutionRequestExtension(OpenApiSerializerExtension):
             },
             "required": ["plugin", "payload"],
             **choice,
+            **({"examples": examples} if examples else {}),
         }
 
 

@@ -9,7 +9,7 @@ import warnings
 from typing import cast
 
 from PIL import Image, ImageStat, UnidentifiedImageError
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from plugins.contract import Plugin
 
@@ -49,7 +49,13 @@ def _open_image(raw: bytes) -> Image.Image:
     return image
 
 
+# A 2x2 red PNG: the smallest useful example for the API's documentation.
+EXAMPLE_IMAGE = "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGM8ISfHwMDAxMDAwMDAAAANBAEIfXHKZgAAAABJRU5ErkJggg=="
+
+
 class ImageMetadataInput(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"image_base64": EXAMPLE_IMAGE}]})
+
     image_base64: str = Field(
         min_length=1,
         max_length=(MAX_IMAGE_BYTES * 4) // 3 + 1024,

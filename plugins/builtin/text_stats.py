@@ -6,7 +6,7 @@ import math
 import re
 from collections import Counter
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from plugins.contract import Plugin
 
@@ -41,6 +41,10 @@ STOP_WORDS = frozenset(
 
 
 class TextStatsInput(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"text": "Governed runs are recorded. Every one."}]}
+    )
+
     text: str = Field(min_length=1, max_length=1_000_000, description="The text to analyse.")
     top_n: int = Field(default=5, ge=1, le=50, description="How many frequent terms to list.")
     words_per_minute: int = Field(default=200, ge=50, le=1000, description="Reading speed.")

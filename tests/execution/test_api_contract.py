@@ -348,3 +348,12 @@ def test_a_body_that_is_not_an_object_is_located_at_the_root(api_client):
 def test_the_job_id_in_the_schema_is_a_uuid(schema):
     (parameter,) = schema["paths"]["/v1/jobs/{id}"]["get"]["parameters"]
     assert parameter["schema"]["format"] == "uuid"
+
+
+def test_the_request_body_shows_each_plugin_s_examples(schema, api_client):
+    examples = request_body(schema, "/v1/analyze-execution")["examples"]
+    plugins = {example["plugin"] for example in examples}
+    assert {"text_stats", "image_metadata"} <= plugins
+    for example in examples:  # documentation that runs
+        if example["plugin"] in ("text_stats", "image_metadata"):
+            assert post(api_client, "/v1/analyze-execution", example).status_code == 200
