@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django import forms
 from django.utils.encoding import force_str
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
@@ -44,6 +45,15 @@ class MultipleChoicesFilter(django_filters.MultipleChoiceFilter):
     field_class = _ChoicesField
 
 
+class JobFilterForm(forms.Form):
+    def clean_ordering(self) -> list[str]:
+        # "?ordering=" orders by the default; "?ordering=status," names an empty field.
+        ordering: list[str] = self.cleaned_data.get("ordering") or []
+        if "" in ordering:
+            raise forms.ValidationError("Each field to order by must be named.", code="invalid")
+        return ordering
+
+
 class JobFilter(django_filters.FilterSet):
     status = MultipleChoicesFilter(
         choices=JobStatus.choices, help_text="One or more statuses (repeat the parameter)."
@@ -77,6 +87,7 @@ class JobFilter(django_filters.FilterSet):
 
     class Meta:
         model = Job
+        form = JobFilterForm
         fields: list[str] = []
 
 

@@ -267,6 +267,8 @@ def test_job_list_is_paginated_and_filtered(api_client, user):
         ("created_after=yesterday", 400, "ValidationError"),
         ("error_type=Oops", 400, "ValidationError"),
         ("ordering=colour", 400, "ValidationError"),
+        ("ordering=status,", 400, "ValidationError"),
+        ("ordering=,", 400, "ValidationError"),
         ("page=0", 400, "ValidationError"),
         ("page=abc", 400, "ValidationError"),
         ("page=%C2%B2", 400, "ValidationError"),
