@@ -77,8 +77,10 @@ def _nested(problems: list[tuple[Location, str]]) -> Any:
         node = detail
         for key in location[:-1]:
             node = node.setdefault(key, {})
-            if not isinstance(node, dict):
+            if not isinstance(node, dict):  # two locations that print alike: keep the first
                 break
         else:
-            node.setdefault(location[-1], []).append(ErrorDetail(message, code="unstorable"))
+            leaf = node.setdefault(location[-1], [])
+            if isinstance(leaf, list):
+                leaf.append(ErrorDetail(message, code="unstorable"))
     return detail

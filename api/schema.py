@@ -168,7 +168,7 @@ class GovernedAutoSchema(AutoSchema):
             statuses[400] = "ValidationError or ParseError: the body is invalid."
             statuses[413] = "PayloadTooLarge: the body exceeds API_MAX_REQUEST_BYTES."
             statuses[415] = "UnsupportedMediaType: the body is not application/json."
-        if self.get_filter_backends() or self._get_paginator():
+        if self._is_list_view() and (self.get_filter_backends() or self._get_paginator()):
             statuses[400] = "ValidationError: a query parameter is invalid."
         return statuses
 

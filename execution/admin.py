@@ -18,7 +18,7 @@ from execution.models import Job, JobStatus
 from execution.selectors import JobNotFound, plugin_overview
 from execution.services import AnalysisExecutionService, CancelNotAllowed, JobAlreadyEnded
 from execution.services.job_execution_service import CANCEL_ANY_JOB_PERMISSION
-from plugins.errors.error_envelope import ErrorType
+from plugins.errors.error_envelope import JOB_ERROR_TYPES
 from plugins.errors.exceptions import GovernedExecutionError
 
 STATUS_COLOURS: dict[str, str] = {
@@ -37,7 +37,7 @@ class ErrorTypeFilter(admin.SimpleListFilter):
     parameter_name = "error_type"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(kind.value, kind.value) for kind in ErrorType]
+        return [(kind.value, kind.value) for kind in JOB_ERROR_TYPES]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
         value = self.value()

@@ -13,7 +13,8 @@ from django.db.models import Avg, Count, Q
 
 from execution.models import Job, JobQuerySet, JobStatus
 
-VIEW_ALL_JOBS_PERMISSION = "execution.view_job"
+# As in the admin, which shows every job to users who may view or change jobs.
+VIEW_ALL_JOBS_PERMISSIONS = ("execution.view_job", "execution.change_job")
 # What a list shows of a job; its input and result can be megabytes each.
 SUMMARY_DEFERRED_FIELDS = ("input_payload", "result")
 
@@ -23,9 +24,9 @@ class JobNotFound(Exception):
 
 
 def jobs_visible_to(user: Any) -> JobQuerySet:
-    """Every job for a user with the admin's ``view_job`` permission; otherwise their own."""
+    """Every job for users the admin shows every job to; otherwise their own."""
     jobs = Job.objects.all()
-    if user is not None and user.has_perm(VIEW_ALL_JOBS_PERMISSION):
+    if user is not None and any(user.has_perm(perm) for perm in VIEW_ALL_JOBS_PERMISSIONS):
         return jobs
     if user is None or not user.is_authenticated:
         return jobs.none()

@@ -5,6 +5,7 @@ django-filter declares them, so they check their values and appear in the schema
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import django_filters
@@ -15,22 +16,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 
 from execution.models import Job, JobStatus
-from plugins.errors.error_envelope import ErrorType
-
-# The error types a stored job can have (the protocol's never reach a job).
-JOB_ERROR_TYPES = [
-    ErrorType.PLUGIN_NOT_FOUND,
-    ErrorType.PLUGIN_UNAVAILABLE,
-    ErrorType.VALIDATION_ERROR,
-    ErrorType.PLUGIN_EXECUTION_ERROR,
-    ErrorType.OUTPUT_VALIDATION_ERROR,
-    ErrorType.PLUGIN_TIMEOUT,
-    ErrorType.PLUGIN_CRASHED,
-    ErrorType.PLUGIN_RESOURCE_LIMIT,
-    ErrorType.WORKER_LOST,
-    ErrorType.CANCELLED,
-    ErrorType.SERVICE_UNAVAILABLE,
-]
+from plugins.errors.error_envelope import JOB_ERROR_TYPES
 
 
 class _ChoicesField(django_filters.fields.MultipleChoiceField):
@@ -43,6 +29,33 @@ class MultipleChoicesFilter(django_filters.MultipleChoiceFilter):
     """One or more choices, the parameter repeated; an empty value filters nothing."""
 
     field_class = _ChoicesField
+
+
+class _DateTimeField(django_filters.fields.IsoDateTimeField):
+    def to_python(self, value: Any) -> Any:
+        moment = super().to_python(value)
+        try:
+            if moment is not None:
+                moment.astimezone(UTC)  # the database compares in UTC
+        except OverflowError as exc:  # a date that leaves the calendar once moved to UTC
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from exc
+        return moment
+
+
+class DateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 date and time; one past the calendar's ends is invalid, not a crash."""
+
+    field_class = _DateTimeField
+
+
+class StableOrderingFilter(django_filters.OrderingFilter):
+    """Ordering by a field many jobs share still pages stably: ties go newest first."""
+
+    def filter(self, qs: Any, value: Any) -> Any:
+        ordered = super().filter(qs, value)
+        if value:
+            ordered = ordered.order_by(*ordered.query.order_by, "-created_at", "-id")
+        return ordered
 
 
 class JobFilterForm(forms.Form):
@@ -63,10 +76,10 @@ class JobFilter(django_filters.FilterSet):
         field_name="requested_by__username",
         help_text="The requester's username (for users who see every job).",
     )
-    created_after = django_filters.IsoDateTimeFilter(
+    created_after = DateTimeFilter(
         field_name="created_at", lookup_expr="gte", help_text="Created at or after (ISO 8601)."
     )
-    created_before = django_filters.IsoDateTimeFilter(
+    created_before = DateTimeFilter(
         field_name="created_at", lookup_expr="lt", help_text="Created before (ISO 8601)."
     )
     error_type = django_filters.ChoiceFilter(
@@ -74,7 +87,7 @@ class JobFilter(django_filters.FilterSet):
         choices=[(kind.value, kind.value) for kind in JOB_ERROR_TYPES],
         help_text="The type of the job's error.",
     )
-    ordering = django_filters.OrderingFilter(
+    ordering = StableOrderingFilter(
         fields=(
             ("created_at", "created_at"),
             ("finished_at", "finished_at"),

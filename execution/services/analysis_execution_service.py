@@ -54,5 +54,8 @@ class AnalysisExecutionService:
 
     @alters_data
     def cancel(self, *, job_id: uuid.UUID | str, user: User | None = None) -> Job:
-        """Cancel a job ``user`` may see; raises JobNotFound or JobAlreadyEnded."""
+        """Cancel a job ``user`` may see.
+
+        Raises JobNotFound, CancelNotAllowed (not theirs to cancel) or JobAlreadyEnded.
+        """
         return self._jobs.cancel_job(job_id=job_id, user=user)

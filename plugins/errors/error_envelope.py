@@ -42,6 +42,22 @@ class ErrorType(StrEnum):
     SERVICE_UNAVAILABLE = "ServiceUnavailable"
 
 
+# The types a recorded job's error can have; the protocol's never reach a job.
+JOB_ERROR_TYPES = (
+    ErrorType.PLUGIN_NOT_FOUND,
+    ErrorType.PLUGIN_UNAVAILABLE,
+    ErrorType.VALIDATION_ERROR,
+    ErrorType.PLUGIN_EXECUTION_ERROR,
+    ErrorType.OUTPUT_VALIDATION_ERROR,
+    ErrorType.PLUGIN_TIMEOUT,
+    ErrorType.PLUGIN_CRASHED,
+    ErrorType.PLUGIN_RESOURCE_LIMIT,
+    ErrorType.WORKER_LOST,
+    ErrorType.CANCELLED,
+    ErrorType.SERVICE_UNAVAILABLE,
+)
+
+
 class ErrorBody(TypedDict):
     type: str
     message: str

@@ -265,6 +265,8 @@ def test_job_list_is_paginated_and_filtered(api_client, user):
         ("page_size=-5", 400, "ValidationError"),
         ("page_size=many", 400, "ValidationError"),
         ("created_after=yesterday", 400, "ValidationError"),
+        ("created_after=9999-12-31T23:59:59-23:00", 400, "ValidationError"),
+        ("created_before=0001-01-01T00:00:00%2B23:00", 400, "ValidationError"),
         ("error_type=Oops", 400, "ValidationError"),
         ("ordering=colour", 400, "ValidationError"),
         ("ordering=status,", 400, "ValidationError"),

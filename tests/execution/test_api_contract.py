@@ -357,3 +357,23 @@ def test_the_request_body_shows_each_plugin_s_examples(schema, api_client):
     for example in examples:  # documentation that runs
         if example["plugin"] in ("text_stats", "image_metadata"):
             assert post(api_client, "/v1/analyze-execution", example).status_code == 200
+
+
+def test_unstorable_keys_that_print_alike_are_still_a_validation_error(api_client):
+    body = '{"plugin": "echo", "payload": {"a\\\\ud800": {"x": "\\u0000"}, "a\\ud800": 1}}'
+    response = api_client.post("/v1/jobs", body, content_type="application/json")
+    assert_error(response, 400, "ValidationError")
+    assert not Job.objects.exists()
+
+
+def test_a_user_who_may_change_jobs_sees_and_cancels_everyone_s(user, django_user_model):
+    job = JobExecutionService().create_job(
+        plugin_name="echo", payload={"message": "x"}, requested_by=user
+    )
+    operator = django_user_model.objects.create_user("otto", password="pw-otto-12345")
+    operator.user_permissions.add(Permission.objects.get(codename="change_job"))
+    client = APIClient()
+    client.force_authenticate(django_user_model.objects.get(pk=operator.pk))
+    assert client.get("/v1/jobs").json()["count"] == 1
+    response = client.post(f"/v1/jobs/{job.pk}/cancel")
+    assert (response.status_code, response.json()["status"]) == (200, "CANCELLED")
