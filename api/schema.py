@@ -11,6 +11,7 @@ drf-spectacular documents the views; this module adds what it cannot know:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
@@ -87,6 +88,7 @@ ERROR_DETAILS: dict[ErrorType, JSON] = {
 NO_DETAILS: JSON = {"type": "object", "description": "Nothing more to say: {}."}
 
 
+@functools.cache  # the same for every operation of every schema this process serves
 def error_components() -> dict[str, JSON]:
     """The envelope's schemas: one per error type, their union, and the response body."""
     components: dict[str, JSON] = {}
@@ -177,11 +179,12 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
-def plugin_input_reference(auto_schema: AutoSchema, plugin: Plugin) -> JSON:
+def plugin_input_reference(auto_schema: AutoSchema, plugin: Plugin) -> tuple[JSON, list[Any]]:
     """The plugin's Input JSON Schema as components, prefixed with the plugin's name.
 
-    Titles are prefixed too: client generators name their classes after them, and
-    two plugins' models may well share a class name (``Input``).
+    Returns the reference and the schema's examples. Titles are prefixed too: client
+    generators name their classes after them, and two plugins' models may well share
+    a class name (``Input``).
     """
     prefix = _camel(plugin.name)
     schema: JSON = plugin.Input.model_json_schema(
@@ -189,7 +192,8 @@ def plugin_input_reference(auto_schema: AutoSchema, plugin: Plugin) -> JSON:
     )
     for name, definition in schema.pop("$defs", {}).items():
         _register(auto_schema, f"{prefix}{name}", {**definition, "title": f"{prefix}{name}"})
-    return _register(auto_schema, f"{prefix}Input", {**schema, "title": f"{prefix}Input"})
+    reference = _register(auto_schema, f"{prefix}Input", {**schema, "title": f"{prefix}Input"})
+    return reference, list(schema.get("examples", []))
 
 
 class ExecutionRequestExtension(OpenApiSerializerExtension):
@@ -203,7 +207,8 @@ class ExecutionRequestExtension(OpenApiSerializerExtension):
         for entry in get_registry().get_status():
             if entry.state != PluginState.AVAILABLE or entry.plugin is None:
                 continue
-            payload = plugin_input_reference(auto_schema, entry.plugin)  # checked at registration
+            # Its schema was checked at registration.
+            payload, input_examples = plugin_input_reference(auto_schema, entry.plugin)
             branch = {
                 "type": "object",
                 "description": entry.plugin.description,
@@ -216,7 +221,6 @@ class ExecutionRequestExtension(OpenApiSerializerExtension):
             }
             name = f"{_camel(entry.name)}ExecutionRequest"
             branches[entry.name] = _register(auto_schema, name, branch)["$ref"]
-            input_examples = entry.plugin.Input.model_json_schema().get("examples", [])
             examples += [{"plugin": entry.name, "payload": example} for example in input_examples]
         choice: JSON = {}
         if branches:  # with no plugin available there is nothing to choose (oneOf [] is invalid)

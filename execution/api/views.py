@@ -58,6 +58,18 @@ JOB_ID_HEADER = OpenApiParameter(
 )
 
 
+def _response_header(name: str, kind: OpenApiTypes, description: str) -> OpenApiParameter:
+    """A header of the 202 answer to a submitted job."""
+    return OpenApiParameter(
+        name,
+        kind,
+        location=OpenApiParameter.HEADER,
+        response=[202],
+        required=True,
+        description=description,
+    )
+
+
 def _user(request: Request) -> User:
     """The authenticated user (every execution endpoint requires one)."""
     return cast(User, request.user)
@@ -104,7 +116,7 @@ class AnalyzeExecutionView(APIView):
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Job]):
-    """Background jobs: submit, list (your own; with the view_job permission, all) and inspect."""
+    """Background jobs: submit, list (your own, or all: see jobs_visible_to) and inspect."""
 
     serializer_class = JobSerializer
     pagination_class = JobPagination
@@ -157,21 +169,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         request=ExecutionRequestSerializer,
         responses={202: JobSerializer},
         parameters=[
-            OpenApiParameter(
-                "Location",
-                OpenApiTypes.URI,
-                location=OpenApiParameter.HEADER,
-                response=[202],
-                required=True,
-                description="Where to read the job.",
-            ),
-            OpenApiParameter(
+            _response_header("Location", OpenApiTypes.URI, "Where to read the job."),
+            _response_header(
                 "Retry-After",
                 OpenApiTypes.INT,
-                location=OpenApiParameter.HEADER,
-                response=[202],
-                required=True,
-                description="Seconds to wait before reading the job at Location.",
+                "Seconds to wait before reading the job at Location.",
             ),
         ],
         summary="Submit a plugin execution as a background job",
