@@ -80,8 +80,13 @@ ERROR_DETAILS: dict[ErrorType, JSON] = {
         max_attempts=_INTEGER,
     ),
     ErrorType.CANCELLED: _object(cancelled_by=_STRING, status_before=_STRING),
+    ErrorType.PLUGIN_VERSION_MISMATCH: _object(
+        requested={**_STRING, "description": "The version the request asked for."},
+        installed={**_STRING, "description": "The version that is installed and would run."},
+    ),
     ErrorType.SERVICE_UNAVAILABLE: _object(
         database=_STRING,
+        job_id={**_STRING, "format": "uuid", "description": "The job whose outcome is pending."},
         plugins=_object(available=_INTEGER, unavailable=_INTEGER),
     ),
 }
@@ -196,6 +201,15 @@ def plugin_input_reference(auto_schema: AutoSchema, plugin: Plugin) -> tuple[JSO
     return reference, list(schema.get("examples", []))
 
 
+PLUGIN_VERSION_PROPERTY: JSON = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 100,
+    "description": "Run only this version of the plugin: if another one is installed when the "
+    "job runs, it fails with PluginVersionMismatch and runs nothing.",
+}
+
+
 class ExecutionRequestExtension(OpenApiSerializerExtension):
     """``{"plugin", "payload"}`` as a ``oneOf`` on ``plugin``: each plugin's own payload."""
 
@@ -215,6 +229,7 @@ class ExecutionRequestExtension(OpenApiSerializerExtension):
                 "properties": {
                     "plugin": {"type": "string", "const": entry.name},
                     "payload": payload,
+                    "plugin_version": PLUGIN_VERSION_PROPERTY,
                 },
                 "required": ["plugin", "payload"],
                 "additionalProperties": False,
@@ -233,6 +248,7 @@ class ExecutionRequestExtension(OpenApiSerializerExtension):
             "properties": {
                 "plugin": {"type": "string", "description": "An available plugin's name."},
                 "payload": {"type": "object", "description": "Its input, per its schema."},
+                "plugin_version": PLUGIN_VERSION_PROPERTY,
             },
             "required": ["plugin", "payload"],
             **choice,

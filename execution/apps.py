@@ -2,6 +2,9 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.core.signals import request_started
+from django.db.backends.signals import connection_created
+
+from execution.clock import install_sqlite_clock
 
 
 class ExecutionConfig(AppConfig):
@@ -14,6 +17,7 @@ class ExecutionConfig(AppConfig):
         # in db_worker); started on the first request, so commands such as
         # migrate never start it.
         request_started.connect(_start_lease_monitor, dispatch_uid="execution-lease-monitor")
+        connection_created.connect(install_sqlite_clock, dispatch_uid="execution-sqlite-clock")
 
 
 def _start_lease_monitor(**kwargs: Any) -> None:

@@ -30,14 +30,18 @@ rare transitions (cancel, requeue) use the ORM.
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connections, models
-from django.utils import timezone
+
+from execution.clock import database_now, from_db_datetime, greatest_sql, now_sql
+from plugins.runtime.provenance import RanCode
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 
@@ -81,23 +85,32 @@ class IllegalJobTransition(Exception):
     """A status change the state machine does not allow, or lost to a concurrent change."""
 
 
+class DatabaseNow(models.Func):
+    """The database's time in the ORM (see execution/clock.py)."""
+
+    output_field = models.DateTimeField()
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        return now_sql(connection), []
+
+
 class JobQuerySet(models.QuerySet["Job"]):
-    def claimed_by_creator(
-        self, *, lease_holder: str, lease_expires_at: datetime, **fields: Any
-    ) -> Job:
-        """A new job already claimed by its creator (RUNNING, started now, leased).
+    def claimed_by_creator(self, *, lease_holder: str, lease_s: float, **fields: Any) -> Job:
+        """A new job already claimed by its creator (RUNNING, started now, leased for ``lease_s``).
 
         Not saved yet: its creator inserts it (:meth:`Job.insert`) when it starts running it.
         """
-        now = timezone.now()
-        return Job(
+        now = database_now()
+        job = Job(
             **fields,
             status=JobStatus.RUNNING,
             created_at=now,
             started_at=now,
             lease_holder=lease_holder,
-            lease_expires_at=lease_expires_at,
+            lease_expires_at=now + timedelta(seconds=lease_s),
         )
+        job.run_started = time.monotonic()
+        return job
 
     def load_pending(self, job_id: uuid.UUID | str) -> Job | None:
         """The PENDING job ``job_id`` with what claiming and running it needs; else None.
@@ -112,7 +125,8 @@ class JobQuerySet(models.QuerySet["Job"]):
         with connection.cursor() as cursor:
             cursor.execute(
                 _sql(
-                    "SELECT plugin_name, input_payload, attempt, max_attempts FROM {table} "
+                    "SELECT plugin_name, input_payload, attempt, max_attempts, requested_version "
+                    "FROM {table} "
                     "WHERE id = %s AND status = %s"
                 ),
                 [_prep("id", pk, connection), JobStatus.PENDING],
@@ -127,6 +141,7 @@ class JobQuerySet(models.QuerySet["Job"]):
             "input_payload": payload_field.from_db_value(row[1], None, connection),
             "attempt": row[2],
             "max_attempts": row[3],
+            "requested_version": row[4],
             "status": JobStatus.PENDING,
             "lease_holder": "",
         }
@@ -134,10 +149,13 @@ class JobQuerySet(models.QuerySet["Job"]):
         names = [f.attname for f in Job._meta.concrete_fields if f.attname in loaded]
         return Job.from_db(self.db, names, [loaded[name] for name in names])
 
-    def expired_leases(self, now: datetime) -> JobQuerySet:
-        """RUNNING jobs whose holder should have finished by now (or that never had a lease)."""
+    def expired_leases(self) -> JobQuerySet:
+        """RUNNING jobs whose holder should have finished by now (or that never had a lease).
+
+        "Now" is the database's clock, whichever process asks.
+        """
         return self.filter(status=JobStatus.RUNNING).filter(
-            models.Q(lease_expires_at__lt=now) | models.Q(lease_expires_at__isnull=True)
+            models.Q(lease_expires_at__lt=DatabaseNow()) | models.Q(lease_expires_at__isnull=True)
         )
 
     def without_a_live_task(self, stale_before: datetime) -> JobQuerySet:
@@ -165,7 +183,25 @@ class Job(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     plugin_name = models.CharField(max_length=200)
-    plugin_version = models.CharField(max_length=100, blank=True, default="")
+    plugin_version = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        help_text="The version that ran (reported by the plugin's process), else the one "
+        "registered when the job was submitted.",
+    )
+    plugin_fingerprint = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="The code that ran: its distribution and version, or a hash of its module.",
+    )
+    requested_version = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        help_text="The version the client asked for; another installed version fails the job.",
+    )
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.PENDING)
     input_payload = models.JSONField(default=dict, blank=True)
     result = models.JSONField(null=True, blank=True)
@@ -179,7 +215,7 @@ class Job(models.Model):
         on_delete=models.SET_NULL,
         related_name="jobs",
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=database_now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     elapsed_ms = models.FloatField(null=True, blank=True)
@@ -207,6 +243,9 @@ class Job(models.Model):
     )
 
     objects = JobQuerySet.as_manager()
+
+    # When this process claimed the job, on its monotonic clock (not a field).
+    run_started: float | None = None
 
     class Meta:
         ordering = ["-created_at"]
@@ -239,61 +278,92 @@ class Job(models.Model):
 
     @alters_data
     def claim(
-        self,
-        *,
-        lease_holder: str,
-        lease_expires_at: datetime,
-        task_id: uuid.UUID | str | None = None,
+        self, *, lease_holder: str, lease_s: float, task_id: uuid.UUID | str | None = None
     ) -> bool:
-        """PENDING -> RUNNING under a lease. False, and nothing runs, if it is not claimable.
+        """PENDING -> RUNNING, leased for ``lease_s``. False, and nothing runs, if not claimable.
 
-        A job waiting for its next attempt cannot be claimed before ``next_attempt_at``.
+        Times come from the database's clock: the start (never before the job was
+        created), the lease's end, and whether a job waiting for its next attempt
+        may start (``next_attempt_at``).
         """
         if self.status != JobStatus.PENDING:
             return False
-        started_at = timezone.now()
         connection = connections[Job.objects.db]
-        adapt = connection.ops.adapt_datetimefield_value
+        now = now_sql(connection)
         with connection.cursor() as cursor:
             cursor.execute(
                 _sql(
-                    "UPDATE {table} SET status = %s, started_at = %s, lease_holder = %s, "
-                    "lease_expires_at = %s, task_id = %s, next_attempt_at = NULL "
+                    f"UPDATE {{table}} SET status = %s, "
+                    f"started_at = {greatest_sql(connection, 'created_at', now)}, "
+                    "lease_holder = %s, "
+                    f"lease_expires_at = {now_sql(connection, plus_param=True)}, "
+                    "task_id = %s, next_attempt_at = NULL "
                     "WHERE id = %s AND status = %s "
-                    "AND (next_attempt_at IS NULL OR next_attempt_at <= %s)"
+                    f"AND (next_attempt_at IS NULL OR next_attempt_at <= {now}) "
+                    "RETURNING started_at, lease_expires_at"
                 ),
                 [
                     JobStatus.RUNNING,
-                    adapt(started_at),
                     lease_holder,
-                    adapt(lease_expires_at),
+                    float(lease_s),
                     _prep("task_id", task_id, connection),
                     _prep("id", self.pk, connection),
                     JobStatus.PENDING,
-                    adapt(started_at),
                 ],
             )
-            claimed = cursor.rowcount
-        if not claimed:
+            row = cursor.fetchone()
+        if row is None:
             self.refresh_from_db(fields=["status", "started_at", "lease_holder"])
             return False
-        self.status, self.started_at, self.next_attempt_at = JobStatus.RUNNING, started_at, None
-        self.lease_holder, self.lease_expires_at, self.task_id = (
-            lease_holder,
-            lease_expires_at,
-            task_id,
-        )
+        self.run_started = time.monotonic()
+        self.status, self.next_attempt_at = JobStatus.RUNNING, None
+        self.started_at, self.lease_expires_at = from_db_datetime(row[0]), from_db_datetime(row[1])
+        self.lease_holder = lease_holder
+        self.task_id = uuid.UUID(str(task_id)) if task_id is not None else None
         return True
 
     @alters_data
-    def mark_succeeded(self, result: dict[str, Any]) -> None:
-        """RUNNING -> SUCCESS with the plugin's result."""
-        self._finish(JobStatus.SUCCESS, result=result, error=None)
+    def mark_succeeded(
+        self,
+        result: dict[str, Any],
+        *,
+        ran: RanCode | None = None,
+        elapsed_ms: float | None = None,
+    ) -> None:
+        """RUNNING -> SUCCESS with the plugin's result, and what code produced it."""
+        self._finish(JobStatus.SUCCESS, result=result, error=None, ran=ran, elapsed_ms=elapsed_ms)
 
     @alters_data
-    def mark_failed(self, error: dict[str, Any]) -> None:
+    def mark_failed(
+        self,
+        error: dict[str, Any],
+        *,
+        ran: RanCode | None = None,
+        elapsed_ms: float | None = None,
+    ) -> None:
         """RUNNING -> FAILED, or PENDING -> FAILED when the job can never start."""
-        self._finish(JobStatus.FAILED, result=None, error=error)
+        self._finish(JobStatus.FAILED, result=None, error=error, ran=ran, elapsed_ms=elapsed_ms)
+
+    def elapsed_so_far_ms(self) -> float | None:
+        """How long the run claimed by this process has taken, on its monotonic clock."""
+        if self.run_started is None:
+            return None
+        return round((time.monotonic() - self.run_started) * 1000.0, 3)
+
+    @contextmanager
+    def unchanged_unless_committed(self) -> Iterator[None]:
+        """Undo this instance's changes of state if the block raises (its transaction rolled back).
+
+        The state-machine methods update the instance right after their UPDATE;
+        when the commit that follows fails, the row is unchanged and so must the
+        instance be, or a retry would start from a state the row never had.
+        """
+        saved = {name: self.__dict__[name] for name in _STATE_FIELDS if name in self.__dict__}
+        try:
+            yield
+        except BaseException:
+            self.__dict__.update(saved)
+            raise
 
     @alters_data
     def cancel(self, error: dict[str, Any]) -> None:
@@ -304,7 +374,7 @@ class Job(models.Model):
         """
         for _ in range(3):  # a job can move from PENDING to RUNNING under our feet
             self._check(JobStatus.CANCELLED)
-            finished_at = timezone.now()
+            finished_at = self._not_before_start(database_now())
             elapsed_ms = self._elapsed_ms(finished_at)
             updated = Job.objects.filter(pk=self.pk, status=self.status).update(
                 status=JobStatus.CANCELLED,
@@ -342,7 +412,9 @@ class Job(models.Model):
                 "attempt": self.attempt,
                 "lease_holder": self.lease_holder,
                 "started_at": self.started_at.isoformat() if self.started_at else None,
-                "ended_at": timezone.now().isoformat(),
+                "ended_at": database_now().isoformat(),
+                "plugin_version": self.plugin_version,
+                "plugin_fingerprint": self.plugin_fingerprint,
                 "error": error.get("error"),
             },
         ]
@@ -393,38 +465,61 @@ class Job(models.Model):
         return bool(deleted)
 
     @alters_data
-    def _finish(self, target: str, *, result: Any, error: Any) -> None:
+    def _finish(
+        self,
+        target: str,
+        *,
+        result: Any,
+        error: Any,
+        ran: RanCode | None,
+        elapsed_ms: float | None,
+    ) -> None:
         expected = self.status
         self._check(target)
-        finished_at = timezone.now()
-        elapsed_ms = self._elapsed_ms(finished_at)
+        if elapsed_ms is None:
+            elapsed_ms = self.elapsed_so_far_ms()
+        version, fingerprint = (
+            (ran.version, ran.fingerprint)
+            if ran
+            else (self.plugin_version, self.plugin_fingerprint)
+        )
         connection = connections[Job.objects.db]
+        now = now_sql(connection)
+        finished_at = greatest_sql(connection, f"COALESCE(started_at, {now})", now)
         with connection.cursor() as cursor:
             cursor.execute(
                 _sql(
-                    "UPDATE {table} SET status = %s, result = %s, error = %s, finished_at = %s, "
-                    "elapsed_ms = %s WHERE id = %s AND status = %s AND lease_holder = %s"
+                    "UPDATE {table} SET status = %s, result = %s, error = %s, "
+                    f"finished_at = {finished_at}, "
+                    "elapsed_ms = %s, plugin_version = %s, plugin_fingerprint = %s "
+                    "WHERE id = %s AND status = %s AND lease_holder = %s "
+                    "RETURNING finished_at"
                 ),
                 [
                     target,
                     _prep("result", result, connection),
                     _prep("error", error, connection),
-                    connection.ops.adapt_datetimefield_value(finished_at),
                     elapsed_ms,
+                    version,
+                    fingerprint,
                     _prep("id", self.pk, connection),
                     expected,
                     self.lease_holder,
                 ],
             )
-            updated = cursor.rowcount
-        if not updated:
+            row = cursor.fetchone()
+        if row is None:
             current = Job.objects.filter(pk=self.pk).values_list("status", flat=True).first()
             raise IllegalJobTransition(
                 f"Job {self.pk} is {current}, not {expected} under this lease: "
                 "it changed concurrently"
             )
         self.status, self.result, self.error = target, result, error
-        self.finished_at, self.elapsed_ms = finished_at, elapsed_ms
+        self.finished_at, self.elapsed_ms = from_db_datetime(row[0]), elapsed_ms
+        self.plugin_version, self.plugin_fingerprint = version, fingerprint
+
+    def _not_before_start(self, moment: datetime) -> datetime:
+        return max(moment, self.started_at) if self.started_at is not None else moment
 
     def _elapsed_ms(self, finished_at: datetime) -> float | None:
         if self.started_at is None:
@@ -434,3 +529,22 @@ class Job(models.Model):
     def _check(self, target: str) -> None:
         if target not in ALLOWED_TRANSITIONS[self.status]:
             raise IllegalJobTransition(f"Job {self.pk}: {self.status} -> {target} is not allowed")
+
+
+# What the state-machine methods change on the instance (see unchanged_unless_committed).
+_STATE_FIELDS = (
+    "status",
+    "result",
+    "error",
+    "started_at",
+    "finished_at",
+    "elapsed_ms",
+    "attempt",
+    "attempts",
+    "next_attempt_at",
+    "lease_holder",
+    "lease_expires_at",
+    "task_id",
+    "plugin_version",
+    "plugin_fingerprint",
+)

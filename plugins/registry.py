@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils.module_loading import import_string
 
 from plugins.contract import Plugin, check_plugin_contract
@@ -236,7 +236,12 @@ class PluginRegistry:
 
 
 class PendingMetrics:
-    """Metric rows held back so the caller can write them in its own transaction."""
+    """Metric rows held back so the caller can write them in its own transaction.
+
+    The rows stay pending until the caller says its transaction committed
+    (:meth:`discard`): a commit that fails and is tried again writes them again,
+    and only once it succeeds are they gone, so each execution counts once.
+    """
 
     def __init__(self) -> None:
         self._rows: list[tuple[str, str, float, bool]] = []
@@ -245,23 +250,43 @@ class PendingMetrics:
         self._rows.append((plugin_name, state, elapsed_ms, had_error))
 
     def discard(self) -> None:
-        """Forget what is pending: the executions were not runs worth keeping (refused input)."""
+        """Forget what is pending: it was committed, or was no run worth keeping (refused input)."""
         self._rows = []
 
-    def flush(self) -> None:
-        """Write what is pending. A failure is logged and counted, never raised.
+    def take(self) -> PendingMetrics:
+        """Move what is pending to a new holder (which writes it later); this one is left empty."""
+        taken = PendingMetrics()
+        taken._rows, self._rows = self._rows, []
+        return taken
 
-        Each write runs in a savepoint, so inside the caller's transaction a
-        failed metrics write cannot undo the caller's own work.
+    def write(self) -> None:
+        """Write what is pending inside the caller's transaction, keeping it pending.
+
+        Each row is written in a savepoint, so a failed metrics write cannot undo
+        the caller's own work; it is logged and counted. A failure of the
+        database itself (``OperationalError``, ``InterfaceError``) is raised: the
+        caller's transaction fails with it and is tried again as a whole.
         """
-        rows, self._rows = self._rows, []
-        for row in rows:
+        for row in self._rows:
             try:
                 with transaction.atomic():
                     PluginMetrics.objects.record_execution(*row)
+            except (OperationalError, InterfaceError):
+                raise
             except Exception:
                 METRICS_FAILURES.inc()
                 logger.exception("Recording metrics for plugin %r failed", row[0])
+
+    def flush(self) -> None:
+        """Write what is pending on its own and forget it. A failure is logged, never raised."""
+        try:
+            self.write()
+        except Exception:
+            METRICS_FAILURES.inc()
+            logger.exception(
+                "Recording metrics failed; %d executions went uncounted", len(self._rows)
+            )
+        self.discard()
 
 
 _pending_metrics: contextvars.ContextVar[PendingMetrics | None] = contextvars.ContextVar(

@@ -96,7 +96,7 @@ TEMPLATES = [
 SQLITE_OPTIONS = {
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     "transaction_mode": "IMMEDIATE",
-    "timeout": 20,
+    "timeout": float(os.environ.get("SQLITE_BUSY_TIMEOUT_S", "20")),
 }
 
 DATABASES = {
@@ -187,6 +187,14 @@ JOB_LEASE_GRACE_S = float(os.environ.get("JOB_LEASE_GRACE_S", "10"))
 JOB_RECOVERY_INTERVAL_S = float(os.environ.get("JOB_RECOVERY_INTERVAL_S", "5"))
 JOB_RETRY_BACKOFF_S = float(os.environ.get("JOB_RETRY_BACKOFF_S", "2"))
 JOB_CANCEL_POLL_S = float(os.environ.get("JOB_CANCEL_POLL_S", "0.5"))
+# A synchronous request whose outcome the database does not take (a full disk, a
+# failover) waits this long, then answers 503 while the process keeps trying until
+# the job's lease ends.
+JOB_OUTCOME_SYNC_WAIT_S = float(os.environ.get("JOB_OUTCOME_SYNC_WAIT_S", "5"))
+# Lease times are the database's clock; a process whose own clock is further off
+# than this logs a WARNING (measured every JOB_CLOCK_CHECK_INTERVAL_S).
+JOB_CLOCK_SKEW_WARN_S = float(os.environ.get("JOB_CLOCK_SKEW_WARN_S", "2"))
+JOB_CLOCK_CHECK_INTERVAL_S = float(os.environ.get("JOB_CLOCK_CHECK_INTERVAL_S", "60"))
 # What POST /v1/jobs suggests in Retry-After: seconds before the first read of the job.
 JOB_POLL_AFTER_S = int(os.environ.get("JOB_POLL_AFTER_S", "1"))
 

@@ -43,12 +43,19 @@ class JSONObjectField(serializers.JSONField):
 class ExecutionRequestSerializer(StrictSerializer):
     plugin = StrictCharField(max_length=100, help_text="Registered plugin name.")
     payload = serializers.DictField(help_text="Input of the plugin, checked against its schema.")
+    plugin_version = StrictCharField(
+        max_length=100,
+        required=False,
+        help_text="Run only this version; another installed one fails the job "
+        "(PluginVersionMismatch).",
+    )
 
 
 class ExecutionResultSerializer(serializers.Serializer[Job]):
     job_id = serializers.UUIDField(source="id")
     plugin = serializers.CharField(source="plugin_name")
-    plugin_version = serializers.CharField()
+    plugin_version = serializers.CharField(help_text="The version that ran.")
+    plugin_fingerprint = serializers.CharField(help_text="The code that ran (see Job).")
     status = serializers.ChoiceField(choices=[JobStatus.SUCCESS])
     result = JSONObjectField(help_text="The plugin's output, checked against its schema.")
     elapsed_ms = serializers.FloatField()
@@ -56,6 +63,8 @@ class ExecutionResultSerializer(serializers.Serializer[Job]):
 
 class AttemptSerializer(serializers.Serializer[Any]):
     attempt = serializers.IntegerField()
+    plugin_version = serializers.CharField(required=False)
+    plugin_fingerprint = serializers.CharField(required=False)
     started_at = serializers.DateTimeField(allow_null=True)
     ended_at = serializers.DateTimeField()
     error = ErrorField(allow_null=True)
@@ -82,6 +91,8 @@ class JobSummarySerializer(serializers.ModelSerializer[Job]):
             "id",
             "plugin",
             "plugin_version",
+            "plugin_fingerprint",
+            "requested_version",
             "status",
             "error",
             "requested_by",

@@ -38,6 +38,7 @@ from execution.services import (
     CancelNotAllowed,
     JobAlreadyEnded,
     JobNotFound,
+    OutcomeNotRecorded,
 )
 from plugins.errors.error_envelope import ErrorType
 from plugins.models import PluginState
@@ -46,14 +47,19 @@ from plugins.registry import get_registry
 EXECUTION_FAILURES = (
     "ValidationError, ParseError, PluginNotFound or PluginUnavailable: the request was "
     "refused and nothing was recorded. PluginExecutionError, OutputValidationError, "
-    "PluginTimeout, PluginCrashed, PluginResourceLimit or Cancelled: the job ran and failed "
-    "(its id is in X-Job-Id)."
+    "PluginTimeout, PluginCrashed, PluginResourceLimit, PluginVersionMismatch or Cancelled: "
+    "the job ran (or, for PluginVersionMismatch, was refused by the installed version) and "
+    "failed (its id is in X-Job-Id)."
+)
+OUTCOME_PENDING = (
+    "ServiceUnavailable: the database is unavailable. When X-Job-Id is set, the plugin ran "
+    "but its outcome is not recorded yet: read the job at Location after Retry-After."
 )
 JOB_ID_HEADER = OpenApiParameter(
     "X-Job-Id",
     OpenApiTypes.UUID,
     location=OpenApiParameter.HEADER,
-    response=[200, 400],
+    response=[200, 400, 503],
     description="The job recorded for this execution (absent if the request was refused).",
 )
 
@@ -98,21 +104,48 @@ class AnalyzeExecutionView(APIView):
         responses={
             200: ExecutionResultSerializer,
             400: OpenApiResponse(description=EXECUTION_FAILURES),
+            503: OpenApiResponse(description=OUTCOME_PENDING),
         },
         parameters=[JOB_ID_HEADER],
         summary="Execute a plugin synchronously",
     )
     def post(self, request: Request) -> Response:
         data = execution_request(request)
-        job = AnalysisExecutionService().execute(
-            plugin_name=data["plugin"], payload=data["payload"], user=_user(request)
-        )
-        headers = {"X-Job-Id": str(job.pk)}
-        if job.status != JobStatus.SUCCESS:  # FAILED, or CANCELLED while it ran
-            return Response(
-                {"detail": job.public_error}, status=status.HTTP_400_BAD_REQUEST, headers=headers
+        try:
+            job = AnalysisExecutionService().execute(
+                plugin_name=data["plugin"],
+                payload=data["payload"],
+                user=_user(request),
+                plugin_version=data.get("plugin_version", ""),
             )
-        return Response(ExecutionResultSerializer(job).data, headers=headers)
+        except OutcomeNotRecorded as exc:
+            return _outcome_pending(request, exc.job)
+        headers = {"X-Job-Id": str(job.pk)}
+        if job.status == JobStatus.SUCCESS:
+            return Response(ExecutionResultSerializer(job).data, headers=headers)
+        if job.public_error is None:  # not final: the row says something else happened
+            return _outcome_pending(request, job)
+        return Response(  # FAILED, or CANCELLED while it ran
+            {"detail": job.public_error}, status=status.HTTP_400_BAD_REQUEST, headers=headers
+        )
+
+
+def _outcome_pending(request: Request, job: Job) -> Response:
+    """503 for a job that ran but whose outcome is not recorded yet: read it later."""
+    location = request.build_absolute_uri(reverse("job-detail", args=[job.pk]))
+    return error_response(
+        ErrorType.SERVICE_UNAVAILABLE,
+        "The plugin ran, but the database did not take its outcome yet; it is written as "
+        f"soon as the database takes writes again. Read the job at {location}.",
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        details={"job_id": str(job.pk)},
+        plugin=job.plugin_name,
+        headers={
+            "X-Job-Id": str(job.pk),
+            "Location": location,
+            "Retry-After": str(settings.JOB_POLL_AFTER_S * 5),
+        },
+    )
 
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Job]):
@@ -182,7 +215,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         data = execution_request(request)
         # An enqueue failure marks this same instance FAILED; nothing to re-read.
         job = AnalysisExecutionService().submit(
-            plugin_name=data["plugin"], payload=data["payload"], user=_user(request)
+            plugin_name=data["plugin"],
+            payload=data["payload"],
+            user=_user(request),
+            plugin_version=data.get("plugin_version", ""),
         )
         headers = {
             "Location": request.build_absolute_uri(reverse("job-detail", args=[job.pk])),

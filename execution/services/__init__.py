@@ -4,6 +4,7 @@ from execution.services.job_execution_service import (
     CancelNotAllowed,
     JobAlreadyEnded,
     JobExecutionService,
+    OutcomeNotRecorded,
 )
 from execution.services.plugin_execution_service import PluginExecutionService
 
@@ -13,5 +14,6 @@ __all__ = [
     "JobAlreadyEnded",
     "JobExecutionService",
     "JobNotFound",
+    "OutcomeNotRecorded",
     "PluginExecutionService",
 ]

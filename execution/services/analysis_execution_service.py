@@ -32,24 +32,43 @@ class AnalysisExecutionService:
 
     @alters_data
     def execute(
-        self, *, plugin_name: str, payload: dict[str, Any], user: User | None = None
+        self,
+        *,
+        plugin_name: str,
+        payload: dict[str, Any],
+        user: User | None = None,
+        plugin_version: str = "",
     ) -> Job:
         """Run now; the returned job is SUCCESS, FAILED or (cancelled meanwhile) CANCELLED.
 
         A request refused before it ran (unknown plugin, bad input) records no job
-        but is counted.
+        but is counted. ``plugin_version``: run only that version. Raises
+        OutcomeNotRecorded when the database took no write of the outcome in time.
         """
         with refusals_counted(plugin_name):
             return self._jobs.execute_now(
-                plugin_name=plugin_name, payload=payload, requested_by=user
+                plugin_name=plugin_name,
+                payload=payload,
+                requested_by=user,
+                requested_version=plugin_version,
             )
 
     @alters_data
-    def submit(self, *, plugin_name: str, payload: dict[str, Any], user: User | None = None) -> Job:
+    def submit(
+        self,
+        *,
+        plugin_name: str,
+        payload: dict[str, Any],
+        user: User | None = None,
+        plugin_version: str = "",
+    ) -> Job:
         """Record a PENDING job together with the task that will run it (refusals counted)."""
         with refusals_counted(plugin_name):
             return self._jobs.create_job(
-                plugin_name=plugin_name, payload=payload, requested_by=user
+                plugin_name=plugin_name,
+                payload=payload,
+                requested_by=user,
+                requested_version=plugin_version,
             )
 
     @alters_data

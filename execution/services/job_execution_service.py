@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
-from django.utils import timezone
 
+from execution.clock import database_now
 from execution.metrics import JOB_CANCELLATIONS
 from execution.models import IllegalJobTransition, Job, JobStatus, alters_data
 from execution.selectors import JobNotFound, get_job
@@ -24,13 +24,16 @@ from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_
 from plugins.errors.exceptions import InputValidationError
 from plugins.registry import PendingMetrics, defer_metrics_persistence
 from plugins.runtime.control import ControlFailed, StopReason
+from plugins.runtime.tool_runner import ExecutionResult
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
 
-OUTCOME_RETRY_PAUSES_S = (0.5, 1.0, 2.0, 4.0)
+# Between tries to record an outcome: doubling from the first, at most the last.
+OUTCOME_RETRY_FIRST_PAUSE_S = 0.5
+OUTCOME_RETRY_MAX_PAUSE_S = 5.0
 
 _release_requested = threading.Event()
 
@@ -47,6 +50,19 @@ def release_running_jobs() -> None:
 def new_lease_holder() -> str:
     """Who holds a lease: this host and process, and a token unique to this claim."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+class OutcomeNotRecorded(Exception):
+    """A synchronous job ran, but the database took no write of its outcome in time.
+
+    The outcome is still held and written by this process as soon as the
+    database takes writes again, for as long as the job's lease lasts; after
+    that, lease recovery ends the job. Clients read the job to learn which.
+    """
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"The outcome of job {job.pk} could not be recorded yet")
+        self.job = job
 
 
 class JobAlreadyEnded(Exception):
@@ -119,7 +135,12 @@ class JobExecutionService:
 
     @alters_data
     def create_job(
-        self, *, plugin_name: str, payload: dict[str, Any], requested_by: User | None = None
+        self,
+        *,
+        plugin_name: str,
+        payload: dict[str, Any],
+        requested_by: User | None = None,
+        requested_version: str = "",
     ) -> Job:
         """Check the request, then record a PENDING job and the task that will run it.
 
@@ -131,7 +152,9 @@ class JobExecutionService:
         from execution.tasks import run_job_task
 
         facts = self._plugins.describe(plugin_name=plugin_name)
-        failure = self._plugins.check_input(plugin_name=plugin_name, payload=payload)
+        failure = self._plugins.check_input(
+            plugin_name=plugin_name, payload=payload, version=requested_version
+        )
         job_id = uuid.uuid4()
         with transaction.atomic():
             task = None if failure else run_job_task.enqueue(str(job_id))
@@ -139,6 +162,8 @@ class JobExecutionService:
                 id=job_id,
                 plugin_name=plugin_name,
                 plugin_version=facts.version,
+                plugin_fingerprint=facts.fingerprint,
+                requested_version=requested_version,
                 input_payload=payload,
                 requested_by=requested_by,
                 max_attempts=facts.max_attempts,
@@ -150,7 +175,12 @@ class JobExecutionService:
 
     @alters_data
     def execute_now(
-        self, *, plugin_name: str, payload: dict[str, Any], requested_by: User | None = None
+        self,
+        *,
+        plugin_name: str,
+        payload: dict[str, Any],
+        requested_by: User | None = None,
+        requested_version: str = "",
     ) -> Job:
         """Create a job claimed by this thread and run it here (the synchronous API).
 
@@ -158,16 +188,20 @@ class JobExecutionService:
         exactly what was validated runs. Input the plugin refuses was never a
         run: its provisional job is removed and InputValidationError raised, so
         bad input records nothing. Two commits per execution: the RUNNING job,
-        then its outcome together with the plugin's metrics.
+        then its outcome together with the plugin's metrics. Raises
+        OutcomeNotRecorded when the database takes no write of the outcome
+        within ``JOB_OUTCOME_SYNC_WAIT_S``.
         """
         facts = self._plugins.describe(plugin_name=plugin_name)
         job = Job.objects.claimed_by_creator(
             plugin_name=plugin_name,
             plugin_version=facts.version,
+            plugin_fingerprint=facts.fingerprint,
+            requested_version=requested_version,
             input_payload=payload,
             requested_by=requested_by,
             lease_holder=new_lease_holder(),
-            lease_expires_at=_lease_end(facts.time_limit_s),
+            lease_s=_lease_s(facts.time_limit_s),
         )
         return self._execute_claimed(job, payload, sync=True)
 
@@ -177,10 +211,8 @@ class JobExecutionService:
         job = Job.objects.load_pending(job_id)
         if job is None:
             return get_job(job_id)
-        lease_end = _lease_end(self._plugins.time_limit_s(plugin_name=job.plugin_name))
-        if not job.claim(
-            lease_holder=new_lease_holder(), lease_expires_at=lease_end, task_id=task_id
-        ):
+        lease_s = _lease_s(self._plugins.time_limit_s(plugin_name=job.plugin_name))
+        if not job.claim(lease_holder=new_lease_holder(), lease_s=lease_s, task_id=task_id):
             return job
         return self._execute_claimed(job, job.input_payload)
 
@@ -223,7 +255,7 @@ class JobExecutionService:
         from execution.tasks import run_job_task
 
         delay_s = settings.JOB_RETRY_BACKOFF_S * 2 ** (job.attempt - 1) if retry else 0.0
-        next_attempt_at = timezone.now() + timedelta(seconds=delay_s)
+        next_attempt_at = database_now() + timedelta(seconds=delay_s)
         with transaction.atomic():
             task = run_job_task.using(run_after=next_attempt_at).enqueue(str(job.pk))
             job.requeue(dict(error), next_attempt_at=next_attempt_at, retry=retry, task_id=task.id)
@@ -253,12 +285,16 @@ class JobExecutionService:
         # per finished execution instead of two.
         with defer_metrics_persistence() as pending_metrics:
             try:
-                result, error = self._plugins.execute(
-                    plugin_name=job.plugin_name, payload=payload, control=watch
+                execution = self._plugins.execute(
+                    plugin_name=job.plugin_name,
+                    payload=payload,
+                    control=watch,
+                    version=job.requested_version,
                 )
             except ControlFailed as exc:  # the job could not be recorded: nothing ran for it
                 pending_metrics.discard()
                 raise exc.__cause__ or exc from None
+            error = execution.error
             if sync and not watch.has_started:
                 job.insert()  # it failed before it was handed over: record it all the same
             # Input its plugin refuses makes a request, not a run: it records nothing.
@@ -270,62 +306,202 @@ class JobExecutionService:
                     details=error["error"]["details"],
                     plugin=job.plugin_name,
                 )
-            self._record(job, result, error, watch.reason, pending_metrics)
+            outcome = _Outcome(
+                job,
+                execution,
+                watch.reason,
+                pending_metrics,
+                elapsed_ms=job.elapsed_so_far_ms(),
+                record=self._record_outcome,
+            )
+            if not outcome.record_until(_lease_deadline(job, sync=sync)):
+                if not sync:
+                    outcome.give_up()  # the job stays RUNNING; lease recovery ends it
+                    return job
+                outcome.pending_metrics = pending_metrics.take()
+                _outcomes_in_waiting.hold(outcome)
+                raise OutcomeNotRecorded(job)
         return job
 
-    def _record(
-        self,
-        job: Job,
-        result: dict[str, Any] | None,
-        error: ErrorEnvelope | None,
-        stopped: StopReason | None,
-        pending_metrics: PendingMetrics,
-    ) -> None:
-        """Commit the outcome with its metrics; ride out a short database outage to do so.
-
-        The lease is ours until it ends: a result kept until then is not lost.
-        """
-        for pause_s in (*OUTCOME_RETRY_PAUSES_S, None):
-            try:
-                with transaction.atomic():
-                    self._record_outcome(job, result, error, stopped)
-                    pending_metrics.flush()
-                return
-            except IllegalJobTransition:
-                # Cancelled, or recovered by someone else after our lease ran out:
-                # the row already says what happened; our outcome is dropped.
-                logger.warning("Job %s changed while it ran; its outcome was dropped", job.pk)
-                job.refresh_from_db()
-                return
-            except (OperationalError, InterfaceError):
-                lease_left = (job.lease_expires_at or timezone.now()) - timezone.now()
-                if pause_s is None or lease_left.total_seconds() < pause_s:
-                    raise
-                logger.warning("Could not record job %s; trying again in %s s", job.pk, pause_s)
-                connections.close_all()
-                time.sleep(pause_s)
-
-    def _record_outcome(
-        self,
-        job: Job,
-        result: dict[str, Any] | None,
-        error: ErrorEnvelope | None,
-        stopped: StopReason | None,
-    ) -> None:
+    def _record_outcome(self, outcome: _Outcome) -> None:
+        job, execution, stopped = outcome.job, outcome.execution, outcome.stopped
         if stopped is StopReason.CANCELLED:
             job.refresh_from_db()
             return
-        if error is None:
-            job.mark_succeeded(result or {})
+        ran, elapsed_ms = execution.ran, outcome.elapsed_ms
+        if execution.error is None:
+            job.mark_succeeded(execution.result or {}, ran=ran, elapsed_ms=elapsed_ms)
         elif stopped is StopReason.RELEASED and _release_requested.is_set():
-            self.requeue_job(job=job, error=error, retry=False)
+            self.requeue_job(job=job, error=execution.error, retry=False)
         else:
-            job.mark_failed(dict(error))
+            job.mark_failed(dict(execution.error), ran=ran, elapsed_ms=elapsed_ms)
+
+
+class _Outcome:
+    """A finished execution's outcome, with its metrics, until the database has taken it.
+
+    Recording is one transaction: the job's final state and the plugin's
+    metrics. A try that fails leaves the row, the metrics and this job instance
+    as they were (the instance's changes are undone), so the next try starts
+    from the same state, and everything is written exactly once.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        execution: ExecutionResult,
+        stopped: StopReason | None,
+        pending_metrics: PendingMetrics,
+        *,
+        elapsed_ms: float | None,
+        record: Callable[[_Outcome], None],
+    ) -> None:
+        self.job, self.execution, self.stopped = job, execution, stopped
+        self.pending_metrics, self.elapsed_ms = pending_metrics, elapsed_ms
+        self._record = record
+        self.lease_deadline = _lease_deadline(job, sync=False)
+        self.failures = 0
+
+    def try_once(self) -> bool:
+        """One try: True when the outcome is recorded (or the job had changed meanwhile)."""
+        job = self.job
+        try:
+            with job.unchanged_unless_committed(), transaction.atomic():
+                self._record(self)
+                self.pending_metrics.write()
+        except IllegalJobTransition:
+            try:
+                return self._settled_by_others()
+            except (OperationalError, InterfaceError) as exc:
+                return self._failed(exc)
+        except (OperationalError, InterfaceError) as exc:
+            return self._failed(exc)
+        self.pending_metrics.discard()
+        if self.failures:
+            logger.warning(
+                "Recorded the outcome of job %s after %d tries", job.pk, self.failures + 1
+            )
+        return True
+
+    def _failed(self, exc: Exception) -> bool:
+        self.failures += 1
+        logger.warning(
+            "Could not record the outcome of job %s (try %d): %s: %s",
+            self.job.pk,
+            self.failures,
+            type(exc).__name__,
+            exc,
+        )
+        connections.close_all()
+        return False
+
+    def record_until(self, deadline: float) -> bool:
+        """Try until recorded or ``deadline`` (time.monotonic()); False if never recorded."""
+        pause_s = OUTCOME_RETRY_FIRST_PAUSE_S
+        while not self.try_once():
+            if time.monotonic() + pause_s > deadline:
+                return False
+            time.sleep(pause_s)
+            pause_s = min(pause_s * 2, OUTCOME_RETRY_MAX_PAUSE_S)
+        return True
+
+    def give_up(self) -> None:
+        logger.error(
+            "The outcome of job %s was never recorded: the database took no write before "
+            "its lease ended; lease recovery ends the job",
+            self.job.pk,
+        )
+        self.pending_metrics.flush()  # the execution still counts, if the database is back
+
+    def _settled_by_others(self) -> bool:
+        """The row was not ours to change: a commit whose answer was lost, a cancel, a recovery."""
+        job = self.job
+        job.refresh_from_db()
+        expected = self.execution
+        if (
+            job.status in (JobStatus.SUCCESS, JobStatus.FAILED)
+            and job.result == expected.result
+            and (job.error or None) == (dict(expected.error) if expected.error else None)
+        ):
+            # A commit that went through although the database's answer was lost.
+            self.pending_metrics.discard()
+            return True
+        logger.warning(
+            "Job %s changed while it ran (now %s); its outcome was not recorded",
+            job.pk,
+            job.status,
+        )
+        return True
+
+
+class _OutcomesInWaiting:
+    """Outcomes a synchronous request could not record in time, written once the database is back.
+
+    One daemon thread per process tries them in turn until each is recorded or
+    its lease ends. A process that stops meanwhile loses them, and lease
+    recovery ends their jobs (WorkerLost): the job always ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: list[_Outcome] = []
+        self._thread: threading.Thread | None = None
+
+    def hold(self, outcome: _Outcome) -> None:
+        with self._lock:
+            self._waiting.append(outcome)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._drain, name="job-outcomes-in-waiting", daemon=True
+                )
+                self._thread.start()
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def _drain(self) -> None:
+        pause_s = OUTCOME_RETRY_FIRST_PAUSE_S
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    self._thread = None
+                    return
+                waiting = list(self._waiting)
+            settled = []
+            for outcome in waiting:
+                if outcome.try_once():
+                    settled.append(outcome)
+                elif time.monotonic() > outcome.lease_deadline:
+                    outcome.give_up()
+                    settled.append(outcome)
+            with self._lock:
+                self._waiting = [o for o in self._waiting if o not in settled]
+            connections.close_all()
+            pause_s = OUTCOME_RETRY_FIRST_PAUSE_S if settled else min(pause_s * 2, 5.0)
+            time.sleep(pause_s)
+
+
+_outcomes_in_waiting = _OutcomesInWaiting()
+
+
+def _lease_deadline(job: Job, *, sync: bool) -> float:
+    """When to stop trying to record ``job``'s outcome, on this process's monotonic clock.
+
+    The background path tries until the lease ends; a synchronous request waits
+    at most ``JOB_OUTCOME_SYNC_WAIT_S`` and leaves the rest to a background thread.
+    """
+    lease_left_s = 0.0
+    if job.lease_expires_at is not None:
+        lease_left_s = (job.lease_expires_at - database_now()).total_seconds()
+    deadline = time.monotonic() + max(lease_left_s, 0.0)
+    if sync:
+        deadline = min(deadline, time.monotonic() + settings.JOB_OUTCOME_SYNC_WAIT_S)
+    return deadline
 
 
 def _is_invalid_input(error: ErrorEnvelope | None) -> bool:
     return error is not None and error["error"]["type"] == ErrorType.VALIDATION_ERROR
 
 
-def _lease_end(time_limit_s: float) -> Any:
-    return timezone.now() + timedelta(seconds=time_limit_s + settings.JOB_LEASE_GRACE_S)
+def _lease_s(time_limit_s: float) -> float:
+    return time_limit_s + settings.JOB_LEASE_GRACE_S

@@ -22,10 +22,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.utils import timezone
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
+from execution.clock import database_clock, database_now
 from execution.metrics import LEASES_RECOVERED
 from execution.models import IllegalJobTransition, Job, alters_data
 from execution.services.job_execution_service import JobExecutionService
@@ -45,15 +45,14 @@ class LeaseRecoveryService:
         self._jobs = jobs if jobs is not None else JobExecutionService()
 
     @alters_data
-    def recover(self, *, now: datetime | None = None) -> list[Job]:
+    def recover(self) -> list[Job]:
         """Recover lost jobs: expired leases, then PENDING jobs whose task was lost."""
-        now = now or timezone.now()
-        return [*self.recover_expired(now=now), *self.requeue_orphans(now=now)]
+        return [*self.recover_expired(), *self.requeue_orphans()]
 
     @alters_data
-    def requeue_orphans(self, *, now: datetime | None = None) -> list[Job]:
+    def requeue_orphans(self) -> list[Job]:
         """Give every PENDING job that no task will run a new task; returns them."""
-        now = now or timezone.now()
+        now = database_now()
         stale_before = now - timedelta(seconds=settings.JOB_LEASE_GRACE_S)
         requeued = []
         orphans = Job.objects.without_a_live_task(stale_before).only("id", "task_id", "status")
@@ -67,11 +66,11 @@ class LeaseRecoveryService:
         return requeued
 
     @alters_data
-    def recover_expired(self, *, now: datetime | None = None) -> list[Job]:
-        """Recover every RUNNING job whose lease ended before ``now``; returns them."""
-        now = now or timezone.now()
+    def recover_expired(self) -> list[Job]:
+        """Recover every RUNNING job whose lease ended, on the database's clock; returns them."""
+        now = database_now()
         recovered = []
-        for job in Job.objects.expired_leases(now).defer("input_payload", "result")[:BATCH_SIZE]:
+        for job in Job.objects.expired_leases().defer("input_payload", "result")[:BATCH_SIZE]:
             try:
                 self._recover(job, now)
             except IllegalJobTransition:
@@ -151,9 +150,13 @@ class LeaseMonitor:
     def _run(interval: float) -> None:
         service = LeaseRecoveryService()
         database_down = False
+        next_clock_check = 0.0
         while True:
             time.sleep(interval)
             try:
+                if time.monotonic() >= next_clock_check:
+                    database_clock.measure()
+                    next_clock_check = time.monotonic() + settings.JOB_CLOCK_CHECK_INTERVAL_S
                 service.recover()
                 database_down = False
             except DatabaseError:

@@ -9,6 +9,7 @@ from plugins.errors.error_envelope import ErrorEnvelope
 from plugins.errors.exceptions import GovernedExecutionError
 from plugins.registry import PluginRegistry, get_registry
 from plugins.runtime.control import ExecutionControl
+from plugins.runtime.provenance import code_of
 from plugins.runtime.tool_runner import ExecutionResult, ToolRunner
 
 
@@ -17,6 +18,7 @@ class PluginFacts:
     """What a job needs to know about the plugin that will run it."""
 
     version: str
+    fingerprint: str
     time_limit_s: float
     max_attempts: int
 
@@ -33,18 +35,22 @@ class PluginExecutionService:
         plugin = self._registry.get_plugin(plugin_name)
         return PluginFacts(
             version=plugin.version,
+            fingerprint=code_of(type(plugin)).fingerprint,
             time_limit_s=self._registry.limits_for(plugin).timeout_s,
             max_attempts=plugin.max_attempts,
         )
 
-    def check_input(self, *, plugin_name: str, payload: Any) -> ErrorEnvelope | None:
+    def check_input(
+        self, *, plugin_name: str, payload: Any, version: str = ""
+    ) -> ErrorEnvelope | None:
         """Validate ``payload`` where and how the plugin runs, without running it.
 
         Raises a governed error for invalid input, so the API refuses it before
         anything is recorded; returns the envelope of a failure of the plugin's
-        own code while validating (a validator that timed out or crashed).
+        own code while validating (a validator that timed out or crashed), or
+        of another installed version than ``version``.
         """
-        return self._runner.validate(plugin_name, payload)
+        return self._runner.validate(plugin_name, payload, version=version)
 
     def time_limit_s(self, *, plugin_name: str) -> float:
         """How long an execution of ``plugin_name`` may take (the default if it is unknown)."""
@@ -54,7 +60,16 @@ class PluginExecutionService:
             return self._registry.defaults.timeout_s
 
     def execute(
-        self, *, plugin_name: str, payload: Any, control: ExecutionControl | None = None
+        self,
+        *,
+        plugin_name: str,
+        payload: Any,
+        control: ExecutionControl | None = None,
+        version: str = "",
     ) -> ExecutionResult:
-        """Run the plugin: ``(result, error)`` with exactly one set; never raises for the plugin."""
-        return self._runner.run(plugin_name, payload, control=control)
+        """Run the plugin: ``(result, error)`` with exactly one set; never raises for the plugin.
+
+        ``version``: run only that version (else the execution fails with
+        PluginVersionMismatch); empty: whichever is installed.
+        """
+        return self._runner.run(plugin_name, payload, control=control, version=version)

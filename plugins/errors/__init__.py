@@ -11,6 +11,7 @@ from plugins.errors.exceptions import (
     PluginResourceLimitError,
     PluginTimeoutError,
     PluginUnavailableError,
+    PluginVersionMismatchError,
     UngovernedExecutionError,
     WorkerLostError,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "PluginResourceLimitError",
     "PluginTimeoutError",
     "PluginUnavailableError",
+    "PluginVersionMismatchError",
     "UngovernedExecutionError",
     "WorkerLostError",
     "build_error_envelope",

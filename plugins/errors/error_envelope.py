@@ -28,6 +28,7 @@ class ErrorType(StrEnum):
     PLUGIN_RESOURCE_LIMIT = "PluginResourceLimit"
     WORKER_LOST = "WorkerLost"
     CANCELLED = "Cancelled"
+    PLUGIN_VERSION_MISMATCH = "PluginVersionMismatch"
     CONFLICT = "Conflict"
     PARSE_ERROR = "ParseError"
     AUTHENTICATION_FAILED = "AuthenticationFailed"
@@ -54,6 +55,7 @@ JOB_ERROR_TYPES = (
     ErrorType.PLUGIN_RESOURCE_LIMIT,
     ErrorType.WORKER_LOST,
     ErrorType.CANCELLED,
+    ErrorType.PLUGIN_VERSION_MISMATCH,
     ErrorType.SERVICE_UNAVAILABLE,
 )
 

@@ -84,6 +84,12 @@ class WorkerLostError(GovernedExecutionError):
     error_type = ErrorType.WORKER_LOST
 
 
+class PluginVersionMismatchError(GovernedExecutionError):
+    """The client asked for a version of the plugin other than the one installed; nothing ran."""
+
+    error_type = ErrorType.PLUGIN_VERSION_MISMATCH
+
+
 class ReportedExecutionError(GovernedExecutionError):
     """A failure already turned into an envelope elsewhere (in a plugin's child process)."""
 

@@ -21,6 +21,8 @@ import logging
 import resource
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from plugins.contract import Plugin
@@ -32,6 +34,7 @@ from plugins.errors.exceptions import (
     PluginExecutionError,
     PluginResourceLimitError,
     PluginUnavailableError,
+    PluginVersionMismatchError,
     ReportedExecutionError,
     envelope_for,
 )
@@ -47,6 +50,7 @@ from plugins.runtime.process_pool import (
     plugin_ref,
     retire_this_child,
 )
+from plugins.runtime.provenance import RanCode, code_of
 from plugins.runtime.time_limit import ExecutionThreads, execution_threads
 from plugins.validation.input_validator import validate_input
 from plugins.validation.json_values import storable_copy
@@ -54,13 +58,32 @@ from plugins.validation.output_validator import check_storable_output, validate_
 
 logger = logging.getLogger(__name__)
 
-ExecutionResult = tuple[dict[str, Any] | None, ErrorEnvelope | None]
-ChildOutcome = tuple[bool, bytes]
-"""What a child sends back: (True, the result as JSON) or (False, an error envelope as JSON).
+ChildOutcome = tuple[bool, bytes, bytes]
+"""What a child sends back: (True, the result as JSON) or (False, an error envelope as JSON),
+and what code it ran (:class:`RanCode` as JSON; empty when the plugin did not load).
 
 Only a bool and bytes cross from a child: nothing a plugin made (an exception, an
 object in its details) is ever unpickled by the caller.
 """
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """What one execution gave: ``result`` or ``error`` (exactly one is set), and what ran.
+
+    It unpacks as ``result, error``. ``ran`` is the plugin's version and code
+    fingerprint as the process that ran it reported them; None when no plugin
+    code was loaded (an unknown plugin, one that could not be imported).
+    """
+
+    result: dict[str, Any] | None
+    error: ErrorEnvelope | None
+    ran: RanCode | None = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.result, self.error))
+
+
 MAX_ENVELOPE_BYTES = 256 * 1024
 MAX_MESSAGE_CHARS = 2000
 MAX_TRACEBACK_CHARS = 64 * 1024
@@ -84,18 +107,26 @@ class ToolRunner:
         self._processes = processes if processes is not None else process_isolation()
 
     def run(
-        self, plugin_name: str, payload: Any, *, control: ExecutionControl | None = None
+        self,
+        plugin_name: str,
+        payload: Any,
+        *,
+        control: ExecutionControl | None = None,
+        version: str = "",
     ) -> ExecutionResult:
         """Validate ``payload``, run the plugin on it and check what it returns.
 
         ``control`` is told when the plugin starts and asked while it runs
-        whether to stop it early. Raises only ControlFailed, when the control
-        itself failed (the caller's bookkeeping), after stopping the plugin.
+        whether to stop it early. ``version``: the version the caller asked
+        for; where the plugin runs, another one fails with PluginVersionMismatch
+        and runs nothing. Raises only ControlFailed, when the control itself
+        failed (the caller's bookkeeping), after stopping the plugin.
         """
         started = time.perf_counter()
         state: str = PluginState.UNAVAILABLE
         result: dict[str, Any] | None = None
         error: ErrorEnvelope | None = None
+        ran: RanCode | None = None
         isolation: Isolation | None = None
         try:
             entry = self._registry.get_entry(plugin_name)
@@ -103,7 +134,8 @@ class ToolRunner:
             plugin = self._registry.available(entry)
             limits = self._registry.limits_for(plugin)
             isolation = limits.isolation
-            output = json.loads(self._execute(plugin, payload, limits, control))
+            data, ran = self._execute(plugin, payload, limits, control, version)
+            output = json.loads(data)
             check_storable_output(output)
             result = output
         except ControlFailed as exc:
@@ -112,6 +144,7 @@ class ToolRunner:
             )
             raise
         except Exception as exc:
+            ran = getattr(exc, "ran", ran)
             error = envelope_for(exc, _label(plugin_name))
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
@@ -130,27 +163,37 @@ class ToolRunner:
             except Exception:
                 METRICS_FAILURES.inc()
                 logger.exception("Recording metrics for plugin %r failed", _label(plugin_name))
-        return result, error
+        return ExecutionResult(result, error, ran)
 
-    def validate(self, plugin_name: str, payload: Any) -> ErrorEnvelope | None:
+    def validate(
+        self, plugin_name: str, payload: Any, *, version: str = ""
+    ) -> ErrorEnvelope | None:
         """Validate ``payload`` where the plugin runs, under its limits, without running it.
 
         Raises PluginNotFound, PluginUnavailable or InputValidationError: the
         request is refused. A failure of the plugin's own code while validating
-        (its validator timed out, crashed, ...) is not the client's: it is
+        (its validator timed out, crashed, ...) is not the client's, and
+        neither is another installed version than ``version`` asks for: they are
         returned as an envelope. None: the payload is valid.
         """
         plugin = self._registry.get_plugin(plugin_name)
         limits = self._registry.limits_for(plugin)
         try:
             if limits.isolation is Isolation.THREAD:
-                self._threads.call(validate_input, plugin, payload, timeout_s=limits.timeout_s)
+                self._threads.call(
+                    _validate_version_and_input,
+                    plugin,
+                    payload,
+                    version,
+                    timeout_s=limits.timeout_s,
+                )
             else:
                 outcome = self._processes.call(
                     validate_in_child,
                     plugin_ref(type(plugin)),
                     payload,
                     limits.max_memory_mb,
+                    version,
                     timeout_s=limits.timeout_s,
                 )
                 _unwrap(outcome, limits.max_result_bytes)
@@ -172,33 +215,54 @@ class ToolRunner:
         payload: Any,
         limits: ExecutionLimits,
         control: ExecutionControl | None,
-    ) -> bytes:
+        version: str,
+    ) -> tuple[bytes, RanCode | None]:
         if limits.isolation is Isolation.THREAD:
-            return self._threads.call(  # type: ignore[no-any-return]
-                run_in_thread,
-                plugin,
-                payload,
-                limits.max_result_bytes,
-                timeout_s=limits.timeout_s,
-                control=control,
-            )
+            ran = code_of(type(plugin))
+            try:
+                data = self._threads.call(
+                    run_in_thread,
+                    plugin,
+                    payload,
+                    limits.max_result_bytes,
+                    version,
+                    timeout_s=limits.timeout_s,
+                    control=control,
+                )
+            except Exception as exc:
+                exc.ran = ran  # type: ignore[attr-defined]
+                raise
+            return data, ran
         outcome = self._processes.call(
             run_in_child,
             plugin_ref(type(plugin)),
             payload,
             limits.max_memory_mb,
             limits.max_result_bytes,
+            version,
             timeout_s=limits.timeout_s,
             control=control,
         )
         return _unwrap(outcome, limits.max_result_bytes)
 
 
-def _unwrap(outcome: ChildOutcome, max_result_bytes: int) -> bytes:
-    """A child's outcome, checked again here: the child runs plugin code, it may lie."""
-    succeeded, data = outcome
-    if not isinstance(data, bytes):
+def _unwrap(outcome: ChildOutcome, max_result_bytes: int) -> tuple[bytes, RanCode | None]:
+    """A child's outcome, checked again here: the child runs plugin code, it may lie.
+
+    A failure is raised with what ran attached (``exc.ran``).
+    """
+    succeeded, data, ran_data = outcome
+    if not isinstance(data, bytes) or not isinstance(ran_data, bytes):
         raise PluginExecutionError("The plugin's process sent something other than its outcome")
+    ran = RanCode.from_json(ran_data)
+    try:
+        return _checked(succeeded, data, max_result_bytes), ran
+    except GovernedExecutionError as exc:
+        exc.ran = ran  # type: ignore[attr-defined]
+        raise
+
+
+def _checked(succeeded: bool, data: bytes, max_result_bytes: int) -> bytes:
     if succeeded:
         if len(data) > max_result_bytes:
             raise OutputValidationError(
@@ -257,8 +321,22 @@ def runs_one_execution_at_a_time() -> None:
 # What runs where the plugin is isolated --------------------------------------------
 
 
-def _validate_and_call(plugin: Plugin, payload: Any, max_result_bytes: int) -> bytes:
-    validated = validate_input(plugin, payload)
+def _check_version(plugin: Plugin, version: str) -> None:
+    """Refuse to run anything but the version asked for (none asked: any)."""
+    if version and version != plugin.version:
+        raise PluginVersionMismatchError(
+            f"Plugin {plugin.name!r} is at version {plugin.version!r}, not {version!r}",
+            details={"requested": version, "installed": plugin.version},
+        )
+
+
+def _validate_version_and_input(plugin: Plugin, payload: Any, version: str) -> Any:
+    _check_version(plugin, version)
+    return validate_input(plugin, payload)
+
+
+def _validate_and_call(plugin: Plugin, payload: Any, max_result_bytes: int, version: str) -> bytes:
+    validated = _validate_version_and_input(plugin, payload, version)
     try:
         with authorised(plugin):
             output = plugin.run(validated)
@@ -273,32 +351,38 @@ def _validate_and_call(plugin: Plugin, payload: Any, max_result_bytes: int) -> b
     return validate_output(plugin, output, max_result_bytes)
 
 
-def run_in_thread(plugin: Plugin, payload: Any, max_result_bytes: int) -> bytes:
+def run_in_thread(plugin: Plugin, payload: Any, max_result_bytes: int, version: str) -> bytes:
     """One execution in a pool thread of the caller (thread isolation)."""
-    return _validate_and_call(plugin, payload, max_result_bytes)
+    return _validate_and_call(plugin, payload, max_result_bytes, version)
 
 
 def run_in_child(
-    ref: PluginRef, payload: Any, max_memory_mb: int | None, max_result_bytes: int
+    ref: PluginRef, payload: Any, max_memory_mb: int | None, max_result_bytes: int, version: str
 ) -> ChildOutcome:
-    """One execution in a child process: validate, run, check the output."""
+    """One execution in a child process: check the version, validate, run, check the output."""
+    ran = b""
     try:
         plugin = _child_plugin(ref)
+        ran = code_of(type(plugin)).to_json()
         apply_memory_limit(max_memory_mb)
-        return True, _validate_and_call(plugin, payload, max_result_bytes)
+        return True, _validate_and_call(plugin, payload, max_result_bytes, version), ran
     except BaseException as exc:
-        return False, _child_failure(exc, ref, max_memory_mb)
+        return False, _child_failure(exc, ref, max_memory_mb), ran
 
 
-def validate_in_child(ref: PluginRef, payload: Any, max_memory_mb: int | None) -> ChildOutcome:
-    """Only validate a payload in a child process (a background job's admission)."""
+def validate_in_child(
+    ref: PluginRef, payload: Any, max_memory_mb: int | None, version: str
+) -> ChildOutcome:
+    """Only check the version and validate a payload in a child (a background job's admission)."""
+    ran = b""
     try:
         plugin = _child_plugin(ref)
+        ran = code_of(type(plugin)).to_json()
         apply_memory_limit(max_memory_mb)
-        validate_input(plugin, payload)
-        return True, b""
+        _validate_version_and_input(plugin, payload, version)
+        return True, b"", ran
     except BaseException as exc:
-        return False, _child_failure(exc, ref, max_memory_mb)
+        return False, _child_failure(exc, ref, max_memory_mb), ran
 
 
 def _child_failure(exc: BaseException, ref: PluginRef, max_memory_mb: int | None) -> bytes:

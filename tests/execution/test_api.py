@@ -1,5 +1,6 @@
 """The HTTP contract: status codes and envelopes for success and every error type."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from rest_framework.test import APIClient
 from execution.models import Job, JobStatus
 from plugins.errors.error_envelope import ErrorType, build_error_envelope
 from plugins.models import PluginMetrics
+from tests.plugins import sample_plugins
 from tests.plugins.sample_plugins import SlowPlugin
 
 pytestmark = pytest.mark.django_db
@@ -45,8 +47,18 @@ def test_a_successful_execution_returns_the_result_and_records_a_job(api_client,
     )
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"job_id", "plugin", "plugin_version", "status", "result", "elapsed_ms"}
+    assert set(body) == {
+        "job_id",
+        "plugin",
+        "plugin_version",
+        "plugin_fingerprint",
+        "status",
+        "result",
+        "elapsed_ms",
+    }
     assert (body["plugin"], body["plugin_version"], body["status"]) == ("echo", "1.0", "SUCCESS")
+    module_hash = hashlib.sha256(Path(sample_plugins.__file__).read_bytes()).hexdigest()
+    assert body["plugin_fingerprint"].endswith(f"sha256:{module_hash}")
     assert body["result"] == {"echoed": "hi"}
     job = Job.objects.get(pk=body["job_id"])
     assert (job.status, job.requested_by, job.elapsed_ms) == (

@@ -49,7 +49,7 @@ def running_job(plugin: str = "sleeping", task_id: str | None = None) -> Job:
     loaded = Job.objects.load_pending(job.pk)
     assert loaded.claim(
         lease_holder="lost-host:4242:abc",
-        lease_expires_at=timezone.now() + timedelta(seconds=60),
+        lease_s=60,
         task_id=task_id,
     )
     return Job.objects.get(pk=job.pk)
@@ -140,7 +140,7 @@ def running_job_again(job: Job) -> Job:
     loaded = Job.objects.load_pending(job.pk)
     assert loaded.claim(
         lease_holder="lost-host:4243:def",
-        lease_expires_at=timezone.now() + timedelta(seconds=60),
+        lease_s=60,
     )
     return Job.objects.get(pk=job.pk)
 
