@@ -36,6 +36,7 @@ CLOCK_SKEW = Gauge(
     "This process's clock minus the database's, as last measured (positive: ahead).",
 )
 
+
 def now_sql(connection: Any, *, plus_param: bool = False) -> str:
     """SQL for the database's current time; with ``plus_param``, plus ``%s`` seconds (a float).
 
@@ -50,7 +51,7 @@ def now_sql(connection: Any, *, plus_param: bool = False) -> str:
 
 
 def install_sqlite_clock(sender: Any, connection: Any, **kwargs: Any) -> None:
-    """Give a new SQLite connection ``governed_now(seconds)`` (for the connection_created signal)."""
+    """Give a new SQLite connection ``governed_now(seconds)`` (on connection_created)."""
     if connection.vendor == "sqlite":
         connection.connection.create_function("governed_now", 1, _sqlite_now)
 

@@ -90,7 +90,7 @@ class DatabaseNow(models.Func):
 
     output_field = models.DateTimeField()
 
-    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+    def as_sql(self, compiler: Any, connection: Any, *args: Any, **extra: Any) -> Any:
         return now_sql(connection), []
 
 
@@ -548,3 +548,22 @@ _STATE_FIELDS = (
     "plugin_version",
     "plugin_fingerprint",
 )
+
+
+class ProcessHeartbeat(models.Model):
+    """A process of the service (web or worker) and when it last showed it was alive.
+
+    A web process writes its row on each health check: proof that the database
+    takes writes, not only reads (a full disk, a read-only replica).
+    """
+
+    name = models.CharField(max_length=255, unique=True, help_text="host:pid")
+    role = models.CharField(max_length=20)
+    started_at = models.DateTimeField(default=database_now)
+    seen_at = models.DateTimeField(default=database_now)
+
+    class Meta:
+        ordering = ["-seen_at"]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.name}"

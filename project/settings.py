@@ -195,6 +195,8 @@ JOB_OUTCOME_SYNC_WAIT_S = float(os.environ.get("JOB_OUTCOME_SYNC_WAIT_S", "5"))
 # than this logs a WARNING (measured every JOB_CLOCK_CHECK_INTERVAL_S).
 JOB_CLOCK_SKEW_WARN_S = float(os.environ.get("JOB_CLOCK_SKEW_WARN_S", "2"))
 JOB_CLOCK_CHECK_INTERVAL_S = float(os.environ.get("JOB_CLOCK_CHECK_INTERVAL_S", "60"))
+# /v1/health answers 503 when the file system of a SQLite database has less free space.
+HEALTH_MIN_FREE_DISK_MB = float(os.environ.get("HEALTH_MIN_FREE_DISK_MB", "16"))
 # What POST /v1/jobs suggests in Retry-After: seconds before the first read of the job.
 JOB_POLL_AFTER_S = int(os.environ.get("JOB_POLL_AFTER_S", "1"))
 

@@ -21,8 +21,6 @@ import logging
 import resource
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from plugins.contract import Plugin
@@ -67,21 +65,33 @@ object in its details) is ever unpickled by the caller.
 """
 
 
-@dataclass(frozen=True)
-class ExecutionResult:
-    """What one execution gave: ``result`` or ``error`` (exactly one is set), and what ran.
+class ExecutionResult(tuple[dict[str, Any] | None, ErrorEnvelope | None]):
+    """What one execution gave: ``(result, error)``, exactly one set, and what ran.
 
-    It unpacks as ``result, error``. ``ran`` is the plugin's version and code
-    fingerprint as the process that ran it reported them; None when no plugin
+    A pair, as callers unpack it; ``ran`` is the plugin's version and code
+    fingerprint as the process that ran it reported them, None when no plugin
     code was loaded (an unknown plugin, one that could not be imported).
     """
 
-    result: dict[str, Any] | None
-    error: ErrorEnvelope | None
-    ran: RanCode | None = None
+    ran: RanCode | None
 
-    def __iter__(self) -> Iterator[Any]:
-        return iter((self.result, self.error))
+    def __new__(
+        cls,
+        result: dict[str, Any] | None,
+        error: ErrorEnvelope | None,
+        ran: RanCode | None = None,
+    ) -> ExecutionResult:
+        pair = super().__new__(cls, (result, error))
+        pair.ran = ran
+        return pair
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        return self[0]
+
+    @property
+    def error(self) -> ErrorEnvelope | None:
+        return self[1]
 
 
 MAX_ENVELOPE_BYTES = 256 * 1024

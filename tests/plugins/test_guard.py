@@ -39,7 +39,7 @@ def test_unbound_calls_and_super_calls_are_guarded_too():
         def run(self, payload):
             return EchoOutput(echoed=super().run(payload).echoed.upper())
 
-    assert tuple(run_plugin(Shouting, {"message": "hey"})) == ({"echoed": "HEY"}, None)
+    assert run_plugin(Shouting, {"message": "hey"}) == ({"echoed": "HEY"}, None)
     with pytest.raises(UngovernedExecutionError):
         Shouting().run(EchoInput(message="x"))  # governance: allow[GOV001] tests the guard
 
@@ -113,6 +113,6 @@ def test_concurrent_executions_each_see_only_their_own_plugin():
 
 
 def test_run_plugin_is_the_supported_way_to_test_a_plugin():
-    assert tuple(run_plugin(EchoPlugin, {"message": "a", "repeat": 3})) == ({"echoed": "aaa"}, None)
+    assert run_plugin(EchoPlugin, {"message": "a", "repeat": 3}) == ({"echoed": "aaa"}, None)
     _, error = run_plugin(EchoPlugin, {"repeat": 3})
     assert error["error"]["type"] == "ValidationError"

@@ -71,7 +71,7 @@ def gone(pid: int, within_s: float = 10.0) -> bool:
 
 
 def still_serves(runner: ToolRunner) -> None:
-    assert tuple(runner.run("echo", {"message": "alive"})) == ({"echoed": "alive"}, None)
+    assert runner.run("echo", {"message": "alive"}) == ({"echoed": "alive"}, None)
 
 
 @pytest.mark.parametrize("exit_code", [3, 0, 1])
