@@ -10,7 +10,10 @@ from project.settings import BASE_DIR, DATABASES
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so tests with threads and subprocesses share one real
     # database with WAL and the busy timeout, as in production.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test_db.sqlite3")}
+    # TEST_SQLITE_NAME lets two test runs on one checkout keep out of each other's way.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get("TEST_SQLITE_NAME", str(BASE_DIR / "test_db.sqlite3"))
+    }
 # Threads in tests open their own connections; persistent ones would outlive the test.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 

@@ -1,0 +1,155 @@
+"""A job records the version and code that ran, and a client can insist on one version."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import shutil
+import sys
+
+import pytest
+
+from execution.models import Job, JobStatus
+from execution.services import JobExecutionService, PluginExecutionService
+from plugins.errors.error_envelope import ErrorType, build_error_envelope
+from plugins.registry import PluginRegistry
+from plugins.runtime.limits import ExecutionLimits
+from tests.plugins import versioned_plugin
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def upgraded_between_submit_and_run(settings):
+    """The test process imports VersionedPlugin at 1.0; its child processes will find 2.0.
+
+    The module is fresh to this test's pool: a new pool's children import it
+    themselves, after the upgrade.
+    """
+    shutil.rmtree(versioned_plugin.STATE, ignore_errors=True)
+    versioned_plugin.STATE.mkdir(parents=True)
+    versioned_plugin.VERSION_FILE.write_text("1.0")
+    module = importlib.reload(versioned_plugin)
+    assert module.VersionedPlugin.version == "1.0"
+    registry = PluginRegistry(record_metrics=False, defaults=ExecutionLimits(timeout_s=10))
+    registry.register(module.VersionedPlugin, source="tests")
+    versioned_plugin.VERSION_FILE.write_text("2.0")
+    yield JobExecutionService(plugins=PluginExecutionService(registry=registry))
+    shutil.rmtree(versioned_plugin.STATE, ignore_errors=True)
+
+
+def runs() -> list[str]:
+    try:
+        return versioned_plugin.RUNS_FILE.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def module_fingerprint() -> str:
+    source = sys.modules[versioned_plugin.__name__].__file__
+    with open(source, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+@pytest.fixture
+def fresh_pool(monkeypatch):
+    """A pool of its own, so no child imported the plugin module before the upgrade."""
+    from plugins.runtime import tool_runner
+    from plugins.runtime.process_pool import ProcessIsolation
+
+    pool = ProcessIsolation(size=1, max_tasks_per_child=100, kill_grace_s=0.5)
+    monkeypatch.setattr(tool_runner, "_process_isolation", pool)
+    yield pool
+    pool.shutdown()
+
+
+def test_the_job_records_the_version_that_ran_not_the_one_registered(
+    fresh_pool, upgraded_between_submit_and_run
+):
+    jobs = upgraded_between_submit_and_run
+    job = jobs.create_job(plugin_name="versioned", payload={"message": "a"})
+    assert job.plugin_version == "1.0"  # what the registry knew at submit
+    ran = jobs.run_job(job_id=job.pk)
+    assert ran.status == JobStatus.SUCCESS
+    stored = Job.objects.get(pk=job.pk)
+    assert stored.plugin_version == "2.0"
+    assert stored.plugin_fingerprint.endswith(f"sha256:{module_fingerprint()}")
+    assert runs() == ["2.0 a"]
+
+
+def test_a_requested_version_that_is_not_installed_fails_the_job_and_runs_nothing(
+    fresh_pool, upgraded_between_submit_and_run
+):
+    jobs = upgraded_between_submit_and_run
+    job = jobs.execute_now(
+        plugin_name="versioned", payload={"message": "b"}, requested_version="1.0"
+    )
+    assert job.status == JobStatus.FAILED
+    assert job.error_type == "PluginVersionMismatch"
+    assert job.public_error["details"] == {"requested": "1.0", "installed": "2.0"}
+    assert job.requested_version == "1.0"
+    assert runs() == []
+    # Asking for the installed version runs it.
+    job = jobs.execute_now(
+        plugin_name="versioned", payload={"message": "c"}, requested_version="2.0"
+    )
+    assert (job.status, job.plugin_version) == (JobStatus.SUCCESS, "2.0")
+    assert runs() == ["2.0 c"]
+
+
+def test_a_background_job_asking_for_another_version_is_recorded_failed_with_no_task(
+    fresh_pool, upgraded_between_submit_and_run
+):
+    job = upgraded_between_submit_and_run.create_job(
+        plugin_name="versioned", payload={"message": "d"}, requested_version="1.0"
+    )
+    assert (job.status, job.error_type, job.task_id) == (
+        JobStatus.FAILED,
+        "PluginVersionMismatch",
+        None,
+    )
+    assert runs() == []
+
+
+@pytest.fixture
+def echo_plugin(settings):
+    settings.PLUGINS = ["tests.plugins.sample_plugins.EchoPlugin"]
+
+
+def test_the_api_takes_a_plugin_version_and_answers_a_mismatch_with_its_envelope(
+    api_client, echo_plugin
+):
+    body = {"plugin": "echo", "payload": {"message": "x"}, "plugin_version": "9.9"}
+    response = api_client.post("/v1/analyze-execution", body, format="json")
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert (detail["type"], detail["details"]) == (
+        "PluginVersionMismatch",
+        {"requested": "9.9", "installed": "1.0"},
+    )
+    job = Job.objects.get(pk=response["X-Job-Id"])
+    assert (job.status, job.requested_version) == (JobStatus.FAILED, "9.9")
+
+    body["plugin_version"] = "1.0"
+    response = api_client.post("/v1/jobs", body, format="json")
+    assert response.status_code == 202
+    assert response.json()["requested_version"] == "1.0"
+
+    for wrong in (1.0, "", None, "x" * 101):
+        body["plugin_version"] = wrong
+        response = api_client.post("/v1/analyze-execution", body, format="json")
+        assert response.status_code == 400, wrong
+        assert response.json()["detail"]["type"] == "ValidationError"
+
+
+def test_every_attempt_records_what_ran(api_client, echo_plugin):
+    body = {"plugin": "echo", "payload": {"message": "x"}}
+    job_id = api_client.post("/v1/jobs", body, format="json").json()["id"]
+    job = Job.objects.get(pk=job_id)
+    assert job.claim(lease_holder="lost:1:a", lease_s=60)
+    JobExecutionService().requeue_job(
+        job=job, error=build_error_envelope(ErrorType.WORKER_LOST, "gone"), retry=True
+    )
+    attempts = api_client.get(f"/v1/jobs/{job_id}").json()["attempts"]
+    assert attempts[0]["plugin_version"] == "1.0"
+    assert "sha256:" in attempts[0]["plugin_fingerprint"]
