@@ -241,3 +241,11 @@ def test_concurrent_runs_never_read_a_torn_cache(project, tmp_path):
         assert json.loads(index_file(tmp_path / "cache").read_text())["format"] == 1
         (project / BASE).write_text((project / BASE).read_text() + "\n")  # and again, cold
     assert not list((tmp_path / "cache").glob("*.tmp"))
+
+
+def test_files_of_other_scanner_versions_are_removed_when_the_cache_is_written(project, cache_dir):
+    stale = cache_dir / "index-0000000000000000-0000000000000000.json"
+    stale.write_text('{"format": 1, "files": {}}')
+    scan(project, cache_dir)
+    assert not stale.exists()
+    assert len(list(cache_dir.glob("index-*.json"))) == 1
