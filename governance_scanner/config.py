@@ -25,6 +25,7 @@ DEFAULT_EXCLUDE = (
     ".mypy_cache",
     ".ruff_cache",
     ".pytest_cache",
+    ".governance_scanner_cache",
     "__pycache__",
     "__pypackages__",
     "migrations",
