@@ -68,7 +68,7 @@ class ScanCache:
     def _load(self) -> dict[str, list[Any]]:
         try:
             data = json.loads(self.file.read_bytes())
-        except (OSError, ValueError):  # missing, unreadable, torn by hand, not JSON
+        except (OSError, ValueError, RecursionError):  # missing, unreadable, torn, not JSON
             return {}
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             return {}

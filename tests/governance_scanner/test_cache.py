@@ -131,8 +131,9 @@ def test_options_a_files_analysis_depends_on_get_their_own_cache(project, cache_
         b'{"format": 1, "files": {"',  # torn
         b'{"format": 1, "files": []}',
         b'{"format": 999, "files": {}}',
+        b"[" * 100_000,
     ],
-    ids=["empty", "binary", "torn", "wrong-shape", "other-format"],
+    ids=["empty", "binary", "torn", "wrong-shape", "other-format", "too-deep"],
 )
 def test_a_corrupt_cache_is_ignored_and_replaced(project, cache_dir, analysed, damage):
     expected = scan(project, cache_dir)
