@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from governance_scanner.config import ScannerConfig, load_config
-from governance_scanner.scanner import Scanner
+from governance_scanner.scanner import Scanner, _Discovery
 from tests.governance_scanner.conftest import FIXTURES, ROOT, expected_findings, runner
 
 WORDCOUNT = FIXTURES / "wordcount"
@@ -178,3 +178,35 @@ def test_the_hook_on_a_changed_file_reports_what_make_scan_reports_for_it():
     assert [line for line in full[1].splitlines() if line.startswith(violation)]
     assert hook[1].splitlines()[:-1] == full[1].splitlines()[:-1]
     assert hook[1].splitlines()[-1].endswith("(2 files scanned).")
+
+
+def test_discovery_finds_what_os_walk_finds(tmp_path):
+    """The index walks every project on every run, with scandir; the rules are os.walk's."""
+    for relative in (
+        "a.py",
+        "notes.txt",
+        "pkg/__init__.py",
+        "pkg/gen/skip.py",
+        "pkg/deep/er/x.py",
+        "node_modules/lib.py",
+        "scripts/tool",
+        "scripts/other",
+        "data/a.pyi",
+    ):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("x = 1\n")
+    (tmp_path / "linked_folder").symlink_to(tmp_path / "pkg", target_is_directory=True)
+    (tmp_path / "linked.py").symlink_to(tmp_path / "a.py")
+    (tmp_path / "dangling.py").symlink_to(tmp_path / "gone.py")
+    config = ScannerConfig(
+        root=tmp_path, include=("*.py", "scripts/tool"), extend_exclude=("pkg/gen", "*.pyi")
+    )
+    found = _Discovery(config).files([tmp_path])
+    assert [Path(p).relative_to(tmp_path).as_posix() for p in found] == [
+        "a.py",
+        "dangling.py",
+        "linked.py",
+        "pkg/__init__.py",
+        "pkg/deep/er/x.py",
+        "scripts/tool",
+    ]
