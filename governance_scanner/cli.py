@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from governance_scanner.cache import CACHE_DIR_ENV, CACHE_DIR_NAME, cache_folder
 from governance_scanner.config import ConfigError, ScannerConfig, load_config
 from governance_scanner.reporters import render, rule_help
 from governance_scanner.rules import RULES, RULES_BY_CODE
@@ -49,6 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="path to a pyproject.toml")
     parser.add_argument("--no-config", action="store_true", help="ignore configuration files")
     parser.add_argument("--statistics", action="store_true", help="count violations per rule")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="analyse every file anew; read and write no cache"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        help=f"where the cache lives (default: ${CACHE_DIR_ENV}, else {CACHE_DIR_NAME}/ "
+        "beside the configuration)",
+    )
 
 
 def run(
@@ -69,13 +78,17 @@ def run(
         raise CommandFailed("--jobs must be at least 1")
     if options["config"] and options["no_config"]:
         raise CommandFailed("--config and --no-config exclude each other")
+    if options["cache_dir"] and options["no_cache"]:
+        raise CommandFailed("--cache-dir and --no-cache exclude each other")
 
     cwd = Path.cwd()
     try:
         config = _config(options, cwd)
         paths = [Path(p) for p in options["paths"]] or [default_path or config.root]
+        cache_dir = None if options["no_cache"] else cache_folder(config.root, options["cache_dir"])
         with _without_cyclic_gc():
-            result = Scanner(config, cwd=cwd, jobs=options["jobs"]).scan(paths)
+            scanner = Scanner(config, cwd=cwd, jobs=options["jobs"], cache_dir=cache_dir)
+            result = scanner.scan(paths)
     except (ConfigError, UsageError) as exc:
         raise CommandFailed(str(exc)) from exc
 

@@ -25,6 +25,7 @@ DEFAULT_EXCLUDE = (
     ".mypy_cache",
     ".ruff_cache",
     ".pytest_cache",
+    ".governance_scanner_cache",
     "__pycache__",
     "__pypackages__",
     "migrations",
@@ -83,8 +84,12 @@ class ScannerConfig:
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     extend_exclude: tuple[str, ...] = ()
     tool_runner: tuple[RunnerEntry, ...] = DEFAULT_RUNNER
-    # A runner nobody configured is checked only where it exists (see GOV002).
+    # Set by a tool-runner key; "tool-runner = []" is a project without a runner.
     tool_runner_configured: bool = False
+    # The configuration file has a [tool.governance_scanner] table: the project asked
+    # to be governed. Its runner must then exist (GOV002), and every scan indexes the
+    # whole project, not only the paths it was given.
+    opted_in: bool = False
     plugin_methods: tuple[str, ...] = ("run",)
     plugin_factories: tuple[str, ...] = ()
     plugin_base_classes: tuple[str, ...] = ("Plugin", "BasePlugin")
@@ -132,10 +137,8 @@ def _one_or_more_paths(key: str, value: object) -> tuple[str, ...]:
 
 
 def _runner(key: str, value: object) -> tuple[RunnerEntry, ...]:
-    entries = _one_or_more_paths(key, value)
-    if not entries:
-        raise ConfigError(f"[tool.governance_scanner] {key} needs at least one entry")
-    return tuple(RunnerEntry.parse(entry) for entry in entries)
+    # An empty list is a project without a runner, by design.
+    return tuple(RunnerEntry.parse(entry) for entry in _one_or_more_paths(key, value))
 
 
 def _runner_module(key: str, value: object) -> tuple[RunnerEntry, ...]:
@@ -169,7 +172,9 @@ _FIELDS: dict[str, tuple[str, Callable[[str, object], object]]] = {
 }
 
 
-def parse_config(data: dict[str, Any], root: Path, source: Path | None) -> ScannerConfig:
+def parse_config(
+    data: dict[str, Any], root: Path, source: Path | None, *, opted_in: bool = True
+) -> ScannerConfig:
     """Build a ScannerConfig from the ``[tool.governance_scanner]`` table."""
     values: dict[str, Any] = {}
     for key, value in data.items():
@@ -185,7 +190,7 @@ def parse_config(data: dict[str, Any], root: Path, source: Path | None) -> Scann
         values[attribute] = read(key, value)
     if "tool_runner" in values:
         values["tool_runner_configured"] = True
-    return ScannerConfig(root=root, source=source, **values)
+    return ScannerConfig(root=root, source=source, opted_in=opted_in, **values)
 
 
 def find_config(start: Path) -> Path | None:
@@ -216,7 +221,13 @@ def load_config(path: Path | None, *, cwd: Path) -> ScannerConfig:
         raise ConfigError(f"Configuration file {path} cannot be read: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Configuration file {path} is not valid TOML: {exc}") from exc
-    table = data.get("tool", {}).get("governance_scanner", {})
+    tools = data.get("tool", {})
+    table = tools.get("governance_scanner", {}) if isinstance(tools, dict) else {}
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [tool.governance_scanner] must be a table")
-    return parse_config(table, path.parent.resolve(), path.resolve())
+    return parse_config(
+        table,
+        path.parent.resolve(),
+        path.resolve(),
+        opted_in=isinstance(tools, dict) and "governance_scanner" in tools,
+    )

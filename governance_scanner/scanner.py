@@ -1,11 +1,18 @@
 """Scan Python files for governance violations without importing or running them.
 
-Each file is read and parsed once, in a worker process when ``jobs > 1``. File
-rules run there; a GOV001 finding that depends on whether some class derives
-from a plugin base comes back *pending*. The main process then joins the class
-hierarchies of every file, keeps the pending findings whose class is a plugin,
-runs the project rules once (the runner contract, GOV002-GOV004) and applies
-configuration and suppressions.
+A scan analyses its *index*: the files it was given and, for a project that opted
+in (a ``[tool.governance_scanner]`` table), every file of the project, so that a
+scan of one file knows every plugin class, base class and re-export a scan of the
+whole project knows, and reports that file exactly as the whole scan would.
+
+Each file is read and parsed at most once, in a worker process when ``jobs > 1``,
+and not at all when the cache (:mod:`governance_scanner.cache`) holds an analysis
+of the same content. File rules run there; a GOV001 finding that depends on
+whether some class derives from a plugin base comes back *pending*. The main
+process then joins the class hierarchies of every indexed file, keeps the pending
+findings (of the files asked for) whose class is a plugin, runs the project rules
+once (the runner contract, GOV002-GOV004) and applies configuration and
+suppressions.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from governance_scanner.cache import ScanCache, content_digest
 from governance_scanner.checker import Checker, FileOptions, SourceFile
 from governance_scanner.config import ConfigError, ScannerConfig
 from governance_scanner.project import Project, module_names
@@ -47,6 +56,12 @@ class FileTask:
     is_state_machine: bool
     is_runner_caller: bool
 
+    @property
+    def place(self) -> str:
+        """Where the file stands in the project, as far as its analysis depends on it."""
+        roles = f"{self.is_tool_runner:d}{self.is_state_machine:d}{self.is_runner_caller:d}"
+        return f"{self.module}:{self.package}:{roles}"
+
 
 @dataclass
 class FileReport:
@@ -57,6 +72,64 @@ class FileReport:
     aliases: dict[str, str] = field(default_factory=dict)
     suppressions: dict[int, Suppression] = field(default_factory=dict)
     unreadable: str | None = None
+    digest: str = ""  # of the content analysed, when the scan caches
+
+    def to_cache(self) -> list[Any]:
+        """What the cache stores: everything but the path, which depends on the cwd."""
+        return [
+            [[f.line, f.column, f.rule, f.message] for f in self.findings],
+            [
+                [p.finding.line, p.finding.column, p.finding.rule, p.finding.message, p.class_name]
+                for p in self.pending
+            ],
+            self.classes,
+            self.aliases,
+            [[line, sorted(s.codes), s.reason] for line, s in self.suppressions.items()],
+        ]
+
+    @classmethod
+    def from_cache(cls, display: str, value: list[Any]) -> FileReport | None:
+        """The report stored by :meth:`to_cache`; None if the entry is malformed."""
+        try:
+            findings, pending, classes, aliases, suppressions = value
+            report = cls(
+                display=display,
+                findings=[Finding(display, *_finding_fields(*item)) for item in findings],
+                pending=[
+                    PendingFinding(Finding(display, *_finding_fields(*item[:4])), _text(item[4]))
+                    for item in pending
+                ],
+                classes={
+                    _text(name): tuple(_text(base) for base in bases)
+                    for name, bases in classes.items()
+                },
+                aliases={_text(name): _text(target) for name, target in aliases.items()},
+                suppressions={
+                    _number(line): Suppression(frozenset(_text(c) for c in codes), _text(reason))
+                    for line, codes, reason in suppressions
+                },
+            )
+        except (TypeError, ValueError, AttributeError):
+            return None
+        return report
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value
+
+
+def _number(value: object) -> int:
+    if not isinstance(value, int):
+        raise TypeError(value)
+    return value
+
+
+def _finding_fields(
+    line: object, column: object, rule: object, message: object
+) -> tuple[int, int, str, str]:
+    return _number(line), _number(column), _text(rule), _text(message)
 
 
 @dataclass
@@ -111,19 +184,18 @@ class _Discovery:
             return path[len(self.prefix) :].replace(os.sep, "/")
         return None
 
-    def _matches(
-        self, path: str, names: re.Pattern[str] | None, paths: re.Pattern[str] | None
-    ) -> bool:
-        if names is not None and names.match(os.path.basename(path)):
-            return True
+    def _path_matches(self, path: str, patterns: re.Pattern[str] | None) -> bool:
+        """Whether ``path``, relative to the configuration, matches ``patterns``."""
+        if patterns is None:
+            return False
         relative = self._relative(path)
-        return paths is not None and relative is not None and paths.match(relative) is not None
+        return relative is not None and patterns.match(relative) is not None
 
     def excluded(self, path: str) -> bool:
-        return self._matches(path, self.exclude_names, self.exclude_paths)
-
-    def included(self, path: str) -> bool:
-        return self._matches(path, self.include_names, self.include_paths)
+        names = self.exclude_names
+        if names is not None and names.match(os.path.basename(path)):
+            return True
+        return self._path_matches(path, self.exclude_paths)
 
     def _explicit_file_excluded(self, path: str) -> bool:
         relative = self._relative(path)
@@ -144,28 +216,57 @@ class _Discovery:
                 continue
             if not os.access(path, os.R_OK | os.X_OK):
                 raise UsageError(f"{given}: directory cannot be read")
-            for folder, subfolders, names in os.walk(path):
-                subfolders[:] = [
-                    name for name in subfolders if not self.excluded(os.path.join(folder, name))
-                ]
-                for name in names:
-                    candidate = os.path.join(folder, name)
-                    if self.included(candidate) and not self.excluded(candidate):
-                        found.add(candidate)
+            self._walk(path, found)
         return sorted(found)
+
+    def _walk(self, top: str, found: set[str]) -> None:
+        """What ``os.walk`` (not following links) would find, in less than half its time:
+        every project scan walks the whole project, and a tree like Django's is mostly
+        folders without Python files (locales), which os.walk stats one by one. This is
+        ``excluded``/``included`` inlined: it runs for every entry."""
+        exclude_names, exclude_paths = self.exclude_names, self.exclude_paths
+        include_names, include_paths = self.include_names, self.include_paths
+        folders = [top]
+        while folders:
+            try:
+                entries = os.scandir(folders.pop())
+            except OSError:
+                continue  # as os.walk: a folder that cannot be listed is skipped
+            with entries:
+                for entry in entries:
+                    name, path = entry.name, entry.path
+                    if exclude_names is not None and exclude_names.match(name):
+                        continue
+                    try:
+                        is_folder = entry.is_dir()
+                    except OSError:
+                        is_folder = False
+                    if is_folder:
+                        if not entry.is_symlink() and not self._path_matches(path, exclude_paths):
+                            folders.append(path)
+                    elif (
+                        (include_names is not None and include_names.match(name))
+                        or self._path_matches(path, include_paths)
+                    ) and not self._path_matches(path, exclude_paths):
+                        found.add(path)
 
 
 # One file -------------------------------------------------------------------------
 
 
-def analyze_file(task: FileTask, options: FileOptions) -> FileReport:
-    """Everything that can be decided from one file alone."""
+def analyze_file(
+    task: FileTask, options: FileOptions, data: bytes | None = None, *, with_digest: bool = False
+) -> FileReport:
+    """Everything that can be decided from one file alone (``data``: its content, if read)."""
     report = FileReport(display=task.display)
-    try:
-        data = Path(task.path).read_bytes()
-    except OSError as exc:
-        report.unreadable = f"{task.display}: {exc.strerror or exc}"
-        return report
+    if data is None:
+        try:
+            data = Path(task.path).read_bytes()
+        except OSError as exc:
+            report.unreadable = f"{task.display}: {exc.strerror or exc}"
+            return report
+    if with_digest:
+        report.digest = content_digest(data)
     try:
         tree = ast.parse(data, filename=task.display)
     except SyntaxError as exc:
@@ -269,7 +370,9 @@ class Scanner:
         jobs: int = 1,
         parallel_threshold: int = PARALLEL_THRESHOLD,
         start_method: str = DEFAULT_START_METHOD,
+        cache_dir: Path | None = None,
     ) -> None:
+        """``cache_dir``: where to keep analyses between runs (None: no cache)."""
         self.config = config
         self.cwd = (cwd or Path.cwd()).resolve()
         self.jobs = max(1, jobs)
@@ -286,6 +389,7 @@ class Scanner:
         self._state_machines = {str(config.path(module)) for module in config.state_machine_modules}
         self._caller_prefixes = [str(config.path(entry)) for entry in config.runner_callers]
         self._cwd_prefix = str(self.cwd).rstrip(os.sep) + os.sep
+        self.cache_dir = cache_dir
 
     def _absolute_pattern(self, pattern: str) -> str:
         """Patterns with a "/" are relative to the configuration's folder; names match anywhere."""
@@ -316,21 +420,20 @@ class Scanner:
         )
 
     def scan(self, paths: Sequence[Path]) -> ScanResult:
-        files = _Discovery(self.config).files(paths)
-        tasks = [self.task(path) for path in files]
-        analyze = functools.partial(analyze_file, options=self.options)
-        if self.jobs > 1 and len(tasks) >= self.parallel_threshold:
-            import multiprocessing  # only here: it costs start-up time for every serial run
+        discovery = _Discovery(self.config)
+        scanned = discovery.files(paths)
+        walked = [str(path.resolve()) for path in paths if path.is_dir()]
+        indexed = scanned
+        if self.config.opted_in and not self._covers_project(paths):
+            root = self.config.root.resolve()
+            indexed = sorted({*scanned, *discovery.files([root])})
+            walked.append(str(root))
+        reports = self._analyze([self.task(path) for path in indexed], walked)
 
-            chunk = max(1, len(tasks) // (self.jobs * 8))
-            with multiprocessing.get_context(self.start_method).Pool(self.jobs) as pool:
-                reports = pool.map(analyze, tasks, chunksize=chunk)
-        else:
-            reports = [analyze(task) for task in tasks]
-
-        hierarchy = ClassHierarchy(reports, self.config.plugin_base_classes)
+        hierarchy = ClassHierarchy(reports.values(), self.config.plugin_base_classes)
+        asked = [reports[path] for path in scanned]
         findings: list[Finding] = []
-        for report in reports:
+        for report in asked:
             findings.extend(report.findings)
             findings.extend(
                 pending.finding
@@ -340,7 +443,56 @@ class Scanner:
         project = Project(self.config, self.cwd, paths)
         for rule in PROJECT_RULES:
             findings.extend(rule().check_project(project))
-        return self._finish(reports, findings, files_scanned=len(tasks))
+        return self._finish(asked, findings, files_scanned=len(scanned))
+
+    def _covers_project(self, paths: Sequence[Path]) -> bool:
+        root = self.config.root.resolve()
+        return any(path == root or path in root.parents for path in map(Path.resolve, paths))
+
+    def _analyze(self, tasks: list[FileTask], walked: list[str]) -> dict[str, FileReport]:
+        """Every task's report, from the cache where it holds this content, else analysed."""
+        cache = None
+        if self.cache_dir is not None:
+            cache = ScanCache(self.cache_dir, self.options)
+        reports: dict[str, FileReport] = {}
+        missed: list[tuple[FileTask, bytes | None]] = []
+        for task in tasks:
+            if cache is None or task.path not in cache:
+                missed.append((task, None))  # read where it is analysed
+                continue
+            try:
+                # Unbuffered, not through Path: this runs for every file of the project.
+                with open(task.path, "rb", buffering=0) as stream:
+                    data = stream.readall()
+            except OSError:
+                missed.append((task, None))  # reported as unreadable there
+                continue
+            stored = cache.get(task.path, content_digest(data), task.place)
+            report = FileReport.from_cache(task.display, stored) if stored is not None else None
+            if report is None:
+                missed.append((task, data))
+            else:
+                reports[task.path] = report
+
+        analyze = functools.partial(
+            analyze_file, options=self.options, with_digest=cache is not None
+        )
+        if self.jobs > 1 and len(missed) >= self.parallel_threshold:
+            import multiprocessing  # only here: it costs start-up time for every serial run
+
+            chunk = max(1, len(missed) // (self.jobs * 8))
+            with multiprocessing.get_context(self.start_method).Pool(self.jobs) as pool:
+                analysed = pool.map(analyze, [task for task, _ in missed], chunksize=chunk)
+        else:
+            analysed = [analyze(task, data=data) for task, data in missed]
+        for (task, _), report in zip(missed, analysed, strict=True):
+            reports[task.path] = report
+            if cache is not None and report.digest and report.unreadable is None:
+                cache.put(task.path, report.digest, task.place, report.to_cache())
+        if cache is not None:
+            cache.forget_missing(walked, set(reports))
+            cache.save()
+        return {task.path: reports[task.path] for task in tasks}
 
     def _selected(self, code: str) -> bool:
         if any(code.startswith(prefix) for prefix in self.ignore):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import re
-import tokenize
 from dataclasses import dataclass
 
 from governance_scanner.rules.base import Finding
@@ -27,6 +25,9 @@ def parse_suppressions(
     invalid: list[Finding] = []
     if MARKER not in source:
         return suppressions, invalid
+    import io  # only here: most files have no marker, and warm runs parse none
+    import tokenize
+
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
     except (tokenize.TokenError, SyntaxError):

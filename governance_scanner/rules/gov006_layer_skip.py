@@ -49,7 +49,9 @@ class LayerSkip(FileRule):
 
     @classmethod
     def applies_to(cls, source: SourceFile) -> bool:
-        return not source.is_runner_caller and super().applies_to(source)
+        # tool-runner = []: no runner, so no layer to skip.
+        runners = source.options.runner_names
+        return bool(runners) and not source.is_runner_caller and super().applies_to(source)
 
     def visit_Name(self, node: ast.Name, checker: Checker) -> None:
         if isinstance(node.ctx, ast.Load):

@@ -38,7 +38,10 @@ class ToolRunnerMissing(ProjectRule):
     module or its class, method or function does not exist, if the entry cannot
     be called as ``run(plugin_name, payload)``, or if it reaches no plugin
     execution at all (so its guarantees cover nothing), callers either break or
-    bypass it. A runner nobody configured is checked only where it exists.
+    bypass it. A project that opted in (a ``[tool.governance_scanner]`` table) must
+    have its runner, configured or at the default path; one without a runner by
+    design says so with ``tool-runner = []``. Without any configuration
+    (``--no-config``, another tree) a runner is checked only where it exists.
 
     Bad::
 
@@ -155,16 +158,17 @@ def _check_entry(project: Project, entry: RunnerEntry) -> Contract:
     if not project.covers(path):
         return contract
     if not path.is_file():
-        if project.config.tool_runner_configured:
-            where = project.config.source or path
-            contract.missing.append(
-                Finding(
-                    project.display(where),
-                    1,
-                    1,
-                    ToolRunnerMissing.code,
-                    f"tool-runner module {entry.module} does not exist",
+        config = project.config
+        if config.tool_runner_configured or config.opted_in:
+            message = f"tool-runner module {entry.module} does not exist"
+            if not config.tool_runner_configured:
+                message += (
+                    " (the default runner; configure tool-runner, or tool-runner = [] "
+                    "for a project without a runner)"
                 )
+            where = config.source or path
+            contract.missing.append(
+                Finding(project.display(where), 1, 1, ToolRunnerMissing.code, message)
             )
         return contract
     source = project.source(path)

@@ -48,3 +48,12 @@ def located(result: ScanResult, code: str | None = None) -> set[tuple[int, int, 
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path_factory, monkeypatch) -> Path:
+    """Commands run by a test (in process or as subprocesses) keep their cache here,
+    never in the source tree."""
+    folder = tmp_path_factory.mktemp("scanner-cache")
+    monkeypatch.setenv("GOVERNANCE_SCANNER_CACHE_DIR", str(folder))
+    return folder

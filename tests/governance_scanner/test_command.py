@@ -162,6 +162,7 @@ def test_list_rules_and_explain(capsys):
         ("--jobs", "0", "."),
         ("--config", "missing.toml", "."),
         ("--config", "a.toml", "--no-config", "."),
+        ("--cache-dir", "elsewhere", "--no-cache", "."),
         ("--format", "xml", "."),
     ],
 )

@@ -91,13 +91,21 @@ def test_a_configured_runner_module_that_is_missing_is_reported_on_the_configura
     assert "core/runner.py does not exist" in result.violations[0].message
 
 
-@pytest.mark.parametrize("with_table", [True, False])
-def test_the_default_runner_is_not_required_where_nobody_configured_it(tmp_path, with_table):
-    if with_table:
-        (tmp_path / "pyproject.toml").write_text("[tool.governance_scanner]\n")
+def test_the_default_runner_is_not_required_where_nothing_is_configured(tmp_path):
     (tmp_path / "app.py").write_text("x = 1\n")
     config = load_config(None, cwd=tmp_path)
     assert Scanner(config, cwd=tmp_path).scan([tmp_path]).violations == []
+
+
+def test_the_default_runner_is_required_once_the_project_opts_in(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[tool.governance_scanner]\n")
+    (tmp_path / "app.py").write_text("x = 1\n")
+    config = load_config(None, cwd=tmp_path)
+    result = Scanner(config, cwd=tmp_path).scan([tmp_path])
+    assert [(f.path, f.line, f.rule) for f in result.violations] == [
+        ("pyproject.toml", 1, "GOV002")
+    ]
+    assert "plugins/runtime/tool_runner.py does not exist" in result.violations[0].message
 
 
 def test_scanning_a_folder_without_the_toolrunner_location_skips_gov002(tmp_path):
