@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import shutil
 import sys
-from pathlib import Path
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
