@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.db import OperationalError
@@ -52,7 +53,7 @@ class RefusedCommits:
 
 @pytest.fixture
 def refuse_commits(monkeypatch) -> Iterator[type[RefusedCommits]]:
-    real = BaseDatabaseWrapper._commit
+    real = BaseDatabaseWrapper._commit  # type: ignore[attr-defined]
     installed: list[RefusedCommits] = []
 
     def install(count: int, **kwargs) -> RefusedCommits:
@@ -81,7 +82,7 @@ def echo_metrics() -> tuple[int, int]:
     return (row.success_count, row.error_count) if row else (0, 0)
 
 
-def run_sync(user) -> object:
+def run_sync(user) -> Any:
     client = APIClient()
     client.force_authenticate(user)
     return client.post(

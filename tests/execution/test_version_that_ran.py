@@ -6,6 +6,7 @@ import hashlib
 import importlib
 import shutil
 import sys
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,7 @@ def runs() -> list[str]:
 
 def module_fingerprint() -> str:
     source = sys.modules[versioned_plugin.__name__].__file__
+    assert source is not None
     with open(source, "rb") as handle:
         return hashlib.sha256(handle.read()).hexdigest()
 
@@ -119,7 +121,7 @@ def echo_plugin(settings):
 def test_the_api_takes_a_plugin_version_and_answers_a_mismatch_with_its_envelope(
     api_client, echo_plugin
 ):
-    body = {"plugin": "echo", "payload": {"message": "x"}, "plugin_version": "9.9"}
+    body: dict[str, Any] = {"plugin": "echo", "payload": {"message": "x"}, "plugin_version": "9.9"}
     response = api_client.post("/v1/analyze-execution", body, format="json")
     assert response.status_code == 400
     detail = response.json()["detail"]

@@ -7,6 +7,7 @@ is not a deployment SQLite has: these tests need PostgreSQL.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 import threading
@@ -18,7 +19,7 @@ from django.db import connection
 
 from execution.models import Job, JobStatus
 from execution.services import AnalysisExecutionService
-from tests.faults.conftest import Processes, descendants, wait_until
+from tests.faults.conftest import Managed, Processes, descendants, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,6 +34,10 @@ def faketime() -> str:
     if path is None:
         pytest.skip("Debian's faketime is not installed (.ci/run installs it)")
     return path
+
+
+def logged_clock_warning(worker: Managed) -> bool:
+    return "clock is" in worker.output()
 
 
 def skewed_worker(processes: Processes, faketime: str, skew: str):
@@ -92,5 +97,5 @@ def test_workers_a_minute_ahead_and_behind_fail_no_healthy_job_and_say_so(
     assert ran_by <= {pid for worker in workers for pid in descendants(worker.pid)}
     for worker, skew in zip(workers, SKEWS, strict=True):
         assert worker.alive()
-        wait_until(lambda worker=worker: "clock is" in worker.output(), timeout_s=10)
+        wait_until(functools.partial(logged_clock_warning, worker), timeout_s=10)
         assert f"clock is {skew[0]}60" in worker.output(), worker.output()

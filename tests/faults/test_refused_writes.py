@@ -9,6 +9,7 @@ test puts a SQLite database on a small tmpfs and fills it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import sqlite3
@@ -38,13 +39,13 @@ def writes_locked() -> Iterator[None]:
     """Hold the database's write lock (SQLite) or an EXCLUSIVE lock on the job table."""
     settings = connection.settings_dict
     if connection.vendor == "sqlite":
-        lock = sqlite3.connect(settings["NAME"], isolation_level=None, timeout=30)
-        lock.execute("BEGIN IMMEDIATE")
+        writer = sqlite3.connect(settings["NAME"], isolation_level=None, timeout=30)
+        writer.execute("BEGIN IMMEDIATE")
         try:
             yield
         finally:
-            lock.execute("ROLLBACK")
-            lock.close()
+            writer.execute("ROLLBACK")
+            writer.close()
         return
     import psycopg
 
@@ -220,7 +221,7 @@ def test_a_full_disk_refuses_outcomes_until_it_is_freed_and_health_says_so(proce
 
     sync_id = body["job_id"] if status == 200 else body["detail"]["details"]["job_id"]
     for job_id in (queued["id"], sync_id):
-        job = wait_until(lambda job_id=job_id: final(job_id), timeout_s=30)
+        job = wait_until(functools.partial(final, job_id), timeout_s=30)
         assert (job["status"], job["result"]) == ("SUCCESS", {"echoed": "slept 3000 ms"})
     status, plugin = server.request("GET", "/v1/plugins/sleeping")
     assert plugin["metrics"]["success_count"] == 2, plugin
