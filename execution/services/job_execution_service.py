@@ -416,7 +416,11 @@ class _Outcome:
     def _settled_by_others(self) -> bool:
         """The row was not ours to change: a commit whose answer was lost, a cancel, a recovery."""
         job = self.job
-        job.refresh_from_db()
+        try:
+            job.refresh_from_db()
+        except Job.DoesNotExist:
+            logger.warning("Job %s is gone; its outcome was not recorded", job.pk)
+            return True
         expected = self.execution
         if (
             job.status in (JobStatus.SUCCESS, JobStatus.FAILED)
@@ -469,10 +473,14 @@ class _OutcomesInWaiting:
                 waiting = list(self._waiting)
             settled = []
             for outcome in waiting:
-                if outcome.try_once():
-                    settled.append(outcome)
-                elif time.monotonic() > outcome.lease_deadline:
-                    outcome.give_up()
+                try:
+                    if outcome.try_once():
+                        settled.append(outcome)
+                    elif time.monotonic() > outcome.lease_deadline:
+                        outcome.give_up()
+                        settled.append(outcome)
+                except Exception:  # one bad outcome must not stop the others being written
+                    logger.exception("Recording the outcome of job %s failed", outcome.job.pk)
                     settled.append(outcome)
             with self._lock:
                 self._waiting = [o for o in self._waiting if o not in settled]
