@@ -205,8 +205,9 @@ PLUGIN_VERSION_PROPERTY: JSON = {
     "type": "string",
     "minLength": 1,
     "maxLength": 100,
-    "description": "Run only this version of the plugin: if another one is installed when the "
-    "job runs, it fails with PluginVersionMismatch and runs nothing.",
+    "description": "Run only this version of the plugin. Another version than the one installed "
+    "is refused (400 PluginVersionMismatch); if the plugin is upgraded before the job runs, "
+    "the job fails with PluginVersionMismatch and runs nothing.",
 }
 
 
@@ -229,7 +230,7 @@ class ExecutionRequestExtension(OpenApiSerializerExtension):
                 "properties": {
                     "plugin": {"type": "string", "const": entry.name},
                     "payload": payload,
-                    "plugin_version": PLUGIN_VERSION_PROPERTY,
+                    "plugin_version": {**PLUGIN_VERSION_PROPERTY, "enum": [entry.plugin.version]},
                 },
                 "required": ["plugin", "payload"],
                 "additionalProperties": False,

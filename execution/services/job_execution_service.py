@@ -151,7 +151,7 @@ class JobExecutionService:
         """
         from execution.tasks import run_job_task
 
-        facts = self._plugins.describe(plugin_name=plugin_name)
+        facts = self._plugins.describe(plugin_name=plugin_name, version=requested_version)
         failure = self._plugins.check_input(
             plugin_name=plugin_name, payload=payload, version=requested_version
         )
@@ -192,7 +192,7 @@ class JobExecutionService:
         OutcomeNotRecorded when the database takes no write of the outcome
         within ``JOB_OUTCOME_SYNC_WAIT_S``.
         """
-        facts = self._plugins.describe(plugin_name=plugin_name)
+        facts = self._plugins.describe(plugin_name=plugin_name, version=requested_version)
         job = Job.objects.claimed_by_creator(
             plugin_name=plugin_name,
             plugin_version=facts.version,

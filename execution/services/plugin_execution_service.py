@@ -10,7 +10,7 @@ from plugins.errors.exceptions import GovernedExecutionError
 from plugins.registry import PluginRegistry, get_registry
 from plugins.runtime.control import ExecutionControl
 from plugins.runtime.provenance import code_of
-from plugins.runtime.tool_runner import ExecutionResult, ToolRunner
+from plugins.runtime.tool_runner import ExecutionResult, ToolRunner, check_version
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,15 @@ class PluginExecutionService:
         self._registry = registry if registry is not None else get_registry()
         self._runner = ToolRunner(registry=self._registry)
 
-    def describe(self, *, plugin_name: str) -> PluginFacts:
-        """Facts about an available plugin; raises PluginNotFound or PluginUnavailable."""
+    def describe(self, *, plugin_name: str, version: str = "") -> PluginFacts:
+        """Facts about an available plugin; raises PluginNotFound or PluginUnavailable.
+
+        ``version``: the version the request asks for; raises PluginVersionMismatch
+        when this process has another one registered (where the plugin runs, it is
+        checked again).
+        """
         plugin = self._registry.get_plugin(plugin_name)
+        check_version(plugin, version)
         return PluginFacts(
             version=plugin.version,
             fingerprint=code_of(type(plugin)).fingerprint,

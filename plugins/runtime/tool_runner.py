@@ -180,11 +180,11 @@ class ToolRunner:
     ) -> ErrorEnvelope | None:
         """Validate ``payload`` where the plugin runs, under its limits, without running it.
 
-        Raises PluginNotFound, PluginUnavailable or InputValidationError: the
-        request is refused. A failure of the plugin's own code while validating
-        (its validator timed out, crashed, ...) is not the client's, and
-        neither is another installed version than ``version`` asks for: they are
-        returned as an envelope. None: the payload is valid.
+        Raises PluginNotFound, PluginUnavailable, InputValidationError or
+        PluginVersionMismatch (another version than ``version`` is installed where
+        the plugin runs): the request is refused. A failure of the plugin's own
+        code while validating (its validator timed out, crashed, ...) is not the
+        client's: it is returned as an envelope. None: the payload is valid.
         """
         plugin = self._registry.get_plugin(plugin_name)
         limits = self._registry.limits_for(plugin)
@@ -207,13 +207,12 @@ class ToolRunner:
                     timeout_s=limits.timeout_s,
                 )
                 _unwrap(outcome, limits.max_result_bytes)
-        except InputValidationError:
+        except (InputValidationError, PluginVersionMismatchError):
             raise
         except ReportedExecutionError as exc:
-            if exc.envelope["error"]["type"] == ErrorType.VALIDATION_ERROR:
-                raise InputValidationError(
-                    exc.message, details=exc.details, plugin=plugin.name
-                ) from exc
+            refusal = _REFUSALS.get(exc.envelope["error"]["type"])
+            if refusal is not None:
+                raise refusal(exc.message, details=exc.details, plugin=plugin.name) from exc
             return exc.to_envelope(plugin.name)
         except Exception as exc:
             return envelope_for(exc, plugin.name)
@@ -254,6 +253,13 @@ class ToolRunner:
             control=control,
         )
         return _unwrap(outcome, limits.max_result_bytes)
+
+
+# What a child reports that refuses a request rather than failing a job.
+_REFUSALS: dict[str, type[GovernedExecutionError]] = {
+    ErrorType.VALIDATION_ERROR: InputValidationError,
+    ErrorType.PLUGIN_VERSION_MISMATCH: PluginVersionMismatchError,
+}
 
 
 def _unwrap(outcome: ChildOutcome, max_result_bytes: int) -> tuple[bytes, RanCode | None]:
@@ -331,7 +337,7 @@ def runs_one_execution_at_a_time() -> None:
 # What runs where the plugin is isolated --------------------------------------------
 
 
-def _check_version(plugin: Plugin, version: str) -> None:
+def check_version(plugin: Plugin, version: str) -> None:
     """Refuse to run anything but the version asked for (none asked: any)."""
     if version and version != plugin.version:
         raise PluginVersionMismatchError(
@@ -341,8 +347,9 @@ def _check_version(plugin: Plugin, version: str) -> None:
 
 
 def _validate_version_and_input(plugin: Plugin, payload: Any, version: str) -> Any:
-    _check_version(plugin, version)
-    return validate_input(plugin, payload)
+    validated = validate_input(plugin, payload)  # bad input is refused whatever the version
+    check_version(plugin, version)
+    return validated
 
 
 def _validate_and_call(plugin: Plugin, payload: Any, max_result_bytes: int, version: str) -> bytes:

@@ -13,6 +13,7 @@ import pytest
 from execution.models import Job, JobStatus
 from execution.services import JobExecutionService, PluginExecutionService
 from plugins.errors.error_envelope import ErrorType, build_error_envelope
+from plugins.errors.exceptions import PluginVersionMismatchError
 from plugins.registry import PluginRegistry
 from plugins.runtime.limits import ExecutionLimits
 from tests.plugins import versioned_plugin
@@ -79,11 +80,11 @@ def test_the_job_records_the_version_that_ran_not_the_one_registered(
     assert runs() == ["2.0 a"]
 
 
-def test_a_requested_version_that_is_not_installed_fails_the_job_and_runs_nothing(
+def test_a_job_asking_for_a_version_its_plugin_left_fails_and_runs_nothing(
     fresh_pool, upgraded_between_submit_and_run
 ):
-    jobs = upgraded_between_submit_and_run
-    job = jobs.execute_now(
+    # This process registered 1.0, so the request is taken; where it runs, 2.0 is installed.
+    job = upgraded_between_submit_and_run.execute_now(
         plugin_name="versioned", payload={"message": "b"}, requested_version="1.0"
     )
     assert job.status == JobStatus.FAILED
@@ -91,25 +92,23 @@ def test_a_requested_version_that_is_not_installed_fails_the_job_and_runs_nothin
     assert job.public_error["details"] == {"requested": "1.0", "installed": "2.0"}
     assert job.requested_version == "1.0"
     assert runs() == []
-    # Asking for the installed version runs it.
-    job = jobs.execute_now(
-        plugin_name="versioned", payload={"message": "c"}, requested_version="2.0"
-    )
-    assert (job.status, job.plugin_version) == (JobStatus.SUCCESS, "2.0")
-    assert runs() == ["2.0 c"]
 
 
-def test_a_background_job_asking_for_another_version_is_recorded_failed_with_no_task(
+def test_a_background_job_for_a_version_that_is_not_installed_is_refused_at_submit(
     fresh_pool, upgraded_between_submit_and_run
 ):
-    job = upgraded_between_submit_and_run.create_job(
-        plugin_name="versioned", payload={"message": "d"}, requested_version="1.0"
-    )
-    assert (job.status, job.error_type, job.task_id) == (
-        JobStatus.FAILED,
-        "PluginVersionMismatch",
-        None,
-    )
+    # Its admission is checked where the plugin runs: 2.0 there.
+    with pytest.raises(PluginVersionMismatchError) as refused:
+        upgraded_between_submit_and_run.create_job(
+            plugin_name="versioned", payload={"message": "d"}, requested_version="1.0"
+        )
+    assert refused.value.details == {"requested": "1.0", "installed": "2.0"}
+    # Asked of the registry (1.0 here), 2.0 is refused before anything runs.
+    with pytest.raises(PluginVersionMismatchError):
+        upgraded_between_submit_and_run.create_job(
+            plugin_name="versioned", payload={"message": "d"}, requested_version="2.0"
+        )
+    assert not Job.objects.exists()
     assert runs() == []
 
 
@@ -118,30 +117,40 @@ def echo_plugin(settings):
     settings.PLUGINS = ["tests.plugins.sample_plugins.EchoPlugin"]
 
 
-def test_the_api_takes_a_plugin_version_and_answers_a_mismatch_with_its_envelope(
-    api_client, echo_plugin
-):
+def test_the_api_takes_a_plugin_version_and_refuses_another_one(api_client, echo_plugin):
     body: dict[str, Any] = {"plugin": "echo", "payload": {"message": "x"}, "plugin_version": "9.9"}
-    response = api_client.post("/v1/analyze-execution", body, format="json")
-    assert response.status_code == 400
-    detail = response.json()["detail"]
-    assert (detail["type"], detail["details"]) == (
-        "PluginVersionMismatch",
-        {"requested": "9.9", "installed": "1.0"},
-    )
-    job = Job.objects.get(pk=response["X-Job-Id"])
-    assert (job.status, job.requested_version) == (JobStatus.FAILED, "9.9")
+    for url in ("/v1/analyze-execution", "/v1/jobs"):
+        response = api_client.post(url, body, format="json")
+        assert response.status_code == 400
+        detail = response.json()["detail"]
+        assert (detail["type"], detail["details"]) == (
+            "PluginVersionMismatch",
+            {"requested": "9.9", "installed": "1.0"},
+        )
+        assert "X-Job-Id" not in response
+    assert not Job.objects.exists()
 
     body["plugin_version"] = "1.0"
     response = api_client.post("/v1/jobs", body, format="json")
     assert response.status_code == 202
     assert response.json()["requested_version"] == "1.0"
+    response = api_client.post("/v1/analyze-execution", body, format="json")
+    assert response.status_code == 200
+    assert response.json()["plugin_version"] == "1.0"
 
     for wrong in (1.0, "", None, "x" * 101):
         body["plugin_version"] = wrong
         response = api_client.post("/v1/analyze-execution", body, format="json")
         assert response.status_code == 400, wrong
         assert response.json()["detail"]["type"] == "ValidationError"
+
+
+def test_the_schema_offers_the_installed_version(api_client, echo_plugin):
+    schema = api_client.get("/api/schema/?format=json").json()
+    components = schema["components"]["schemas"]
+    version = components["EchoExecutionRequest"]["properties"]["plugin_version"]
+    enum = components[version["allOf"][0]["$ref"].rsplit("/", 1)[-1]]  # drf-spectacular names it
+    assert enum["enum"] == ["1.0"]
 
 
 def test_every_attempt_records_what_ran(api_client, echo_plugin):
