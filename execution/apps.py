@@ -14,6 +14,9 @@ class ExecutionConfig(AppConfig):
         # in db_worker); started on the first request, so commands such as
         # migrate never start it.
         request_started.connect(_start_lease_monitor, dispatch_uid="execution-lease-monitor")
+        from execution.audit.setup import on_ready as audit_on_ready
+
+        audit_on_ready()
 
 
 def _start_lease_monitor(**kwargs: Any) -> None:

@@ -434,3 +434,6 @@ class Job(models.Model):
     def _check(self, target: str) -> None:
         if target not in ALLOWED_TRANSITIONS[self.status]:
             raise IllegalJobTransition(f"Job {self.pk}: {self.status} -> {target} is not allowed")
+
+
+from execution.audit.models import AuditChain, AuditEntry  # noqa: E402,F401

@@ -187,6 +187,13 @@ JOB_LEASE_GRACE_S = float(os.environ.get("JOB_LEASE_GRACE_S", "10"))
 JOB_RECOVERY_INTERVAL_S = float(os.environ.get("JOB_RECOVERY_INTERVAL_S", "5"))
 JOB_RETRY_BACKOFF_S = float(os.environ.get("JOB_RETRY_BACKOFF_S", "2"))
 JOB_CANCEL_POLL_S = float(os.environ.get("JOB_CANCEL_POLL_S", "0.5"))
+# The audit trail. AUDIT_ENABLED off records nothing (for benchmarks: a database run
+# without it cannot be verified). Every web process and worker seals waiting entries
+# every AUDIT_SEAL_INTERVAL_S (0: never; `manage.py seal_audit` seals on demand). The
+# optional AUDIT_SIGNING_KEY is read from the environment by execution/audit/signing.py,
+# never a setting: plugin processes load these settings.
+AUDIT_ENABLED = env_bool("AUDIT_ENABLED", default=True)
+AUDIT_SEAL_INTERVAL_S = float(os.environ.get("AUDIT_SEAL_INTERVAL_S", "2"))
 # What POST /v1/jobs suggests in Retry-After: seconds before the first read of the job.
 JOB_POLL_AFTER_S = int(os.environ.get("JOB_POLL_AFTER_S", "1"))
 
