@@ -97,6 +97,11 @@ def cancel(job: Job, user: Any) -> Job:
 
 
 def run_now(user: Any, payload: dict[str, Any] | None = None) -> Job:
+    """The synchronous path, to a success."""
+    return succeed(insert_running(user, payload))
+
+
+def insert_running(user: Any, payload: dict[str, Any] | None = None) -> Job:
     """The synchronous path: the job inserted RUNNING with submitted and started in one INSERT."""
     payload = {"message": "now"} if payload is None else payload
     job = Job.objects.claimed_by_creator(
@@ -121,13 +126,11 @@ def run_now(user: Any, payload: dict[str, Any] | None = None) -> Job:
                 AuditRecord(AuditEvent.JOB_STARTED, **facts),
             ]
         )
-    return succeed(job)
+    return job
 
 
 def refuse(user: Any) -> None:
-    record(
-        AuditEvent.REQUEST_REFUSED, actor=user, plugin_name=PLUGIN, error_type="ValidationError"
-    )
+    record(AuditEvent.REQUEST_REFUSED, actor=user, plugin_name=PLUGIN, error_type="ValidationError")
 
 
 def a_bit_of_everything(user: Any, other: Any) -> dict[str, Job]:

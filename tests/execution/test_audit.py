@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -122,7 +123,7 @@ def test_chain_events_cannot_be_recorded(db):
     "payload",
     [
         {"b": 1, "a": [1.0, 0.1, 1e20, 1.5e300, -0.0, 2.5e-7, True, None]},
-        {"text": "naïve 日本 \u2028 \"quoted\" \\ back", "nested": {"z": {"y": [{}]}}},
+        {"text": 'naïve 日本 \u2028 "quoted" \\ back', "nested": {"z": {"y": [{}]}}},
         {"big": 12345678901234567890123, "neg": -17, "float": 3.141592653589793},
     ],
 )
@@ -151,7 +152,7 @@ def test_sealing_chains_entries_in_insertion_order_behind_a_genesis_checkpoint(d
     assert entries[0].event == AuditEvent.AUDIT_CHECKPOINT
     assert [e.id for e in entries[1:]] == sorted(e.id for e in entries[1:])
     assert entries[0].prev_hash == chain.GENESIS_HASH
-    for before, after in zip(entries, entries[1:], strict=False):
+    for before, after in itertools.pairwise(entries):
         assert after.prev_hash == before.entry_hash
     assert (result.sealed, result.head_seq, result.head_hash) == (3, 4, entries[-1].entry_hash)
     assert seal().sealed == 0
