@@ -74,11 +74,15 @@ _registered = False
 
 
 def register_collector() -> None:
-    """Export the gauges on /metrics (idempotent)."""
+    """Export the gauges on /metrics, beside the persisted plugin metrics (idempotent).
+
+    That registry is read at scrape time in every mode (multiprocess too), and
+    /metrics still answers when the database does not.
+    """
     global _registered
     if _registered:
         return
-    from prometheus_client import REGISTRY
+    from plugins.metrics import _persisted_registry
 
-    REGISTRY.register(AuditChainCollector())
+    _persisted_registry.register(AuditChainCollector())
     _registered = True

@@ -114,16 +114,22 @@ def insert_running(user: Any, payload: dict[str, Any] | None = None) -> Job:
     )
     with transaction.atomic():
         job.insert()
-        facts = {"job_id": job.pk, "plugin_name": PLUGIN, "plugin_version": VERSION}
         record_many(
             [
                 AuditRecord(
                     AuditEvent.JOB_SUBMITTED,
+                    job_id=job.pk,
                     actor=user,
+                    plugin_name=PLUGIN,
+                    plugin_version=VERSION,
                     input_sha256=payload_sha256(payload),
-                    **facts,
                 ),
-                AuditRecord(AuditEvent.JOB_STARTED, **facts),
+                AuditRecord(
+                    AuditEvent.JOB_STARTED,
+                    job_id=job.pk,
+                    plugin_name=PLUGIN,
+                    plugin_version=VERSION,
+                ),
             ]
         )
     return job

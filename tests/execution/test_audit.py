@@ -51,7 +51,9 @@ def sealed_ids() -> list[int]:
 
 
 def seq_of(entry_id: int) -> int:
-    return AuditEntry.objects.values_list("seq", flat=True).get(pk=entry_id)
+    seq = AuditEntry.objects.values_list("seq", flat=True).get(pk=entry_id)
+    assert seq is not None
+    return seq
 
 
 # Recording ------------------------------------------------------------------------
