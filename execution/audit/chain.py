@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.encoder
 import logging
 import math
 import uuid
@@ -75,6 +76,8 @@ def canonical_json(value: Any) -> str:
     100000000000000000000 and ``1.0`` as 1.0, so every integral number is written
     as that integer, and other floats in their shortest round-trip form.
     """
+    if _is_plain(value):
+        return _plain_json(value)
     parts: list[str] = []
     _encode(value, parts)
     return "".join(parts)
@@ -83,6 +86,23 @@ def canonical_json(value: Any) -> str:
 def payload_sha256(value: Any) -> str:
     """SHA-256 of ``value``'s canonical JSON: how an input or a result is recorded."""
     return hashlib.sha256(canonical_json(value).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# For values without floats, json's C encoder writes exactly the canonical form.
+_plain_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _is_plain(value: Any) -> bool:
+    """No floats, no subclasses, only string keys: the C encoder's output is canonical."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        return True
+    if kind is dict:
+        return all(type(key) is str and _is_plain(item) for key, item in value.items())
+    if kind is list:
+        return all(_is_plain(item) for item in value)
+    return False
 
 
 def _encode(value: Any, parts: list[str]) -> None:
@@ -119,8 +139,7 @@ def _encode(value: Any, parts: list[str]) -> None:
         raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 
-def _string(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
+_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) writes, in C
 
 
 def _key(key: Any) -> str:
@@ -146,18 +165,20 @@ def entry_message(prev_hash: str, row: Sequence[Any]) -> bytes:
 
     ``row`` is the entry's CONTENT_FIELDS as the ORM loads them, with ``seq`` set.
     """
-    (entry_id, seq, event, recorded_at, actor, actor_id, job_id, *rest) = row
-    content = [
+    (entry_id, seq, event, recorded_at, actor, actor_id, job_id, *texts, details) = row
+    fields = [
         seq,
         entry_id,
-        event,
+        str(event),
         _timestamp(recorded_at),
-        actor,
+        str(actor),
         actor_id,
         str(job_id) if job_id is not None else None,
-        *rest,
+        *(str(text) for text in texts),
     ]
-    return f"{prev_hash}|{canonical_json(content)}".encode("utf-8", "surrogatepass")
+    # The same text as canonical_json([*fields, details]): the fields are plain by construction.
+    content = f"{_plain_json(fields)[:-1]},{canonical_json(details)}]"
+    return f"{prev_hash}|{content}".encode("utf-8", "surrogatepass")
 
 
 def entry_hash(key: bytes | None, prev_hash: str, row: Sequence[Any]) -> str:
