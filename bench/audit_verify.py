@@ -107,13 +107,12 @@ def main() -> None:
     print(f"database: {describe_database()}")
     print(f"{'step':34} {'seconds':>9} {'entries/s':>11}")
     print(f"{'record (make the data, untimed)':34} {populated_s:9.1f}")
-    print(f"{'seal (batches of 5000)':34} {seal_s:9.1f} {sealed / seal_s:11,.0f}")
-    print(
-        f"{'verify --chain-only':34} {chain_only.elapsed_s:9.1f} {entries / chain_only.elapsed_s:11,.0f}"
-    )
-    print(
-        f"{'verify (chain + jobs + metrics)':34} {full.elapsed_s:9.1f} {entries / full.elapsed_s:11,.0f}"
-    )
+    for step, count, seconds in (
+        ("seal (batches of 5000)", sealed, seal_s),
+        ("verify --chain-only", entries, chain_only.elapsed_s),
+        ("verify (chain + jobs + metrics)", entries, full.elapsed_s),
+    ):
+        print(f"{step:34} {seconds:9.1f} {count / seconds:11,.0f}")
 
 
 if __name__ == "__main__":
