@@ -21,13 +21,16 @@ def install() -> None:
     from execution.audit.recorder import AuditRecord, payload_sha256, record, record_many
     from execution.models import Job
     from execution.services.job_execution_service import JobExecutionService
+    from plugins.registry import get_registry
 
     def facts(job: Job) -> dict[str, Any]:
-        return {
-            "job_id": job.pk,
-            "plugin_name": job.plugin_name,
-            "plugin_version": job.plugin_version,
-        }
+        # A claimed job loads few fields (Job.objects.load_pending); reading a deferred
+        # one would cost a query, so the version comes from the registry then.
+        if "plugin_version" in job.get_deferred_fields():
+            version = get_registry().get_plugin(job.plugin_name).version
+        else:
+            version = job.plugin_version
+        return {"job_id": job.pk, "plugin_name": job.plugin_name, "plugin_version": version}
 
     original_create = JobExecutionService.create_job
 

@@ -10,4 +10,4 @@ PLUGINS = ["bench_app.BenchNoOpPlugin"]
 
 # Records audit entries where the services will, until they do (see audit_standin.py).
 if os.environ.get("BENCH_AUDIT_STANDIN", "1") == "1":
-    INSTALLED_APPS = [*INSTALLED_APPS, "audit_standin"]
+    INSTALLED_APPS = [*INSTALLED_APPS, "audit_standin.AuditStandinConfig"]

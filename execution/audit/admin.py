@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -12,23 +14,73 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from execution.audit.models import AuditEntry
+from execution.audit.recorder import SYSTEM_ACTOR
+
+MAX_ACTOR_CHOICES = 50
 
 
-class JobIdFilter(admin.SimpleListFilter):
-    """The entries of one job: a link from a job's id, ?job=<uuid>."""
+class ValueFilter(admin.SimpleListFilter):
+    """Entries whose ``field`` equals ``?<parameter_name>=``.
 
-    title = "job"
-    parameter_name = "job"
+    The choices come from small tables, never from a DISTINCT over the log
+    itself, which would read every entry on every page.
+    """
+
+    field = ""
+
+    def choices_from_elsewhere(self) -> list[str]:
+        return []
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        value = self.value()
-        return [(value, value)] if value else []
+        values = self.choices_from_elsewhere()
+        current = self.value()
+        if current and current not in values:
+            values = [current, *values]
+        return [(value, value) for value in values]
 
     def queryset(
         self, request: HttpRequest, queryset: QuerySet[AuditEntry]
     ) -> QuerySet[AuditEntry]:
         value = self.value()
-        return queryset.filter(job_id=value) if value else queryset
+        if not value:
+            return queryset
+        if self.field == "job_id":
+            try:
+                value = str(uuid.UUID(value))
+            except ValueError:
+                return queryset.none()
+        return queryset.filter(**{self.field: value})
+
+
+class JobIdFilter(ValueFilter):
+    """The entries of one job, ?job=<uuid> (the job's own page links here)."""
+
+    title = "job"
+    parameter_name = "job"
+    field = "job_id"
+
+
+class PluginFilter(ValueFilter):
+    title = "plugin"
+    parameter_name = "plugin"
+    field = "plugin_name"
+
+    def choices_from_elsewhere(self) -> list[str]:
+        from plugins.models import PluginMetrics
+
+        return list(
+            PluginMetrics.objects.order_by("plugin_name").values_list("plugin_name", flat=True)
+        )
+
+
+class ActorFilter(ValueFilter):
+    title = "actor"
+    parameter_name = "actor"
+    field = "actor"
+
+    def choices_from_elsewhere(self) -> list[str]:
+        users = get_user_model().objects.order_by("username").values_list("username", flat=True)
+        return [SYSTEM_ACTOR, *users[:MAX_ACTOR_CHOICES]]
 
 
 @admin.register(AuditEntry)
@@ -42,7 +94,7 @@ class AuditEntryAdmin(admin.ModelAdmin[AuditEntry]):
         "job_display",
         "error_type",
     ]
-    list_filter = ["event", JobIdFilter, "plugin_name", "actor"]
+    list_filter = ["event", JobIdFilter, PluginFilter, ActorFilter]
     search_fields = ["=job_id", "=actor"]
     date_hierarchy = None
     show_full_result_count = False  # COUNT(*) of a million rows on every page

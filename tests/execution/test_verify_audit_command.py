@@ -129,9 +129,13 @@ def test_the_admin_filters_by_job_actor_plugin_and_event(admin_client, history, 
         "job.submitted",
     ]
     assert {e.actor for e in listed(admin_client, "actor=bob")} == {"bob"}
-    refused = listed(admin_client, "plugin_name=echo&event__exact=request.refused")
+    refused = listed(admin_client, "plugin=echo&event__exact=request.refused")
     assert [(e.event, e.actor) for e in refused] == [("request.refused", "alice")]
     assert [e.job_id for e in listed(admin_client, f"q={job.pk}")] == [job.pk, job.pk]
+    assert listed(admin_client, "job=not-a-uuid") == []
+    page = admin_client.get(CHANGELIST).content.decode()
+    assert "?plugin=echo" in page
+    assert "?actor=bob" in page
 
 
 def test_an_entry_links_to_its_job_while_it_exists(admin_client, history):
