@@ -208,7 +208,7 @@ class SealResult:
 
 
 def seal(*, batch_size: int = SEAL_BATCH_SIZE, using: str = "default") -> SealResult:
-    """Chain every entry waiting to be sealed, in insertion order, a batch per transaction.
+    """Chain every entry waiting to be sealed, in insertion order, a batch at a time.
 
     Safe with any number of sealers in any number of processes. Raises
     SigningKeyMismatch if this process has another key than the chain.
@@ -217,8 +217,7 @@ def seal(*, batch_size: int = SEAL_BATCH_SIZE, using: str = "default") -> SealRe
     lost = 0
     while _anything_waiting(using):
         try:
-            with transaction.atomic(using=using):
-                count = _seal_batch(batch_size, using)
+            count = _seal_batch(batch_size, using)
         except (_LostRace, IntegrityError):
             lost += 1
             if lost > 100:
@@ -246,8 +245,21 @@ def _anything_waiting(using: str) -> bool:
 
 
 def _seal_batch(batch_size: int, using: str) -> int:
+    """Seal the next batch optimistically: hash first, then take the lock only to write.
+
+    The head and the batch are read without a lock, the hashes computed, and only
+    then one short transaction moves the head (the compare-and-swap) and writes the
+    seqs and hashes. On SQLite that transaction holds the database's only write
+    lock, so hashing inside it would stall every request for the whole batch.
+    Another sealer that moved the head meanwhile makes the swap fail: nothing is
+    written and the batch is read again.
+    """
     key = signing.signing_key()
-    chain = locked_chain(key, using)
+    chain = AuditChain.objects.using(using).filter(pk=AuditChain.SINGLETON_ID).first()
+    if chain is None:
+        with transaction.atomic(using=using):
+            chain = locked_chain(key, using)  # begins the chain
+    _check_key(chain, key)
     rows = list(
         AuditEntry.objects.using(using)
         .filter(seq__isnull=True)
@@ -267,15 +279,16 @@ def _seal_batch(batch_size: int, using: str) -> int:
         prev = digest
     connection = connections[using]
     table = connection.ops.quote_name(AuditEntry._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {table} SET seq = %s, prev_hash = %s, entry_hash = %s "
-            "WHERE id = %s AND seq IS NULL",
-            updates,
-        )
-        if cursor.rowcount not in (-1, len(updates)):
-            raise _LostRace()
-    _move_head(chain, seq, prev, using)
+    with transaction.atomic(using=using):
+        _move_head(chain, seq, prev, using)
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET seq = %s, prev_hash = %s, entry_hash = %s "
+                "WHERE id = %s AND seq IS NULL",
+                updates,
+            )
+            if cursor.rowcount not in (-1, len(updates)):
+                raise _LostRace()  # another sealer sealed some of them: roll back
     return len(rows)
 
 
@@ -289,6 +302,11 @@ def locked_chain(key: bytes | None, using: str) -> AuditChain:
     )
     if chain is None:
         chain = _begin_chain(key, using)
+    _check_key(chain, key)
+    return chain
+
+
+def _check_key(chain: AuditChain, key: bytes | None) -> None:
     if chain.key_fingerprint != signing.key_fingerprint(key):
         raise SigningKeyMismatch(
             "The audit chain is sealed with "
@@ -296,7 +314,6 @@ def locked_chain(key: bytes | None, using: str) -> AuditChain:
             + ("" if key is None else ", not this process's")
             + "; nothing was sealed"
         )
-    return chain
 
 
 def _move_head(chain: AuditChain, seq: int, head_hash: str, using: str) -> None:

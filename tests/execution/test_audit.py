@@ -413,3 +413,35 @@ def test_a_forged_checkpoint_row_is_found(history):
     prune_entries(prunable_through())
     sql(f"UPDATE {CHAIN_TABLE} SET base_seq = base_seq + 1")
     assert not verify().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sealer_whose_head_moved_while_it_hashed_writes_nothing_and_tries_again(
+    user, monkeypatch
+):
+    for _ in range(5):
+        scenario.refuse(user)
+    seal()  # the chain begins
+    for _ in range(5):
+        scenario.refuse(user)
+    real_hash = chain.entry_hash
+    interloper: list[int] = []
+
+    def hash_while_another_sealer_seals(key, prev, row):
+        if not interloper:
+            interloper.append(0)
+            result: list[int] = []
+            other = threading.Thread(target=lambda: result.append(seal().sealed))
+            other.start()
+            other.join()
+            interloper[0] = result[0]
+        return real_hash(key, prev, row)
+
+    monkeypatch.setattr(chain, "entry_hash", hash_while_another_sealer_seals)
+    lost = chain.seal()
+    assert interloper == [5]  # the other sealer sealed the five first...
+    assert lost.sealed == 0  # ...so this one's swap failed, and nothing was left to seal
+    assert list(AuditEntry.objects.order_by("seq").values_list("seq", flat=True)) == list(
+        range(1, 12)
+    )
+    assert verify().ok
