@@ -431,7 +431,14 @@ def test_a_sealer_whose_head_moved_while_it_hashed_writes_nothing_and_tries_agai
         if not interloper:
             interloper.append(0)
             result: list[int] = []
-            other = threading.Thread(target=lambda: result.append(seal().sealed))
+
+            def another_sealer() -> None:
+                try:
+                    result.append(seal().sealed)
+                finally:
+                    connections.close_all()
+
+            other = threading.Thread(target=another_sealer)
             other.start()
             other.join()
             interloper[0] = result[0]
