@@ -2,10 +2,13 @@
 
 gunicorn (2 sync workers) on 127.0.0.1 serves, and wrk drives each endpoint in turn,
 in rounds (so that drift of a shared machine falls on all of them alike):
-  governed     POST /v1/analyze-execution with a no-op plugin (validation, job, metrics)
+  governed     POST /v1/analyze-execution with a no-op plugin (validation, job, metrics,
+               the audit trail)
+  audit off    the same, on a second server with AUDIT_ENABLED=0 (same database)
   bookkeeping  POST /bench/bookkeeping: the naive job bookkeeping, three commits
   echo         POST /bench/echo: authentication and JSON in/out, no database writes
-Prints requests/s, p50 and p99 latency and the ratios to the baselines.
+Prints requests/s, p50 and p99 latency and the ratios to the baselines. Only one
+server is loaded at a time; the idle one runs no sealer (the audit is off there).
 
     .venv/bin/python bench/http_execution.py [--duration 15] [--rounds 3]
         [--database-url postgres://...]
@@ -33,6 +36,7 @@ from _django import ROOT, api_token, bench_env, describe_database, setup_django
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 BODY = {"plugin": "bench_noop", "payload": {}}
 TARGET_RATIO = 0.8
+AUDIT_TARGET_RATIO = 0.95
 
 
 def free_port() -> int:
@@ -93,6 +97,28 @@ def combine(rounds: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
+def start_server(database_url: str, *, audit: bool) -> tuple[str, subprocess.Popen[bytes]]:
+    """gunicorn, 2 sync workers, on a free port; with the audit trail on or off."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "project.wsgi:application",
+        ],
+        cwd=ROOT,
+        env={**bench_env(database_url), "AUDIT_ENABLED": "1" if audit else "0"},
+    )
+    return f"http://127.0.0.1:{port}", server
+
+
 def describe_containment() -> str:
     """Where the governed endpoint's plugin runs; the server has this process's settings."""
     from django.conf import settings
@@ -127,32 +153,18 @@ def main() -> None:
     token = api_token()
     database = describe_database()
     containment = describe_containment()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--workers",
-            "2",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            "project.wsgi:application",
-        ],
-        cwd=ROOT,
-        env=bench_env(database_url),
-    )
+    base, server = start_server(database_url, audit=True)
+    audit_off_base, audit_off_server = start_server(database_url, audit=False)
     rounds: dict[str, list[dict[str, float]]] = {}
     round_s = max(1, args.duration // args.rounds)
     try:
         wait_until_up(f"{base}/v1/health")
+        wait_until_up(f"{audit_off_base}/v1/health")
         targets = {
             "echo": f"{base}/bench/echo",
             "bookkeeping": f"{base}/bench/bookkeeping",
             "governed": f"{base}/v1/analyze-execution",
+            "audit off": f"{audit_off_base}/v1/analyze-execution",
         }
         for url in targets.values():
             wrk(url, token, 2, args.connections)  # warm-up: connections, caches, children
@@ -160,8 +172,9 @@ def main() -> None:
             for name, url in targets.items():
                 rounds.setdefault(name, []).append(wrk(url, token, round_s, args.connections))
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for process in (server, audit_off_server):
+            process.terminate()
+            process.wait(timeout=30)
     results = {name: combine(measured) for name, measured in rounds.items()}
 
     print(
@@ -182,6 +195,8 @@ def main() -> None:
         f"governed / bookkeeping: {ratio:.2f}x (target >= {TARGET_RATIO}); "
         f"governed / echo: {governed / results['echo']['rps']:.2f}x"
     )
+    audit_ratio = governed / results["audit off"]["rps"]
+    print(f"audit on / audit off: {audit_ratio:.3f}x (target >= {AUDIT_TARGET_RATIO})")
 
 
 if __name__ == "__main__":

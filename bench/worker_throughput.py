@@ -6,7 +6,12 @@ then in the worker: claim, ToolRunner, outcome + metrics) and drained by
 are enqueued and drained the same way. Throughput is N divided by the time from
 the first task's start to the last one's finish (worker start-up excluded).
 
-    .venv/bin/python bench/worker_throughput.py [-n 1000] [--workers 1] [--database-url ...]
+The governed jobs run with the audit trail on and off (AUDIT_ENABLED), in
+alternating rounds of N / rounds jobs each, so that drift of a shared machine
+falls on both alike.
+
+    .venv/bin/python bench/worker_throughput.py [-n 1000] [--workers 1] [--rounds 2]
+        [--database-url ...]
 """
 
 from __future__ import annotations
@@ -19,15 +24,15 @@ import time
 from _django import ROOT, bench_env, describe_database, setup_django
 
 TARGET_RATIO = 0.8
+AUDIT_TARGET_RATIO = 0.95
 
 
-def drain(database_url: str, workers: int) -> float:
+def drain(database_url: str, workers: int, audit: bool = True) -> float:
     """Run ``workers`` db_worker processes until the queue is empty; return wall seconds."""
     command = [sys.executable, "manage.py", "db_worker", "--batch", "--no-startup-delay", "-v", "0"]
+    env = {**bench_env(database_url), "AUDIT_ENABLED": "1" if audit else "0"}
     started = time.perf_counter()
-    processes = [
-        subprocess.Popen(command, cwd=ROOT, env=bench_env(database_url)) for _ in range(workers)
-    ]
+    processes = [subprocess.Popen(command, cwd=ROOT, env=env) for _ in range(workers)]
     for process in processes:
         if process.wait() != 0:
             raise SystemExit("db_worker failed")
@@ -48,14 +53,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=1000, help="jobs and tasks each")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2, help="audit on/off rounds")
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     args = parser.parse_args()
     database_url = setup_django(args.database_url)
 
     from bench_app import bare_noop_task
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django_tasks_db.models import DBTaskResult
 
+    from execution.audit.models import AuditEntry
     from execution.models import Job, JobStatus
     from execution.services import AnalysisExecutionService
 
@@ -68,25 +76,44 @@ def main() -> None:
     bare_busy = busy_seconds("bare_noop_task")
 
     service = AnalysisExecutionService()
-    submitted = [
-        service.submit(plugin_name="bench_noop", payload={}, user=user).pk for _ in range(args.n)
-    ]
-    governed_wall = drain(database_url, args.workers)
-    governed_busy = busy_seconds("run_job_task")
-    done = Job.objects.filter(pk__in=submitted, status=JobStatus.SUCCESS).count()
-    if done != args.n:
-        raise SystemExit(f"only {done} of {args.n} jobs succeeded")
+    per_round = args.n // args.rounds
+    governed = {True: [0.0, 0.0], False: [0.0, 0.0]}  # audit on/off: busy, wall seconds
+    for _ in range(args.rounds):
+        for audit in (True, False):
+            settings.AUDIT_ENABLED = audit
+            submitted = [
+                service.submit(plugin_name="bench_noop", payload={}, user=user).pk
+                for _ in range(per_round)
+            ]
+            governed[audit][1] += drain(database_url, args.workers, audit)
+            governed[audit][0] += busy_seconds("run_job_task")
+            done = Job.objects.filter(pk__in=submitted, status=JobStatus.SUCCESS).count()
+            if done != per_round:
+                raise SystemExit(f"only {done} of {per_round} jobs succeeded")
+            DBTaskResult.objects.filter(task_path__endswith="run_job_task").delete()
+    settings.AUDIT_ENABLED = True
+    entries = AuditEntry.objects.count()
 
     print(f"worker_throughput: {args.n} each, {args.workers} db_worker --batch --no-startup-delay")
     print(f"database: {describe_database()}")
-    print(f"{'kind':22} {'per s':>8} {'busy s':>8} {'wall s':>8}")
-    for label, busy, wall in (
-        ("bare django-tasks", bare_busy, bare_wall),
-        ("governed jobs", governed_busy, governed_wall),
+    print(
+        f"governed jobs in {args.rounds} rounds of {per_round} with the audit on, then off; "
+        f"{entries} audit entries recorded"
+    )
+    print(f"{'kind':26} {'per s':>8} {'busy s':>8} {'wall s':>8}")
+    for label, n, busy, wall in (
+        ("bare django-tasks", args.n, bare_busy, bare_wall),
+        ("governed jobs, audit on", per_round * args.rounds, *governed[True]),
+        ("governed jobs, audit off", per_round * args.rounds, *governed[False]),
     ):
-        print(f"{label:22} {args.n / busy:8.0f} {busy:8.2f} {wall:8.2f}")
-    ratio = bare_busy / governed_busy
-    print(f"governed / bare: {ratio:.2f}x (target >= {TARGET_RATIO})")
+        print(f"{label:26} {n / busy:8.0f} {busy:8.2f} {wall:8.2f}")
+    on_busy, off_busy = governed[True][0], governed[False][0]
+    ratio = bare_busy / on_busy
+    print(f"governed (audit on) / bare: {ratio:.2f}x (target >= {TARGET_RATIO})")
+    print(
+        f"audit on / audit off: {off_busy / on_busy:.3f}x throughput "
+        f"(target >= {AUDIT_TARGET_RATIO})"
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+import execution.audit.admin  # noqa: F401  (registers the audit log)
 from execution.models import Job, JobStatus
 from execution.selectors import JobNotFound, plugin_overview
 from execution.services import AnalysisExecutionService, CancelNotAllowed, JobAlreadyEnded

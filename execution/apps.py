@@ -18,6 +18,9 @@ class ExecutionConfig(AppConfig):
         # migrate never start it.
         request_started.connect(_start_lease_monitor, dispatch_uid="execution-lease-monitor")
         connection_created.connect(install_sqlite_clock, dispatch_uid="execution-sqlite-clock")
+        from execution.audit.setup import on_ready as audit_on_ready
+
+        audit_on_ready()
 
 
 def _start_lease_monitor(**kwargs: Any) -> None:

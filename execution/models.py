@@ -567,3 +567,6 @@ class ProcessHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} {self.name}"
+
+
+from execution.audit.models import AuditChain, AuditEntry  # noqa: E402,F401

@@ -24,3 +24,5 @@ PLUGIN_METRICS_ENABLED = True
 # The test process itself recovers no leases in the background; tests that need
 # recovery call the service or start servers and workers that do.
 JOB_RECOVERY_INTERVAL_S = 0
+# Nor does it seal audit entries in the background: tests seal when they mean to.
+AUDIT_SEAL_INTERVAL_S = 0

@@ -28,6 +28,7 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError, connections
 from django_tasks_db.management.commands import db_worker
 
+from execution.audit.sealer import AuditSealer
 from execution.services.job_execution_service import release_running_jobs
 from execution.services.lease_recovery import LeaseMonitor
 from plugins.runtime.tool_runner import runs_one_execution_at_a_time
@@ -68,6 +69,7 @@ class GovernedWorker(db_worker.Worker):
 
     def run(self) -> None:
         LeaseMonitor.ensure_started()
+        AuditSealer.ensure_started()
         pause = OUTAGE_FIRST_PAUSE_S
         while self.running:
             started = time.monotonic()

@@ -1,0 +1,459 @@
+"""The chain: canonical hashing of entries, sealing them in batches, checkpoints.
+
+An entry's hash covers the hash of the entry before it and the entry's whole
+content, so editing, deleting, inserting or reordering a sealed entry breaks
+the chain at that entry (execution/audit/verify.py finds where). With an
+``AUDIT_SIGNING_KEY`` the hash is an HMAC: without the key nobody can seal a
+forged entry that verifies.
+
+Sealing is batched and off the request path: the recorder only INSERTs, and a
+sealer chains what is waiting every few seconds, in one transaction per batch,
+moving the chain's head with a compare-and-swap (``UPDATE ... WHERE head_seq =
+<the head it read>``). A sealer that loses that race rolls back and has sealed
+nothing, so several sealers in several processes cannot fork the chain.
+
+The chain's first entry is an ``audit.checkpoint`` made by the first seal: its
+baseline says what the database held before the audit started (each plugin's
+metrics counts, the jobs that have no ``job.submitted`` entry). Pruning
+(execution/audit/retention.py) seals a new checkpoint, carrying the baseline on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import json.encoder
+import logging
+import math
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, connections, models, transaction
+from django.db.models.functions import Now
+
+from execution.audit import signing
+from execution.audit.events import CHAIN_EVENT_PREFIX, AuditEvent
+from execution.audit.models import AuditChain, AuditEntry
+
+logger = logging.getLogger("execution.audit")
+
+GENESIS_HASH = "0" * 64
+SEAL_BATCH_SIZE = 2000
+
+# What an entry's hash covers, in this order (the id first, for the UPDATE).
+CONTENT_FIELDS = (
+    "id",
+    "seq",
+    "event",
+    "recorded_at",
+    "actor",
+    "actor_id",
+    "job_id",
+    "plugin_name",
+    "plugin_version",
+    "plugin_fingerprint",
+    "input_sha256",
+    "result_sha256",
+    "error_type",
+    "details",
+)
+_DIGEST_MODULUS = 2**256
+
+
+# Canonical JSON -------------------------------------------------------------------
+
+
+def canonical_json(value: Any) -> str:
+    """``value`` as one canonical JSON text: what its digest is taken of.
+
+    Sorted keys, no whitespace, text as is (not ``\\u`` escapes). A number is
+    written from its value, so that it survives a round trip through SQLite's
+    JSON and PostgreSQL's jsonb: jsonb returns ``1e20`` as the integer
+    100000000000000000000 and ``1.0`` as 1.0, so every integral number is written
+    as that integer, and other floats in their shortest round-trip form.
+    """
+    if _is_plain(value):
+        return _plain_json(value)
+    parts: list[str] = []
+    _encode(value, parts)
+    return "".join(parts)
+
+
+def payload_sha256(value: Any) -> str:
+    """SHA-256 of ``value``'s canonical JSON: how an input or a result is recorded."""
+    return hashlib.sha256(canonical_json(value).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# For values without floats, json's C encoder writes exactly the canonical form.
+_plain_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _is_plain(value: Any) -> bool:
+    """No floats, no subclasses, only string keys: the C encoder's output is canonical."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        return True
+    if kind is dict:
+        return all(type(key) is str and _is_plain(item) for key, item in value.items())
+    if kind is list:
+        return all(_is_plain(item) for item in value)
+    return False
+
+
+def _encode(value: Any, parts: list[str]) -> None:
+    if value is None:
+        parts.append("null")
+    elif value is True:
+        parts.append("true")
+    elif value is False:
+        parts.append("false")
+    elif isinstance(value, str):
+        parts.append(_string(value))
+    elif isinstance(value, int):
+        parts.append(str(int(value)))
+    elif isinstance(value, float):
+        parts.append(_float(value))
+    elif isinstance(value, dict):
+        items = sorted((_key(key), item) for key, item in value.items())
+        parts.append("{")
+        for index, (key, item) in enumerate(items):
+            if index:
+                parts.append(",")
+            parts.append(_string(key))
+            parts.append(":")
+            _encode(item, parts)
+        parts.append("}")
+    elif isinstance(value, list | tuple):
+        parts.append("[")
+        for index, item in enumerate(value):
+            if index:
+                parts.append(",")
+            _encode(item, parts)
+        parts.append("]")
+    else:
+        raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) writes, in C
+
+
+def _key(key: Any) -> str:
+    """A mapping key as JSON writes it (json.dumps turns 1 into "1", True into "true")."""
+    if isinstance(key, str):
+        return key
+    return canonical_json(key)
+
+
+def _float(number: float) -> str:
+    if not math.isfinite(number):
+        return repr(number)  # no database stores these; the digest just must not fail
+    if number.is_integer():
+        return str(int(Decimal(repr(number))))
+    return repr(number)
+
+
+# Entries' hashes ------------------------------------------------------------------
+
+
+def entry_message(prev_hash: str, row: Sequence[Any]) -> bytes:
+    """What an entry's hash is taken of: the previous hash, then its content.
+
+    ``row`` is the entry's CONTENT_FIELDS as the ORM loads them, with ``seq`` set.
+    """
+    (entry_id, seq, event, recorded_at, actor, actor_id, job_id, *texts, details) = row
+    fields = [
+        seq,
+        entry_id,
+        str(event),
+        _timestamp(recorded_at),
+        str(actor),
+        actor_id,
+        str(job_id) if job_id is not None else None,
+        *(str(text) for text in texts),
+    ]
+    # The same text as canonical_json([*fields, details]): the fields are plain by construction.
+    content = f"{_plain_json(fields)[:-1]},{canonical_json(details)}]"
+    return f"{prev_hash}|{content}".encode("utf-8", "surrogatepass")
+
+
+def entry_hash(key: bytes | None, prev_hash: str, row: Sequence[Any]) -> str:
+    return signing.digest(key, entry_message(prev_hash, row))
+
+
+def _timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+# Sealing --------------------------------------------------------------------------
+
+
+class SigningKeyMismatch(Exception):
+    """This process's AUDIT_SIGNING_KEY is not the one the chain is sealed with."""
+
+
+class _LostRace(Exception):
+    """Another sealer moved the head first: this batch is rolled back."""
+
+
+@dataclass(frozen=True)
+class SealResult:
+    sealed: int
+    head_seq: int
+    head_hash: str
+
+
+def seal(*, batch_size: int = SEAL_BATCH_SIZE, using: str = "default") -> SealResult:
+    """Chain every entry waiting to be sealed, in insertion order, a batch at a time.
+
+    Safe with any number of sealers in any number of processes. Raises
+    SigningKeyMismatch if this process has another key than the chain.
+    """
+    sealed = 0
+    lost = 0
+    while _anything_waiting(using):
+        try:
+            count = _seal_batch(batch_size, using)
+        except (_LostRace, IntegrityError):
+            lost += 1
+            if lost > 100:
+                raise
+            continue
+        sealed += count
+        if count < batch_size:
+            break
+    chain = AuditChain.objects.using(using).filter(pk=AuditChain.SINGLETON_ID).first()
+    head_seq, head_hash = (chain.head_seq, chain.head_hash) if chain else (0, "")
+    if sealed:
+        logger.info(
+            "Audit chain sealed %d entries; head seq=%d hash=%s", sealed, head_seq, head_hash
+        )
+    return SealResult(sealed=sealed, head_seq=head_seq, head_hash=head_hash)
+
+
+def _anything_waiting(using: str) -> bool:
+    """A cheap look, outside any transaction: is an entry waiting, or the chain not begun?"""
+    waiting = AuditEntry.objects.using(using).filter(seq__isnull=True)
+    waiting = waiting.exclude(event__startswith=CHAIN_EVENT_PREFIX)
+    if waiting.exists():
+        return True
+    return not AuditChain.objects.using(using).filter(pk=AuditChain.SINGLETON_ID).exists()
+
+
+def _seal_batch(batch_size: int, using: str) -> int:
+    """Seal the next batch optimistically: hash first, then take the lock only to write.
+
+    The head and the batch are read without a lock, the hashes computed, and only
+    then one short transaction moves the head (the compare-and-swap) and writes the
+    seqs and hashes. On SQLite that transaction holds the database's only write
+    lock, so hashing inside it would stall every request for the whole batch.
+    Another sealer that moved the head meanwhile makes the swap fail: nothing is
+    written and the batch is read again.
+    """
+    key = signing.signing_key()
+    chain = AuditChain.objects.using(using).filter(pk=AuditChain.SINGLETON_ID).first()
+    if chain is None:
+        with transaction.atomic(using=using):
+            chain = locked_chain(key, using)  # begins the chain
+    _check_key(chain, key)
+    rows = list(
+        AuditEntry.objects.using(using)
+        .filter(seq__isnull=True)
+        .exclude(event__startswith=CHAIN_EVENT_PREFIX)
+        .order_by("id")
+        .values_list(*CONTENT_FIELDS)[:batch_size]
+    )
+    if not rows:
+        return 0
+    updates = []
+    seq, prev = chain.head_seq, chain.head_hash
+    for row in rows:
+        seq += 1
+        sealed_row = (row[0], seq, *row[2:])
+        digest = entry_hash(key, prev, sealed_row)
+        updates.append((seq, prev, digest, row[0]))
+        prev = digest
+    connection = connections[using]
+    table = connection.ops.quote_name(AuditEntry._meta.db_table)
+    with transaction.atomic(using=using):
+        _move_head(chain, seq, prev, using)
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET seq = %s, prev_hash = %s, entry_hash = %s "
+                "WHERE id = %s AND seq IS NULL",
+                updates,
+            )
+            if cursor.rowcount not in (-1, len(updates)):
+                raise _LostRace()  # another sealer sealed some of them: roll back
+    return len(rows)
+
+
+def locked_chain(key: bytes | None, using: str) -> AuditChain:
+    """The chain's row, locked until the transaction ends; begun here if it is not yet."""
+    chain = (
+        AuditChain.objects.using(using)
+        .select_for_update()
+        .filter(pk=AuditChain.SINGLETON_ID)
+        .first()
+    )
+    if chain is None:
+        chain = _begin_chain(key, using)
+    _check_key(chain, key)
+    return chain
+
+
+def _check_key(chain: AuditChain, key: bytes | None) -> None:
+    if chain.key_fingerprint != signing.key_fingerprint(key):
+        raise SigningKeyMismatch(
+            "The audit chain is sealed with "
+            + ("no AUDIT_SIGNING_KEY" if not chain.key_fingerprint else "another AUDIT_SIGNING_KEY")
+            + ("" if key is None else ", not this process's")
+            + "; nothing was sealed"
+        )
+
+
+def _move_head(chain: AuditChain, seq: int, head_hash: str, using: str) -> None:
+    """The compare-and-swap: the head moves only from where this sealer found it."""
+    moved = (
+        AuditChain.objects.using(using)
+        .filter(pk=chain.pk, head_seq=chain.head_seq, head_hash=chain.head_hash)
+        .update(head_seq=seq, head_hash=head_hash, sealed_at=Now())
+    )
+    if not moved:
+        raise _LostRace()
+    chain.head_seq, chain.head_hash = seq, head_hash
+
+
+# Checkpoints ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the chain does not itself show: counts and jobs from before its first entry."""
+
+    metrics: dict[str, dict[str, int]]
+    legacy_count: int
+    legacy_digest: str
+
+    def as_details(
+        self, through_seq: int, through_hash: str, key_fingerprint: str
+    ) -> dict[str, Any]:
+        return {
+            "through_seq": through_seq,
+            "through_hash": through_hash,
+            "key_fingerprint": key_fingerprint,
+            "metrics": self.metrics,
+            "legacy_jobs": {"count": self.legacy_count, "digest": self.legacy_digest},
+        }
+
+    @classmethod
+    def from_details(cls, details: dict[str, Any]) -> Baseline:
+        legacy = details.get("legacy_jobs") or {}
+        return cls(
+            metrics={
+                name: {"success": int(c.get("success", 0)), "error": int(c.get("error", 0))}
+                for name, c in (details.get("metrics") or {}).items()
+            },
+            legacy_count=int(legacy.get("count", 0)),
+            legacy_digest=str(legacy.get("digest", set_digest([]))),
+        )
+
+
+def set_digest(job_ids: Iterable[uuid.UUID | str]) -> str:
+    """An order-free digest of a set of job ids (the sum of their SHA-256s, mod 2**256).
+
+    Order-free so that it can be computed in any order, and have ids taken out
+    of it when their entries are pruned.
+    """
+    return f"{sum_digest(0, job_ids):064x}"
+
+
+def sum_digest(start: int, job_ids: Iterable[uuid.UUID | str], sign: int = 1) -> int:
+    total = start
+    for job_id in job_ids:
+        one = hashlib.sha256(uuid.UUID(str(job_id)).hex.encode()).digest()
+        total = (total + sign * int.from_bytes(one, "big")) % _DIGEST_MODULUS
+    return total
+
+
+def _begin_chain(key: bytes | None, using: str) -> AuditChain:
+    """The first seal: the chain's row, and its genesis checkpoint with the baseline.
+
+    The baseline is what the database holds that no entry accounts for: each
+    plugin's metrics counts less what waiting entries already count, and the jobs
+    that have no ``job.submitted`` entry (they predate the audit).
+    """
+    from execution.models import Job
+    from plugins.models import PluginMetrics
+
+    fingerprint = signing.key_fingerprint(key)
+    chain = AuditChain(
+        pk=AuditChain.SINGLETON_ID,
+        head_hash=GENESIS_HASH,
+        base_hash=GENESIS_HASH,
+        key_fingerprint=fingerprint,
+    )
+    chain.save(force_insert=True, using=using)  # IntegrityError if another sealer began it
+    entries = AuditEntry.objects.using(using)
+
+    def counted(outcome: str) -> Any:
+        return models.Subquery(
+            entries.filter(plugin_name=models.OuterRef("plugin_name"), details__metrics=outcome)
+            .order_by()
+            .values("plugin_name")
+            .annotate(n=models.Count("id"))
+            .values("n")
+        )
+
+    metrics = {}
+    rows = PluginMetrics.objects.using(using).annotate(
+        counted_success=counted("success"), counted_error=counted("error")
+    )
+    for name, success, error, counted_success, counted_error in rows.values_list(
+        "plugin_name", "success_count", "error_count", "counted_success", "counted_error"
+    ):
+        metrics[name] = {
+            "success": success - (counted_success or 0),
+            "error": error - (counted_error or 0),
+        }
+    submitted = entries.filter(event=AuditEvent.JOB_SUBMITTED, job_id=models.OuterRef("pk"))
+    legacy = Job.objects.using(using).exclude(models.Exists(submitted)).values_list("pk", flat=True)
+    legacy_ids = list(legacy.iterator())
+    baseline = Baseline(
+        metrics=metrics, legacy_count=len(legacy_ids), legacy_digest=set_digest(legacy_ids)
+    )
+    append_checkpoint(chain, baseline.as_details(0, GENESIS_HASH, fingerprint), key, using)
+    logger.info(
+        "Audit chain begun: %d jobs predate it, baseline metrics for %d plugins",
+        len(legacy_ids),
+        len(metrics),
+    )
+    return chain
+
+
+def append_checkpoint(
+    chain: AuditChain, details: dict[str, Any], key: bytes | None, using: str
+) -> int:
+    """Seal an ``audit.checkpoint`` entry at the head, in the caller's transaction; its seq.
+
+    Checkpoints never wait in the queue: they are written sealed by whoever holds
+    the chain's row, and the sealer refuses any ``audit.*`` entry it finds waiting.
+    """
+    entry = AuditEntry.objects.using(using).create(
+        event=AuditEvent.AUDIT_CHECKPOINT, actor="system", details=details
+    )
+    row = AuditEntry.objects.using(using).filter(pk=entry.pk).values_list(*CONTENT_FIELDS).get()
+    seq = chain.head_seq + 1
+    sealed_row = (row[0], seq, *row[2:])
+    digest = entry_hash(key, chain.head_hash, sealed_row)
+    AuditEntry.objects.using(using).filter(pk=entry.pk, seq__isnull=True).update(
+        seq=seq, prev_hash=chain.head_hash, entry_hash=digest
+    )
+    AuditChain.objects.using(using).filter(pk=chain.pk).update(checkpoint_seq=seq)
+    chain.checkpoint_seq = seq
+    _move_head(chain, seq, digest, using)
+    return seq
