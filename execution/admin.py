@@ -145,9 +145,7 @@ class JobAdmin(admin.ModelAdmin[Job]):
         submitted, refused = 0, []
         for job in queryset:
             try:
-                service.submit(
-                    plugin_name=job.plugin_name, payload=job.input_payload, user=_staff(request)
-                )
+                service.rerun(job=job, user=_staff(request))
                 submitted += 1
             except GovernedExecutionError as exc:
                 refused.append(f"{job.short_id}: {exc.message}")

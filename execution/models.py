@@ -38,8 +38,11 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import connections, models
+from django.db import connections, models, transaction
 
+from execution.audit.events import AuditEvent
+from execution.audit.models import AuditChain, AuditEntry
+from execution.audit.recorder import AuditRecord, payload_sha256, record_many
 from execution.clock import database_now, from_db_datetime, greatest_sql, now_sql
 from plugins.runtime.provenance import RanCode
 
@@ -125,8 +128,8 @@ class JobQuerySet(models.QuerySet["Job"]):
         with connection.cursor() as cursor:
             cursor.execute(
                 _sql(
-                    "SELECT plugin_name, input_payload, attempt, max_attempts, requested_version "
-                    "FROM {table} "
+                    "SELECT plugin_name, input_payload, attempt, max_attempts, requested_version, "
+                    "plugin_version, plugin_fingerprint FROM {table} "
                     "WHERE id = %s AND status = %s"
                 ),
                 [_prep("id", pk, connection), JobStatus.PENDING],
@@ -142,6 +145,8 @@ class JobQuerySet(models.QuerySet["Job"]):
             "attempt": row[2],
             "max_attempts": row[3],
             "requested_version": row[4],
+            "plugin_version": row[5],
+            "plugin_fingerprint": row[6],
             "status": JobStatus.PENDING,
             "lease_holder": "",
         }
@@ -290,7 +295,10 @@ class Job(models.Model):
             return False
         connection = connections[Job.objects.db]
         now = now_sql(connection)
-        with connection.cursor() as cursor:
+        with (
+            transaction.atomic(using=Job.objects.db, savepoint=False),
+            connection.cursor() as cursor,
+        ):
             cursor.execute(
                 _sql(
                     f"UPDATE {{table}} SET status = %s, "
@@ -312,6 +320,8 @@ class Job(models.Model):
                 ],
             )
             row = cursor.fetchone()
+            if row is not None:
+                self._audit(AuditEvent.JOB_STARTED)
         if row is None:
             self.refresh_from_db(fields=["status", "started_at", "lease_holder"])
             return False
@@ -329,9 +339,22 @@ class Job(models.Model):
         *,
         ran: RanCode | None = None,
         elapsed_ms: float | None = None,
+        counted: str = "",
     ) -> None:
-        """RUNNING -> SUCCESS with the plugin's result, and what code produced it."""
-        self._finish(JobStatus.SUCCESS, result=result, error=None, ran=ran, elapsed_ms=elapsed_ms)
+        """RUNNING -> SUCCESS with the plugin's result, and what code produced it.
+
+        ``counted``: ``"success"`` or ``"error"`` when the same transaction counts
+        the execution in its plugin's metrics (the audit trail says so).
+        """
+        self._finish(
+            JobStatus.SUCCESS,
+            result=result,
+            error=None,
+            ran=ran,
+            elapsed_ms=elapsed_ms,
+            event=AuditEvent.JOB_FINISHED,
+            counted=counted,
+        )
 
     @alters_data
     def mark_failed(
@@ -340,9 +363,63 @@ class Job(models.Model):
         *,
         ran: RanCode | None = None,
         elapsed_ms: float | None = None,
+        counted: str = "",
     ) -> None:
         """RUNNING -> FAILED, or PENDING -> FAILED when the job can never start."""
-        self._finish(JobStatus.FAILED, result=None, error=error, ran=ran, elapsed_ms=elapsed_ms)
+        self._finish(
+            JobStatus.FAILED,
+            result=None,
+            error=error,
+            ran=ran,
+            elapsed_ms=elapsed_ms,
+            event=AuditEvent.JOB_FINISHED,
+            counted=counted,
+        )
+
+    @alters_data
+    def mark_lost(self, error: dict[str, Any]) -> None:
+        """RUNNING -> FAILED (WorkerLost): its lease ran out and it has no attempt left."""
+        self._finish(
+            JobStatus.FAILED,
+            result=None,
+            error=error,
+            ran=None,
+            elapsed_ms=None,
+            event=AuditEvent.JOB_RECOVERED,
+            counted="",
+        )
+
+    @alters_data
+    def record_submission(self) -> None:
+        """Put the new job on the audit trail: who asked for which plugin, on what input."""
+        self._audit(
+            AuditEvent.JOB_SUBMITTED,
+            actor=self.requested_by,
+            input_sha256=payload_sha256(self.input_payload),
+        )
+
+    @alters_data
+    def record_stopped_run(self, counted: str) -> None:
+        """A run stopped by a cancel was counted in its plugin's metrics: the audit says so."""
+        if counted:
+            self._audit(
+                AuditEvent.JOB_FINISHED,
+                error_type=self.error_type or "",
+                details={"status": self.status, "metrics": counted},
+            )
+
+    def _audit(self, event: str, **fields: Any) -> None:
+        record_many([self._audit_record(event, **fields)])
+
+    def _audit_record(self, event: str, **fields: Any) -> AuditRecord:
+        return AuditRecord(
+            event,
+            job_id=self.pk,
+            plugin_name=self.plugin_name,
+            plugin_version=self.plugin_version,
+            plugin_fingerprint=self.plugin_fingerprint,
+            **fields,
+        )
 
     def elapsed_so_far_ms(self) -> float | None:
         """How long the run claimed by this process has taken, on its monotonic clock."""
@@ -366,7 +443,7 @@ class Job(models.Model):
             raise
 
     @alters_data
-    def cancel(self, error: dict[str, Any]) -> None:
+    def cancel(self, error: dict[str, Any], *, actor: Any = None) -> None:
         """PENDING | RUNNING -> CANCELLED, with ``error`` saying who cancelled it.
 
         Whoever runs a cancelled job notices it (it watches the row) and stops
@@ -376,13 +453,16 @@ class Job(models.Model):
             self._check(JobStatus.CANCELLED)
             finished_at = self._not_before_start(database_now())
             elapsed_ms = self._elapsed_ms(finished_at)
-            updated = Job.objects.filter(pk=self.pk, status=self.status).update(
-                status=JobStatus.CANCELLED,
-                error=error,
-                result=None,
-                finished_at=finished_at,
-                elapsed_ms=elapsed_ms,
-            )
+            with transaction.atomic(using=Job.objects.db, savepoint=False):
+                updated = Job.objects.filter(pk=self.pk, status=self.status).update(
+                    status=JobStatus.CANCELLED,
+                    error=error,
+                    result=None,
+                    finished_at=finished_at,
+                    elapsed_ms=elapsed_ms,
+                )
+                if updated:
+                    self._audit(AuditEvent.JOB_CANCELLED, actor=actor, error_type="Cancelled")
             if updated:
                 self.status, self.error, self.result = JobStatus.CANCELLED, error, None
                 self.finished_at, self.elapsed_ms = finished_at, elapsed_ms
@@ -398,12 +478,14 @@ class Job(models.Model):
         next_attempt_at: datetime,
         retry: bool,
         task_id: uuid.UUID | str,
+        counted: str = "",
     ) -> None:
         """RUNNING -> PENDING, for ``task_id`` to run: the attempt ended without ending the job.
 
         ``retry``: the attempt failed (its worker was lost) and the next one
         counts as another attempt; otherwise the job was handed back unfinished
         and its attempt starts over. ``error`` is kept in the job's history.
+        ``counted``: as for :meth:`mark_succeeded`.
         """
         self._check(JobStatus.PENDING)
         history = [
@@ -433,6 +515,15 @@ class Job(models.Model):
         )
         if not updated:
             raise IllegalJobTransition(f"Job {self.pk} is no longer held by {self.lease_holder}")
+        self._audit(
+            AuditEvent.JOB_RETRIED,
+            error_type=str(error.get("error", {}).get("type", "")),
+            details={
+                "attempt": attempt,
+                "retry": retry,
+                **({"metrics": counted} if counted else {}),
+            },
+        )
         self.status, self.attempt, self.attempts = JobStatus.PENDING, attempt, history
         self.next_attempt_at, self.started_at = next_attempt_at, None
         self.lease_holder, self.lease_expires_at = "", None
@@ -444,13 +535,25 @@ class Job(models.Model):
         updated = Job.objects.filter(pk=self.pk, status=JobStatus.PENDING, task_id=self.task_id)
         if not updated.update(task_id=task_id):
             return False
+        self._audit(AuditEvent.JOB_RECOVERED, details={"status": JobStatus.PENDING})
         self.task_id = uuid.UUID(str(task_id))
         return True
 
     @alters_data
     def insert(self) -> None:
-        """Record a job made by :meth:`JobQuerySet.claimed_by_creator` (one INSERT)."""
-        self.save(force_insert=True, using=Job.objects.db)
+        """Record a job made by :meth:`JobQuerySet.claimed_by_creator`, submitted and started."""
+        with transaction.atomic(using=Job.objects.db, savepoint=False):
+            self.save(force_insert=True, using=Job.objects.db)
+            record_many(
+                [
+                    self._audit_record(
+                        AuditEvent.JOB_SUBMITTED,
+                        actor=self.requested_by,
+                        input_sha256=payload_sha256(self.input_payload),
+                    ),
+                    self._audit_record(AuditEvent.JOB_STARTED),
+                ]
+            )
 
     @alters_data
     def discard(self) -> bool:
@@ -459,9 +562,17 @@ class Job(models.Model):
         Only the claimant of a RUNNING job may do it; False (and the job stays)
         if it changed meanwhile, e.g. was cancelled.
         """
-        deleted, _ = Job.objects.filter(
-            pk=self.pk, status=JobStatus.RUNNING, lease_holder=self.lease_holder
-        ).delete()
+        with transaction.atomic(using=Job.objects.db, savepoint=False):
+            deleted, _ = Job.objects.filter(
+                pk=self.pk, status=JobStatus.RUNNING, lease_holder=self.lease_holder
+            ).delete()
+            if deleted:
+                self._audit(
+                    AuditEvent.REQUEST_REFUSED,
+                    actor=self.requested_by,
+                    error_type="ValidationError",
+                    details={"reason": "the plugin refused its input"},
+                )
         return bool(deleted)
 
     @alters_data
@@ -473,6 +584,8 @@ class Job(models.Model):
         error: Any,
         ran: RanCode | None,
         elapsed_ms: float | None,
+        event: str,
+        counted: str,
     ) -> None:
         expected = self.status
         self._check(target)
@@ -486,7 +599,10 @@ class Job(models.Model):
         connection = connections[Job.objects.db]
         now = now_sql(connection)
         finished_at = greatest_sql(connection, f"COALESCE(started_at, {now})", now)
-        with connection.cursor() as cursor:
+        with (
+            transaction.atomic(using=Job.objects.db, savepoint=False),
+            connection.cursor() as cursor,
+        ):
             cursor.execute(
                 _sql(
                     "UPDATE {table} SET status = %s, result = %s, error = %s, "
@@ -508,6 +624,22 @@ class Job(models.Model):
                 ],
             )
             row = cursor.fetchone()
+            if row is not None:
+                details = {"status": target, **({"metrics": counted} if counted else {})}
+                record_many(
+                    [
+                        AuditRecord(
+                            event,
+                            job_id=self.pk,
+                            plugin_name=self.plugin_name,
+                            plugin_version=version,
+                            plugin_fingerprint=fingerprint,
+                            result_sha256=payload_sha256(result) if result is not None else "",
+                            error_type=str((error or {}).get("error", {}).get("type", "")),
+                            details=details,
+                        )
+                    ]
+                )
         if row is None:
             current = Job.objects.filter(pk=self.pk).values_list("status", flat=True).first()
             raise IllegalJobTransition(
@@ -569,4 +701,4 @@ class ProcessHeartbeat(models.Model):
         return f"{self.role} {self.name}"
 
 
-from execution.audit.models import AuditChain, AuditEntry  # noqa: E402,F401
+__all__ = ["AuditChain", "AuditEntry", "Job", "JobStatus", "ProcessHeartbeat"]

@@ -249,6 +249,12 @@ class PendingMetrics:
     def add(self, plugin_name: str, state: str, elapsed_ms: float, had_error: bool) -> None:
         self._rows.append((plugin_name, state, elapsed_ms, had_error))
 
+    def counted(self) -> str:
+        """How the pending execution counts: ``"success"``, ``"error"``, or ``""`` if none is."""
+        if not self._rows:
+            return ""
+        return "error" if self._rows[-1][3] else "success"
+
     def discard(self) -> None:
         """Forget what is pending: it was committed, or was no run worth keeping (refused input)."""
         self._rows = []

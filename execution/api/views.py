@@ -40,6 +40,7 @@ from execution.services import (
     JobNotFound,
     OutcomeNotRecorded,
 )
+from execution.services.analysis_execution_service import record_refusal
 from plugins.errors.error_envelope import ErrorType
 from plugins.models import PluginState
 from plugins.registry import get_registry
@@ -91,7 +92,7 @@ def execution_request(request: Request) -> dict[str, Any]:
     except (APIException, RequestDataTooBig) as exc:
         body = exc.parsed if isinstance(exc, UnstorableValues) else body
         plugin_name = body.get("plugin") if isinstance(body, dict) else None
-        get_registry().count_refused_request(plugin_name, exception_type(exc))
+        record_refusal(plugin_name=plugin_name, error_type=exception_type(exc), user=_user(request))
         raise
     return dict(serializer.validated_data)
 

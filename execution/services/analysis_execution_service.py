@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from django.db import DatabaseError, transaction
+
+from execution.audit.events import AuditEvent
+from execution.audit.recorder import record
 from execution.models import Job, alters_data
 from execution.services.job_execution_service import JobExecutionService
 from plugins.errors.exceptions import GovernedExecutionError
@@ -15,14 +20,30 @@ from plugins.registry import get_registry
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
+logger = logging.getLogger(__name__)
+
+
+def record_refusal(*, plugin_name: object, error_type: str, user: User | None = None) -> None:
+    """Count a request refused before anything ran, and put it on the audit trail.
+
+    A refusal is often the database's own outage: the audit entry is then lost,
+    and only logged, so the refusal itself still reaches the client.
+    """
+    get_registry().count_refused_request(plugin_name, error_type)
+    name = plugin_name[:100] if isinstance(plugin_name, str) else ""
+    try:
+        record(AuditEvent.REQUEST_REFUSED, actor=user, plugin_name=name, error_type=error_type)
+    except DatabaseError:
+        logger.warning("A refused request (%s) could not be put on the audit trail", error_type)
+
 
 @contextlib.contextmanager
-def refusals_counted(plugin_name: str) -> Iterator[None]:
-    """Count a request refused before anything ran (unknown plugin, bad input), and re-raise."""
+def refusals_counted(plugin_name: str, user: User | None) -> Iterator[None]:
+    """Record a request refused before anything ran (unknown plugin, bad input), and re-raise."""
     try:
         yield
     except GovernedExecutionError as exc:
-        get_registry().count_refused_request(plugin_name, exc.error_type)
+        record_refusal(plugin_name=plugin_name, error_type=exc.error_type, user=user)
         raise
 
 
@@ -45,7 +66,7 @@ class AnalysisExecutionService:
         but is counted. ``plugin_version``: run only that version. Raises
         OutcomeNotRecorded when the database took no write of the outcome in time.
         """
-        with refusals_counted(plugin_name):
+        with refusals_counted(plugin_name, user):
             return self._jobs.execute_now(
                 plugin_name=plugin_name,
                 payload=payload,
@@ -63,13 +84,29 @@ class AnalysisExecutionService:
         plugin_version: str = "",
     ) -> Job:
         """Record a PENDING job together with the task that will run it (refusals counted)."""
-        with refusals_counted(plugin_name):
+        with refusals_counted(plugin_name, user):
             return self._jobs.create_job(
                 plugin_name=plugin_name,
                 payload=payload,
                 requested_by=user,
                 requested_version=plugin_version,
             )
+
+    @alters_data
+    def rerun(self, *, job: Job, user: User) -> Job:
+        """Submit ``job``'s plugin and input again, for ``user``; the audit links the two jobs."""
+        with transaction.atomic():
+            again = self.submit(plugin_name=job.plugin_name, payload=job.input_payload, user=user)
+            record(
+                AuditEvent.JOB_RERUN,
+                job_id=job.pk,
+                actor=user,
+                plugin_name=job.plugin_name,
+                plugin_version=job.plugin_version,
+                plugin_fingerprint=job.plugin_fingerprint,
+                details={"rerun_as": str(again.pk)},
+            )
+        return again
 
     @alters_data
     def cancel(self, *, job_id: uuid.UUID | str, user: User | None = None) -> Job:

@@ -169,6 +169,7 @@ class JobExecutionService:
                 max_attempts=facts.max_attempts,
                 task_id=uuid.UUID(task.id) if task else None,
             )
+            job.record_submission()
             if failure is not None:
                 job.mark_failed(dict(failure))
         return job
@@ -237,7 +238,7 @@ class JobExecutionService:
             plugin=job.plugin_name,
         )
         try:
-            job.cancel(dict(envelope))
+            job.cancel(dict(envelope), actor=user)
         except Job.DoesNotExist as exc:  # a sync request's refused input: it never was a job
             raise JobNotFound(f"No job {job_id}") from exc
         except IllegalJobTransition as exc:
@@ -246,11 +247,14 @@ class JobExecutionService:
         return job
 
     @alters_data
-    def requeue_job(self, *, job: Job, error: ErrorEnvelope, retry: bool) -> None:
+    def requeue_job(
+        self, *, job: Job, error: ErrorEnvelope, retry: bool, counted: str = ""
+    ) -> None:
         """Put a RUNNING job back in the queue, with a task to run it at its next attempt.
 
         ``retry``: its attempt failed and the next waits an exponential backoff;
         otherwise it was handed back unfinished and may start again at once.
+        ``counted``: how this transaction counts the attempt in its plugin's metrics.
         """
         from execution.tasks import run_job_task
 
@@ -258,7 +262,13 @@ class JobExecutionService:
         next_attempt_at = database_now() + timedelta(seconds=delay_s)
         with transaction.atomic():
             task = run_job_task.using(run_after=next_attempt_at).enqueue(str(job.pk))
-            job.requeue(dict(error), next_attempt_at=next_attempt_at, retry=retry, task_id=task.id)
+            job.requeue(
+                dict(error),
+                next_attempt_at=next_attempt_at,
+                retry=retry,
+                task_id=task.id,
+                counted=counted,
+            )
 
     @alters_data
     def queue_again(self, *, job: Job) -> bool:
@@ -325,16 +335,20 @@ class JobExecutionService:
 
     def _record_outcome(self, outcome: _Outcome) -> None:
         job, execution, stopped = outcome.job, outcome.execution, outcome.stopped
+        counted = outcome.pending_metrics.counted()
         if stopped is StopReason.CANCELLED:
             job.refresh_from_db()
+            job.record_stopped_run(counted)
             return
         ran, elapsed_ms = execution.ran, outcome.elapsed_ms
         if execution.error is None:
-            job.mark_succeeded(execution.result or {}, ran=ran, elapsed_ms=elapsed_ms)
+            job.mark_succeeded(
+                execution.result or {}, ran=ran, elapsed_ms=elapsed_ms, counted=counted
+            )
         elif stopped is StopReason.RELEASED and _release_requested.is_set():
-            self.requeue_job(job=job, error=execution.error, retry=False)
+            self.requeue_job(job=job, error=execution.error, retry=False, counted=counted)
         else:
-            job.mark_failed(dict(execution.error), ran=ran, elapsed_ms=elapsed_ms)
+            job.mark_failed(dict(execution.error), ran=ran, elapsed_ms=elapsed_ms, counted=counted)
 
 
 class _Outcome:
@@ -435,6 +449,11 @@ class _Outcome:
             job.pk,
             job.status,
         )
+        # The run still counts in its plugin's metrics, and the audit trail says so.
+        with transaction.atomic():
+            job.record_stopped_run(self.pending_metrics.counted())
+            self.pending_metrics.write()
+        self.pending_metrics.discard()
         return True
 
 

@@ -86,7 +86,7 @@ class LeaseRecoveryService:
                 self._jobs.requeue_job(job=job, error=error, retry=True)
                 outcome = "retried"
             else:
-                job.mark_failed(dict(error))
+                job.mark_lost(dict(error))
                 outcome = "failed"
             _fail_lost_task(lost_task_id, now, error["error"]["message"])
         LEASES_RECOVERED.labels(outcome=outcome).inc()

@@ -7,14 +7,12 @@ details["metrics"] when the same transaction counted the execution.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.utils import timezone
 
 from execution.audit.events import AuditEvent
-from execution.audit.recorder import AuditRecord, payload_sha256, record, record_many
+from execution.audit.recorder import record
 from execution.models import Job
 from plugins.models import PluginMetrics
 
@@ -27,72 +25,34 @@ def submit(user: Any, payload: dict[str, Any] | None = None, plugin: str = PLUGI
         job = Job.objects.create(
             plugin_name=plugin, plugin_version=VERSION, input_payload=payload, requested_by=user
         )
-        record(
-            AuditEvent.JOB_SUBMITTED,
-            job_id=job.pk,
-            actor=user,
-            plugin_name=plugin,
-            plugin_version=VERSION,
-            input_sha256=payload_sha256(payload),
-        )
+        job.record_submission()
     return job
 
 
 def start(job: Job) -> Job:
-    with transaction.atomic():
-        assert job.claim(
-            lease_holder="test:1:abc", lease_expires_at=timezone.now() + timedelta(minutes=5)
-        )
-        record(
-            AuditEvent.JOB_STARTED,
-            job_id=job.pk,
-            plugin_name=job.plugin_name,
-            plugin_version=job.plugin_version,
-        )
+    assert job.claim(lease_holder="test:1:abc", lease_s=300)
     return job
 
 
 def succeed(job: Job, result: dict[str, Any] | None = None) -> Job:
     result = {"echoed": "hello"} if result is None else result
     with transaction.atomic():
-        job.mark_succeeded(result)
+        job.mark_succeeded(result, counted="success")
         PluginMetrics.objects.record_execution(job.plugin_name, "AVAILABLE", 1.0, had_error=False)
-        record(
-            AuditEvent.JOB_FINISHED,
-            job_id=job.pk,
-            plugin_name=job.plugin_name,
-            plugin_version=job.plugin_version,
-            result_sha256=payload_sha256(result),
-            details={"status": "SUCCESS", "metrics": "success"},
-        )
     return job
 
 
 def fail(job: Job, error_type: str = "PluginExecutionError") -> Job:
     with transaction.atomic():
-        job.mark_failed({"error": {"type": error_type, "message": "boom", "details": {}}})
-        PluginMetrics.objects.record_execution(job.plugin_name, "AVAILABLE", 1.0, had_error=True)
-        record(
-            AuditEvent.JOB_FINISHED,
-            job_id=job.pk,
-            plugin_name=job.plugin_name,
-            plugin_version=job.plugin_version,
-            error_type=error_type,
-            details={"status": "FAILED", "metrics": "error"},
+        job.mark_failed(
+            {"error": {"type": error_type, "message": "boom", "details": {}}}, counted="error"
         )
+        PluginMetrics.objects.record_execution(job.plugin_name, "AVAILABLE", 1.0, had_error=True)
     return job
 
 
 def cancel(job: Job, user: Any) -> Job:
-    with transaction.atomic():
-        job.cancel({"error": {"type": "Cancelled", "message": "Cancelled", "details": {}}})
-        record(
-            AuditEvent.JOB_CANCELLED,
-            job_id=job.pk,
-            actor=user,
-            plugin_name=job.plugin_name,
-            error_type="Cancelled",
-        )
+    job.cancel({"error": {"type": "Cancelled", "message": "Cancelled", "details": {}}}, actor=user)
     return job
 
 
@@ -102,7 +62,7 @@ def run_now(user: Any, payload: dict[str, Any] | None = None) -> Job:
 
 
 def insert_running(user: Any, payload: dict[str, Any] | None = None) -> Job:
-    """The synchronous path: the job inserted RUNNING with submitted and started in one INSERT."""
+    """The synchronous path: the job inserted RUNNING, submitted and started in one INSERT."""
     payload = {"message": "now"} if payload is None else payload
     job = Job.objects.claimed_by_creator(
         plugin_name=PLUGIN,
@@ -110,28 +70,9 @@ def insert_running(user: Any, payload: dict[str, Any] | None = None) -> Job:
         input_payload=payload,
         requested_by=user,
         lease_holder="test:2:def",
-        lease_expires_at=timezone.now() + timedelta(minutes=5),
+        lease_s=300,
     )
-    with transaction.atomic():
-        job.insert()
-        record_many(
-            [
-                AuditRecord(
-                    AuditEvent.JOB_SUBMITTED,
-                    job_id=job.pk,
-                    actor=user,
-                    plugin_name=PLUGIN,
-                    plugin_version=VERSION,
-                    input_sha256=payload_sha256(payload),
-                ),
-                AuditRecord(
-                    AuditEvent.JOB_STARTED,
-                    job_id=job.pk,
-                    plugin_name=PLUGIN,
-                    plugin_version=VERSION,
-                ),
-            ]
-        )
+    job.insert()
     return job
 
 

@@ -460,9 +460,9 @@ def test_cancelling_a_job_that_vanished_meanwhile_is_not_found(api_client, user,
     )
     original = Job.cancel
 
-    def vanish_first(self, error):
+    def vanish_first(self, error, **kwargs):
         Job.objects.filter(pk=self.pk).delete()  # as a refused sync request's job does
-        return original(self, error)
+        return original(self, error, **kwargs)
 
     monkeypatch.setattr(Job, "cancel", vanish_first)
     assert cancel(api_client, job.pk).status_code == 404

@@ -26,9 +26,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class RefusedCommits:
-    """Makes the next ``count`` commits fail; ``answer_lost``: they commit, then fail anyway."""
+    """Lets the next commit through (the claim, or a synchronous job's insert), then fails
+    ``count`` (-1: all); ``answer_lost``: those commit, then fail anyway."""
 
     def __init__(self, count: int, *, answer_lost: bool = False) -> None:
+        self.skip = 1
         self.left = count
         self.answer_lost = answer_lost
         self.refused = 0
@@ -40,6 +42,10 @@ class RefusedCommits:
 
     def commit(self, real, connection) -> None:
         with self._lock:
+            if self.skip:
+                self.skip -= 1
+                real(connection)
+                return
             refuse = self.left != 0
             if refuse:
                 self.left -= 1

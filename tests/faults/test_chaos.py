@@ -8,7 +8,11 @@ import random
 import signal
 
 import pytest
+from django.core.management import call_command
 
+from execution.audit.events import AuditEvent
+from execution.audit.models import AuditEntry
+from execution.audit.verify import verify
 from execution.models import Job, JobStatus
 from execution.services import AnalysisExecutionService
 from plugins.models import PluginMetrics
@@ -68,3 +72,19 @@ def test_two_workers_killed_three_times_lose_no_job_and_run_none_twice(processes
     assert len(retried) >= KILLS  # each kill lost the job its worker was running
     # Each success was recorded exactly once: none ran to success twice.
     assert PluginMetrics.objects.get(plugin_name="retried_sleeping").success_count == succeeded
+
+    # The audit trail holds every job's whole story, and verifies.
+    call_command("seal_audit")
+    report = verify()
+    assert report.ok, report.first_problem
+    assert report.unsealed == 0
+    for job in outcomes:
+        events = list(
+            AuditEntry.objects.filter(job_id=job.pk).order_by("seq").values_list("event", flat=True)
+        )
+        assert events[0] == AuditEvent.JOB_SUBMITTED, events
+        assert events[-1] in (AuditEvent.JOB_FINISHED, AuditEvent.JOB_RECOVERED), events
+        # Every attempt that started ended: handed back or retried, or it ended the job.
+        retries = events.count(AuditEvent.JOB_RETRIED)
+        assert events.count(AuditEvent.JOB_STARTED) == retries + 1, events
+    assert call_command("verify_audit") is None  # exits 0
