@@ -136,6 +136,11 @@ _persisted_registry = CollectorRegistry(auto_describe=False)
 _persisted_registry.register(PersistedMetricsCollector())
 
 
+def register_persisted_collector(collector: Collector) -> None:
+    """Add a collector read from the database at each scrape (beside the plugin metrics)."""
+    _persisted_registry.register(collector)
+
+
 def render_metrics() -> bytes:
     """The Prometheus text page: process instruments, then the persisted counters."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

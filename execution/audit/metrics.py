@@ -82,7 +82,7 @@ def register_collector() -> None:
     global _registered
     if _registered:
         return
-    from plugins.metrics import _persisted_registry
+    from plugins.metrics import register_persisted_collector
 
-    _persisted_registry.register(AuditChainCollector())
+    register_persisted_collector(AuditChainCollector())
     _registered = True
