@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import connections, models, transaction
 
+from execution import sql
 from execution.audit.events import AuditEvent
 from execution.audit.models import AuditChain, AuditEntry
 from execution.audit.recorder import AuditRecord, payload_sha256, record_many
@@ -125,16 +126,15 @@ class JobQuerySet(models.QuerySet["Job"]):
         except ValueError:
             return None
         connection = connections[self.db]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _sql(
-                    "SELECT plugin_name, input_payload, attempt, max_attempts, requested_version, "
-                    "plugin_version, plugin_fingerprint FROM {table} "
-                    "WHERE id = %s AND status = %s"
-                ),
-                [_prep("id", pk, connection), JobStatus.PENDING],
-            )
-            row = cursor.fetchone()
+        row = sql.fetch_one(
+            connection,
+            _sql(
+                "SELECT plugin_name, input_payload, attempt, max_attempts, requested_version, "
+                "plugin_version, plugin_fingerprint FROM {table} "
+                "WHERE id = %s AND status = %s"
+            ),
+            [_prep("id", pk, connection), JobStatus.PENDING],
+        )
         if row is None:
             return None
         payload_field: Any = Job._meta.get_field("input_payload")
@@ -295,11 +295,9 @@ class Job(models.Model):
             return False
         connection = connections[Job.objects.db]
         now = now_sql(connection)
-        with (
-            transaction.atomic(using=Job.objects.db, savepoint=False),
-            connection.cursor() as cursor,
-        ):
-            cursor.execute(
+        with transaction.atomic(using=Job.objects.db, savepoint=False):
+            row = sql.fetch_one(
+                connection,
                 _sql(
                     f"UPDATE {{table}} SET status = %s, "
                     f"started_at = {greatest_sql(connection, 'created_at', now)}, "
@@ -319,7 +317,6 @@ class Job(models.Model):
                     JobStatus.PENDING,
                 ],
             )
-            row = cursor.fetchone()
             if row is not None:
                 self._audit(AuditEvent.JOB_STARTED)
         if row is None:
@@ -599,11 +596,9 @@ class Job(models.Model):
         connection = connections[Job.objects.db]
         now = now_sql(connection)
         finished_at = greatest_sql(connection, f"COALESCE(started_at, {now})", now)
-        with (
-            transaction.atomic(using=Job.objects.db, savepoint=False),
-            connection.cursor() as cursor,
-        ):
-            cursor.execute(
+        with transaction.atomic(using=Job.objects.db, savepoint=False):
+            row = sql.fetch_one(
+                connection,
                 _sql(
                     "UPDATE {table} SET status = %s, result = %s, error = %s, "
                     f"finished_at = {finished_at}, "
@@ -623,7 +618,6 @@ class Job(models.Model):
                     self.lease_holder,
                 ],
             )
-            row = cursor.fetchone()
             if row is not None:
                 details = {"status": target, **({"metrics": counted} if counted else {})}
                 record_many(

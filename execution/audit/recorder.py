@@ -25,6 +25,7 @@ from django.db import connections
 from execution.audit.chain import payload_sha256
 from execution.audit.events import CHAIN_EVENT_PREFIX, AuditEvent
 from execution.audit.models import AuditEntry
+from execution.sql import fetch_one
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -114,8 +115,7 @@ def record_many(records: Sequence[AuditRecord], *, using: str = "default") -> No
     values: list[Any] = []
     for entry in records:
         values.extend(_values(entry, connection))
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(connection.alias, len(records)), values)
+    fetch_one(connection, _insert_sql(connection.alias, len(records)), values)
 
 
 def _values(entry: AuditRecord, connection: Any) -> list[Any]:
