@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
+from django.db.models.functions import Now
 
 from execution.audit.chain import SigningKeyMismatch, seal
+from execution.audit.models import AuditChain
 
 logger = logging.getLogger("execution.audit")
 
@@ -45,9 +49,10 @@ class AuditSealer:
     def _run(interval: float) -> None:
         problem: str | None = None
         while True:
-            time.sleep(interval)
+            time.sleep(interval * random.uniform(0.8, 1.2))  # processes drift apart
             try:
-                seal()
+                if not _sealed_lately(interval):
+                    seal()
                 problem = None
             except DatabaseError:
                 if problem != "database":
@@ -62,3 +67,13 @@ class AuditSealer:
             finally:
                 close_old_connections()
                 connection.close()
+
+
+def _sealed_lately(interval: float) -> bool:
+    """Whether another process sealed within the last half interval: then it keeps up.
+
+    Every web process and worker runs a sealer, and only one of them can win each
+    seal; the others would read and hash the same batch for nothing.
+    """
+    recent = Now() - timedelta(seconds=interval / 2)
+    return AuditChain.objects.filter(sealed_at__gte=recent).exists()
