@@ -8,7 +8,6 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
@@ -25,25 +24,6 @@ from tests.execution.audit_scenarios import sql
 
 ENTRY_TABLE = AuditEntry._meta.db_table
 CHAIN_TABLE = AuditChain._meta.db_table
-
-
-@pytest.fixture(autouse=True)
-def _no_signing_key():
-    signing.set_signing_key(None)
-    yield
-    signing.set_signing_key(None)
-
-
-@pytest.fixture
-def other(db):
-    return get_user_model().objects.create_user("bob", password="pw-bob-123456")
-
-
-@pytest.fixture
-def history(user, other):
-    jobs = scenario.a_bit_of_everything(user, other)
-    seal()
-    return jobs
 
 
 def sealed_ids() -> list[int]:

@@ -11,10 +11,8 @@ import json
 import uuid
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 
-from execution.audit import signing
 from execution.audit.chain import seal
 from execution.audit.retention import prunable_through, prune_entries, prune_jobs
 from execution.audit.verify import verify
@@ -27,24 +25,11 @@ JOB_TABLE = Job._meta.db_table
 METRICS_TABLE = PluginMetrics._meta.db_table
 
 
-@pytest.fixture(autouse=True)
-def _no_signing_key():
-    signing.set_signing_key(None)
-    yield
-    signing.set_signing_key(None)
-
-
 @pytest.fixture
-def other(db):
-    return get_user_model().objects.create_user("bob", password="pw-bob-123456")
-
-
-@pytest.fixture
-def history(user, other):
-    jobs = scenario.a_bit_of_everything(user, other)
-    seal()
+def history(history):
+    """The shared history, which must verify before anything is changed."""
     assert verify().ok
-    return jobs
+    return history
 
 
 def db_id(job_id: uuid.UUID):
