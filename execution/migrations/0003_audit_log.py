@@ -3,6 +3,8 @@
 import django.db.models.functions.datetime
 from django.db import migrations, models
 
+import execution.audit.models
+
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -53,9 +55,7 @@ class Migration(migrations.Migration):
             fields=[
                 (
                     "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
+                    execution.audit.models.RowIdField(primary_key=True, serialize=False),
                 ),
                 (
                     "seq",
@@ -108,7 +108,7 @@ class Migration(migrations.Migration):
                 ("job_id", models.UUIDField(blank=True, null=True)),
                 ("plugin_name", models.CharField(blank=True, default="", max_length=200)),
                 ("plugin_version", models.CharField(blank=True, default="", max_length=100)),
-                ("plugin_fingerprint", models.CharField(blank=True, default="", max_length=128)),
+                ("plugin_fingerprint", models.CharField(blank=True, default="", max_length=200)),
                 ("input_sha256", models.CharField(blank=True, default="", max_length=64)),
                 ("result_sha256", models.CharField(blank=True, default="", max_length=64)),
                 ("error_type", models.CharField(blank=True, default="", max_length=64)),
