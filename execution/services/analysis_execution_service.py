@@ -23,13 +23,19 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def record_refusal(*, plugin_name: object, error_type: str, user: User | None = None) -> None:
+def record_refusal(
+    *, plugin_name: object, error_type: str, user: User | None = None, audited: bool = False
+) -> None:
     """Count a request refused before anything ran, and put it on the audit trail.
 
-    A refusal is often the database's own outage: the audit entry is then lost,
-    and only logged, so the refusal itself still reaches the client.
+    ``audited``: its entry is written already (a synchronous job's refused input,
+    recorded with the job it removed). A refusal is often the database's own
+    outage: the audit entry is then lost, and only logged, so the refusal itself
+    still reaches the client.
     """
     get_registry().count_refused_request(plugin_name, error_type)
+    if audited:
+        return
     name = plugin_name[:100] if isinstance(plugin_name, str) else ""
     try:
         record(AuditEvent.REQUEST_REFUSED, actor=user, plugin_name=name, error_type=error_type)
@@ -43,7 +49,12 @@ def refusals_counted(plugin_name: str, user: User | None) -> Iterator[None]:
     try:
         yield
     except GovernedExecutionError as exc:
-        record_refusal(plugin_name=plugin_name, error_type=exc.error_type, user=user)
+        record_refusal(
+            plugin_name=plugin_name,
+            error_type=exc.error_type,
+            user=user,
+            audited=getattr(exc, "audited", False),
+        )
         raise
 
 

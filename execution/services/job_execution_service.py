@@ -311,11 +311,13 @@ class JobExecutionService:
             if sync and _is_invalid_input(error) and job.discard():
                 pending_metrics.discard()
                 assert error is not None
-                raise InputValidationError(
+                refused = InputValidationError(
                     error["error"]["message"],
                     details=error["error"]["details"],
                     plugin=job.plugin_name,
                 )
+                refused.audited = True  # type: ignore[attr-defined]  # discard() recorded it
+                raise refused
             outcome = _Outcome(
                 job,
                 execution,
