@@ -135,6 +135,8 @@ class DatabaseClock:
         interval = settings.JOB_CLOCK_CHECK_INTERVAL_S
         if measured_at is not None and time.monotonic() - measured_at < interval:
             return
+        if connections["default"].in_atomic_block:
+            return  # a failed SELECT would abort the caller's transaction (PostgreSQL)
         try:
             self.measure()
         except DatabaseError:

@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from execution.clock import database_now
 from execution.models import ProcessHeartbeat
@@ -33,8 +33,13 @@ def database_status(role: str = "web") -> str:
 def _beat(role: str) -> None:
     name = f"{socket.gethostname()}:{os.getpid()}"
     now = database_now()
-    if not ProcessHeartbeat.objects.filter(name=name).update(seen_at=now, role=role):
-        ProcessHeartbeat.objects.create(name=name, role=role, started_at=now, seen_at=now)
+    if ProcessHeartbeat.objects.filter(name=name).update(seen_at=now, role=role):
+        return
+    try:
+        with transaction.atomic():
+            ProcessHeartbeat.objects.create(name=name, role=role, started_at=now, seen_at=now)
+    except IntegrityError:  # another thread of this process wrote it first
+        ProcessHeartbeat.objects.filter(name=name).update(seen_at=now, role=role)
 
 
 def _free_space_problem() -> str:

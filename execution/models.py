@@ -396,13 +396,14 @@ class Job(models.Model):
         )
 
     @alters_data
-    def record_stopped_run(self, counted: str) -> None:
-        """A run stopped by a cancel was counted in its plugin's metrics: the audit says so."""
+    def record_stopped_run(self, counted: str, *, run: str) -> None:
+        """A run that someone else's change (a cancel, a recovery) stopped counted in its
+        plugin's metrics: the audit says so. ``run``: the lease holder that ran it."""
         if counted:
             self._audit(
                 AuditEvent.JOB_FINISHED,
                 error_type=self.error_type or "",
-                details={"status": self.status, "metrics": counted},
+                details={"status": self.status, "metrics": counted, "run": run},
             )
 
     def _audit(self, event: str, **fields: Any) -> None:
@@ -518,7 +519,7 @@ class Job(models.Model):
             details={
                 "attempt": attempt,
                 "retry": retry,
-                **({"metrics": counted} if counted else {}),
+                **({"metrics": counted, "run": self.lease_holder} if counted else {}),
             },
         )
         self.status, self.attempt, self.attempts = JobStatus.PENDING, attempt, history
@@ -588,6 +589,8 @@ class Job(models.Model):
         self._check(target)
         if elapsed_ms is None:
             elapsed_ms = self.elapsed_so_far_ms()
+        if elapsed_ms is None and self.started_at is not None:  # claimed by another process
+            elapsed_ms = self._elapsed_ms(self._not_before_start(database_now()))
         version, fingerprint = (
             (ran.version, ran.fingerprint)
             if ran
@@ -619,7 +622,9 @@ class Job(models.Model):
                 ],
             )
             if row is not None:
-                details = {"status": target, **({"metrics": counted} if counted else {})}
+                # "run": which claim counted it, so a retry can tell its own commit.
+                counts = {"metrics": counted, "run": self.lease_holder} if counted else {}
+                details = {"status": target, **counts}
                 record_many(
                     [
                         AuditRecord(

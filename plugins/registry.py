@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, InternalError, OperationalError, transaction
 from django.utils.module_loading import import_string
 
 from plugins.contract import Plugin, check_plugin_contract
@@ -39,6 +39,7 @@ from plugins.metrics import (
 from plugins.models import PluginMetrics, PluginState
 from plugins.runtime.limits import ExecutionLimits, Isolation
 from plugins.runtime.process_pool import importable_problem
+from plugins.runtime.provenance import code_of
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class PluginRegistry:
                     f"{type(existing.plugin).__module__}.{type(existing.plugin).__qualname__}"
                 )
             plugin = cls()
+            code_of(cls)  # its fingerprint is of the code just imported, not of a later upgrade
             self._entries[cls.name] = PluginEntry(
                 name=cls.name, state=PluginState.AVAILABLE, source=source, plugin=plugin
             )
@@ -277,8 +279,8 @@ class PendingMetrics:
             try:
                 with transaction.atomic():
                     PluginMetrics.objects.record_execution(*row)
-            except (OperationalError, InterfaceError):
-                raise
+            except (OperationalError, InterfaceError, InternalError):
+                raise  # the database's own failure: the caller's transaction is tried again
             except Exception:
                 METRICS_FAILURES.inc()
                 logger.exception("Recording metrics for plugin %r failed", row[0])

@@ -105,9 +105,17 @@ class AnalysisExecutionService:
 
     @alters_data
     def rerun(self, *, job: Job, user: User) -> Job:
-        """Submit ``job``'s plugin and input again, for ``user``; the audit links the two jobs."""
-        with transaction.atomic():
-            again = self.submit(plugin_name=job.plugin_name, payload=job.input_payload, user=user)
+        """Submit ``job``'s plugin, version and input again, for ``user``; the audit links the two.
+
+        A refusal (the plugin is gone, the input no longer valid) is recorded as any.
+        """
+        with refusals_counted(job.plugin_name, user), transaction.atomic():
+            again = self._jobs.create_job(
+                plugin_name=job.plugin_name,
+                payload=job.input_payload,
+                requested_by=user,
+                requested_version=job.requested_version,
+            )
             record(
                 AuditEvent.JOB_RERUN,
                 job_id=job.pk,

@@ -13,8 +13,16 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    connections,
+    transaction,
+)
 
+from execution.audit.models import AuditEntry
 from execution.clock import database_now
 from execution.metrics import JOB_CANCELLATIONS
 from execution.models import IllegalJobTransition, Job, JobStatus, alters_data
@@ -30,6 +38,11 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
+
+# What a refused commit raises, and is worth trying again: a lost connection, a lock
+# or a full disk (OperationalError), a read-only replica or an aborted transaction
+# after a failover (InternalError, on PostgreSQL).
+TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError, InternalError)
 
 # Between tries to record an outcome: doubling from the first, at most the last.
 OUTCOME_RETRY_FIRST_PAUSE_S = 0.5
@@ -340,7 +353,7 @@ class JobExecutionService:
         counted = outcome.pending_metrics.counted()
         if stopped is StopReason.CANCELLED:
             job.refresh_from_db()
-            job.record_stopped_run(counted)
+            job.record_stopped_run(counted, run=outcome.lease_holder)
             return
         ran, elapsed_ms = execution.ran, outcome.elapsed_ms
         if execution.error is None:
@@ -375,22 +388,31 @@ class _Outcome:
         self.job, self.execution, self.stopped = job, execution, stopped
         self.pending_metrics, self.elapsed_ms = pending_metrics, elapsed_ms
         self._record = record
+        self.lease_holder = job.lease_holder  # ours; the instance may be refreshed later
         self.lease_deadline = _lease_deadline(job, sync=False)
         self.failures = 0
+        # Set once the row turned out not to be ours: then only the run's count is left.
+        self._changed_by_others = False
 
     def try_once(self) -> bool:
         """One try: True when the outcome is recorded (or the job had changed meanwhile)."""
         job = self.job
         try:
+            if self._changed_by_others:
+                return self._count_stopped_run()
             with job.unchanged_unless_committed(), transaction.atomic():
+                if self.failures and self._written_already():
+                    job.refresh_from_db()  # what that commit recorded
+                    self.pending_metrics.discard()
+                    return True
                 self._record(self)
                 self.pending_metrics.write()
         except IllegalJobTransition:
             try:
                 return self._settled_by_others()
-            except (OperationalError, InterfaceError) as exc:
+            except TRANSIENT_DATABASE_ERRORS as exc:
                 return self._failed(exc)
-        except (OperationalError, InterfaceError) as exc:
+        except TRANSIENT_DATABASE_ERRORS as exc:
             return self._failed(exc)
         self.pending_metrics.discard()
         if self.failures:
@@ -429,21 +451,31 @@ class _Outcome:
         )
         self.pending_metrics.flush()  # the execution still counts, if the database is back
 
+    def _written_already(self) -> bool:
+        """Whether an earlier try committed although the database's answer was lost.
+
+        Asked only after a failed try. The audit trail tells: this run's entry is
+        there (with the audit off, a lost answer may count the run twice).
+        """
+        return AuditEntry.objects.filter(
+            job_id=self.job.pk, details__run=self.lease_holder
+        ).exists()
+
     def _settled_by_others(self) -> bool:
-        """The row was not ours to change: a commit whose answer was lost, a cancel, a recovery."""
+        """The row was not ours to change: a commit whose answer was lost, a cancel, a recovery.
+
+        From here on the job is never written by this outcome again (the instance
+        now holds the row's state, perhaps another worker's lease).
+        """
+        self._changed_by_others = True
         job = self.job
         try:
             job.refresh_from_db()
         except Job.DoesNotExist:
             logger.warning("Job %s is gone; its outcome was not recorded", job.pk)
+            self.pending_metrics.discard()
             return True
-        expected = self.execution
-        if (
-            job.status in (JobStatus.SUCCESS, JobStatus.FAILED)
-            and job.result == expected.result
-            and (job.error or None) == (dict(expected.error) if expected.error else None)
-        ):
-            # A commit that went through although the database's answer was lost.
+        if self._is_ours(job):  # a commit that went through although its answer was lost
             self.pending_metrics.discard()
             return True
         logger.warning(
@@ -451,10 +483,25 @@ class _Outcome:
             job.pk,
             job.status,
         )
-        # The run still counts in its plugin's metrics, and the audit trail says so.
+        return self._count_stopped_run()
+
+    def _is_ours(self, job: Job) -> bool:
+        expected = self.execution
+        if job.status == JobStatus.PENDING:  # handed back by this very run
+            return bool(job.attempts) and job.attempts[-1].get("lease_holder") == self.lease_holder
+        return (
+            job.status in (JobStatus.SUCCESS, JobStatus.FAILED)
+            and job.lease_holder == self.lease_holder
+            and job.result == expected.result
+            and (job.error or None) == (dict(expected.error) if expected.error else None)
+        )
+
+    def _count_stopped_run(self) -> bool:
+        """The run still counts in its plugin's metrics, and the audit trail says so, once."""
         with transaction.atomic():
-            job.record_stopped_run(self.pending_metrics.counted())
-            self.pending_metrics.write()
+            if not (self.failures and self._written_already()):
+                self.job.record_stopped_run(self.pending_metrics.counted(), run=self.lease_holder)
+                self.pending_metrics.write()
         self.pending_metrics.discard()
         return True
 
@@ -502,6 +549,7 @@ class _OutcomesInWaiting:
                         settled.append(outcome)
                 except Exception:  # one bad outcome must not stop the others being written
                     logger.exception("Recording the outcome of job %s failed", outcome.job.pk)
+                    outcome.give_up()
                     settled.append(outcome)
             with self._lock:
                 self._waiting = [o for o in self._waiting if o not in settled]

@@ -451,6 +451,7 @@ def _child_plugin(ref: PluginRef) -> Plugin:
                 getattr, qualname.split("."), importlib.import_module(module)
             )
             plugin = plugin_class()
+            code_of(plugin_class)  # fingerprinted as imported, whatever the disk says later
         except Exception as exc:
             raise PluginUnavailableError(
                 f"Plugin {module}.{qualname} cannot be loaded in its process: "

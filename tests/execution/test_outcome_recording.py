@@ -16,6 +16,8 @@ from django.db import OperationalError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from rest_framework.test import APIClient
 
+from execution.audit.events import AuditEvent
+from execution.audit.models import AuditEntry
 from execution.models import Job, JobStatus
 from execution.services import JobExecutionService
 from execution.services.lease_recovery import LeaseRecoveryService
@@ -29,8 +31,8 @@ class RefusedCommits:
     """Lets the next commit through (the claim, or a synchronous job's insert), then fails
     ``count`` (-1: all); ``answer_lost``: those commit, then fail anyway."""
 
-    def __init__(self, count: int, *, answer_lost: bool = False) -> None:
-        self.skip = 1
+    def __init__(self, count: int, *, answer_lost: bool = False, skip: int = 1) -> None:
+        self.skip = skip
         self.left = count
         self.answer_lost = answer_lost
         self.refused = 0
@@ -169,3 +171,28 @@ def test_an_outage_longer_than_the_lease_still_ends_the_job(user, refuse_commits
     assert [j.pk for j in recovered] == [job.pk]
     stored = Job.objects.get(pk=job.pk)
     assert (stored.status, stored.error_type) == (JobStatus.FAILED, "WorkerLost")
+
+
+@pytest.mark.parametrize("answer_lost", [False, True])
+def test_a_cancelled_run_is_counted_once_when_its_commit_is_refused(
+    user, refuse_commits, answer_lost
+):
+    job = JobExecutionService().create_job(
+        plugin_name="sleeping", payload={"message": "x", "repeat": 3000}
+    )
+    ran: dict[str, Job] = {}
+    runner = threading.Thread(
+        target=lambda: ran.update(job=JobExecutionService().run_job(job_id=job.pk))
+    )
+    runner.start()
+    wait_until(lambda: Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).exists())
+    JobExecutionService().cancel_job(job_id=job.pk)
+    # The executor's next commit (the stopped run's count) is refused once.
+    refusal = refuse_commits(1, answer_lost=answer_lost, skip=0)
+    runner.join(30)
+    assert refusal.refused == 1
+    assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
+    counted = AuditEntry.objects.filter(job_id=job.pk, event=AuditEvent.JOB_FINISHED)
+    assert [entry.details["metrics"] for entry in counted] == ["error"]
+    row = PluginMetrics.objects.get(plugin_name="sleeping")
+    assert (row.success_count, row.error_count) == (0, 1)
