@@ -41,7 +41,8 @@ def test_a_synchronous_run_is_submitted_started_and_finished_with_its_count(api_
     assert (submitted.actor, submitted.actor_id) == (user.username, user.pk)
     assert submitted.input_sha256 == payload_sha256({"message": "hi"})
     finished = AuditEntry.objects.get(job_id=job_id, event=AuditEvent.JOB_FINISHED)
-    assert finished.details == {"status": "SUCCESS", "metrics": "success"}
+    job = Job.objects.get(pk=job_id)
+    assert finished.details == {"status": "SUCCESS", "metrics": "success", "run": job.lease_holder}
     assert finished.result_sha256 == payload_sha256({"echoed": "hi"})
     assert finished.plugin_fingerprint.startswith(("sha256:", "governed"))
     verified()
