@@ -37,7 +37,7 @@ from django.db.models.functions import Now
 
 from execution.audit import signing
 from execution.audit.events import CHAIN_EVENT_PREFIX, AuditEvent
-from execution.audit.models import AuditChain, AuditEntry
+from execution.audit.models import RECORDED_FIELDS, AuditChain, AuditEntry
 
 logger = logging.getLogger("execution.audit")
 
@@ -45,22 +45,7 @@ GENESIS_HASH = "0" * 64
 SEAL_BATCH_SIZE = 2000
 
 # What an entry's hash covers, in this order (the id first, for the UPDATE).
-CONTENT_FIELDS = (
-    "id",
-    "seq",
-    "event",
-    "recorded_at",
-    "actor",
-    "actor_id",
-    "job_id",
-    "plugin_name",
-    "plugin_version",
-    "plugin_fingerprint",
-    "input_sha256",
-    "result_sha256",
-    "error_type",
-    "details",
-)
+CONTENT_FIELDS = ("id", "seq", "event", "recorded_at", *RECORDED_FIELDS)
 _DIGEST_MODULUS = 2**256
 
 

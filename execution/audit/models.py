@@ -21,6 +21,20 @@ from execution.audit.events import AuditEvent
 
 HASH_LENGTH = 64
 
+# What the recorder writes for each entry, after its event: the facts the chain hashes.
+RECORDED_FIELDS = (
+    "actor",
+    "actor_id",
+    "job_id",
+    "plugin_name",
+    "plugin_version",
+    "plugin_fingerprint",
+    "input_sha256",
+    "result_sha256",
+    "error_type",
+    "details",
+)
+
 
 class RowIdField(models.BigAutoField):  # type: ignore[type-arg]
     """An auto-incrementing id that on SQLite is the table's rowid, without AUTOINCREMENT.

@@ -24,7 +24,7 @@ from django.db import connections
 
 from execution.audit.chain import payload_sha256
 from execution.audit.events import CHAIN_EVENT_PREFIX, AuditEvent
-from execution.audit.models import AuditEntry
+from execution.audit.models import RECORDED_FIELDS, AuditEntry
 from execution.sql import fetch_one
 
 if TYPE_CHECKING:
@@ -34,21 +34,7 @@ __all__ = ["AuditEvent", "AuditRecord", "payload_sha256", "record", "record_many
 
 SYSTEM_ACTOR = "system"
 
-_COLUMNS = (
-    "event",
-    "actor",
-    "actor_id",
-    "job_id",
-    "plugin_name",
-    "plugin_version",
-    "plugin_fingerprint",
-    "input_sha256",
-    "result_sha256",
-    "error_type",
-    "details",
-    "prev_hash",
-    "entry_hash",
-)
+_COLUMNS = ("event", *RECORDED_FIELDS, "prev_hash", "entry_hash")
 
 
 @dataclass(frozen=True)
