@@ -88,29 +88,30 @@ def main() -> None:
     from django.conf import settings
 
     from plugins.registry import PluginRegistry
-    from plugins.runtime.limits import ExecutionLimits, Isolation
-    from plugins.runtime.process_pool import ProcessIsolation
-    from plugins.runtime.tool_runner import ToolRunner, process_isolation
+    from plugins.runtime.isolation.process import ProcessIsolation
+    from plugins.runtime.limits import ExecutionLimits, IsolationKind
+    from plugins.runtime.tool_runner import ToolRunner
 
     def runner(
-        isolation: Isolation, *, metrics: bool, processes: ProcessIsolation | None = None
+        isolation: IsolationKind, *, metrics: bool, processes: ProcessIsolation | None = None
     ) -> Callable[[], object]:
         registry = PluginRegistry(
             record_metrics=metrics, defaults=ExecutionLimits(isolation=isolation)
         )
         registry.register(BenchNoOpPlugin)
-        tool_runner = ToolRunner(registry=registry, processes=processes)
+        isolations = {IsolationKind.PROCESS: processes} if processes is not None else None
+        tool_runner = ToolRunner(registry=registry, isolations=isolations)
         return lambda: tool_runner.run("bench_noop", {})
 
     plugin = BenchNoOpPlugin()
     bare_run = inspect.unwrap(BenchNoOpPlugin.run)  # the plugin's own function, unguarded
     payload = NoOpInput()
 
-    process_metrics_on = runner(Isolation.PROCESS, metrics=True)
+    process_metrics_on = runner(IsolationKind.PROCESS, metrics=True)
     # Start the project's pool first: it sets the forkserver's preload (Django, the
     # runtime) and the forkserver is shared by every pool of this process.
     assert process_metrics_on() == ({}, None)
-    pool = process_isolation()
+    pool = ProcessIsolation.shared()
     threads = ThreadPoolExecutor(max_workers=1)
     bare_pebble = pebble.ProcessPool(
         max_workers=1, context=multiprocessing.get_context("forkserver")
@@ -127,14 +128,14 @@ def main() -> None:
         "(a) bare call": lambda: bare_run(plugin, payload),
         "ThreadPoolExecutor(1) round trip": lambda: threads.submit(noop).result(),
         "pebble ProcessPool(1) round trip": lambda: bare_pebble.schedule(noop).result(),
-        "THREAD, metrics persisted": runner(Isolation.THREAD, metrics=True),
-        "THREAD, metrics off": runner(Isolation.THREAD, metrics=False),
+        "THREAD, metrics persisted": runner(IsolationKind.THREAD, metrics=True),
+        "THREAD, metrics off": runner(IsolationKind.THREAD, metrics=False),
         "PROCESS, metrics persisted": process_metrics_on,
-        "PROCESS, metrics off": runner(Isolation.PROCESS, metrics=False),
+        "PROCESS, metrics off": runner(IsolationKind.PROCESS, metrics=False),
     }
     if second_pool is not None:
         variants["PROCESS, metrics off, pool of 2"] = runner(
-            Isolation.PROCESS, metrics=False, processes=second_pool
+            IsolationKind.PROCESS, metrics=False, processes=second_pool
         )
     try:
         for label, call in variants.items():

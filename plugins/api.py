@@ -15,7 +15,7 @@ from plugins.errors.error_envelope import ErrorType
 from plugins.errors.exceptions import PluginNotFoundError
 from plugins.models import PluginMetrics
 from plugins.registry import PluginEntry, get_registry
-from plugins.runtime.limits import Isolation
+from plugins.runtime.limits import IsolationKind
 
 
 class PluginMetricsSerializer(serializers.ModelSerializer[PluginMetrics]):
@@ -36,7 +36,7 @@ class PluginMetricsSerializer(serializers.ModelSerializer[PluginMetrics]):
 
 
 class PluginLimitsSerializer(serializers.Serializer[dict[str, Any]]):
-    isolation = serializers.ChoiceField(choices=[mode.value for mode in Isolation])
+    isolation = serializers.ChoiceField(choices=[mode.value for mode in IsolationKind])
     timeout_s = serializers.FloatField()
     max_memory_mb = serializers.IntegerField(allow_null=True)
     max_result_bytes = serializers.IntegerField()

@@ -18,11 +18,11 @@ from pydantic import BaseModel
 
 from plugins.errors.exceptions import PluginContractError
 from plugins.runtime.guard import ensure_governed
-from plugins.runtime.limits import Isolation
+from plugins.runtime.limits import IsolationKind
 
 PLUGIN_NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
 MAX_PLUGIN_NAME_LENGTH = 100
-ISOLATION_MODES = tuple(mode.value for mode in Isolation)
+ISOLATION_MODES = tuple(mode.value for mode in IsolationKind)
 
 
 def _govern(run: Callable[..., Any]) -> Callable[..., Any]:

@@ -30,7 +30,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from plugins.runtime.time_limit import execution_threads
+from plugins.runtime.isolation.thread import ThreadIsolation
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ ABANDONED_THREADS = Gauge(
     "Threads still running a plugin call that exceeded its time limit.",
     multiprocess_mode="livesum",
 )
-ABANDONED_THREADS.set_function(lambda: execution_threads.abandoned)
+ABANDONED_THREADS.set_function(lambda: ThreadIsolation.shared().abandoned)
 
 
 REFUSED_REQUESTS = Counter(

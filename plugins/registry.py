@@ -37,8 +37,8 @@ from plugins.metrics import (
     observe_execution,
 )
 from plugins.models import PluginMetrics, PluginState
-from plugins.runtime.limits import ExecutionLimits, Isolation
-from plugins.runtime.process_pool import importable_problem
+from plugins.runtime.isolation.process import importable_problem
+from plugins.runtime.limits import ExecutionLimits, IsolationKind
 from plugins.runtime.provenance import code_of
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class PluginRegistry:
         already holds. Registering the same class twice is a no-op.
         """
         cls = check_plugin_contract(plugin_class)
-        if self.limits_for(cls).isolation is Isolation.PROCESS:
+        if self.limits_for(cls).isolation is IsolationKind.PROCESS:
             problem = importable_problem(cls)
             if problem:
                 raise PluginContractError(f"Plugin {cls.__qualname__} is invalid: {problem}")

@@ -20,7 +20,7 @@ from typing import Any
 
 from plugins.contract import Plugin
 from plugins.registry import PluginRegistry
-from plugins.runtime.limits import ExecutionLimits, Isolation
+from plugins.runtime.limits import ExecutionLimits, IsolationKind
 from plugins.runtime.tool_runner import ExecutionResult, ToolRunner
 
 
@@ -29,7 +29,7 @@ def run_plugin(
     payload: Any,
     *,
     timeout_s: float = 30.0,
-    isolation: Isolation | str | None = None,
+    isolation: IsolationKind | str | None = None,
 ) -> ExecutionResult:
     """Run ``plugin_class`` on ``payload`` through a private ToolRunner.
 
@@ -39,7 +39,7 @@ def run_plugin(
     """
     defaults = replace(ExecutionLimits.from_settings(), timeout_s=timeout_s)
     if isolation is not None:
-        defaults = replace(defaults, isolation=Isolation(isolation))
+        defaults = replace(defaults, isolation=IsolationKind(isolation))
     registry = PluginRegistry(record_metrics=False, defaults=defaults)
     registry.register(plugin_class, source="plugins.testing")
     return ToolRunner(registry=registry).run(plugin_class.name, payload)

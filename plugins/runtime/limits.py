@@ -11,8 +11,8 @@ from enum import StrEnum
 from typing import Any
 
 
-class Isolation(StrEnum):
-    """Where a plugin runs."""
+class IsolationKind(StrEnum):
+    """Where a plugin runs; each kind has its implementation in plugins/runtime/isolation/."""
 
     PROCESS = "process"
     """In a pooled child process: killed past its time limit, memory capped, crashes contained."""
@@ -22,7 +22,7 @@ class Isolation(StrEnum):
 
 @dataclass(frozen=True)
 class ExecutionLimits:
-    isolation: Isolation = Isolation.PROCESS
+    isolation: IsolationKind = IsolationKind.PROCESS
     timeout_s: float = 30.0
     """Wall clock from the call; past it the caller gets PluginTimeout and the child is killed."""
     max_memory_mb: int | None = 1024
@@ -35,7 +35,7 @@ class ExecutionLimits:
         from django.conf import settings
 
         return cls(
-            isolation=Isolation(settings.PLUGIN_ISOLATION),
+            isolation=IsolationKind(settings.PLUGIN_ISOLATION),
             timeout_s=settings.PLUGIN_DEFAULT_TIMEOUT_S,
             max_memory_mb=settings.PLUGIN_DEFAULT_MAX_MEMORY_MB,
             max_result_bytes=settings.PLUGIN_MAX_RESULT_BYTES,
@@ -45,7 +45,7 @@ class ExecutionLimits:
         """These defaults, overridden by whatever the plugin class sets."""
         overrides: dict[str, Any] = {}
         if getattr(plugin, "isolation", None) is not None:
-            overrides["isolation"] = Isolation(plugin.isolation)
+            overrides["isolation"] = IsolationKind(plugin.isolation)
         if getattr(plugin, "timeout_s", None) is not None:
             overrides["timeout_s"] = float(plugin.timeout_s)
         if getattr(plugin, "max_memory_mb", None) is not None:

@@ -1,26 +1,24 @@
 """ToolRunner: the only code that calls a plugin's ``run``.
 
 Every execution goes through :meth:`ToolRunner.run`, which looks the plugin up,
-hands the execution to the plugin's isolation (a pooled child process by default,
-a pool thread for trusted plugins), turns any failure into an error envelope
-and, in ``finally``, records metrics. Where the plugin runs, its own code runs
-under its limits: input validation (its validators are plugin code too), ``run``
-under the runtime guard, and output validation with the result size bound.
+hands the execution to the plugin's isolation (plugins/runtime/isolation/: a
+pooled child process by default, a pool thread for trusted plugins), turns any
+failure into an error envelope and, in ``finally``, records metrics.
 
-The second half of this module is what runs there; the child process executes
-:func:`run_in_child` and :func:`validate_in_child`. One execution is one round trip
-to the child: the payload is validated there and exactly what was validated runs.
+The functions at the end of this module are what runs where the plugin is
+isolated: the isolation calls them with the plugin, so the plugin's own code runs
+under its limits, input validation (its validators are plugin code too), ``run``
+under the runtime guard, and output validation with the result size bound. One
+execution is one round trip: the payload is validated there and exactly what was
+validated runs.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
 import json
 import logging
-import resource
-import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from plugins.contract import Plugin
@@ -28,10 +26,7 @@ from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_
 from plugins.errors.exceptions import (
     GovernedExecutionError,
     InputValidationError,
-    OutputValidationError,
     PluginExecutionError,
-    PluginResourceLimitError,
-    PluginUnavailableError,
     PluginVersionMismatchError,
     ReportedExecutionError,
     envelope_for,
@@ -41,17 +36,11 @@ from plugins.models import PluginState
 from plugins.registry import PluginRegistry, get_registry
 from plugins.runtime.control import ControlFailed, ExecutionControl
 from plugins.runtime.guard import authorised
-from plugins.runtime.limits import ExecutionLimits, Isolation
-from plugins.runtime.process_pool import (
-    PluginRef,
-    ProcessIsolation,
-    plugin_ref,
-    retire_this_child,
-)
-from plugins.runtime.provenance import RanCode, code_of
-from plugins.runtime.time_limit import ExecutionThreads, execution_threads
+from plugins.runtime.isolation import ISOLATIONS
+from plugins.runtime.isolation.base import Isolation
+from plugins.runtime.limits import ExecutionLimits, IsolationKind
+from plugins.runtime.provenance import RanCode
 from plugins.validation.input_validator import validate_input
-from plugins.validation.json_values import storable_copy
 from plugins.validation.output_validator import check_storable_output, validate_output
 
 logger = logging.getLogger(__name__)
@@ -94,11 +83,6 @@ class ExecutionResult(tuple[dict[str, Any] | None, ErrorEnvelope | None]):
         return self[1]
 
 
-MAX_ENVELOPE_BYTES = 256 * 1024
-MAX_MESSAGE_CHARS = 2000
-MAX_TRACEBACK_CHARS = 64 * 1024
-
-
 class ToolRunner:
     """Runs one plugin execution and reports ``(result, error)``: exactly one is set.
 
@@ -109,12 +93,15 @@ class ToolRunner:
     def __init__(
         self,
         registry: PluginRegistry | None = None,
-        threads: ExecutionThreads | None = None,
-        processes: ProcessIsolation | None = None,
+        isolations: Mapping[IsolationKind, Isolation] | None = None,
     ) -> None:
+        """``isolations``: instances to use for some kinds instead of the shared ones."""
         self._registry = registry if registry is not None else get_registry()
-        self._threads = threads if threads is not None else execution_threads
-        self._processes = processes if processes is not None else process_isolation()
+        given = isolations or {}
+        self._isolations = {
+            kind: given[kind] if kind in given else implementation.shared()
+            for kind, implementation in ISOLATIONS.items()
+        }
 
     def run(
         self,
@@ -137,7 +124,7 @@ class ToolRunner:
         result: dict[str, Any] | None = None
         error: ErrorEnvelope | None = None
         ran: RanCode | None = None
-        isolation: Isolation | None = None
+        isolation: IsolationKind | None = None
         try:
             entry = self._registry.get_entry(plugin_name)
             state = entry.state
@@ -168,7 +155,7 @@ class ToolRunner:
                 )
                 if error is not None and isolation is not None:
                     count_containment(
-                        _label(plugin_name), dict(error), isolation is Isolation.PROCESS
+                        _label(plugin_name), dict(error), isolation is IsolationKind.PROCESS
                     )
             except Exception:
                 METRICS_FAILURES.inc()
@@ -189,24 +176,9 @@ class ToolRunner:
         plugin = self._registry.get_plugin(plugin_name)
         limits = self._registry.limits_for(plugin)
         try:
-            if limits.isolation is Isolation.THREAD:
-                self._threads.call(
-                    _validate_version_and_input,
-                    plugin,
-                    payload,
-                    version,
-                    timeout_s=limits.timeout_s,
-                )
-            else:
-                outcome = self._processes.call(
-                    validate_in_child,
-                    plugin_ref(type(plugin)),
-                    payload,
-                    limits.max_memory_mb,
-                    version,
-                    timeout_s=limits.timeout_s,
-                )
-                _unwrap(outcome, limits.max_result_bytes)
+            self._isolations[limits.isolation].call(
+                validate_only, plugin, payload, version, limits=limits
+            )
         except (InputValidationError, PluginVersionMismatchError):
             raise
         except ReportedExecutionError as exc:
@@ -226,115 +198,27 @@ class ToolRunner:
         control: ExecutionControl | None,
         version: str,
     ) -> tuple[bytes, RanCode | None]:
-        if limits.isolation is Isolation.THREAD:
-            ran = code_of(type(plugin))
-            try:
-                data = self._threads.call(
-                    run_in_thread,
-                    plugin,
-                    payload,
-                    limits.max_result_bytes,
-                    version,
-                    timeout_s=limits.timeout_s,
-                    control=control,
-                )
-            except Exception as exc:
-                exc.ran = ran  # type: ignore[attr-defined]
-                raise
-            return data, ran
-        outcome = self._processes.call(
-            run_in_child,
-            plugin_ref(type(plugin)),
+        return self._isolations[limits.isolation].call(
+            validate_and_run,
+            plugin,
             payload,
-            limits.max_memory_mb,
             limits.max_result_bytes,
             version,
-            timeout_s=limits.timeout_s,
+            limits=limits,
             control=control,
         )
-        return _unwrap(outcome, limits.max_result_bytes)
 
 
-# What a child reports that refuses a request rather than failing a job.
+# What the plugin's isolation reports that refuses a request rather than failing a job.
 _REFUSALS: dict[str, type[GovernedExecutionError]] = {
     ErrorType.VALIDATION_ERROR: InputValidationError,
     ErrorType.PLUGIN_VERSION_MISMATCH: PluginVersionMismatchError,
 }
 
 
-def _unwrap(outcome: ChildOutcome, max_result_bytes: int) -> tuple[bytes, RanCode | None]:
-    """A child's outcome, checked again here: the child runs plugin code, it may lie.
-
-    A failure is raised with what ran attached (``exc.ran``).
-    """
-    succeeded, data, ran_data = outcome
-    if not isinstance(data, bytes) or not isinstance(ran_data, bytes):
-        raise PluginExecutionError("The plugin's process sent something other than its outcome")
-    ran = RanCode.from_json(ran_data)
-    try:
-        return _checked(succeeded, data, max_result_bytes), ran
-    except GovernedExecutionError as exc:
-        exc.ran = ran  # type: ignore[attr-defined]
-        raise
-
-
-def _checked(succeeded: bool, data: bytes, max_result_bytes: int) -> bytes:
-    if succeeded:
-        if len(data) > max_result_bytes:
-            raise OutputValidationError(
-                f"The plugin returned a result of {len(data)} bytes; the limit is "
-                f"{max_result_bytes}",
-                details={"result_bytes": len(data), "max_result_bytes": max_result_bytes},
-            )
-        return data
-    if len(data) > MAX_ENVELOPE_BYTES:
-        raise PluginExecutionError("The plugin's process sent an oversized error report")
-    try:
-        envelope = storable_copy(json.loads(data))
-        envelope["error"]["type"] = ErrorType(envelope["error"]["type"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PluginExecutionError("The plugin's process sent an unreadable error report") from exc
-    raise ReportedExecutionError(envelope)
-
-
 def _label(plugin_name: object) -> str:
     text = plugin_name if isinstance(plugin_name, str) else repr(plugin_name)
     return text[:100]
-
-
-_process_isolation: ProcessIsolation | None = None
-_process_isolation_lock = threading.Lock()
-
-
-def process_isolation() -> ProcessIsolation:
-    """The process-wide pool of plugin child processes, configured from settings."""
-    global _process_isolation
-    if _process_isolation is None:
-        with _process_isolation_lock:
-            if _process_isolation is None:
-                from django.conf import settings
-
-                _process_isolation = ProcessIsolation(
-                    size=settings.PLUGIN_PROCESS_POOL_SIZE or 2,
-                    max_tasks_per_child=settings.PLUGIN_MAX_TASKS_PER_CHILD,
-                    kill_grace_s=settings.PLUGIN_KILL_GRACE_S,
-                )
-    return _process_isolation
-
-
-def runs_one_execution_at_a_time() -> None:
-    """Tell the runtime that this process executes plugins one after another (a worker).
-
-    Unless PLUGIN_PROCESS_POOL_SIZE says otherwise, its pool then has one child.
-    Call it before the first execution: a pool that has started keeps its size.
-    """
-    from django.conf import settings
-
-    if not settings.PLUGIN_PROCESS_POOL_SIZE:
-        process_isolation().size = 1
-
-
-# What runs where the plugin is isolated --------------------------------------------
 
 
 def check_version(plugin: Plugin, version: str) -> None:
@@ -352,7 +236,8 @@ def _validate_version_and_input(plugin: Plugin, payload: Any, version: str) -> A
     return validated
 
 
-def _validate_and_call(plugin: Plugin, payload: Any, max_result_bytes: int, version: str) -> bytes:
+def validate_and_run(plugin: Plugin, payload: Any, max_result_bytes: int, version: str) -> bytes:
+    """One execution where the plugin is isolated: validate, run, check the output."""
     validated = _validate_version_and_input(plugin, payload, version)
     try:
         with authorised(plugin):
@@ -368,132 +253,11 @@ def _validate_and_call(plugin: Plugin, payload: Any, max_result_bytes: int, vers
     return validate_output(plugin, output, max_result_bytes)
 
 
-def run_in_thread(plugin: Plugin, payload: Any, max_result_bytes: int, version: str) -> bytes:
-    """One execution in a pool thread of the caller (thread isolation)."""
-    return _validate_and_call(plugin, payload, max_result_bytes, version)
+def validate_only(plugin: Plugin, payload: Any, version: str) -> bytes:
+    """Only check the version and validate a payload where the plugin is isolated.
 
-
-def run_in_child(
-    ref: PluginRef, payload: Any, max_memory_mb: int | None, max_result_bytes: int, version: str
-) -> ChildOutcome:
-    """One execution in a child process: check the version, validate, run, check the output."""
-    ran = b""
-    try:
-        plugin = _child_plugin(ref)
-        ran = code_of(type(plugin)).to_json()
-        apply_memory_limit(max_memory_mb)
-        return True, _validate_and_call(plugin, payload, max_result_bytes, version), ran
-    except BaseException as exc:
-        return False, _child_failure(exc, ref, max_memory_mb), ran
-
-
-def validate_in_child(
-    ref: PluginRef, payload: Any, max_memory_mb: int | None, version: str
-) -> ChildOutcome:
-    """Only check the version and validate a payload in a child (a background job's admission)."""
-    ran = b""
-    try:
-        plugin = _child_plugin(ref)
-        ran = code_of(type(plugin)).to_json()
-        apply_memory_limit(max_memory_mb)
-        _validate_version_and_input(plugin, payload, version)
-        return True, b"", ran
-    except BaseException as exc:
-        return False, _child_failure(exc, ref, max_memory_mb), ran
-
-
-def _child_failure(exc: BaseException, ref: PluginRef, max_memory_mb: int | None) -> bytes:
-    """The failure as a bounded envelope in JSON; whatever the plugin put in it, this returns."""
-    try:
-        name = getattr(_child_plugins.get(ref), "name", ref[1])
-        if isinstance(exc, MemoryError):
-            retire_this_child()  # it may still hold what it allocated
-            if max_memory_mb is not None:
-                exc = PluginResourceLimitError(
-                    f"Plugin {name!r} went past its memory limit of {max_memory_mb} MB",
-                    details={"max_memory_mb": max_memory_mb},
-                )
-        return _bounded_json(envelope_for(exc, name))
-    except BaseException:  # the plugin's exception broke even its own reporting
-        return _bounded_json(
-            build_error_envelope(
-                ErrorType.PLUGIN_EXECUTION_ERROR,
-                "The plugin failed, and so did reporting how",
-                details={"exception": type(exc).__name__},
-            )
-        )
-
-
-def _bounded_json(envelope: ErrorEnvelope) -> bytes:
-    """The envelope as JSON, cut to sizes that cannot flood the caller or the job row."""
-    error: Any = envelope["error"]
-    error["message"] = str(error["message"])[:MAX_MESSAGE_CHARS]
-    internal = envelope.get("_internal")
-    if internal is not None:
-        internal["traceback"] = str(internal["traceback"])[-MAX_TRACEBACK_CHARS:]
-    encoded = json.dumps(envelope, default=repr).encode()
-    if len(encoded) > MAX_ENVELOPE_BYTES:
-        error["details"] = {"truncated": True}
-        encoded = json.dumps(envelope, default=repr).encode()
-    return encoded
-
-
-_child_plugins: dict[PluginRef, Plugin] = {}
-
-
-def _child_plugin(ref: PluginRef) -> Plugin:
-    """This child's own instance of the plugin class, made on first use and kept."""
-    plugin = _child_plugins.get(ref)
-    if plugin is None:
-        module, qualname = ref
-        try:
-            plugin_class: Any = functools.reduce(
-                getattr, qualname.split("."), importlib.import_module(module)
-            )
-            plugin = plugin_class()
-            code_of(plugin_class)  # fingerprinted as imported, whatever the disk says later
-        except Exception as exc:
-            raise PluginUnavailableError(
-                f"Plugin {module}.{qualname} cannot be loaded in its process: "
-                f"{type(exc).__name__}: {exc}",
-                details={"reason": f"{type(exc).__name__}: {exc}"},
-            ) from exc
-        _child_plugins[ref] = plugin
-    return plugin
-
-
-_memory_limit_mb: int | None = None
-
-
-def apply_memory_limit(max_memory_mb: int | None) -> None:
-    """Let this child's address space grow by at most ``max_memory_mb`` over its current size.
-
-    Past it, allocations fail: Python raises MemoryError (a C library may abort,
-    which the parent reports as a crash) and the child is retired, so whatever
-    the plugin kept goes with it. The limit stays set between executions
-    (setting it costs system calls); it is measured afresh whenever a plugin
-    with another limit runs.
+    A background job's admission. Nothing comes back: the validated value is the
+    plugin's making, and stays where it was made.
     """
-    global _memory_limit_mb
-    if max_memory_mb == _memory_limit_mb:
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY:  # lift the previous limit before measuring
-        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
-    limit = hard
-    if max_memory_mb is not None:
-        in_use = _address_space_bytes()
-        if in_use is not None:  # no /proc: not Linux, where the limit is not enforced anyway
-            limit = in_use + max_memory_mb * 1024 * 1024
-            if hard != resource.RLIM_INFINITY:
-                limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    _memory_limit_mb = max_memory_mb
-
-
-def _address_space_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[0]) * resource.getpagesize()
-    except OSError:
-        return None
+    _validate_version_and_input(plugin, payload, version)
+    return b""

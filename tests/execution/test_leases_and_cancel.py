@@ -308,7 +308,7 @@ def test_the_schema_documents_cancel_and_the_new_error_types(client):
 def test_a_sync_job_is_inserted_once_its_plugin_has_its_work():
     from unittest import mock
 
-    from plugins.runtime.process_pool import ProcessIsolation
+    from plugins.runtime.isolation.process import ProcessIsolation
 
     events: list[str] = []
     insert, schedule = Job.insert, ProcessIsolation._schedule
@@ -441,7 +441,7 @@ def test_a_pending_job_whose_task_is_queued_or_just_taken_is_left_alone(task_sta
 
 def test_a_sync_job_whose_pool_fails_before_the_plugin_starts_is_still_recorded(monkeypatch):
     from plugins.errors.exceptions import PluginExecutionError
-    from plugins.runtime.process_pool import ProcessIsolation
+    from plugins.runtime.isolation.process import ProcessIsolation
 
     def broken(*args):
         raise PluginExecutionError("The plugin process pool was broken; it is being restarted")

@@ -177,12 +177,12 @@ import django
 django.setup()
 from execution.audit.signing import signing_key
 from plugins.registry import PluginRegistry
-from plugins.runtime.limits import ExecutionLimits, Isolation
+from plugins.runtime.limits import ExecutionLimits, IsolationKind
 from plugins.runtime.tool_runner import ToolRunner
 from tests.execution.audit_plugins import EnvironmentProbePlugin
 
 registry = PluginRegistry(
-    record_metrics=False, defaults=ExecutionLimits(isolation=Isolation.PROCESS, timeout_s=30)
+    record_metrics=False, defaults=ExecutionLimits(isolation=IsolationKind.PROCESS, timeout_s=30)
 )
 registry.register(EnvironmentProbePlugin, source="tests")
 names = ["AUDIT_SIGNING_KEY", "AUDIT_PROBE_CONTROL"]

@@ -57,11 +57,10 @@ def module_fingerprint() -> str:
 @pytest.fixture
 def fresh_pool(monkeypatch):
     """A pool of its own, so no child imported the plugin module before the upgrade."""
-    from plugins.runtime import tool_runner
-    from plugins.runtime.process_pool import ProcessIsolation
+    from plugins.runtime.isolation import process
 
-    pool = ProcessIsolation(size=1, max_tasks_per_child=100, kill_grace_s=0.5)
-    monkeypatch.setattr(tool_runner, "_process_isolation", pool)
+    pool = process.ProcessIsolation(size=1, max_tasks_per_child=100, kill_grace_s=0.5)
+    monkeypatch.setattr(process, "_shared", pool)
     yield pool
     pool.shutdown()
 

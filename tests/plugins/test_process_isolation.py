@@ -19,8 +19,8 @@ from prometheus_client import REGISTRY
 from plugins.errors.error_envelope import ErrorType
 from plugins.registry import PluginRegistry
 from plugins.runtime.control import StopReason
-from plugins.runtime.limits import ExecutionLimits, Isolation
-from plugins.runtime.process_pool import ProcessIsolation
+from plugins.runtime.isolation.process import ProcessIsolation
+from plugins.runtime.limits import ExecutionLimits, IsolationKind
 from plugins.runtime.tool_runner import ToolRunner
 from tests.plugins import sample_plugins
 
@@ -41,7 +41,9 @@ MISBEHAVING = (
 
 @pytest.fixture
 def registry() -> PluginRegistry:
-    registry = PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.PROCESS, timeout_s=5))
+    registry = PluginRegistry(
+        defaults=ExecutionLimits(isolation=IsolationKind.PROCESS, timeout_s=5)
+    )
     for cls in MISBEHAVING:
         registry.register(cls)
     return registry
@@ -170,10 +172,10 @@ def test_the_runtime_guard_holds_in_the_child(runner):
 def one_child(max_tasks_per_child: int) -> Iterator[ToolRunner]:
     """A ToolRunner with a pool of its own: one child, recycled after ``max_tasks_per_child``."""
     processes = ProcessIsolation(size=1, max_tasks_per_child=max_tasks_per_child, kill_grace_s=1)
-    registry = PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.PROCESS))
+    registry = PluginRegistry(defaults=ExecutionLimits(isolation=IsolationKind.PROCESS))
     registry.register(sample_plugins.ProcessInfoPlugin)
     try:
-        yield ToolRunner(registry=registry, processes=processes)
+        yield ToolRunner(registry=registry, isolations={IsolationKind.PROCESS: processes})
     finally:
         processes.shutdown()
 
@@ -258,7 +260,9 @@ def _open_files(pid: int) -> set[str]:
 
 @pytest.fixture
 def hostile_runner() -> ToolRunner:
-    registry = PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.PROCESS, timeout_s=10))
+    registry = PluginRegistry(
+        defaults=ExecutionLimits(isolation=IsolationKind.PROCESS, timeout_s=10)
+    )
     for cls in (
         sample_plugins.EchoPlugin,
         sample_plugins.PicklingTrapPlugin,
@@ -281,7 +285,7 @@ def test_nothing_a_plugin_raises_is_unpickled_by_the_caller(hostile_runner, tmp_
 
 
 def test_an_enormous_error_is_cut_down_to_size(hostile_runner):
-    from plugins.runtime.tool_runner import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS
+    from plugins.runtime.isolation.child import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS
 
     before_kb = _rss_kb()
     _, error = hostile_runner.run("huge_error", {"message": "x", "repeat": 50})
@@ -324,16 +328,16 @@ def test_a_late_kill_spares_a_child_that_finished_its_task(finished, killed):
     import multiprocessing
     import subprocess
 
-    from plugins.runtime import process_pool
+    from plugins.runtime.isolation import process
 
-    slots = process_pool._TaskSlots(multiprocessing.get_context("forkserver"))
+    slots = process._TaskSlots(multiprocessing.get_context("forkserver"))
     child = subprocess.Popen(["sleep", "30"], start_new_session=True)  # its own group
     try:
         with slots.slot() as (slot, token):
             slots.pids[slot] = child.pid
-            process_pool._kill_group_later(slots, slot, token, 0)
+            process._kill_group_later(slots, slot, token, 0)
             if finished:
-                slots.pids[slot] = -child.pid  # as _run_tracked marks the end of a task
+                slots.pids[slot] = -child.pid  # as child.run_tracked marks the end of a task
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=5)
         assert (child.poll() is not None) == killed

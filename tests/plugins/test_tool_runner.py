@@ -11,8 +11,8 @@ from plugins.errors.error_envelope import ErrorType
 from plugins.errors.exceptions import PluginExecutionError
 from plugins.models import PluginMetrics
 from plugins.registry import PluginRegistry
-from plugins.runtime.limits import ExecutionLimits, Isolation
-from plugins.runtime.time_limit import ExecutionThreads
+from plugins.runtime.isolation.thread import ThreadIsolation
+from plugins.runtime.limits import ExecutionLimits, IsolationKind
 from plugins.runtime.tool_runner import ToolRunner
 from tests.conftest import SAMPLE_PLUGIN_CLASSES
 from tests.plugins import sample_plugins
@@ -27,8 +27,8 @@ SAMPLES = (
 )
 
 
-@pytest.fixture(params=[Isolation.PROCESS, Isolation.THREAD])
-def isolation(request) -> Isolation:
+@pytest.fixture(params=[IsolationKind.PROCESS, IsolationKind.THREAD])
+def isolation(request) -> IsolationKind:
     return request.param
 
 
@@ -44,7 +44,7 @@ def registry(isolation) -> PluginRegistry:
 @pytest.fixture
 def thread_registry() -> PluginRegistry:
     """For tests that look into the plugin instance: in thread mode it is the registry's."""
-    registry = PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.THREAD))
+    registry = PluginRegistry(defaults=ExecutionLimits(isolation=IsolationKind.THREAD))
     registry.register(EchoPlugin)
     return registry
 
@@ -350,8 +350,8 @@ def test_the_plugin_runs_exactly_the_model_it_validated_once(thread_registry):
 
 def test_an_abandoned_thread_is_counted_and_does_not_block_later_executions(thread_registry):
     thread_registry.register(SlowPlugin)
-    threads = ExecutionThreads()
-    runner = ToolRunner(registry=thread_registry, threads=threads)
+    threads = ThreadIsolation()
+    runner = ToolRunner(registry=thread_registry, isolations={IsolationKind.THREAD: threads})
     SlowPlugin.release.clear()
     try:
         _, error = runner.run("slow", {"message": "x"})
@@ -374,11 +374,11 @@ def test_process_isolated_plugins_must_be_importable_by_the_child():
         name = "local"
 
     with pytest.raises(PluginContractError, match="must be importable by its module path"):
-        PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.PROCESS)).register(Local)
-    PluginRegistry(defaults=ExecutionLimits(isolation=Isolation.THREAD)).register(Local)
+        PluginRegistry(defaults=ExecutionLimits(isolation=IsolationKind.PROCESS)).register(Local)
+    PluginRegistry(defaults=ExecutionLimits(isolation=IsolationKind.THREAD)).register(Local)
 
 
-@pytest.mark.parametrize("isolation", [Isolation.PROCESS, Isolation.THREAD])
+@pytest.mark.parametrize("isolation", [IsolationKind.PROCESS, IsolationKind.THREAD])
 def test_a_control_that_fails_to_start_stops_the_execution_and_raises(isolation):
     from plugins.runtime.control import ControlFailed
 

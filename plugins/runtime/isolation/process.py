@@ -17,9 +17,10 @@ adds what containment needs on top of it:
   kills its whole group at once, including processes the plugin started; a child
   stuck in C code gets SIGKILL after ``kill_grace_s`` and its orphans are reaped;
 * the deadline and cancellation are the caller's (plugins/runtime/control.py),
-  measured from the call, so a queued execution cannot outlive its job's lease.
+  measured from the call, so a queued execution cannot outlive its job's lease;
+* what comes back is checked again here: the child runs plugin code, it may lie.
 
-What the child runs lives in plugins/runtime/tool_runner.py.
+What a child runs is plugins/runtime/isolation/child.py.
 """
 
 from __future__ import annotations
@@ -27,32 +28,44 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
-import fcntl
 import itertools
+import json
 import logging
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pebble
 from pebble import ProcessExpired, ProcessPool
 
-from plugins.errors.exceptions import PluginCrashedError, PluginExecutionError
+from plugins.errors.error_envelope import ErrorType
+from plugins.errors.exceptions import (
+    GovernedExecutionError,
+    OutputValidationError,
+    PluginCrashedError,
+    PluginExecutionError,
+    ReportedExecutionError,
+)
 from plugins.runtime.control import ExecutionControl, wait_until_done
+from plugins.runtime.isolation import child
+from plugins.runtime.isolation.base import PluginSide
+from plugins.runtime.isolation.child import MAX_ENVELOPE_BYTES, ChildOutcome, PluginRef
+from plugins.runtime.limits import ExecutionLimits
+from plugins.runtime.provenance import RanCode
+from plugins.validation.json_values import storable_copy
+
+if TYPE_CHECKING:
+    from plugins.contract import Plugin
 
 logger = logging.getLogger(__name__)
 
-PluginRef = tuple[str, str]
-"""A plugin class by module and qualified name: how a child process finds it."""
-
-# Imported by the forkserver before it forks any child (see child_bootstrap.py).
-FORKSERVER_PRELOAD = ["plugins.runtime.child_bootstrap"]
+# Imported by the forkserver before it forks any child (see bootstrap.py).
+FORKSERVER_PRELOAD = ["plugins.runtime.isolation.bootstrap"]
 _EXIT_CHECK_S = 0.25
 _EXITED_GRACE_S = 1.0
 
@@ -85,6 +98,22 @@ def describe_exit(exitcode: int | None) -> dict[str, Any]:
 class ProcessIsolation:
     """A lazily started pool of plugin child processes, one per calling process."""
 
+    @classmethod
+    def shared(cls) -> ProcessIsolation:
+        """The process-wide pool of plugin child processes, configured from settings."""
+        global _shared
+        if _shared is None:
+            with _shared_lock:
+                if _shared is None:
+                    from django.conf import settings
+
+                    _shared = cls(
+                        size=settings.PLUGIN_PROCESS_POOL_SIZE or 2,
+                        max_tasks_per_child=settings.PLUGIN_MAX_TASKS_PER_CHILD,
+                        kill_grace_s=settings.PLUGIN_KILL_GRACE_S,
+                    )
+        return _shared
+
     def __init__(self, *, size: int, max_tasks_per_child: int, kill_grace_s: float) -> None:
         self.size = size
         self.max_tasks_per_child = max_tasks_per_child
@@ -97,20 +126,44 @@ class ProcessIsolation:
 
     def call(
         self,
+        function: PluginSide,
+        plugin: Plugin,
+        *args: Any,
+        limits: ExecutionLimits,
+        control: ExecutionControl | None = None,
+    ) -> tuple[bytes, RanCode | None]:
+        """Run ``function(plugin, *args)`` in a child, under ``limits``, and check what it sent.
+
+        The child has its own instance of the plugin's class; a failure it reports
+        is raised here with what ran attached (``exc.ran``).
+        """
+        outcome = self._in_child(
+            child.run_in_child,
+            function,
+            plugin_ref(type(plugin)),
+            limits.max_memory_mb,
+            *args,
+            timeout_s=limits.timeout_s,
+            control=control,
+        )
+        return _unwrap(outcome, limits.max_result_bytes)
+
+    def _in_child(
+        self,
         function: Callable[..., Any],
         *args: Any,
         timeout_s: float,
-        control: ExecutionControl | None = None,
+        control: ExecutionControl | None,
     ) -> Any:
         """Run ``function(*args)`` in a child; kill the child past ``timeout_s`` or on a stop.
 
         Raises PluginTimeoutError, the control's stop error, or PluginCrashedError
-        when the child dies; ``function`` itself must not raise. It may call
-        :func:`retire_this_child` to have its child replaced once it returns.
+        when the child dies; ``function`` itself must not raise. A child that
+        hit its memory limit asks to be retired, and is replaced once it returns.
         """
         pool, slots = self._current_pool()
         with slots.slot() as (slot, token):
-            future = self._schedule(pool, _run_tracked, (slot, token, function, *args))
+            future = self._schedule(pool, child.run_tracked, (slot, token, function, *args))
             try:
                 wait_until_done(
                     lambda wait_s: self._finished(future, slots, slot, wait_s),
@@ -229,7 +282,7 @@ class ProcessIsolation:
         pool = ProcessPool(
             max_workers=self.size,
             max_tasks=self.max_tasks_per_child,
-            initializer=_initialise_child,
+            initializer=child.initialise,
             initargs=(slots.pids, slots.tokens, lifeline),
             context=context,
         )
@@ -281,7 +334,7 @@ class _TaskSlots:
     def running_pid(self, index: int | None) -> int:
         """The child running the task in slot ``index``; 0 before it starts and once it ends.
 
-        A child marks the end of its task by negating its pid (see ``_run_tracked``).
+        A child marks the end of its task by negating its pid (see ``child.run_tracked``).
         """
         return 0 if index is None else max(int(self.pids[index]), 0)
 
@@ -356,52 +409,52 @@ def _alive(pid: int) -> bool:
     return True
 
 
-# In the child ---------------------------------------------------------------------
-
-_slot_pids: Any = None
-_slot_tokens: Any = None
-_lifeline: Any = None
+_shared: ProcessIsolation | None = None
+_shared_lock = threading.Lock()
 
 
-def _initialise_child(slot_pids: Any, slot_tokens: Any, lifeline: Any) -> None:
-    """Runs once in every new child, before its first task."""
-    global _slot_pids, _slot_tokens, _lifeline
-    _slot_pids, _slot_tokens, _lifeline = slot_pids, slot_tokens, lifeline
-    os.setpgid(0, 0)
-    if sys.platform.startswith("linux"):
-        # When the parent's end closes (it exited, however), the kernel SIGKILLs our group.
-        fd = lifeline.fileno()
-        fcntl.fcntl(fd, fcntl.F_SETOWN, -os.getpgrp())
-        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGKILL)
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
-    signal.signal(signal.SIGTERM, _kill_own_group)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent to handle
+def size_pool_for_one_execution_at_a_time() -> None:
+    """Give this process's pool one child: it executes plugins one after another (a worker).
 
-
-_retire = False
-
-
-def retire_this_child() -> None:
-    """Called in a child: replace this process once its current task has returned.
-
-    For a child that is no longer fit to serve, e.g. one whose plugin hit its
-    memory limit and may still hold what it allocated.
+    Unless PLUGIN_PROCESS_POOL_SIZE says otherwise. Call it before the first
+    execution: a pool that has started keeps its size.
     """
-    global _retire
-    _retire = True
+    from django.conf import settings
+
+    if not settings.PLUGIN_PROCESS_POOL_SIZE:
+        ProcessIsolation.shared().size = 1
 
 
-def _run_tracked(
-    slot: int | None, token: int, function: Callable[..., Any], *args: Any
-) -> tuple[bool, Any]:
-    tracked = slot is not None and _slot_tokens[slot] == token
-    if tracked:
-        _slot_pids[slot] = os.getpid()
-    value = function(*args)
-    if tracked and _slot_tokens[slot] == token:
-        _slot_pids[slot] = -os.getpid()  # done: no longer this task's to kill
-    return _retire, value
+def _unwrap(outcome: ChildOutcome, max_result_bytes: int) -> tuple[bytes, RanCode | None]:
+    """A child's outcome, checked again here: the child runs plugin code, it may lie.
+
+    A failure is raised with what ran attached (``exc.ran``).
+    """
+    succeeded, data, ran_data = outcome
+    if not isinstance(data, bytes) or not isinstance(ran_data, bytes):
+        raise PluginExecutionError("The plugin's process sent something other than its outcome")
+    ran = RanCode.from_json(ran_data)
+    try:
+        return _checked(succeeded, data, max_result_bytes), ran
+    except GovernedExecutionError as exc:
+        exc.ran = ran  # type: ignore[attr-defined]
+        raise
 
 
-def _kill_own_group(signum: int, frame: Any) -> None:
-    os.killpg(0, signal.SIGKILL)
+def _checked(succeeded: bool, data: bytes, max_result_bytes: int) -> bytes:
+    if succeeded:
+        if len(data) > max_result_bytes:
+            raise OutputValidationError(
+                f"The plugin returned a result of {len(data)} bytes; the limit is "
+                f"{max_result_bytes}",
+                details={"result_bytes": len(data), "max_result_bytes": max_result_bytes},
+            )
+        return data
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise PluginExecutionError("The plugin's process sent an oversized error report")
+    try:
+        envelope = storable_copy(json.loads(data))
+        envelope["error"]["type"] = ErrorType(envelope["error"]["type"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PluginExecutionError("The plugin's process sent an unreadable error report") from exc
+    raise ReportedExecutionError(envelope)

@@ -6,7 +6,7 @@ the thread is *abandoned*: it finishes the call in the background, its result is
 thrown away, and only then does it become reusable. A fresh thread serves the
 next call meanwhile, so one hung plugin never blocks the others; the number of
 abandoned threads is exported as a metric. Process isolation has none of these
-limits (plugins/runtime/process_pool.py).
+limits (plugins/runtime/isolation/process.py).
 """
 
 from __future__ import annotations
@@ -15,10 +15,16 @@ import contextvars
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plugins.errors.exceptions import PluginExecutionError
 from plugins.runtime.control import ControlFailed, ExecutionControl, wait_until_done
+from plugins.runtime.isolation.base import PluginSide
+from plugins.runtime.limits import ExecutionLimits
+from plugins.runtime.provenance import RanCode, code_of
+
+if TYPE_CHECKING:
+    from plugins.contract import Plugin
 
 MAX_IDLE_THREADS = 8
 
@@ -51,7 +57,7 @@ class _Call:
 
 
 class _Worker:
-    def __init__(self, pool: ExecutionThreads) -> None:
+    def __init__(self, pool: ThreadIsolation) -> None:
         self._pool = pool
         self._inbox: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         threading.Thread(target=self._loop, name="plugin-execution", daemon=True).start()
@@ -75,8 +81,13 @@ class _Worker:
                 return
 
 
-class ExecutionThreads:
+class ThreadIsolation:
     """A small pool of daemon threads that grows when threads are abandoned."""
+
+    @classmethod
+    def shared(cls) -> ThreadIsolation:
+        """The process-wide pool of execution threads."""
+        return _shared
 
     def __init__(self, max_idle: int = MAX_IDLE_THREADS) -> None:
         self._lock = threading.Lock()
@@ -91,10 +102,33 @@ class ExecutionThreads:
 
     def call(
         self,
+        function: PluginSide,
+        plugin: Plugin,
+        *args: Any,
+        limits: ExecutionLimits,
+        control: ExecutionControl | None = None,
+    ) -> tuple[bytes, RanCode | None]:
+        """Run ``function(plugin, *args)`` in a pool thread, on the caller's plugin instance.
+
+        What ran is the code this process imported; a failure is raised with it
+        attached (``exc.ran``).
+        """
+        ran = code_of(type(plugin))
+        try:
+            data = self._in_thread(
+                function, plugin, *args, timeout_s=limits.timeout_s, control=control
+            )
+        except Exception as exc:
+            exc.ran = ran  # type: ignore[attr-defined]
+            raise
+        return data, ran
+
+    def _in_thread(
+        self,
         func: Callable[..., Any],
         *args: Any,
         timeout_s: float,
-        control: ExecutionControl | None = None,
+        control: ExecutionControl | None,
     ) -> Any:
         """Run ``func(*args)`` in a pool thread, in a context of its own.
 
@@ -141,4 +175,4 @@ class ExecutionThreads:
             self._abandoned -= 1
 
 
-execution_threads = ExecutionThreads()
+_shared = ThreadIsolation()

@@ -22,7 +22,7 @@ def _setup() -> None:
 
         if os.environ.get("DJANGO_SETTINGS_MODULE") and not apps.ready:
             django.setup()
-        import plugins.runtime.tool_runner  # noqa: F401  (what children execute)
+        import plugins.runtime.tool_runner  # noqa: F401  (what children are handed to run)
         from plugins.registry import get_registry
 
         get_registry()  # imports every discovered plugin's module
