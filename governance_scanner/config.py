@@ -97,6 +97,9 @@ class ScannerConfig:
     job_models: tuple[str, ...] = ("Job",)
     state_machine_modules: tuple[str, ...] = ("execution/models.py",)
     runner_callers: tuple[str, ...] = DEFAULT_RUNNER_CALLERS
+    # Modules (files or folders) an entry hands the plugin call through, followed by
+    # the runner contract; by default only the entry's own module is.
+    runner_delegates: tuple[str, ...] = ()
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     per_file_ignores: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -166,6 +169,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, object], object]]] = {
     "state-machine-modules": ("state_machine_modules", _one_or_more_paths),
     "state-machine-module": ("state_machine_modules", _one_or_more_paths),
     "runner-callers": ("runner_callers", _string_list),
+    "runner-delegates": ("runner_delegates", _string_list),
     "select": ("select", _string_list),
     "ignore": ("ignore", _string_list),
     "per-file-ignores": ("per_file_ignores", _table),

@@ -4,9 +4,12 @@ An entry (``tool-runner``: a module and ``Class.method`` or ``function``) must
 exist, be callable as ``(name, payload)`` and reach a plugin execution. Every
 place in the entry from which a plugin executes (an execution site) must sit in
 a ``try`` whose ``finally`` makes a metrics call on every path. A site is either
-a plugin execution itself (``plugin.run(...)``) or a reference to a function or
-method of the same module that reaches one, however indirectly: that is how a
-runner hands the plugin call to a thread or a child process and still owns it.
+a plugin execution itself (``plugin.run(...)``) or a reference to a function
+that reaches one, however indirectly: that is how a runner hands the plugin call
+to a thread or a child process and still owns it. The functions followed are
+those of the entry's module and, through its imports, those of the modules
+configured as ``runner-delegates``: a runner may keep what its child process
+runs in a module of its own, which calls back into the runner's module.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from governance_scanner.checker import PLUGIN, Checker, last_name
+from governance_scanner.checker import PLUGIN, Checker, SourceFile, last_name
 from governance_scanner.config import RunnerEntry
 from governance_scanner.flow import exits_skipping
 from governance_scanner.project import Project
@@ -70,8 +74,9 @@ class ToolRunnerNoFinally(ProjectRule):
 
     Metrics are recorded in ``finally`` so that no execution, failed or timed
     out, goes uncounted. An execution outside such a ``try`` can leave without
-    passing through it. An execution is a plugin call or a call of a function of
-    the runner's module that reaches one (a thread's or a child process's target).
+    passing through it. An execution is a plugin call or a reference to a
+    function that reaches one (a thread's or a child process's target), in the
+    runner's module or in one of its ``runner-delegates``.
 
     Bad::
 
@@ -174,8 +179,8 @@ def _check_entry(project: Project, entry: RunnerEntry) -> Contract:
     source = project.source(path)
     if source is None:
         return contract  # reported as GOV000 (or unreadable) by the file scan
-    module = _ModuleFunctions()
-    Checker(source, [module]).run()
+    graph = _RunnerModules(project, path, source)
+    module = graph.runner
     function = module.functions.get(entry.qualified_name)
     display = source.display_path
 
@@ -197,7 +202,7 @@ def _check_entry(project: Project, entry: RunnerEntry) -> Contract:
         missing(
             function, f"{entry.qualified_name} cannot be called as {function.name}(name, payload)"
         )
-    sites = module.execution_sites(entry.qualified_name)
+    sites = graph.execution_sites(entry.qualified_name)
     if not sites:
         methods = ", ".join(project.options.plugin_methods)
         missing(function, f"{entry.qualified_name} reaches no plugin execution ({methods})")
@@ -233,15 +238,21 @@ def _check_entry(project: Project, entry: RunnerEntry) -> Contract:
     return contract
 
 
+Reference = tuple[ast.AST, list[str], str | None]
+"""A name used in a function: the node, the functions of its module it may mean (innermost
+scope first), and its dotted name when an import or a class of the module binds it."""
+
+
 class _ModuleFunctions:
     """A Checker listener: the functions of a module, what each executes and refers to."""
 
-    def __init__(self) -> None:
+    def __init__(self, module: str) -> None:
+        self.module = module
         self.functions: dict[str, FunctionNode] = {}
         self.classes: dict[str, ast.ClassDef] = {}
         self.methods: set[str] = set()
         self.executions: dict[str, list[ast.AST]] = {}
-        self.references: dict[str, list[tuple[ast.AST, list[str]]]] = {}
+        self.references: dict[str, list[Reference]] = {}
 
     def _define(self, node: FunctionNode, checker: Checker) -> None:
         qualified = ".".join([*checker.scope_names, node.name])
@@ -262,50 +273,124 @@ class _ModuleFunctions:
 
     def visit_Attribute(self, node: ast.Attribute, checker: Checker) -> None:
         self._executes(node, checker)
-        if isinstance(node.ctx, ast.Load) and last_name(node.value) in ("self", "cls"):
-            # self.method: a method of an enclosing class, never a module-level function
-            candidates = _candidates(checker.scope_names, node.attr)[:-1]
-            self._refer(node, candidates, checker)
+        if isinstance(node.ctx, ast.Load):
+            if last_name(node.value) in ("self", "cls"):
+                # self.method: a method of an enclosing class, never a module-level function
+                candidates = _candidates(checker.scope_names, node.attr)[:-1]
+                self._refer(node, candidates, None, checker)
+            elif (qualified := checker.qualified_name(node)) is not None:
+                self._refer(node, [], qualified, checker)  # module.function, Class.function
 
     def visit_Name(self, node: ast.Name, checker: Checker) -> None:
         if isinstance(node.ctx, ast.Load):
-            self._refer(node, _candidates(checker.scope_names, node.id), checker)
+            candidates = _candidates(checker.scope_names, node.id)
+            self._refer(node, candidates, checker.qualified_name(node), checker)
 
-    def _refer(self, node: ast.AST, candidates: list[str], checker: Checker) -> None:
+    def _refer(
+        self, node: ast.AST, candidates: list[str], qualified: str | None, checker: Checker
+    ) -> None:
         scope = ".".join(checker.scope_names)
-        self.references.setdefault(scope, []).append((node, candidates))
+        self.references.setdefault(scope, []).append((node, candidates, qualified))
 
-    def _resolve(self, candidates: list[str]) -> str | None:
-        return next((name for name in candidates if name in self.functions), None)
 
-    def _reaching(self) -> set[str]:
-        """Functions that execute a plugin, directly or through the module's other functions."""
-        reaching = {
-            name for name in self.functions if any(_within(s, name) for s in self.executions)
-        }
-        changed = True
-        while changed:
-            changed = False
-            for name in self.functions.keys() - reaching:
-                for scope, references in self.references.items():
-                    if not _within(scope, name):
-                        continue
-                    if any(self._resolve(c) in reaching for _, c in references):
-                        reaching.add(name)
-                        changed = True
-                        break
+Function = tuple[str, str]
+"""A function of one of the modules followed: the module's dotted name, its qualified name."""
+
+
+class _RunnerModules:
+    """The runner's module and the ``runner-delegates`` it imports, transitively.
+
+    Only those, named in the configuration: following every import of a project
+    would make each scan parse much of it again.
+    """
+
+    def __init__(self, project: Project, path: Path, source: SourceFile) -> None:
+        self._project = project
+        self._delegates = [project.config.path(d) for d in project.config.runner_delegates]
+        self._root = _import_root(path, source.module)
+        self.modules: dict[str, _ModuleFunctions] = {}
+        self.runner = self._analyse(source)
+        pending = [self.runner]
+        while pending:
+            module = pending.pop()
+            for qualified in _qualified_references(module):
+                found = self._load(qualified)
+                if found is not None:
+                    pending.append(found)
+
+    def _analyse(self, source: SourceFile) -> _ModuleFunctions:
+        module = _ModuleFunctions(source.module)
+        Checker(source, [module]).run()
+        self.modules[source.module] = module
+        return module
+
+    def _load(self, dotted: str) -> _ModuleFunctions | None:
+        """The module ``dotted`` names (or the one holding what it names), newly analysed."""
+        parts = dotted.split(".")
+        for length in range(len(parts), 0, -1):
+            name = ".".join(parts[:length])
+            if name in self.modules:
+                return None
+            folder = self._root.joinpath(*parts[:length])
+            for path in (folder.with_suffix(".py"), folder / "__init__.py"):
+                if self._delegated(path) and path.is_file():
+                    source = self._project.source(path)
+                    return self._analyse(source) if source is not None else None
+        return None
+
+    def _delegated(self, path: Path) -> bool:
+        return any(path == delegate or delegate in path.parents for delegate in self._delegates)
+
+    def _resolve(self, module: _ModuleFunctions, reference: Reference) -> Function | None:
+        _, candidates, qualified = reference
+        local = next((name for name in candidates if name in module.functions), None)
+        if local is not None:
+            return module.module, local
+        if qualified is None:
+            return None
+        parts = qualified.split(".")
+        for length in range(len(parts) - 1, 0, -1):
+            target = self.modules.get(".".join(parts[:length]))
+            if target is not None:
+                name = ".".join(parts[length:])
+                return (target.module, name) if name in target.functions else None
+        return None
+
+    def _reaching(self) -> set[Function]:
+        """Functions that execute a plugin, directly or through the others followed."""
+        reaching: set[Function] = set()
+        refers_to: dict[Function, set[Function]] = {}
+        for module in self.modules.values():
+            resolved = {
+                scope: {
+                    target
+                    for reference in references
+                    if (target := self._resolve(module, reference)) is not None
+                }
+                for scope, references in module.references.items()
+            }
+            for name in module.functions:
+                function = (module.module, name)
+                if any(_within(scope, name) for scope in module.executions):
+                    reaching.add(function)
+                refers_to[function] = set[Function]().union(
+                    *(targets for scope, targets in resolved.items() if _within(scope, name))
+                )
+        while more := {f for f, targets in refers_to.items() if targets & reaching} - reaching:
+            reaching |= more
         return reaching
 
     def execution_sites(self, function: str) -> list[ast.AST]:
-        """Nodes in ``function`` from which a plugin executes, in source order."""
-        reaching = self._reaching() - {function}
+        """Nodes in the runner's ``function`` from which a plugin executes, in source order."""
+        runner = self.runner
+        reaching = self._reaching() - {(runner.module, function)}
         sites: list[ast.AST] = []
-        for scope, nodes in self.executions.items():
+        for scope, nodes in runner.executions.items():
             if _within(scope, function):
                 sites.extend(nodes)
-        for scope, references in self.references.items():
+        for scope, references in runner.references.items():
             if _within(scope, function):
-                sites.extend(node for node, c in references if self._resolve(c) in reaching)
+                sites.extend(r[0] for r in references if self._resolve(runner, r) in reaching)
         return sorted(
             sites, key=lambda node: (getattr(node, "lineno", 0), getattr(node, "col_offset", 0))
         )
@@ -316,8 +401,20 @@ def _within(scope: str, function: str) -> bool:
     return scope == function or scope.startswith(function + ".")
 
 
-def _position(node: ast.AST) -> tuple[int, int]:
-    return getattr(node, "lineno", 0), getattr(node, "col_offset", 0)
+def _qualified_references(module: _ModuleFunctions) -> set[str]:
+    """The dotted names ``module`` refers to (through its imports, or its own classes)."""
+    return {
+        qualified
+        for references in module.references.values()
+        for _, _, qualified in references
+        if qualified is not None
+    }
+
+
+def _import_root(path: Path, module: str) -> Path:
+    """The folder dotted module names start from, seen from the file of ``module``."""
+    depth = module.count(".") + (1 if path.name == "__init__.py" else 0)
+    return path.parents[depth]
 
 
 def _candidates(scope_names: list[str], name: str) -> list[str]:

@@ -105,6 +105,7 @@ def test_underscores_and_dashes_are_the_same_keys(tmp_path):
         'metrics_calls = ["count"]\n'
         'job_models = ["Task"]\n'
         'state_machine_modules = ["a.py", "b.py"]\n'
+        'runner_delegates = ["core/child.py"]\n'
     )
     config = load_config(tmp_path / "pyproject.toml", cwd=tmp_path)
     assert config == ScannerConfig(
@@ -118,6 +119,7 @@ def test_underscores_and_dashes_are_the_same_keys(tmp_path):
         metrics_calls=("count",),
         job_models=("Task",),
         state_machine_modules=("a.py", "b.py"),
+        runner_delegates=("core/child.py",),
     )
 
 

@@ -57,6 +57,25 @@ def test_entries_are_followed_into_the_functions_they_hand_the_plugin_to(fixture
     assert located(result) == expected_findings(FIXTURES / path)
 
 
+@pytest.mark.parametrize("fixture", ["split/runner.py", "split/outside_try.py"])
+def test_entries_are_followed_into_their_delegates_and_back(fixture):
+    """The child's code in a module of its own, calling back into the runner's module."""
+    path = f"runners/{fixture}"
+    result = run_scan(
+        path, tool_runner=runner(path), runner_delegates=("runners/split",), select=CONTRACT
+    )
+    assert located(result) == expected_findings(FIXTURES / path)
+
+
+def test_only_the_configured_delegates_are_followed():
+    path = "runners/split/runner.py"
+    (finding,) = run_scan(path, tool_runner=runner(path), select=CONTRACT).violations
+    assert (finding.rule, finding.message) == (
+        "GOV002",
+        "ToolRunner.run reaches no plugin execution (run)",
+    )
+
+
 def test_a_missing_entry_is_reported_at_the_module_or_the_class():
     path = "runners/delegate.py"
     function = run_scan(path, tool_runner=runner(path, "run_tool"), select=CONTRACT)
@@ -84,11 +103,14 @@ def test_several_entries_are_each_checked():
 
 
 def _project_copy(tmp_path: Path, edit=None) -> Path:
-    """The project's configuration and a copy of its runner, edited, in ``tmp_path``."""
+    """The project's configuration and a copy of its runtime, the runner edited, in ``tmp_path``."""
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    target = tmp_path / "plugins" / "runtime" / "tool_runner.py"
-    target.parent.mkdir(parents=True)
-    text = (ROOT / "plugins" / "runtime" / "tool_runner.py").read_text()
+    runtime = tmp_path / "plugins" / "runtime"
+    shutil.copytree(
+        ROOT / "plugins" / "runtime", runtime, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    target = runtime / "tool_runner.py"
+    text = target.read_text()
     if edit is not None:
         old, new = edit
         assert text.count(old) == 1, old
@@ -97,14 +119,21 @@ def _project_copy(tmp_path: Path, edit=None) -> Path:
     return target
 
 
-def _scan_copy(tmp_path: Path):
-    config = load_config(None, cwd=tmp_path)
+def _scan_copy(tmp_path: Path, delegates: tuple[str, ...] = ()):
+    config = load_config(None, cwd=tmp_path).with_overrides(runner_delegates=delegates)
     return Scanner(config, cwd=tmp_path).scan([tmp_path])
 
 
-def test_the_projects_runner_keeps_its_contract(tmp_path):
+# Following the whole runtime, isolation included, finds what the runner's module alone does.
+DELEGATES = pytest.mark.parametrize(
+    "delegates", [(), ("plugins/runtime",)], ids=["runner", "runtime"]
+)
+
+
+@DELEGATES
+def test_the_projects_runner_keeps_its_contract(tmp_path, delegates):
     _project_copy(tmp_path)
-    assert _scan_copy(tmp_path).violations == []
+    assert _scan_copy(tmp_path, delegates).violations == []
 
 
 @pytest.mark.parametrize(
@@ -129,14 +158,15 @@ def test_the_projects_runner_keeps_its_contract(tmp_path):
             ),
             "GOV004",
         ),
-        # the child no longer calls the plugin's run: the runner governs nothing
+        # the plugin's run is no longer called where it is isolated: the runner governs nothing
         (("output = plugin.run(validated)", "output = plugin.execute(validated)"), "GOV002"),
     ],
     ids=["no-finally", "no-metrics", "metrics-skipped", "no-plugin-call"],
 )
-def test_breaking_the_projects_runner_is_caught(tmp_path, edit, code):
+@DELEGATES
+def test_breaking_the_projects_runner_is_caught(tmp_path, edit, code, delegates):
     _project_copy(tmp_path, edit)
-    result = _scan_copy(tmp_path)
+    result = _scan_copy(tmp_path, delegates)
     assert {(f.path, f.rule) for f in result.violations} == {
         ("plugins/runtime/tool_runner.py", code)
     }
