@@ -345,6 +345,12 @@ def test_the_plugin_runs_exactly_the_model_it_validated_once(thread_registry):
     assert call.message == "X"
 
 
+def test_every_isolation_kind_has_its_implementation():
+    from plugins.runtime.isolation import ISOLATIONS
+
+    assert set(ISOLATIONS) == set(IsolationKind)
+
+
 # Thread isolation ----------------------------------------------------------------------
 
 

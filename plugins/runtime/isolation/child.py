@@ -44,13 +44,13 @@ MAX_ENVELOPE_BYTES = 256 * 1024
 MAX_MESSAGE_CHARS = 2000
 MAX_TRACEBACK_CHARS = 64 * 1024
 
-# Set once per child by initialise(): the parent's task slots and the lifeline's read end.
+# This child's state. Set by initialise(): the parent's task slots, the lifeline's read end.
 _slot_pids: Any = None
 _slot_tokens: Any = None
 _lifeline: Any = None
-_retiring = False
+_retiring = False  # unfit to serve: replace it once its task has returned
 _loaded_plugins: dict[PluginRef, Plugin] = {}
-_memory_limit_mb: int | None = None
+_memory_limit_mb: int | None = None  # the limit in force (see _apply_memory_limit)
 
 
 def initialise(slot_pids: Any, slot_tokens: Any, lifeline: Any) -> None:

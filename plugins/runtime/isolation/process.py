@@ -98,6 +98,16 @@ def describe_exit(exitcode: int | None) -> dict[str, Any]:
 class ProcessIsolation:
     """A lazily started pool of plugin child processes, one per calling process."""
 
+    def __init__(self, *, size: int, max_tasks_per_child: int, kill_grace_s: float) -> None:
+        self.size = size
+        self.max_tasks_per_child = max_tasks_per_child
+        self.kill_grace_s = kill_grace_s
+        self._lock = threading.Lock()
+        self._pool: ProcessPool | None = None
+        self._owner_pid = 0
+        self._slots: _TaskSlots | None = None
+        self._lifeline: Any = None  # the write end: kept open, never written, until we exit
+
     @classmethod
     def shared(cls) -> ProcessIsolation:
         """The process-wide pool of plugin child processes, configured from settings."""
@@ -113,16 +123,6 @@ class ProcessIsolation:
                         kill_grace_s=settings.PLUGIN_KILL_GRACE_S,
                     )
         return _shared
-
-    def __init__(self, *, size: int, max_tasks_per_child: int, kill_grace_s: float) -> None:
-        self.size = size
-        self.max_tasks_per_child = max_tasks_per_child
-        self.kill_grace_s = kill_grace_s
-        self._lock = threading.Lock()
-        self._pool: ProcessPool | None = None
-        self._owner_pid = 0
-        self._slots: _TaskSlots | None = None
-        self._lifeline: Any = None  # the write end: kept open, never written, until we exit
 
     def call(
         self,

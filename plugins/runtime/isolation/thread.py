@@ -84,16 +84,16 @@ class _Worker:
 class ThreadIsolation:
     """A small pool of daemon threads that grows when threads are abandoned."""
 
-    @classmethod
-    def shared(cls) -> ThreadIsolation:
-        """The process-wide pool of execution threads."""
-        return _shared
-
     def __init__(self, max_idle: int = MAX_IDLE_THREADS) -> None:
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
         self._max_idle = max_idle
         self._abandoned = 0
+
+    @classmethod
+    def shared(cls) -> ThreadIsolation:
+        """The process-wide pool of execution threads."""
+        return _shared
 
     @property
     def abandoned(self) -> int:
