@@ -45,14 +45,6 @@ from plugins.validation.output_validator import check_storable_output, validate_
 
 logger = logging.getLogger(__name__)
 
-ChildOutcome = tuple[bool, bytes, bytes]
-"""What a child sends back: (True, the result as JSON) or (False, an error envelope as JSON),
-and what code it ran (:class:`RanCode` as JSON; empty when the plugin did not load).
-
-Only a bool and bytes cross from a child: nothing a plugin made (an exception, an
-object in its details) is ever unpickled by the caller.
-"""
-
 
 class ExecutionResult(tuple[dict[str, Any] | None, ErrorEnvelope | None]):
     """What one execution gave: ``(result, error)``, exactly one set, and what ran.

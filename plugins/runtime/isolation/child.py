@@ -4,9 +4,8 @@ The parent's side is plugins/runtime/isolation/process.py; this module is only
 ever executed in a child (pebble imports it there by name), and its globals are
 the child's own. One execution is one round trip: :func:`run_in_child` loads the
 plugin, caps the child's memory and calls the plugin-side function it was given
-(plugins/runtime/tool_runner.py: validation, the plugin's ``run``, output checks).
-Only a bool and bytes go back; what a plugin made, an exception included, never
-crosses to the caller.
+(plugins/runtime/tool_runner.py: validation, the plugin's ``run``, output checks)
+and sends back what came of it as data.
 """
 
 from __future__ import annotations
@@ -38,7 +37,11 @@ PluginRef = tuple[str, str]
 ChildOutcome = tuple[bool, bytes, bytes]
 """What a child sends back: (True, what the function returned) or (False, an error
 envelope as JSON), and what code it ran (:class:`RanCode` as JSON; empty when the
-plugin did not load)."""
+plugin did not load).
+
+Only a bool and bytes cross from a child: nothing a plugin made (an exception, an
+object in its details) is ever unpickled by the caller.
+"""
 
 MAX_ENVELOPE_BYTES = 256 * 1024
 MAX_MESSAGE_CHARS = 2000
