@@ -41,9 +41,10 @@ from django.conf import settings
 from django.db import connections, models, transaction
 
 from execution import sql
+from execution.audit.digest import payload_sha256
 from execution.audit.events import AuditEvent
 from execution.audit.models import AuditChain, AuditEntry
-from execution.audit.recorder import AuditRecord, payload_sha256, record_many
+from execution.audit.recorder import AuditRecord, record_many
 from execution.clock import database_now, from_db_datetime, greatest_sql, now_sql
 from plugins.runtime.provenance import RanCode
 

@@ -13,7 +13,8 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from execution.audit import chain, signing
-from execution.audit.chain import SigningKeyMismatch, canonical_json, payload_sha256, seal
+from execution.audit.chain import SigningKeyMismatch, seal
+from execution.audit.digest import canonical_json, payload_sha256
 from execution.audit.events import AuditEvent
 from execution.audit.models import AuditChain, AuditEntry
 from execution.audit.recorder import AuditRecord, record, record_many
