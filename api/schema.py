@@ -19,6 +19,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework.permissions import AllowAny
 
+from api.errors import ERROR_TYPES, AnyErrorType
 from plugins.contract import Plugin
 from plugins.errors.error_envelope import ErrorType
 from plugins.models import PluginState
@@ -54,7 +55,7 @@ _INTEGER: JSON = {"type": "integer"}
 
 # The one shape of ``details`` per error type. Each may also say {"truncated": true}
 # when a plugin's report was too large to keep.
-ERROR_DETAILS: dict[ErrorType, JSON] = {
+ERROR_DETAILS: dict[AnyErrorType, JSON] = {
     ErrorType.VALIDATION_ERROR: {**_object(errors=_LOCATED_ERRORS), "required": ["errors"]},
     ErrorType.PLUGIN_UNAVAILABLE: _object(reason=_STRING),
     ErrorType.PLUGIN_EXECUTION_ERROR: _object(
@@ -98,7 +99,7 @@ def error_components() -> dict[str, JSON]:
     """The envelope's schemas: one per error type, their union, and the response body."""
     components: dict[str, JSON] = {}
     mapping: dict[str, str] = {}
-    for error_type in ErrorType:
+    for error_type in ERROR_TYPES:
         name = f"{error_type.value}Error"
         mapping[error_type.value] = f"#/components/schemas/{name}"
         components[name] = {
