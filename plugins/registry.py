@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import InterfaceError, InternalError, OperationalError, transaction
 from django.utils.module_loading import import_string
 
-from plugins.contract import Plugin, check_plugin_contract
+from plugins.contract import Plugin, check_plugin_contract, plugin_label
 from plugins.errors.exceptions import (
     PluginContractError,
     PluginNotFoundError,
@@ -152,11 +152,10 @@ class PluginRegistry:
         """What is known about ``name``, available or not; raises PluginNotFound."""
         entry = self._entries.get(name) if isinstance(name, str) else None
         if entry is None:
-            shown = name[:100] if isinstance(name, str) else None
+            label = plugin_label(name)
             raise PluginNotFoundError(
-                f"No plugin named {shown if shown is not None else repr(name)[:100]!r} "
-                "is registered",
-                plugin=shown,
+                f"No plugin named {label!r} is registered",
+                plugin=label if isinstance(name, str) else None,
             )
         return entry
 

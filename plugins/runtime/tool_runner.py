@@ -213,7 +213,7 @@ class ToolRunner:
             refusal = _REFUSALS.get(exc.envelope["error"]["type"])
             if refusal is not None:
                 raise refusal(exc.message, details=exc.details, plugin=plugin.name) from exc
-            return exc.to_envelope(plugin.name)
+            return envelope_for(exc, plugin.name)
         except Exception as exc:
             return envelope_for(exc, plugin.name)
         return None
