@@ -3,7 +3,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from plugins.metrics import render_metrics
+from plugins.metrics.exposition import render_metrics
 
 
 @csrf_exempt  # a POST is a 405, not a CSRF failure: nothing here writes
