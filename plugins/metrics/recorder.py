@@ -36,10 +36,11 @@ class ExecutionMetrics:
     had_error: bool
     outcome: str  # "success" or the error type: the instruments' label
 
-    def persist(self) -> None:
-        PluginMetrics.objects.record_execution(
-            self.plugin_name, self.state, self.elapsed_ms, self.had_error
-        )
+
+def _write_row(execution: ExecutionMetrics) -> None:
+    PluginMetrics.objects.record_execution(
+        execution.plugin_name, execution.state, execution.elapsed_ms, execution.had_error
+    )
 
 
 class MetricsRecorder(ABC):
@@ -66,7 +67,7 @@ class ImmediateRecorder(MetricsRecorder):
     """Writes each row at once, in the caller's transaction if there is one."""
 
     def _persist(self, execution: ExecutionMetrics) -> None:
-        execution.persist()
+        _write_row(execution)
 
 
 IMMEDIATE_RECORDER = ImmediateRecorder()
@@ -127,7 +128,7 @@ class DeferredRecorder(MetricsRecorder):
         for execution in self._pending:
             try:
                 with transaction.atomic():
-                    execution.persist()
+                    _write_row(execution)
             except (OperationalError, InterfaceError, InternalError):
                 raise  # the database's own failure: the caller's transaction is tried again
             except Exception:

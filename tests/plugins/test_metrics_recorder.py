@@ -8,7 +8,7 @@ import pytest
 from django.db import OperationalError, transaction
 from prometheus_client import REGISTRY
 
-from plugins.metrics.recorder import DeferredRecorder, ExecutionMetrics, MetricsRecorder
+from plugins.metrics.recorder import DeferredRecorder, ExecutionMetrics
 from plugins.models import PluginMetrics, PluginMetricsQuerySet
 
 pytestmark = pytest.mark.django_db
@@ -33,40 +33,34 @@ def an_execution(name: str = "echo", *, had_error: bool = False) -> ExecutionMet
     return ExecutionMetrics(name, "AVAILABLE", 2.0, had_error, outcome)
 
 
-class Spy(MetricsRecorder):
-    def __init__(self) -> None:
-        self.persisted: list[ExecutionMetrics] = []
-
-    def _persist(self, execution: ExecutionMetrics) -> None:
-        self.persisted.append(execution)
-
-
 def test_toolrunner_writes_the_row_at_once_unless_handed_another_recorder(runner):
     runner.run("echo", {"message": "x"})
     assert counts("echo") == (1, 0)
-    spy = Spy()
-    runner.run("echo", {"message": "x"}, metrics=spy)
-    runner.run("raising", {"message": "x"}, metrics=spy)
-    assert counts("echo") == (1, 0)
-    assert [(e.plugin_name, e.had_error, e.outcome) for e in spy.persisted] == [
-        ("echo", False, "success"),
-        ("raising", True, "PluginExecutionError"),
-    ]
+    with DeferredRecorder() as metrics:
+        runner.run("echo", {"message": "x"}, metrics=metrics)
+        runner.run("raising", {"message": "x"}, metrics=metrics)
+        assert (counts("echo"), counts("raising")) == ((1, 0), (0, 0))
+        assert metrics.counted() == "error"  # the last execution's
+    assert (counts("echo"), counts("raising")) == ((2, 0), (0, 1))
 
 
 def test_the_registry_hands_nothing_over_when_metrics_are_off(runner, registry):
     registry.record_metrics = False
-    spy = Spy()
-    runner.run("echo", {"message": "x"}, metrics=spy)
-    assert spy.persisted == []
+    before = executions("echo", "success")
+    with DeferredRecorder() as metrics:
+        runner.run("echo", {"message": "x"}, metrics=metrics)
+        assert metrics.counted() == ""
+    assert executions("echo", "success") == before
+    assert counts("echo") == (0, 0)
 
 
 def test_an_unknown_name_is_counted_under_one_label_and_never_persisted():
-    spy = Spy()
     before = executions("__unknown__", "success")
-    spy.record(an_execution("no_such_plugin"), registered=False)
+    with DeferredRecorder() as metrics:
+        metrics.record(an_execution("no_such_plugin"), registered=False)
+        assert metrics.counted() == ""
     assert executions("__unknown__", "success") == before + 1
-    assert spy.persisted == []
+    assert not PluginMetrics.objects.filter(plugin_name="no_such_plugin").exists()
 
 
 def test_a_deferred_row_waits_for_the_caller_and_the_instruments_do_not(runner):
