@@ -15,6 +15,7 @@ from execution.audit.recorder import record
 from execution.models import Job, alters_data
 from execution.services.job_execution_service import JobExecutionService
 from plugins.errors.exceptions import GovernedExecutionError
+from plugins.metrics.instruments import count_refused_request, plugin_label
 from plugins.registry import get_registry
 
 if TYPE_CHECKING:
@@ -33,7 +34,10 @@ def record_refusal(
     outage: the audit entry is then lost, and only logged, so the refusal itself
     still reaches the client.
     """
-    get_registry().count_refused_request(plugin_name, error_type)
+    registry = get_registry()
+    if registry.record_metrics:
+        registered = registry.is_registered(plugin_name)
+        count_refused_request(plugin_label(plugin_name, registered=registered), error_type)
     if audited:
         return
     name = plugin_name[:100] if isinstance(plugin_name, str) else ""

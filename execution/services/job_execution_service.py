@@ -30,7 +30,7 @@ from execution.selectors import JobNotFound, get_job
 from execution.services.plugin_execution_service import PluginExecutionService
 from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
 from plugins.errors.exceptions import InputValidationError
-from plugins.registry import PendingMetrics, defer_metrics_persistence
+from plugins.metrics.recorder import DeferredRecorder
 from plugins.runtime.control import ControlFailed, StopReason
 from plugins.runtime.tool_runner import ExecutionResult
 
@@ -306,13 +306,14 @@ class JobExecutionService:
         watch = JobWatch(job, on_started=job.insert if sync else None)
         # The outcome and the plugin's metrics are committed together: one commit
         # per finished execution instead of two.
-        with defer_metrics_persistence() as pending_metrics:
+        with DeferredRecorder() as pending_metrics:
             try:
                 execution = self._plugins.execute(
                     plugin_name=job.plugin_name,
                     payload=payload,
                     control=watch,
                     version=job.requested_version,
+                    metrics=pending_metrics,
                 )
             except ControlFailed as exc:  # the job could not be recorded: nothing ran for it
                 pending_metrics.discard()
@@ -380,7 +381,7 @@ class _Outcome:
         job: Job,
         execution: ExecutionResult,
         stopped: StopReason | None,
-        pending_metrics: PendingMetrics,
+        pending_metrics: DeferredRecorder,
         *,
         elapsed_ms: float | None,
         record: Callable[[_Outcome], None],
