@@ -164,6 +164,8 @@ TASKS = {
         "QUEUES": ["default"],
     }
 }
+# What queues, re-queues and recovers jobs' tasks (execution/task_engine/); it goes with TASKS.
+TASK_ENGINE = "execution.task_engine.django_tasks_db.engine.DjangoTasksDbEngine"
 
 # Plugins: entry points in the "governed_plugins" group are always discovered;
 # PLUGINS adds dotted paths ("package.module.PluginClass") on top of them.
