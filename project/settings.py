@@ -164,7 +164,8 @@ TASKS = {
         "QUEUES": ["default"],
     }
 }
-# What queues, re-queues and recovers jobs' tasks (execution/task_engine/); it goes with TASKS.
+# The adapter through which jobs' tasks are queued and lost ones found (execution/task_engine/);
+# it must be the one for TASKS' backend.
 TASK_ENGINE = "execution.task_engine.django_tasks_db.engine.DjangoTasksDbEngine"
 
 # Plugins: entry points in the "governed_plugins" group are always discovered;

@@ -1,9 +1,9 @@
 """TaskEngine: what the project needs from a task queue, in the project's own terms.
 
-Tasks are named by a UUID (``Job.task_id``); a job has at most one task meant
-to run it at a time. Nothing here says how an engine stores tasks or which
-states it knows: an engine is lost-task recovery's source of truth only
-through :meth:`TaskEngine.with_lost_tasks`.
+A task is known by a UUID, kept on its job (``Job.task_id``). Nothing here says
+how an engine stores its tasks or which states it gives them, so lease recovery
+works alike on every engine, and a second engine is one more subclass named by
+``settings.TASK_ENGINE``.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ class TaskEngine(abc.ABC):
     def fail_lost_task(
         self, task_id: uuid.UUID, error: Exception, *, finished_at: datetime
     ) -> None:
-        """Record task ``task_id`` as failed with ``error`` if a worker took it and is gone.
+        """Record task ``task_id``, whose worker is gone, as failed with ``error``.
 
-        A task that is still queued, or that ended, keeps its state.
+        Only a task left running changes: one still queued, or one that ended,
+        keeps its state.
         """
 
     @abc.abstractmethod
