@@ -1,6 +1,5 @@
 """The task-engine seam: the project reaches its queue only through the configured adapter."""
 
-import ast
 import uuid
 from datetime import timedelta
 
@@ -15,12 +14,8 @@ from execution.services.lease_recovery import LeaseRecoveryService, LostWorker
 from execution.task_engine import get_task_engine
 from execution.task_engine.base import TaskEngine
 from execution.task_engine.django_tasks_db.engine import DjangoTasksDbEngine
-from tests.conftest import ROOT
 
 pytestmark = pytest.mark.django_db
-
-PROJECT_PACKAGES = ("api", "execution", "governance_scanner", "plugins", "project")
-ADAPTER = ROOT / "execution" / "task_engine" / "django_tasks_db"
 
 
 class RecordingEngine(TaskEngine):
@@ -126,22 +121,3 @@ def test_a_job_whose_task_row_is_gone_has_lost_its_task():
         Job.objects.queued_before(later), stale_before=later
     )
     assert list(lost) == [job]
-
-
-def _imports(path):
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            yield node.module
-
-
-def test_only_the_adapter_imports_django_tasks_db():
-    importers = {
-        str(path.relative_to(ROOT))
-        for package in PROJECT_PACKAGES
-        for path in (ROOT / package).rglob("*.py")
-        if ADAPTER not in path.parents
-        and any(name.split(".")[0] == "django_tasks_db" for name in _imports(path))
-    }
-    assert importers == set()
