@@ -164,6 +164,9 @@ TASKS = {
         "QUEUES": ["default"],
     }
 }
+# The adapter through which jobs' tasks are queued and lost ones found (execution/task_engine/);
+# it must be the one for TASKS' backend.
+TASK_ENGINE = "execution.task_engine.django_tasks_db.engine.DjangoTasksDbEngine"
 
 # Plugins: entry points in the "governed_plugins" group are always discovered;
 # PLUGINS adds dotted paths ("package.module.PluginClass") on top of them.
