@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from plugins.api.serializers import PluginSerializer
 from plugins.errors.error_envelope import ErrorType
 from plugins.errors.exceptions import PluginNotFoundError
-from plugins.metrics import render_metrics
+from plugins.metrics.exposition import render_metrics
 from plugins.models import PluginMetrics
 from plugins.registry import PluginEntry, get_registry
 
