@@ -1,12 +1,13 @@
-"""The API's exception handler: every error leaves as ``{"detail": <envelope.error>}``.
+"""The API's exception handler: every error leaves through ``envelope_response()``.
 
 It starts from DRF's own ``exception_handler``, which already turns Django's 404
 and 403 into API errors, sets ``WWW-Authenticate`` and ``Retry-After`` and rolls
 back the request's transaction; this module only says which envelope type each
-error is and reshapes DRF's response into the envelope. Governed execution
-errors are the client's to fix (400). Anything unexpected, a database outage
-included, is a 503 (the client cannot fix it), logged with its traceback and
-never sent.
+error is and answers it with the envelope. An APIException says its type with an
+``error_type`` attribute (as DRF's handler reads ``wait`` and ``auth_header``);
+DRF's own are listed here. Governed execution errors are the client's to fix
+(400). Anything unexpected, a database outage included, is a 503 (the client
+cannot fix it), logged with its traceback and never sent.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from api.errors import AnyErrorType, ProtocolErrorType
+from api.responses import envelope_response
 from plugins.errors.error_envelope import ErrorType, build_error_envelope
 from plugins.errors.exceptions import GovernedExecutionError, InputValidationError
 
@@ -33,18 +36,21 @@ class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
     default_code = "payload_too_large"
+    error_type = ProtocolErrorType.PAYLOAD_TOO_LARGE
 
 
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the resource's current state."
     default_code = "conflict"
+    error_type = ProtocolErrorType.CONFLICT
 
 
 class ServiceUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "The server could not complete the request; try again later."
     default_code = "service_unavailable"
+    error_type = ErrorType.SERVICE_UNAVAILABLE
 
     def __init__(self, detail: str | None = None, *, wait: int | None = None) -> None:
         super().__init__(detail)
@@ -61,42 +67,26 @@ class ExecutionRefused(exceptions.APIException):
         self.error = error
 
 
-# DRF's own exceptions and the project's, each with its envelope type.
-ERROR_TYPES: list[tuple[type[exceptions.APIException], ErrorType]] = [
+# DRF's own exceptions, each with its envelope type (the project's say theirs).
+DRF_ERROR_TYPES: list[tuple[type[exceptions.APIException], AnyErrorType]] = [
     (exceptions.ValidationError, ErrorType.VALIDATION_ERROR),
-    (exceptions.ParseError, ErrorType.PARSE_ERROR),
-    (exceptions.NotAuthenticated, ErrorType.AUTHENTICATION_FAILED),
-    (exceptions.AuthenticationFailed, ErrorType.AUTHENTICATION_FAILED),
-    (exceptions.PermissionDenied, ErrorType.PERMISSION_DENIED),
-    (exceptions.NotFound, ErrorType.NOT_FOUND),
-    (exceptions.MethodNotAllowed, ErrorType.METHOD_NOT_ALLOWED),
-    (exceptions.NotAcceptable, ErrorType.NOT_ACCEPTABLE),
-    (exceptions.UnsupportedMediaType, ErrorType.UNSUPPORTED_MEDIA_TYPE),
-    (exceptions.Throttled, ErrorType.THROTTLED),
-    (PayloadTooLarge, ErrorType.PAYLOAD_TOO_LARGE),
-    (Conflict, ErrorType.CONFLICT),
+    (exceptions.ParseError, ProtocolErrorType.PARSE_ERROR),
+    (exceptions.NotAuthenticated, ProtocolErrorType.AUTHENTICATION_FAILED),
+    (exceptions.AuthenticationFailed, ProtocolErrorType.AUTHENTICATION_FAILED),
+    (exceptions.PermissionDenied, ProtocolErrorType.PERMISSION_DENIED),
+    (exceptions.NotFound, ProtocolErrorType.NOT_FOUND),
+    (exceptions.MethodNotAllowed, ProtocolErrorType.METHOD_NOT_ALLOWED),
+    (exceptions.NotAcceptable, ProtocolErrorType.NOT_ACCEPTABLE),
+    (exceptions.UnsupportedMediaType, ProtocolErrorType.UNSUPPORTED_MEDIA_TYPE),
+    (exceptions.Throttled, ProtocolErrorType.THROTTLED),
 ]
 # Any other APIException (a third-party one) is typed by its status code.
-STATUS_ERROR_TYPES = {
-    status.HTTP_404_NOT_FOUND: ErrorType.NOT_FOUND,
-    status.HTTP_409_CONFLICT: ErrorType.CONFLICT,
-    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: ErrorType.PAYLOAD_TOO_LARGE,
-    status.HTTP_429_TOO_MANY_REQUESTS: ErrorType.THROTTLED,
+STATUS_ERROR_TYPES: dict[int, AnyErrorType] = {
+    status.HTTP_404_NOT_FOUND: ProtocolErrorType.NOT_FOUND,
+    status.HTTP_409_CONFLICT: ProtocolErrorType.CONFLICT,
+    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: ProtocolErrorType.PAYLOAD_TOO_LARGE,
+    status.HTTP_429_TOO_MANY_REQUESTS: ProtocolErrorType.THROTTLED,
 }
-
-
-def error_response(
-    error_type: ErrorType,
-    message: str,
-    status_code: int,
-    *,
-    details: Any = None,
-    plugin: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """A response carrying one error envelope; for views that answer an error themselves."""
-    envelope = build_error_envelope(error_type, message, details=details, plugin=plugin)
-    return Response({"detail": envelope["error"]}, status=status_code, headers=headers)
 
 
 def validation_errors(detail: Any, location: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
@@ -125,7 +115,7 @@ def validation_errors(detail: Any, location: tuple[str | int, ...] = ()) -> list
     return [{"location": list(location), "message": str(detail), "type": code}]
 
 
-def exception_type(exc: Exception) -> ErrorType:
+def exception_type(exc: Exception) -> AnyErrorType:
     """The envelope type the handler reports ``exc`` as."""
     api_exception = _as_api_exception(exc)
     if isinstance(api_exception, exceptions.APIException):
@@ -146,10 +136,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         assert response is not None
     error_type, message, details, plugin = _describe(cast(exceptions.APIException, exc))
     envelope = build_error_envelope(error_type, message, details=details, plugin=plugin)
-    response.data = {"detail": envelope["error"]}
-    if response.status_code >= 500:  # a handler-level fault the client cannot fix
-        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return response
+    status_code = response.status_code
+    if status_code >= 500:  # a handler-level fault the client cannot fix
+        status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return envelope_response(envelope, status_code, headers=response.headers)
 
 
 def _as_api_exception(exc: Exception) -> Exception:
@@ -167,7 +157,7 @@ def _as_api_exception(exc: Exception) -> Exception:
     return exc
 
 
-def _describe(exc: exceptions.APIException) -> tuple[ErrorType, str, Any, str | None]:
+def _describe(exc: exceptions.APIException) -> tuple[AnyErrorType, str, Any, str | None]:
     """The envelope's type, message, details and plugin for an API exception."""
     if isinstance(exc, ExecutionRefused):
         error = exc.error
@@ -181,7 +171,9 @@ def _describe(exc: exceptions.APIException) -> tuple[ErrorType, str, Any, str | 
             {"errors": validation_errors(exc.detail)},
             None,
         )
-    error_type = next((kind for cls, kind in ERROR_TYPES if isinstance(exc, cls)), None)
+    error_type: AnyErrorType | None = getattr(exc, "error_type", None) or next(
+        (kind for cls, kind in DRF_ERROR_TYPES if isinstance(exc, cls)), None
+    )
     if error_type is None:
         fallback = ErrorType.SERVICE_UNAVAILABLE if exc.status_code >= 500 else None
         error_type = STATUS_ERROR_TYPES.get(exc.status_code, fallback or ErrorType.VALIDATION_ERROR)

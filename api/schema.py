@@ -3,10 +3,10 @@
 drf-spectacular documents the views; this module adds what it cannot know:
 
 * every error status an operation can answer, each with the error envelope;
-* the envelope's ``details``, one shape per error type (a ``oneOf`` on ``type``);
-* the execution request body, one branch per available plugin carrying that
-  plugin's own Input JSON Schema, built from the registry at each request for
-  the schema, so an installed plugin appears without code changes.
+* the envelope's ``details``, one shape per error type (a ``oneOf`` on ``type``).
+
+What the schema says about one app's endpoints is that app's (the execution
+request's per-plugin body: ``execution/api/schema.py``).
 """
 
 from __future__ import annotations
@@ -14,15 +14,12 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework.permissions import AllowAny
 
-from plugins.contract import Plugin
+from api.errors import ERROR_TYPES, AnyErrorType
 from plugins.errors.error_envelope import ErrorType
-from plugins.models import PluginState
-from plugins.registry import get_registry
 
 JSON = dict[str, Any]
 
@@ -54,7 +51,7 @@ _INTEGER: JSON = {"type": "integer"}
 
 # The one shape of ``details`` per error type. Each may also say {"truncated": true}
 # when a plugin's report was too large to keep.
-ERROR_DETAILS: dict[ErrorType, JSON] = {
+ERROR_DETAILS: dict[AnyErrorType, JSON] = {
     ErrorType.VALIDATION_ERROR: {**_object(errors=_LOCATED_ERRORS), "required": ["errors"]},
     ErrorType.PLUGIN_UNAVAILABLE: _object(reason=_STRING),
     ErrorType.PLUGIN_EXECUTION_ERROR: _object(
@@ -98,7 +95,7 @@ def error_components() -> dict[str, JSON]:
     """The envelope's schemas: one per error type, their union, and the response body."""
     components: dict[str, JSON] = {}
     mapping: dict[str, str] = {}
-    for error_type in ErrorType:
+    for error_type in ERROR_TYPES:
         name = f"{error_type.value}Error"
         mapping[error_type.value] = f"#/components/schemas/{name}"
         components[name] = {
@@ -124,7 +121,8 @@ def error_components() -> dict[str, JSON]:
     return components
 
 
-def _register(auto_schema: AutoSchema, name: str, schema: JSON) -> JSON:
+def register_component(auto_schema: AutoSchema, name: str, schema: JSON) -> JSON:
+    """Register ``schema`` as the component ``name`` (once) and return a reference to it."""
     component = ResolvedComponent(
         name=name, type=ResolvedComponent.SCHEMA, schema=schema, object=name
     )
@@ -135,7 +133,7 @@ def _register(auto_schema: AutoSchema, name: str, schema: JSON) -> JSON:
 def error_reference(auto_schema: AutoSchema) -> JSON:
     """A reference to the error response body, its components registered once."""
     for name, schema in error_components().items():
-        _register(auto_schema, name, schema)
+        register_component(auto_schema, name, schema)
     return {"$ref": "#/components/schemas/ErrorResponse"}
 
 
@@ -178,83 +176,6 @@ class GovernedAutoSchema(AutoSchema):
         if self._is_list_view() and (self.get_filter_backends() or self._get_paginator()):
             statuses[400] = "ValidationError: a query parameter is invalid."
         return statuses
-
-
-def _camel(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
-
-
-def plugin_input_reference(auto_schema: AutoSchema, plugin: Plugin) -> tuple[JSON, list[Any]]:
-    """The plugin's Input JSON Schema as components, prefixed with the plugin's name.
-
-    Returns the reference and the schema's examples. Titles are prefixed too: client
-    generators name their classes after them, and two plugins' models may well share
-    a class name (``Input``).
-    """
-    prefix = _camel(plugin.name)
-    schema: JSON = plugin.Input.model_json_schema(
-        ref_template=f"#/components/schemas/{prefix}{{model}}"
-    )
-    for name, definition in schema.pop("$defs", {}).items():
-        _register(auto_schema, f"{prefix}{name}", {**definition, "title": f"{prefix}{name}"})
-    reference = _register(auto_schema, f"{prefix}Input", {**schema, "title": f"{prefix}Input"})
-    return reference, list(schema.get("examples", []))
-
-
-PLUGIN_VERSION_PROPERTY: JSON = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": 100,
-    "description": "Run only this version of the plugin. Another version than the one installed "
-    "is refused (400 PluginVersionMismatch); if the plugin is upgraded before the job runs, "
-    "the job fails with PluginVersionMismatch and runs nothing.",
-}
-
-
-class ExecutionRequestExtension(OpenApiSerializerExtension):
-    """``{"plugin", "payload"}`` as a ``oneOf`` on ``plugin``: each plugin's own payload."""
-
-    target_class = "execution.api.serializers.ExecutionRequestSerializer"
-
-    def map_serializer(self, auto_schema: AutoSchema, direction: Any) -> JSON:
-        branches: dict[str, str] = {}
-        examples: list[JSON] = []
-        for entry in get_registry().get_status():
-            if entry.state != PluginState.AVAILABLE or entry.plugin is None:
-                continue
-            # Its schema was checked at registration.
-            payload, input_examples = plugin_input_reference(auto_schema, entry.plugin)
-            branch = {
-                "type": "object",
-                "description": entry.plugin.description,
-                "properties": {
-                    "plugin": {"type": "string", "const": entry.name},
-                    "payload": payload,
-                    "plugin_version": {**PLUGIN_VERSION_PROPERTY, "enum": [entry.plugin.version]},
-                },
-                "required": ["plugin", "payload"],
-                "additionalProperties": False,
-            }
-            name = f"{_camel(entry.name)}ExecutionRequest"
-            branches[entry.name] = _register(auto_schema, name, branch)["$ref"]
-            examples += [{"plugin": entry.name, "payload": example} for example in input_examples]
-        choice: JSON = {}
-        if branches:  # with no plugin available there is nothing to choose (oneOf [] is invalid)
-            choice = {
-                "oneOf": [{"$ref": ref} for ref in branches.values()],
-                "discriminator": {"propertyName": "plugin", "mapping": branches},
-            }
-        return {
-            "type": "object",
-            "properties": {
-                "plugin": {"type": "string", "description": "An available plugin's name."},
-                "payload": {"type": "object", "description": "Its input, per its schema."},
-                "plugin_version": PLUGIN_VERSION_PROPERTY,
-            },
-            "required": ["plugin", "payload"],
-            **choice,
-            **({"examples": examples} if examples else {}),
-        }
 
 
 def document_paths_without_trailing_slash(endpoints: list[Any], **kwargs: Any) -> list[Any]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from plugins.errors.error_envelope import ErrorType, build_error_envelope
+from django.http import JsonResponse
+
+from api.errors import ProtocolErrorType
+from api.responses import envelope_response
+from plugins.errors.error_envelope import build_error_envelope
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -38,13 +41,13 @@ class ChunkedRequestBody:
 
 
 def _length_required(start_response: Callable[..., Any]) -> list[bytes]:
-    error = build_error_envelope(
-        ErrorType.LENGTH_REQUIRED,
+    envelope = build_error_envelope(
+        ProtocolErrorType.LENGTH_REQUIRED,
         "This server cannot read a chunked request body; send a Content-Length.",
-    )["error"]
-    body = json.dumps({"detail": error}).encode()
-    start_response(
-        "411 Length Required",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
     )
-    return [body]
+    response = envelope_response(envelope, 411, response_class=JsonResponse)
+    start_response(
+        f"{response.status_code} {response.reason_phrase}",
+        [*response.items(), ("Content-Length", str(len(response.content)))],
+    )
+    return [response.content]

@@ -24,8 +24,9 @@ def populate(n: int) -> int:
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
+    from execution.audit.digest import payload_sha256
     from execution.audit.events import AuditEvent
-    from execution.audit.recorder import AuditRecord, payload_sha256, record_many
+    from execution.audit.recorder import AuditRecord, record_many
     from execution.models import Job, JobStatus
     from plugins.models import PluginMetrics
 

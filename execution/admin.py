@@ -18,7 +18,7 @@ import execution.audit.admin  # noqa: F401  (registers the audit log)
 from execution.models import Job, JobStatus
 from execution.selectors import JobNotFound, plugin_overview
 from execution.services import AnalysisExecutionService, CancelNotAllowed, JobAlreadyEnded
-from execution.services.job_execution_service import CANCEL_ANY_JOB_PERMISSION
+from execution.services.analysis_execution_service import CANCEL_ANY_JOB_PERMISSION
 from plugins.errors.error_envelope import JOB_ERROR_TYPES
 from plugins.errors.exceptions import GovernedExecutionError
 

@@ -18,6 +18,7 @@ class ExecutionConfig(AppConfig):
         # migrate never start it.
         request_started.connect(_start_lease_monitor, dispatch_uid="execution-lease-monitor")
         connection_created.connect(install_sqlite_clock, dispatch_uid="execution-sqlite-clock")
+        from execution.api import schema  # noqa: F401  (registers the schema extension)
         from execution.audit.setup import on_ready as audit_on_ready
 
         audit_on_ready()

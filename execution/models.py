@@ -41,9 +41,10 @@ from django.conf import settings
 from django.db import connections, models, transaction
 
 from execution import sql
+from execution.audit.digest import payload_sha256
 from execution.audit.events import AuditEvent
 from execution.audit.models import AuditChain, AuditEntry
-from execution.audit.recorder import AuditRecord, payload_sha256, record_many
+from execution.audit.recorder import AuditRecord, record_many
 from execution.clock import database_now, from_db_datetime, greatest_sql, now_sql
 from plugins.runtime.provenance import RanCode
 
@@ -163,24 +164,13 @@ class JobQuerySet(models.QuerySet["Job"]):
             models.Q(lease_expires_at__lt=DatabaseNow()) | models.Q(lease_expires_at__isnull=True)
         )
 
-    def without_a_live_task(self, stale_before: datetime) -> JobQuerySet:
-        """PENDING jobs that no task will ever run.
+    def queued_before(self, moment: datetime) -> JobQuerySet:
+        """PENDING jobs submitted before ``moment`` and given a task: those whose task may be lost.
 
-        Their task ended without claiming them (its worker died between taking
-        the task and claiming the job, or the database failed right then), or
-        the task row is gone. A task still queued, or taken since
-        ``stale_before``, is live.
+        The task engine tells which of them it will never run
+        (``TaskEngine.with_lost_tasks``).
         """
-        from django_tasks_db.compat import TaskResultStatus
-        from django_tasks_db.models import DBTaskResult
-
-        live = DBTaskResult.objects.filter(pk=models.OuterRef("task_id")).filter(
-            models.Q(status=TaskResultStatus.READY)
-            | models.Q(status=TaskResultStatus.RUNNING, started_at__gte=stale_before)
-        )
-        return self.filter(
-            status=JobStatus.PENDING, task_id__isnull=False, created_at__lt=stale_before
-        ).exclude(models.Exists(live))
+        return self.filter(status=JobStatus.PENDING, task_id__isnull=False, created_at__lt=moment)
 
 
 class Job(models.Model):
@@ -528,7 +518,7 @@ class Job(models.Model):
         self.task_id = uuid.UUID(str(task_id))
 
     @alters_data
-    def queue_again(self, task_id: uuid.UUID | str) -> bool:
+    def replace_lost_task(self, task_id: uuid.UUID | str) -> bool:
         """A PENDING job whose task was lost gets ``task_id`` instead; False if it moved on."""
         updated = Job.objects.filter(pk=self.pk, status=JobStatus.PENDING, task_id=self.task_id)
         if not updated.update(task_id=task_id):

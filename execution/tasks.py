@@ -1,4 +1,7 @@
-"""Background execution: a django-tasks task, run by ``manage.py db_worker``."""
+"""Background execution: the django-tasks task the django-tasks-db engine enqueues.
+
+Only the task engine enqueues it (``execution.task_engine``); services never import it.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ def run_job_task(context: TaskContext, job_id: str) -> str:
     """Run one job. Enqueued twice or picked up twice, it still runs once (the claim).
 
     The job records this task's id, so that if its worker is lost, lease
-    recovery can mark this task's row FAILED too.
+    recovery can have the engine mark this task failed too.
     """
     try:
         job = JobExecutionService().run_job(job_id=job_id, task_id=str(context.task_result.id))

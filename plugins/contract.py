@@ -25,6 +25,15 @@ MAX_PLUGIN_NAME_LENGTH = 100
 ISOLATION_MODES = tuple(mode.value for mode in IsolationKind)
 
 
+def plugin_label(name: object) -> str:
+    """A requested plugin name as errors and logs show it: text, cut to the longest name.
+
+    Names come from clients, so they can be anything; no registered one is cut.
+    """
+    text = name if isinstance(name, str) else repr(name)
+    return text[:MAX_PLUGIN_NAME_LENGTH]
+
+
 def _govern(run: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(run)
     def governed_run(self: Plugin, payload: Any) -> Any:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from django.db import IntegrityError, connections, models, transaction
 from django.utils import timezone
-
-if TYPE_CHECKING:
-    from plugins.registry import PluginEntry
-
 
 _ADD_EXECUTION_SQL = """
 UPDATE {table} SET
@@ -28,6 +24,17 @@ WHERE plugin_name = %s
 class PluginState(models.TextChoices):
     AVAILABLE = "AVAILABLE", "Available"
     UNAVAILABLE = "UNAVAILABLE", "Unavailable"
+
+
+class PluginStatus(Protocol):
+    """What a row keeps of a registry entry (``PluginEntry`` is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
 
 
 class PluginMetricsQuerySet(models.QuerySet["PluginMetrics"]):
@@ -76,7 +83,7 @@ class PluginMetricsQuerySet(models.QuerySet["PluginMetrics"]):
             )
             return int(cursor.rowcount)
 
-    def sync_registry(self, entries: Iterable[PluginEntry]) -> None:
+    def sync_registry(self, entries: Iterable[PluginStatus]) -> None:
         """Make sure every known plugin has a row carrying its current state."""
         entries = list(entries)
         self.bulk_create(

@@ -1,4 +1,4 @@
-"""The plugin registry: discovery, lookup and execution metrics.
+"""The plugin registry: discovery and lookup.
 
 Plugins come from the ``governed_plugins`` entry-point group (so an installed
 package adds plugins with no code change here) and from the ``PLUGINS`` setting
@@ -6,37 +6,31 @@ package adds plugins with no code change here) and from the ``PLUGINS`` setting
 the contract is kept as ``UNAVAILABLE`` with its reason: visible, never fatal.
 
 Names that arrive in requests are only ever looked up in the registry, never
-imported.
+imported. ToolRunner reports each execution through
+:meth:`PluginRegistry.update_execution_metrics`, which hands the numbers to the
+recorder it is given (:mod:`plugins.metrics.recorder`).
 """
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
 from django.conf import settings
-from django.db import InterfaceError, InternalError, OperationalError, transaction
 from django.utils.module_loading import import_string
 
-from plugins.contract import Plugin, check_plugin_contract
+from plugins.contract import Plugin, check_plugin_contract, plugin_label
 from plugins.errors.exceptions import (
     PluginContractError,
     PluginNotFoundError,
     PluginUnavailableError,
 )
-from plugins.metrics import (
-    METRICS_FAILURES,
-    REFUSED_REQUESTS,
-    UNKNOWN_PLUGIN_LABEL,
-    observe_execution,
-)
-from plugins.models import PluginMetrics, PluginState
+from plugins.metrics.recorder import ExecutionMetrics, MetricsRecorder
+from plugins.models import PluginState
 from plugins.runtime.isolation.process import importable_problem
 from plugins.runtime.limits import ExecutionLimits, IsolationKind
 from plugins.runtime.provenance import code_of
@@ -152,11 +146,10 @@ class PluginRegistry:
         """What is known about ``name``, available or not; raises PluginNotFound."""
         entry = self._entries.get(name) if isinstance(name, str) else None
         if entry is None:
-            shown = name[:100] if isinstance(name, str) else None
+            label = plugin_label(name)
             raise PluginNotFoundError(
-                f"No plugin named {shown if shown is not None else repr(name)[:100]!r} "
-                "is registered",
-                plugin=shown,
+                f"No plugin named {label!r} is registered",
+                plugin=label if isinstance(name, str) else None,
             )
         return entry
 
@@ -190,19 +183,11 @@ class PluginRegistry:
         """Where and under which limits ``plugin`` runs: its own settings over the defaults."""
         return self.defaults.for_plugin(plugin)
 
+    def is_registered(self, name: object) -> bool:
+        """Whether ``name`` is a plugin name this registry knows, available or not."""
+        return isinstance(name, str) and name in self._entries
+
     # Metrics ----------------------------------------------------------------------
-
-    def count_refused_request(self, plugin_name: object, error_type: str) -> None:
-        """Count a request refused before anything ran (no job, no persisted metrics).
-
-        Names the registry does not know share one label, as in update_execution_metrics.
-        """
-        if self.record_metrics:
-            label = plugin_name if self._is_known(plugin_name) else UNKNOWN_PLUGIN_LABEL
-            REFUSED_REQUESTS.labels(plugin=label, error_type=error_type).inc()
-
-    def _is_known(self, plugin_name: object) -> bool:
-        return isinstance(plugin_name, str) and plugin_name in self._entries
 
     def update_execution_metrics(
         self,
@@ -211,112 +196,24 @@ class PluginRegistry:
         elapsed_ms: float,
         had_error: bool,
         *,
+        recorder: MetricsRecorder,
         outcome: str | None = None,
     ) -> None:
-        """Record one execution: Prometheus instruments and the persisted row.
+        """Hand one execution's numbers to ``recorder`` (nothing when metrics are off).
 
         Executions of names the registry does not know are counted under one
         shared label and never get a database row, so garbage names sent by
         clients cannot grow the metrics without bound.
         """
-        if not self.record_metrics:
-            return
-        known = self._is_known(plugin_name)
-        observe_execution(
-            plugin_name if known else UNKNOWN_PLUGIN_LABEL,
-            outcome or ("error" if had_error else "success"),
-            elapsed_ms,
-        )
-        if known:
-            pending = _pending_metrics.get()
-            if pending is not None:
-                pending.add(plugin_name, str(state), elapsed_ms, had_error)
-            else:
-                PluginMetrics.objects.record_execution(
-                    plugin_name, str(state), elapsed_ms, had_error
-                )
-
-
-class PendingMetrics:
-    """Metric rows held back so the caller can write them in its own transaction.
-
-    The rows stay pending until the caller says its transaction committed
-    (:meth:`discard`): a commit that fails and is tried again writes them again,
-    and only once it succeeds are they gone, so each execution counts once.
-    """
-
-    def __init__(self) -> None:
-        self._rows: list[tuple[str, str, float, bool]] = []
-
-    def add(self, plugin_name: str, state: str, elapsed_ms: float, had_error: bool) -> None:
-        self._rows.append((plugin_name, state, elapsed_ms, had_error))
-
-    def counted(self) -> str:
-        """How the pending execution counts: ``"success"``, ``"error"``, or ``""`` if none is."""
-        if not self._rows:
-            return ""
-        return "error" if self._rows[-1][3] else "success"
-
-    def discard(self) -> None:
-        """Forget what is pending: it was committed, or was no run worth keeping (refused input)."""
-        self._rows = []
-
-    def take(self) -> PendingMetrics:
-        """Move what is pending to a new holder (which writes it later); this one is left empty."""
-        taken = PendingMetrics()
-        taken._rows, self._rows = self._rows, []
-        return taken
-
-    def write(self) -> None:
-        """Write what is pending inside the caller's transaction, keeping it pending.
-
-        Each row is written in a savepoint, so a failed metrics write cannot undo
-        the caller's own work; it is logged and counted. A failure of the
-        database itself (``OperationalError``, ``InterfaceError``) is raised: the
-        caller's transaction fails with it and is tried again as a whole.
-        """
-        for row in self._rows:
-            try:
-                with transaction.atomic():
-                    PluginMetrics.objects.record_execution(*row)
-            except (OperationalError, InterfaceError, InternalError):
-                raise  # the database's own failure: the caller's transaction is tried again
-            except Exception:
-                METRICS_FAILURES.inc()
-                logger.exception("Recording metrics for plugin %r failed", row[0])
-
-    def flush(self) -> None:
-        """Write what is pending on its own and forget it. A failure is logged, never raised."""
-        try:
-            self.write()
-        except Exception:
-            METRICS_FAILURES.inc()
-            logger.exception(
-                "Recording metrics failed; %d executions went uncounted", len(self._rows)
+        if self.record_metrics:
+            execution = ExecutionMetrics(
+                plugin_name,
+                str(state),
+                elapsed_ms,
+                had_error,
+                outcome or ("error" if had_error else "success"),
             )
-        self.discard()
-
-
-_pending_metrics: contextvars.ContextVar[PendingMetrics | None] = contextvars.ContextVar(
-    "pending_plugin_metrics", default=None
-)
-
-
-@contextmanager
-def defer_metrics_persistence() -> Iterator[PendingMetrics]:
-    """Hold back persisted metrics of executions in this block until ``flush()``.
-
-    Lets a caller record an execution's outcome and its metrics in one commit.
-    Anything not flushed by the caller is flushed when the block ends, so no
-    execution goes uncounted.
-    """
-    pending = PendingMetrics()
-    token = _pending_metrics.set(pending)
-    try:
-        yield pending
-    finally:
-        _pending_metrics.reset(token)
-        pending.flush()
+            recorder.record(execution, registered=self.is_registered(plugin_name))
 
 
 _registry: PluginRegistry | None = None

@@ -108,6 +108,8 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0 if DEBUG else DATABASES["default"]["CONN_MAX_AGE"]
+    # Django's backend, waiting for the write lock in finer steps (see its docstring).
+    DATABASES["default"]["ENGINE"] = "execution.backends.sqlite3"
     DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -162,6 +164,9 @@ TASKS = {
         "QUEUES": ["default"],
     }
 }
+# The adapter through which jobs' tasks are queued and lost ones found (execution/task_engine/);
+# it must be the one for TASKS' backend.
+TASK_ENGINE = "execution.task_engine.django_tasks_db.engine.DjangoTasksDbEngine"
 
 # Plugins: entry points in the "governed_plugins" group are always discovered;
 # PLUGINS adds dotted paths ("package.module.PluginClass") on top of them.

@@ -4,11 +4,11 @@ from drf_spectacular.views import SpectacularAPIView
 
 from api.http import api_not_found
 from api.views import SwaggerView
-from plugins.views import metrics_view
+from plugins.api.views import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("v1/", include("plugins.urls")),
+    path("v1/", include("plugins.api.urls")),
     path("v1/", include("execution.api.urls")),
     re_path(r"^v1(/|$)", api_not_found),
     path("metrics", metrics_view, name="metrics"),

@@ -7,7 +7,7 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 from project.settings import *  # noqa: F403
 from project.settings import BASE_DIR, DATABASES
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not :memory:, so tests with threads and subprocesses share one real
     # database with WAL and the busy timeout, as in production.
     # TEST_SQLITE_NAME lets two test runs on one checkout keep out of each other's way.

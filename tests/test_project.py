@@ -17,12 +17,6 @@ SHOW_DATABASE = (
 )
 
 
-SHOW_DATABASE = (
-    "import project.settings as s; "
-    "print(s.DATABASES['default']['ENGINE'], s.DATABASES['default'].get('OPTIONS'))"
-)
-
-
 def import_settings(**env: str) -> subprocess.CompletedProcess[str]:
     clean = {
         k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "DATABASE_URL"}

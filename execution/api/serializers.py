@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from execution.models import Job, JobStatus
+from plugins.contract import MAX_PLUGIN_NAME_LENGTH
 
 
 class StrictCharField(serializers.CharField):
@@ -41,7 +42,7 @@ class JSONObjectField(serializers.JSONField):
 
 
 class ExecutionRequestSerializer(StrictSerializer):
-    plugin = StrictCharField(max_length=100, help_text="Registered plugin name.")
+    plugin = StrictCharField(max_length=MAX_PLUGIN_NAME_LENGTH, help_text="Registered plugin name.")
     payload = serializers.DictField(help_text="Input of the plugin, checked against its schema.")
     plugin_version = StrictCharField(
         max_length=100,

@@ -20,8 +20,9 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
-from api.exceptions import Conflict, error_response, exception_type
+from api.exceptions import Conflict, exception_type
 from api.parsers import UnstorableValues
+from api.responses import envelope_response
 from execution.api.filters import JobFilter, JobPagination
 from execution.api.serializers import (
     ExecutionRequestSerializer,
@@ -41,7 +42,7 @@ from execution.services import (
     OutcomeNotRecorded,
 )
 from execution.services.analysis_execution_service import record_refusal
-from plugins.errors.error_envelope import ErrorType
+from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
 from plugins.models import PluginState
 from plugins.registry import get_registry
 
@@ -126,21 +127,23 @@ class AnalyzeExecutionView(APIView):
             return Response(ExecutionResultSerializer(job).data, headers=headers)
         if job.public_error is None:  # not final: the row says something else happened
             return _outcome_pending(request, job)
-        return Response(  # FAILED, or CANCELLED while it ran
-            {"detail": job.public_error}, status=status.HTTP_400_BAD_REQUEST, headers=headers
-        )
+        envelope = cast(ErrorEnvelope, job.error)  # FAILED, or CANCELLED while it ran
+        return envelope_response(envelope, status.HTTP_400_BAD_REQUEST, headers=headers)
 
 
 def _outcome_pending(request: Request, job: Job) -> Response:
     """503 for a job that ran but whose outcome is not recorded yet: read it later."""
     location = request.build_absolute_uri(reverse("job-detail", args=[job.pk]))
-    return error_response(
+    envelope = build_error_envelope(
         ErrorType.SERVICE_UNAVAILABLE,
         "The plugin ran, but the database did not take its outcome yet; it is written as "
         f"soon as the database takes writes again. Read the job at {location}.",
-        status.HTTP_503_SERVICE_UNAVAILABLE,
         details={"job_id": str(job.pk)},
         plugin=job.plugin_name,
+    )
+    return envelope_response(
+        envelope,
+        status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={
             "X-Job-Id": str(job.pk),
             "Location": location,
@@ -244,9 +247,7 @@ class HealthView(APIView):
         }
         if checks["database"] == "ok" and checks["plugins"]["available"]:
             return Response({"status": "ok", "checks": checks})
-        return error_response(
-            ErrorType.SERVICE_UNAVAILABLE,
-            "The service is not healthy",
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            details=checks,
+        envelope = build_error_envelope(
+            ErrorType.SERVICE_UNAVAILABLE, "The service is not healthy", details=checks
         )
+        return envelope_response(envelope, status.HTTP_503_SERVICE_UNAVAILABLE)

@@ -24,18 +24,18 @@ import hashlib
 import json
 import json.encoder
 import logging
-import math
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, connections, models, transaction
 from django.db.models.functions import Now
 
 from execution.audit import signing
+from execution.audit.digest import canonical_json, plain_json
 from execution.audit.events import CHAIN_EVENT_PREFIX, AuditEvent
 from execution.audit.models import RECORDED_FIELDS, AuditChain, AuditEntry
 
@@ -47,99 +47,6 @@ SEAL_BATCH_SIZE = 2000
 # What an entry's hash covers, in this order (the id first, for the UPDATE).
 CONTENT_FIELDS = ("id", "seq", "event", "recorded_at", *RECORDED_FIELDS)
 _DIGEST_MODULUS = 2**256
-
-
-# Canonical JSON -------------------------------------------------------------------
-
-
-def canonical_json(value: Any) -> str:
-    """``value`` as one canonical JSON text: what its digest is taken of.
-
-    Sorted keys, no whitespace, text as is (not ``\\u`` escapes). A number is
-    written from its value, so that it survives a round trip through SQLite's
-    JSON and PostgreSQL's jsonb: jsonb returns ``1e20`` as the integer
-    100000000000000000000 and ``1.0`` as 1.0, so every integral number is written
-    as that integer, and other floats in their shortest round-trip form.
-    """
-    if _is_plain(value):
-        return _plain_json(value)
-    parts: list[str] = []
-    _encode(value, parts)
-    return "".join(parts)
-
-
-def payload_sha256(value: Any) -> str:
-    """SHA-256 of ``value``'s canonical JSON: how an input or a result is recorded."""
-    return hashlib.sha256(canonical_json(value).encode("utf-8", "surrogatepass")).hexdigest()
-
-
-# For values without floats, json's C encoder writes exactly the canonical form.
-_plain_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
-_PLAIN_SCALARS = frozenset({str, int, bool, type(None)})
-
-
-def _is_plain(value: Any) -> bool:
-    """No floats, no subclasses, only string keys: the C encoder's output is canonical."""
-    kind = type(value)
-    if kind in _PLAIN_SCALARS:
-        return True
-    if kind is dict:
-        return all(type(key) is str and _is_plain(item) for key, item in value.items())
-    if kind is list:
-        return all(_is_plain(item) for item in value)
-    return False
-
-
-def _encode(value: Any, parts: list[str]) -> None:
-    if value is None:
-        parts.append("null")
-    elif value is True:
-        parts.append("true")
-    elif value is False:
-        parts.append("false")
-    elif isinstance(value, str):
-        parts.append(_string(value))
-    elif isinstance(value, int):
-        parts.append(str(int(value)))
-    elif isinstance(value, float):
-        parts.append(_float(value))
-    elif isinstance(value, dict):
-        items = sorted((_key(key), item) for key, item in value.items())
-        parts.append("{")
-        for index, (key, item) in enumerate(items):
-            if index:
-                parts.append(",")
-            parts.append(_string(key))
-            parts.append(":")
-            _encode(item, parts)
-        parts.append("}")
-    elif isinstance(value, list | tuple):
-        parts.append("[")
-        for index, item in enumerate(value):
-            if index:
-                parts.append(",")
-            _encode(item, parts)
-        parts.append("]")
-    else:
-        raise TypeError(f"{type(value).__name__} is not a JSON value")
-
-
-_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) writes, in C
-
-
-def _key(key: Any) -> str:
-    """A mapping key as JSON writes it (json.dumps turns 1 into "1", True into "true")."""
-    if isinstance(key, str):
-        return key
-    return canonical_json(key)
-
-
-def _float(number: float) -> str:
-    if not math.isfinite(number):
-        return repr(number)  # no database stores these; the digest just must not fail
-    if number.is_integer():
-        return str(int(Decimal(repr(number))))
-    return repr(number)
 
 
 # Entries' hashes ------------------------------------------------------------------
@@ -162,7 +69,7 @@ def entry_message(prev_hash: str, row: Sequence[Any]) -> bytes:
         *(str(text) for text in texts),
     ]
     # The same text as canonical_json([*fields, details]): the fields are plain by construction.
-    content = f"{_plain_json(fields)[:-1]},{canonical_json(details)}]"
+    content = f"{plain_json(fields)[:-1]},{canonical_json(details)}]"
     return f"{prev_hash}|{content}".encode("utf-8", "surrogatepass")
 
 
@@ -192,15 +99,22 @@ class SealResult:
     head_hash: str
 
 
-def seal(*, batch_size: int = SEAL_BATCH_SIZE, using: str = "default") -> SealResult:
+def seal(
+    *, batch_size: int = SEAL_BATCH_SIZE, pause_s: float = 0.0, using: str = "default"
+) -> SealResult:
     """Chain every entry waiting to be sealed, in insertion order, a batch at a time.
 
     Safe with any number of sealers in any number of processes. Raises
     SigningKeyMismatch if this process has another key than the chain.
+    ``pause_s``: a sleep between batches, which lets the other threads of this
+    process run (Python's lock would keep them waiting up to 5 ms at each switch)
+    and other transactions take SQLite's write lock.
     """
     sealed = 0
     lost = 0
     while _anything_waiting(using):
+        if sealed and pause_s:
+            time.sleep(pause_s)
         try:
             count = _seal_batch(batch_size, using)
         except (_LostRace, IntegrityError):
@@ -245,13 +159,7 @@ def _seal_batch(batch_size: int, using: str) -> int:
         with transaction.atomic(using=using):
             chain = locked_chain(key, using)  # begins the chain
     _check_key(chain, key)
-    rows = list(
-        AuditEntry.objects.using(using)
-        .filter(seq__isnull=True)
-        .exclude(event__startswith=CHAIN_EVENT_PREFIX)
-        .order_by("id")
-        .values_list(*CONTENT_FIELDS)[:batch_size]
-    )
+    rows = waiting_rows(batch_size, using)
     if not rows:
         return 0
     updates = []
@@ -275,6 +183,38 @@ def _seal_batch(batch_size: int, using: str) -> int:
             if cursor.rowcount not in (-1, len(updates)):
                 raise _LostRace()  # another sealer sealed some of them: roll back
     return len(rows)
+
+
+def waiting_rows(limit: int, using: str) -> list[tuple[Any, ...]]:
+    """The next ``limit`` unsealed entries' CONTENT_FIELDS, as the ORM would load them.
+
+    One raw SELECT: the ORM's per-row converters cost more than hashing the row, and
+    the sealer runs beside requests in their process. ``verify_audit`` reads with
+    the ORM, so a difference here would show as edited entries.
+    """
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(quote(name) for name in CONTENT_FIELDS)} "
+            f"FROM {quote(AuditEntry._meta.db_table)} "
+            f"WHERE {quote('seq')} IS NULL AND {quote('event')} NOT LIKE %s "
+            f"ORDER BY {quote('id')} LIMIT %s",
+            [CHAIN_EVENT_PREFIX + "%", limit],
+        )
+        return [_as_loaded(row) for row in cursor.fetchall()]
+
+
+def _as_loaded(row: Sequence[Any]) -> tuple[Any, ...]:
+    """A raw row as the ORM loads it: SQLite gives a naive time, the uuid and the JSON as text."""
+    entry_id, seq, event, recorded_at, actor, actor_id, job_id, *texts, details = row
+    if recorded_at.tzinfo is None:
+        recorded_at = recorded_at.replace(tzinfo=UTC)
+    if isinstance(job_id, str):
+        job_id = uuid.UUID(job_id)
+    if isinstance(details, str):
+        details = json.loads(details)
+    return (entry_id, seq, event, recorded_at, actor, actor_id, job_id, *texts, details)
 
 
 def locked_chain(key: bytes | None, using: str) -> AuditChain:

@@ -82,7 +82,7 @@ def register_collector() -> None:
     global _registered
     if _registered:
         return
-    from plugins.metrics import register_persisted_collector
+    from plugins.metrics.exposition import register_persisted_collector
 
     register_persisted_collector(AuditChainCollector())
     _registered = True

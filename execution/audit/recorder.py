@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import connections
 
-from execution.audit.chain import payload_sha256
 from execution.audit.events import CHAIN_EVENT_PREFIX, AuditEvent
 from execution.audit.models import RECORDED_FIELDS, AuditEntry
 from execution.sql import fetch_one
@@ -30,7 +29,7 @@ from execution.sql import fetch_one
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
 
-__all__ = ["AuditEvent", "AuditRecord", "payload_sha256", "record", "record_many"]
+__all__ = ["AuditEvent", "AuditRecord", "record", "record_many"]
 
 SYSTEM_ACTOR = "system"
 
@@ -69,7 +68,7 @@ def record(
     """Append one entry to the audit trail (nothing when ``AUDIT_ENABLED`` is off).
 
     ``actor``: the user who asked, None for the system, or a name. ``input_sha256``
-    and ``result_sha256``: :func:`payload_sha256` of the job's input and result
+    and ``result_sha256``: ``execution.audit.digest.payload_sha256`` of the job's input and result
     (``result_sha256`` empty when there is no result). ``details``: JSON; a job's
     entries put the job's status after the event in ``details["status"]`` where the
     event does not imply it, and ``details["metrics"] = "success" | "error"`` on the

@@ -25,6 +25,11 @@ from execution.audit.models import AuditChain
 
 logger = logging.getLogger("execution.audit")
 
+# Small batches with a pause between them: the write lock is held ~2 ms at a time,
+# and the requests' threads of this process get Python's lock back between batches.
+BATCH_SIZE = 200
+PAUSE_S = 0.002
+
 
 class AuditSealer:
     _lock = threading.Lock()
@@ -52,7 +57,7 @@ class AuditSealer:
             time.sleep(interval * random.uniform(0.8, 1.2))  # processes drift apart
             try:
                 if not _sealed_lately(interval):
-                    seal()
+                    seal(batch_size=BATCH_SIZE, pause_s=PAUSE_S)
                 problem = None
             except DatabaseError:
                 if problem != "database":

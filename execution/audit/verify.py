@@ -40,9 +40,9 @@ from execution.audit.chain import (
     GENESIS_HASH,
     Baseline,
     entry_hash,
-    payload_sha256,
     sum_digest,
 )
+from execution.audit.digest import payload_sha256
 from execution.audit.events import (
     CHAIN_EVENT_PREFIX,
     JOB_REMOVED_EVENTS,

@@ -1,7 +1,9 @@
 from execution.selectors import JobNotFound
-from execution.services.analysis_execution_service import AnalysisExecutionService
-from execution.services.job_execution_service import (
+from execution.services.analysis_execution_service import (
+    AnalysisExecutionService,
     CancelNotAllowed,
+)
+from execution.services.job_execution_service import (
     JobAlreadyEnded,
     JobExecutionService,
     OutcomeNotRecorded,

@@ -13,14 +13,23 @@ from django.db import DatabaseError, transaction
 from execution.audit.events import AuditEvent
 from execution.audit.recorder import record
 from execution.models import Job, alters_data
+from execution.selectors import get_job
 from execution.services.job_execution_service import JobExecutionService
 from plugins.errors.exceptions import GovernedExecutionError
+from plugins.metrics.instruments import count_refused_request, plugin_label
 from plugins.registry import get_registry
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 logger = logging.getLogger(__name__)
+
+# Owners cancel their own jobs; cancelling anyone's takes the admin's "change job".
+CANCEL_ANY_JOB_PERMISSION = "execution.change_job"
+
+
+class CancelNotAllowed(Exception):
+    """The user may see the job but not cancel it: it is not theirs."""
 
 
 def record_refusal(
@@ -33,7 +42,10 @@ def record_refusal(
     outage: the audit entry is then lost, and only logged, so the refusal itself
     still reaches the client.
     """
-    get_registry().count_refused_request(plugin_name, error_type)
+    registry = get_registry()
+    if registry.record_metrics:
+        registered = registry.is_registered(plugin_name)
+        count_refused_request(plugin_label(plugin_name, registered=registered), error_type)
     if audited:
         return
     name = plugin_name[:100] if isinstance(plugin_name, str) else ""
@@ -129,8 +141,16 @@ class AnalysisExecutionService:
 
     @alters_data
     def cancel(self, *, job_id: uuid.UUID | str, user: User | None = None) -> Job:
-        """Cancel a job ``user`` may see.
+        """Cancel a job for ``user``, who must be allowed to.
 
-        Raises JobNotFound, CancelNotAllowed (not theirs to cancel) or JobAlreadyEnded.
+        Raises JobNotFound (they may not see it), CancelNotAllowed (it is not
+        theirs and they lack CANCEL_ANY_JOB_PERMISSION) or JobAlreadyEnded.
         """
-        return self._jobs.cancel_job(job_id=job_id, user=user)
+        job = get_job(job_id, user=user)
+        if (
+            user is not None
+            and job.requested_by_id != user.pk
+            and not user.has_perm(CANCEL_ANY_JOB_PERMISSION)
+        ):
+            raise CancelNotAllowed(f"Job {job.pk} is not yours to cancel.")
+        return self._jobs.cancel_job(job=job, user=user)

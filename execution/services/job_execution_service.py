@@ -28,9 +28,11 @@ from execution.metrics import JOB_CANCELLATIONS
 from execution.models import IllegalJobTransition, Job, JobStatus, alters_data
 from execution.selectors import JobNotFound, get_job
 from execution.services.plugin_execution_service import PluginExecutionService
+from execution.task_engine import get_task_engine
+from execution.task_engine.base import TaskEngine
 from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
 from plugins.errors.exceptions import InputValidationError
-from plugins.registry import PendingMetrics, defer_metrics_persistence
+from plugins.metrics.recorder import DeferredRecorder
 from plugins.runtime.control import ControlFailed, StopReason
 from plugins.runtime.tool_runner import ExecutionResult
 
@@ -86,14 +88,6 @@ class JobAlreadyEnded(Exception):
         self.job = job
 
 
-# Owners cancel their own jobs; cancelling anyone's takes the admin's "change job".
-CANCEL_ANY_JOB_PERMISSION = "execution.change_job"
-
-
-class CancelNotAllowed(Exception):
-    """The user may see the job but not cancel it: it is not theirs."""
-
-
 class JobWatch:
     """Tells ToolRunner to stop a running job that was cancelled, taken over or handed back.
 
@@ -143,8 +137,11 @@ class JobWatch:
 
 
 class JobExecutionService:
-    def __init__(self, plugins: PluginExecutionService | None = None) -> None:
+    def __init__(
+        self, plugins: PluginExecutionService | None = None, engine: TaskEngine | None = None
+    ) -> None:
         self._plugins = plugins if plugins is not None else PluginExecutionService()
+        self._engine = engine if engine is not None else get_task_engine()
 
     @alters_data
     def create_job(
@@ -162,15 +159,13 @@ class JobExecutionService:
         the plugin's own code failed while checking the input (its validator timed
         out or crashed), the job is recorded FAILED with that error, and no task.
         """
-        from execution.tasks import run_job_task
-
         facts = self._plugins.describe(plugin_name=plugin_name, version=requested_version)
         failure = self._plugins.check_input(
             plugin_name=plugin_name, payload=payload, version=requested_version
         )
         job_id = uuid.uuid4()
         with transaction.atomic():
-            task = None if failure else run_job_task.enqueue(str(job_id))
+            task_id = None if failure else self._engine.enqueue(job_id)
             job = Job.objects.create(
                 id=job_id,
                 plugin_name=plugin_name,
@@ -180,7 +175,7 @@ class JobExecutionService:
                 input_payload=payload,
                 requested_by=requested_by,
                 max_attempts=facts.max_attempts,
-                task_id=uuid.UUID(task.id) if task else None,
+                task_id=task_id,
             )
             job.record_submission()
             if failure is not None:
@@ -231,17 +226,13 @@ class JobExecutionService:
         return self._execute_claimed(job, job.input_payload)
 
     @alters_data
-    def cancel_job(self, *, job_id: uuid.UUID | str, user: User | None = None) -> Job:
-        """Cancel a PENDING or RUNNING job; raises JobAlreadyEnded if it already ended.
+    def cancel_job(self, *, job: Job, user: User | None = None) -> Job:
+        """Cancel a PENDING or RUNNING job, by ``user`` (else the system).
 
-        A PENDING job never runs; a RUNNING one is stopped by whoever runs it. With
-        ``user``: JobNotFound if they may not see it, CancelNotAllowed if they may
-        see it but it is not theirs and they lack CANCEL_ANY_JOB_PERMISSION.
+        A PENDING job never runs; a RUNNING one is stopped by whoever runs it.
+        Raises JobAlreadyEnded if it already ended, JobNotFound if it never was
+        one (a synchronous request's refused input).
         """
-        job = get_job(job_id, user=user)
-        if user is not None and job.requested_by_id != user.pk:  # noqa: SIM102
-            if not user.has_perm(CANCEL_ANY_JOB_PERMISSION):
-                raise CancelNotAllowed(f"Job {job.pk} is not yours to cancel.")
         previous = job.status
         who = user.get_username() if user is not None else "the system"
         envelope = build_error_envelope(
@@ -253,44 +244,37 @@ class JobExecutionService:
         try:
             job.cancel(dict(envelope), actor=user)
         except Job.DoesNotExist as exc:  # a sync request's refused input: it never was a job
-            raise JobNotFound(f"No job {job_id}") from exc
+            raise JobNotFound(f"No job {job.pk}") from exc
         except IllegalJobTransition as exc:
             raise JobAlreadyEnded(job) from exc
         JOB_CANCELLATIONS.labels(status=previous).inc()
         return job
 
     @alters_data
-    def requeue_job(
-        self, *, job: Job, error: ErrorEnvelope, retry: bool, counted: str = ""
-    ) -> None:
+    def requeue(self, *, job: Job, error: ErrorEnvelope, retry: bool, counted: str = "") -> None:
         """Put a RUNNING job back in the queue, with a task to run it at its next attempt.
 
         ``retry``: its attempt failed and the next waits an exponential backoff;
         otherwise it was handed back unfinished and may start again at once.
         ``counted``: how this transaction counts the attempt in its plugin's metrics.
         """
-        from execution.tasks import run_job_task
-
         delay_s = settings.JOB_RETRY_BACKOFF_S * 2 ** (job.attempt - 1) if retry else 0.0
         next_attempt_at = database_now() + timedelta(seconds=delay_s)
         with transaction.atomic():
-            task = run_job_task.using(run_after=next_attempt_at).enqueue(str(job.pk))
+            task_id = self._engine.enqueue(job.pk, run_after=next_attempt_at)
             job.requeue(
                 dict(error),
                 next_attempt_at=next_attempt_at,
                 retry=retry,
-                task_id=task.id,
+                task_id=task_id,
                 counted=counted,
             )
 
     @alters_data
-    def queue_again(self, *, job: Job) -> bool:
+    def replace_lost_task(self, *, job: Job) -> bool:
         """Give a PENDING job whose task was lost a new task; False if it moved on meanwhile."""
-        from execution.tasks import run_job_task
-
         with transaction.atomic():
-            task = run_job_task.enqueue(str(job.pk))
-            if job.queue_again(task.id):
+            if job.replace_lost_task(self._engine.enqueue(job.pk)):
                 return True
             transaction.set_rollback(True)
         return False
@@ -306,13 +290,14 @@ class JobExecutionService:
         watch = JobWatch(job, on_started=job.insert if sync else None)
         # The outcome and the plugin's metrics are committed together: one commit
         # per finished execution instead of two.
-        with defer_metrics_persistence() as pending_metrics:
+        with DeferredRecorder() as pending_metrics:
             try:
                 execution = self._plugins.execute(
                     plugin_name=job.plugin_name,
                     payload=payload,
                     control=watch,
                     version=job.requested_version,
+                    metrics=pending_metrics,
                 )
             except ControlFailed as exc:  # the job could not be recorded: nothing ran for it
                 pending_metrics.discard()
@@ -361,7 +346,7 @@ class JobExecutionService:
                 execution.result or {}, ran=ran, elapsed_ms=elapsed_ms, counted=counted
             )
         elif stopped is StopReason.RELEASED and _release_requested.is_set():
-            self.requeue_job(job=job, error=execution.error, retry=False, counted=counted)
+            self.requeue(job=job, error=execution.error, retry=False, counted=counted)
         else:
             job.mark_failed(dict(execution.error), ran=ran, elapsed_ms=elapsed_ms, counted=counted)
 
@@ -380,7 +365,7 @@ class _Outcome:
         job: Job,
         execution: ExecutionResult,
         stopped: StopReason | None,
-        pending_metrics: PendingMetrics,
+        pending_metrics: DeferredRecorder,
         *,
         elapsed_ms: float | None,
         record: Callable[[_Outcome], None],

@@ -4,8 +4,8 @@ A RUNNING job's lease ends at its start + its plugin's time limit + a grace, by
 which time its executor has either recorded the outcome or died. Any web
 process or worker recovers expired leases: the job goes back to PENDING for
 another attempt (after an exponential backoff) if its plugin allows more, else it
-FAILS with WorkerLost. django-tasks-db's row of the lost task, left RUNNING by
-its dead worker, is marked FAILED with the same reason.
+FAILS with WorkerLost. The task engine marks the lost task, left running by its
+dead worker, failed with the same reason.
 
 A worker can also die between taking a job's task and claiming the job: the job
 is still PENDING but its task will never run it. Such a job gets a new task.
@@ -22,13 +22,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django_tasks_db.compat import TaskResultStatus
-from django_tasks_db.models import DBTaskResult
 
 from execution.clock import database_clock, database_now
 from execution.metrics import LEASES_RECOVERED
 from execution.models import IllegalJobTransition, Job, alters_data
 from execution.services.job_execution_service import JobExecutionService
+from execution.task_engine import get_task_engine
+from execution.task_engine.base import TaskEngine
 from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
 
 logger = logging.getLogger(__name__)
@@ -37,33 +37,38 @@ BATCH_SIZE = 100
 
 
 class LostWorker(Exception):
-    """Recorded on django-tasks-db's row of a task whose worker was lost."""
+    """What the task engine records on a task whose worker was lost."""
 
 
 class LeaseRecoveryService:
-    def __init__(self, jobs: JobExecutionService | None = None) -> None:
-        self._jobs = jobs if jobs is not None else JobExecutionService()
+    def __init__(
+        self, jobs: JobExecutionService | None = None, engine: TaskEngine | None = None
+    ) -> None:
+        self._engine = engine if engine is not None else get_task_engine()
+        self._jobs = jobs if jobs is not None else JobExecutionService(engine=self._engine)
 
     @alters_data
     def recover(self) -> list[Job]:
         """Recover lost jobs: expired leases, then PENDING jobs whose task was lost."""
-        return [*self.recover_expired(), *self.requeue_orphans()]
+        return [*self.recover_expired(), *self.replace_lost_tasks()]
 
     @alters_data
-    def requeue_orphans(self) -> list[Job]:
+    def replace_lost_tasks(self) -> list[Job]:
         """Give every PENDING job that no task will run a new task; returns them."""
         now = database_now()
         stale_before = now - timedelta(seconds=settings.JOB_LEASE_GRACE_S)
-        requeued = []
-        orphans = Job.objects.without_a_live_task(stale_before).only("id", "task_id", "status")
+        replaced = []
+        orphans = self._engine.with_lost_tasks(
+            Job.objects.queued_before(stale_before), stale_before=stale_before
+        ).only("id", "task_id", "status")
         for job in orphans[:BATCH_SIZE]:
             lost_task_id = job.task_id
-            if self._jobs.queue_again(job=job):
-                _fail_lost_task(lost_task_id, now, "The worker that took this task went away")
+            if self._jobs.replace_lost_task(job=job):
+                self._fail_lost_task(lost_task_id, now, "The worker that took this task went away")
                 LEASES_RECOVERED.labels(outcome="requeued").inc()
                 logger.warning("Job %s lost its task; it was queued again", job.pk)
-                requeued.append(job)
-        return requeued
+                replaced.append(job)
+        return replaced
 
     @alters_data
     def recover_expired(self) -> list[Job]:
@@ -83,26 +88,18 @@ class LeaseRecoveryService:
         lost_task_id = job.task_id
         with transaction.atomic():
             if job.attempt < job.max_attempts:
-                self._jobs.requeue_job(job=job, error=error, retry=True)
+                self._jobs.requeue(job=job, error=error, retry=True)
                 outcome = "retried"
             else:
                 job.mark_lost(dict(error))
                 outcome = "failed"
-            _fail_lost_task(lost_task_id, now, error["error"]["message"])
+            self._fail_lost_task(lost_task_id, now, error["error"]["message"])
         LEASES_RECOVERED.labels(outcome=outcome).inc()
         logger.warning("Recovered job %s from a lost worker: %s", job.pk, outcome)
 
-
-def _fail_lost_task(task_id: uuid.UUID | None, now: datetime, reason: str) -> None:
-    """Mark django-tasks-db's row of a lost task FAILED, if its dead worker left it RUNNING."""
-    if task_id is None:
-        return
-    DBTaskResult.objects.filter(pk=task_id, status=TaskResultStatus.RUNNING).update(
-        status=TaskResultStatus.FAILED,
-        finished_at=now,
-        exception_class_path=f"{LostWorker.__module__}.{LostWorker.__qualname__}",
-        traceback=reason,
-    )
+    def _fail_lost_task(self, task_id: uuid.UUID | None, now: datetime, reason: str) -> None:
+        if task_id is not None:
+            self._engine.fail_lost_task(task_id, LostWorker(reason), finished_at=now)
 
 
 def _worker_lost(job: Job) -> ErrorEnvelope:

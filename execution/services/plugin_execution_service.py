@@ -7,6 +7,7 @@ from typing import Any
 
 from plugins.errors.error_envelope import ErrorEnvelope
 from plugins.errors.exceptions import GovernedExecutionError
+from plugins.metrics.recorder import IMMEDIATE_RECORDER, MetricsRecorder
 from plugins.registry import PluginRegistry, get_registry
 from plugins.runtime.control import ExecutionControl
 from plugins.runtime.provenance import code_of
@@ -72,10 +73,14 @@ class PluginExecutionService:
         payload: Any,
         control: ExecutionControl | None = None,
         version: str = "",
+        metrics: MetricsRecorder = IMMEDIATE_RECORDER,
     ) -> ExecutionResult:
         """Run the plugin: ``(result, error)`` with exactly one set; never raises for the plugin.
 
         ``version``: run only that version (else the execution fails with
-        PluginVersionMismatch); empty: whichever is installed.
+        PluginVersionMismatch); empty: whichever is installed. ``metrics``
+        records the execution (deferred: inside the caller's transaction).
         """
-        return self._runner.run(plugin_name, payload, control=control, version=version)
+        return self._runner.run(
+            plugin_name, payload, control=control, version=version, metrics=metrics
+        )

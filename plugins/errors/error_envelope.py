@@ -16,7 +16,11 @@ from plugins.validation.json_values import storable_copy, storable_text
 
 
 class ErrorType(StrEnum):
-    """The closed set of error types a client can see."""
+    """What a governed execution can fail with: the types a job's error can have.
+
+    The HTTP layer adds its protocol's own (``api.errors.ProtocolErrorType``);
+    together they are the closed set of types a client can see.
+    """
 
     VALIDATION_ERROR = "ValidationError"
     PLUGIN_NOT_FOUND = "PluginNotFound"
@@ -29,21 +33,10 @@ class ErrorType(StrEnum):
     WORKER_LOST = "WorkerLost"
     CANCELLED = "Cancelled"
     PLUGIN_VERSION_MISMATCH = "PluginVersionMismatch"
-    CONFLICT = "Conflict"
-    PARSE_ERROR = "ParseError"
-    AUTHENTICATION_FAILED = "AuthenticationFailed"
-    PERMISSION_DENIED = "PermissionDenied"
-    NOT_FOUND = "NotFound"
-    METHOD_NOT_ALLOWED = "MethodNotAllowed"
-    UNSUPPORTED_MEDIA_TYPE = "UnsupportedMediaType"
-    NOT_ACCEPTABLE = "NotAcceptable"
-    LENGTH_REQUIRED = "LengthRequired"
-    PAYLOAD_TOO_LARGE = "PayloadTooLarge"
-    THROTTLED = "Throttled"
     SERVICE_UNAVAILABLE = "ServiceUnavailable"
 
 
-# The types a recorded job's error can have; the protocol's never reach a job.
+# Every ErrorType, in the order the job filters offer them.
 JOB_ERROR_TYPES = (
     ErrorType.PLUGIN_NOT_FOUND,
     ErrorType.PLUGIN_UNAVAILABLE,
@@ -78,14 +71,17 @@ class ErrorEnvelope(TypedDict):
 
 
 def build_error_envelope(
-    error_type: ErrorType,
+    error_type: StrEnum,
     message: str,
     *,
     details: Any = None,
     plugin: str | None = None,
     exc: BaseException | None = None,
 ) -> ErrorEnvelope:
-    """Build an envelope; the traceback of ``exc`` (if any) goes under ``_internal``."""
+    """Build an envelope; the traceback of ``exc`` (if any) goes under ``_internal``.
+
+    ``error_type`` is an ``ErrorType``, or (from the HTTP layer) a protocol error type.
+    """
     envelope: ErrorEnvelope = {
         "error": {
             "type": str(error_type),

@@ -22,11 +22,6 @@ class GovernedExecutionError(Exception):
         self.details = details if details is not None else {}
         self.plugin = plugin
 
-    def to_envelope(self, plugin: str | None) -> ErrorEnvelope:
-        return build_error_envelope(
-            self.error_type, self.message, details=self.details, plugin=plugin, exc=self
-        )
-
 
 class PluginContractError(Exception):
     """A plugin class does not satisfy the contract; raised at registration."""
@@ -98,23 +93,25 @@ class ReportedExecutionError(GovernedExecutionError):
         super().__init__(error["message"], details=error["details"], plugin=error["plugin"])
         self.envelope = envelope
 
-    def to_envelope(self, plugin: str | None) -> ErrorEnvelope:
-        error: Any = {**self.envelope["error"], "plugin": plugin}
-        reported: ErrorEnvelope = {"error": error}
-        if "_internal" in self.envelope:
-            reported["_internal"] = self.envelope["_internal"]
-        return reported
-
 
 def envelope_for(exc: BaseException, plugin: str | None) -> ErrorEnvelope:
     """The envelope of any exception met while executing a plugin.
 
-    A governed error keeps its type and message. Anything else is the plugin's
+    A governed error keeps its type and message (one reported from a child process,
+    its whole envelope, named after ``plugin``). Anything else is the plugin's
     fault and is reported by class name only, since messages can carry secrets
     (the traceback, kept under ``_internal``, has it all).
     """
+    if isinstance(exc, ReportedExecutionError):  # built where it happened: only relabelled
+        error: Any = {**exc.envelope["error"], "plugin": plugin}
+        reported: ErrorEnvelope = {"error": error}
+        if "_internal" in exc.envelope:
+            reported["_internal"] = exc.envelope["_internal"]
+        return reported
     if isinstance(exc, GovernedExecutionError):
-        return exc.to_envelope(plugin)
+        return build_error_envelope(
+            exc.error_type, exc.message, details=exc.details, plugin=plugin, exc=exc
+        )
     kind = type(exc).__name__
     if isinstance(exc, Exception):
         message = f"Plugin {plugin!r} failed with {kind}"

@@ -31,7 +31,8 @@ from plugins.errors.exceptions import (
     ReportedExecutionError,
     envelope_for,
 )
-from plugins.metrics import METRICS_FAILURES, count_containment
+from plugins.metrics.instruments import METRICS_FAILURES, count_containment
+from plugins.metrics.recorder import IMMEDIATE_RECORDER, MetricsRecorder
 from plugins.models import PluginState
 from plugins.registry import PluginRegistry, get_registry
 from plugins.runtime.control import ControlFailed, ExecutionControl
@@ -102,6 +103,7 @@ class ToolRunner:
         *,
         control: ExecutionControl | None = None,
         version: str = "",
+        metrics: MetricsRecorder = IMMEDIATE_RECORDER,
     ) -> ExecutionResult:
         """Validate ``payload``, run the plugin on it and check what it returns.
 
@@ -110,6 +112,8 @@ class ToolRunner:
         for; where the plugin runs, another one fails with PluginVersionMismatch
         and runs nothing. Raises only ControlFailed, when the control itself
         failed (the caller's bookkeeping), after stopping the plugin.
+        ``metrics``: where the ``finally`` hands the execution's numbers (a
+        caller with a transaction of its own defers the persisted row to it).
         """
         started = time.perf_counter()
         state: str = PluginState.UNAVAILABLE
@@ -143,6 +147,7 @@ class ToolRunner:
                     state,
                     elapsed_ms,
                     error is not None,
+                    recorder=metrics,
                     outcome=error["error"]["type"] if error is not None else "success",
                 )
                 if error is not None and isolation is not None:
@@ -177,7 +182,7 @@ class ToolRunner:
             refusal = _REFUSALS.get(exc.envelope["error"]["type"])
             if refusal is not None:
                 raise refusal(exc.message, details=exc.details, plugin=plugin.name) from exc
-            return exc.to_envelope(plugin.name)
+            return envelope_for(exc, plugin.name)
         except Exception as exc:
             return envelope_for(exc, plugin.name)
         return None

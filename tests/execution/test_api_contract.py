@@ -86,11 +86,13 @@ def test_every_operation_documents_its_error_statuses(schema):
 
 
 def test_each_error_type_has_its_own_details_shape(schema):
+    from api.errors import ERROR_TYPES, ProtocolErrorType
     from plugins.errors.error_envelope import ErrorType
 
     components = schema["components"]["schemas"]
     mapping = components["Error"]["discriminator"]["mapping"]
-    assert set(mapping) == {kind.value for kind in ErrorType}
+    assert list(mapping) == [kind.value for kind in ERROR_TYPES]
+    assert sorted(ERROR_TYPES) == sorted([*ErrorType, *ProtocolErrorType])  # each once
     validation = resolve(schema, {"$ref": mapping["ValidationError"]})
     assert validation["properties"]["details"]["required"] == ["errors"]
     crashed = resolve(schema, {"$ref": mapping["PluginCrashed"]})

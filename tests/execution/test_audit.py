@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -12,7 +13,8 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from execution.audit import chain, signing
-from execution.audit.chain import SigningKeyMismatch, canonical_json, payload_sha256, seal
+from execution.audit.chain import SigningKeyMismatch, seal
+from execution.audit.digest import canonical_json, payload_sha256
 from execution.audit.events import AuditEvent
 from execution.audit.models import AuditChain, AuditEntry
 from execution.audit.recorder import AuditRecord, record, record_many
@@ -153,6 +155,28 @@ def test_sealing_chains_entries_in_insertion_order_behind_a_genesis_checkpoint(d
         assert after.prev_hash == before.entry_hash
     assert (result.sealed, result.head_seq, result.head_hash) == (3, 4, entries[-1].entry_hash)
     assert seal().sealed == 0
+
+
+def test_sealing_in_small_batches_with_pauses_seals_everything_once(db, user, monkeypatch):
+    for _ in range(11):
+        scenario.refuse(user)
+    pauses: list[float] = []
+    monkeypatch.setattr(time, "sleep", pauses.append)
+    assert seal(batch_size=4, pause_s=0.5).sealed == 11
+    assert pauses == [0.5, 0.5]  # between the three batches, not before the first
+    assert not AuditEntry.objects.filter(seq__isnull=True).exists()
+    assert verify().ok
+
+
+def test_the_sealer_reads_waiting_entries_as_the_orm_loads_them(db, user):
+    scenario.refuse(user)
+    record(AuditEvent.JOB_FINISHED, job_id=uuid.uuid4(), details={"n": 1.5, "s": "é"})
+    loaded = list(
+        AuditEntry.objects.filter(seq__isnull=True)
+        .order_by("id")
+        .values_list(*chain.CONTENT_FIELDS)
+    )
+    assert chain.waiting_rows(10, "default") == loaded
 
 
 def test_each_seal_logs_the_head(db, user, caplog):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from execution.audit.chain import seal
+from execution.audit.digest import payload_sha256
 from execution.audit.events import AuditEvent
 from execution.audit.models import AuditEntry
-from execution.audit.recorder import payload_sha256
 from execution.audit.verify import verify
 from execution.models import Job
 from execution.services import AnalysisExecutionService, JobExecutionService

@@ -9,6 +9,7 @@ from django.db import OperationalError, connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 from rest_framework.test import APIClient
 
+from api.errors import ProtocolErrorType
 from execution.models import Job, JobStatus
 from execution.services import JobExecutionService
 from plugins.errors.error_envelope import ErrorType
@@ -62,7 +63,7 @@ CASES = [
     ("invalid body", lambda c, u, m: c.post("/v1/jobs", {"plugin": 3}, format="json"), 400,
      ErrorType.VALIDATION_ERROR),
     ("malformed JSON", lambda c, u, m: c.post("/v1/jobs", "{", content_type="application/json"),
-     400, ErrorType.PARSE_ERROR),
+     400, ProtocolErrorType.PARSE_ERROR),
     ("unknown plugin", lambda c, u, m: c.post("/v1/analyze-execution", execute("nope", {}),
      format="json"), 400, ErrorType.PLUGIN_NOT_FOUND),
     ("bad payload", lambda c, u, m: c.post("/v1/analyze-execution", execute("echo", {"x": 1}),
@@ -80,19 +81,20 @@ CASES = [
      execute("echo", {"message": "x"}, plugin_version="0"), format="json"), 400,
      ErrorType.PLUGIN_VERSION_MISMATCH),
     ("no credentials", lambda c, u, m: APIClient().get("/v1/jobs"), 401,
-     ErrorType.AUTHENTICATION_FAILED),
+     ProtocolErrorType.AUTHENTICATION_FAILED),
     ("someone else's job", lambda c, u, m: c.post(f"/v1/jobs/{others_job().pk}/cancel"), 404,
-     ErrorType.NOT_FOUND),
-    ("unknown URL", lambda c, u, m: c.get("/v1/nothing-here"), 404, ErrorType.NOT_FOUND),
-    ("wrong method", lambda c, u, m: c.delete("/v1/jobs"), 405, ErrorType.METHOD_NOT_ALLOWED),
+     ProtocolErrorType.NOT_FOUND),
+    ("unknown URL", lambda c, u, m: c.get("/v1/nothing-here"), 404, ProtocolErrorType.NOT_FOUND),
+    ("wrong method", lambda c, u, m: c.delete("/v1/jobs"), 405,
+     ProtocolErrorType.METHOD_NOT_ALLOWED),
     ("wrong Accept", lambda c, u, m: c.get("/v1/jobs", HTTP_ACCEPT="text/csv"), 406,
-     ErrorType.NOT_ACCEPTABLE),
+     ProtocolErrorType.NOT_ACCEPTABLE),
     ("cancel a finished job", lambda c, u, m: c.post(f"/v1/jobs/{finished_job(u).pk}/cancel"),
-     409, ErrorType.CONFLICT),
+     409, ProtocolErrorType.CONFLICT),
     ("huge body", lambda c, u, m: c.post("/v1/jobs", "x" * (9 * 1024 * 1024),
-     content_type="application/json"), 413, ErrorType.PAYLOAD_TOO_LARGE),
+     content_type="application/json"), 413, ProtocolErrorType.PAYLOAD_TOO_LARGE),
     ("wrong media type", lambda c, u, m: c.post("/v1/jobs", "a=b", content_type="text/plain"),
-     415, ErrorType.UNSUPPORTED_MEDIA_TYPE),
+     415, ProtocolErrorType.UNSUPPORTED_MEDIA_TYPE),
     ("writes refused at submit", lambda c, u, m: refuse_writes(m) and c.post("/v1/jobs",
      execute("echo", {"message": "x"}), format="json"), 503, ErrorType.SERVICE_UNAVAILABLE),
     ("writes refused at the outcome", lambda c, u, m: refuse_writes(m) and

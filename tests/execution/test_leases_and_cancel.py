@@ -220,7 +220,7 @@ def test_cancelling_a_job_that_ended_is_a_409_conflict(api_client, user, status)
         plugin_name="echo", payload={"message": "x"}, requested_by=user
     )
     if status == "CANCELLED":
-        JobExecutionService().cancel_job(job_id=job.pk)
+        JobExecutionService().cancel_job(job=job)
     else:
         if status == "FAILED":
             Job.objects.filter(pk=job.pk).update(input_payload={})

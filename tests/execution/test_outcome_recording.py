@@ -186,7 +186,7 @@ def test_a_cancelled_run_is_counted_once_when_its_commit_is_refused(
     )
     runner.start()
     wait_until(lambda: Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).exists())
-    JobExecutionService().cancel_job(job_id=job.pk)
+    JobExecutionService().cancel_job(job=Job.objects.get(pk=job.pk))
     # The executor's next commit (the stopped run's count) is refused once.
     refusal = refuse_commits(1, answer_lost=answer_lost, skip=0)
     runner.join(30)

@@ -10,6 +10,7 @@ from execution.services import (
     JobExecutionService,
     PluginExecutionService,
 )
+from execution.task_engine.django_tasks_db.engine import DjangoTasksDbEngine
 from plugins.errors.exceptions import InputValidationError, PluginNotFoundError
 from plugins.models import PluginMetrics
 from plugins.registry import PluginRegistry
@@ -119,44 +120,12 @@ def test_a_job_whose_plugin_disappeared_fails_with_the_toolrunner_envelope(setti
     assert job.error_type == "PluginNotFound"
 
 
-def test_a_submitted_job_and_its_task_are_committed_together(user):
-    from django.db import transaction
-    from django_tasks_db.models import DBTaskResult
+def test_a_job_that_cannot_be_queued_is_not_recorded():
+    class Unreachable(DjangoTasksDbEngine):
+        def enqueue(self, job_id, *, run_after=None):
+            raise RuntimeError("queue is down")
 
-    job = AnalysisExecutionService().submit(plugin_name="echo", payload={"message": "x"}, user=user)
-    task = DBTaskResult.objects.get()
-    assert task.args_kwargs["args"] == [str(job.pk)]
-    assert job.task_id == task.pk
-    assert job.status == JobStatus.PENDING
-
-    class Abort(Exception):
-        pass
-
-    def submit_then_fail():
-        with transaction.atomic():
-            AnalysisExecutionService().submit(
-                plugin_name="echo", payload={"message": "y"}, user=user
-            )
-            raise Abort
-
-    with pytest.raises(Abort):
-        submit_then_fail()
-    assert Job.objects.count() == DBTaskResult.objects.count() == 1
-
-
-def test_a_job_that_cannot_be_queued_is_not_recorded(monkeypatch):
-    from django_tasks_db.models import DBTaskResult
-
-    from execution import tasks
-
-    def refuse(*args, **kwargs):
-        raise RuntimeError("queue is down")
-
-    class Unreachable:
-        enqueue = staticmethod(refuse)
-
-    monkeypatch.setattr(tasks, "run_job_task", Unreachable)
+    service = AnalysisExecutionService(JobExecutionService(engine=Unreachable()))
     with pytest.raises(RuntimeError, match="queue is down"):
-        AnalysisExecutionService().submit(plugin_name="echo", payload={"message": "x"})
+        service.submit(plugin_name="echo", payload={"message": "x"})
     assert not Job.objects.exists()  # nothing waits for a task that will never come
-    assert not DBTaskResult.objects.exists()

@@ -157,7 +157,7 @@ def test_every_attempt_records_what_ran(api_client, echo_plugin):
     job_id = api_client.post("/v1/jobs", body, format="json").json()["id"]
     job = Job.objects.get(pk=job_id)
     assert job.claim(lease_holder="lost:1:a", lease_s=60)
-    JobExecutionService().requeue_job(
+    JobExecutionService().requeue(
         job=job, error=build_error_envelope(ErrorType.WORKER_LOST, "gone"), retry=True
     )
     attempts = api_client.get(f"/v1/jobs/{job_id}").json()["attempts"]

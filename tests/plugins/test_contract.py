@@ -1,8 +1,14 @@
 import pytest
 from pydantic import BaseModel
 
-from plugins.contract import Plugin, check_plugin_contract, contract_problems
-from plugins.errors.exceptions import PluginContractError
+from plugins.contract import (
+    MAX_PLUGIN_NAME_LENGTH,
+    Plugin,
+    check_plugin_contract,
+    contract_problems,
+    plugin_label,
+)
+from plugins.errors.exceptions import PluginContractError, PluginNotFoundError
 from plugins.registry import PluginRegistry
 from tests.plugins.sample_plugins import EchoInput, EchoOutput, EchoPlugin
 
@@ -99,3 +105,21 @@ def test_a_model_without_a_json_schema_is_refused_at_registration():
 
     problems = contract_problems(OpaquePlugin)
     assert any(problem.startswith("'Input' has no JSON Schema") for problem in problems)
+
+
+def test_a_requested_name_is_labelled_as_text_no_longer_than_a_plugin_name():
+    assert plugin_label("echo") == "echo"
+    assert plugin_label("n" * 150) == "n" * MAX_PLUGIN_NAME_LENGTH
+    assert plugin_label(["x"] * 50) == repr(["x"] * 50)[:MAX_PLUGIN_NAME_LENGTH]
+
+
+def test_an_unknown_name_is_shown_cut_and_only_text_names_the_plugin():
+    registry = PluginRegistry()
+    with pytest.raises(PluginNotFoundError) as long_name:
+        registry.get_entry("n" * 150)
+    assert long_name.value.plugin == "n" * MAX_PLUGIN_NAME_LENGTH
+    assert long_name.value.message == f"No plugin named {'n' * 100!r} is registered"
+    with pytest.raises(PluginNotFoundError) as not_text:
+        registry.get_entry(["x"] * 50)  # type: ignore[arg-type]
+    assert not_text.value.plugin is None
+    assert repr(repr(["x"] * 50)[:100]) in not_text.value.message

@@ -108,7 +108,7 @@ def test_metrics_endpoint_answers_without_a_database(client, monkeypatch):
     from django.db import DatabaseError
     from prometheus_client import CollectorRegistry
 
-    from plugins import metrics
+    from plugins.metrics import exposition
 
     class Down:
         def collect(self):
@@ -116,7 +116,7 @@ def test_metrics_endpoint_answers_without_a_database(client, monkeypatch):
 
     broken = CollectorRegistry(auto_describe=False)
     broken.register(Down())
-    monkeypatch.setattr(metrics, "_persisted_registry", broken)
+    monkeypatch.setattr(exposition, "_persisted_registry", broken)
     response = client.get("/metrics")
     assert response.status_code == 200
     assert b"governed_plugin_executions_total" in response.content

@@ -337,7 +337,7 @@ def test_a_late_kill_spares_a_child_that_finished_its_task(finished, killed):
             slots.pids[slot] = child.pid
             process._kill_group_later(slots, slot, token, 0)
             if finished:
-                slots.pids[slot] = -child.pid  # as child.run_tracked marks the end of a task
+                slots.pids[slot] = -child.pid  # as run_tracked marks the end of a task
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=5)
         assert (child.poll() is not None) == killed

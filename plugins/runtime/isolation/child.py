@@ -47,7 +47,7 @@ MAX_ENVELOPE_BYTES = 256 * 1024
 MAX_MESSAGE_CHARS = 2000
 MAX_TRACEBACK_CHARS = 64 * 1024
 
-# This child's state. Set by initialise(): the parent's task slots, the lifeline's read end.
+# This child's state. Set by initialise_child(): the parent's task slots, the lifeline's read end.
 _slot_pids: Any = None
 _slot_tokens: Any = None
 _lifeline: Any = None
@@ -56,7 +56,7 @@ _loaded_plugins: dict[PluginRef, Plugin] = {}
 _memory_limit_mb: int | None = None  # the limit in force (see _apply_memory_limit)
 
 
-def initialise(slot_pids: Any, slot_tokens: Any, lifeline: Any) -> None:
+def initialise_child(slot_pids: Any, slot_tokens: Any, lifeline: Any) -> None:
     """Runs once in every new child, before its first task."""
     global _slot_pids, _slot_tokens, _lifeline
     _slot_pids, _slot_tokens, _lifeline = slot_pids, slot_tokens, lifeline

@@ -52,9 +52,15 @@ from plugins.errors.exceptions import (
     ReportedExecutionError,
 )
 from plugins.runtime.control import ExecutionControl, wait_until_done
-from plugins.runtime.isolation import child
 from plugins.runtime.isolation.base import PluginSide
-from plugins.runtime.isolation.child import MAX_ENVELOPE_BYTES, ChildOutcome, PluginRef
+from plugins.runtime.isolation.child import (
+    MAX_ENVELOPE_BYTES,
+    ChildOutcome,
+    PluginRef,
+    initialise_child,
+    run_in_child,
+    run_tracked,
+)
 from plugins.runtime.limits import ExecutionLimits
 from plugins.runtime.provenance import RanCode
 from plugins.validation.json_values import storable_copy
@@ -138,7 +144,7 @@ class ProcessIsolation:
         is raised here with what ran attached (``exc.ran``).
         """
         outcome = self._in_child(
-            child.run_in_child,
+            run_in_child,
             function,
             plugin_ref(type(plugin)),
             limits.max_memory_mb,
@@ -163,7 +169,7 @@ class ProcessIsolation:
         """
         pool, slots = self._current_pool()
         with slots.slot() as (slot, token):
-            future = self._schedule(pool, child.run_tracked, (slot, token, function, *args))
+            future = self._schedule(pool, run_tracked, (slot, token, function, *args))
             try:
                 wait_until_done(
                     lambda wait_s: self._finished(future, slots, slot, wait_s),
@@ -282,7 +288,7 @@ class ProcessIsolation:
         pool = ProcessPool(
             max_workers=self.size,
             max_tasks=self.max_tasks_per_child,
-            initializer=child.initialise,
+            initializer=initialise_child,
             initargs=(slots.pids, slots.tokens, lifeline),
             context=context,
         )
@@ -334,7 +340,7 @@ class _TaskSlots:
     def running_pid(self, index: int | None) -> int:
         """The child running the task in slot ``index``; 0 before it starts and once it ends.
 
-        A child marks the end of its task by negating its pid (see ``child.run_tracked``).
+        A child marks the end of its task by negating its pid (see ``run_tracked``, in child.py).
         """
         return 0 if index is None else max(int(self.pids[index]), 0)
 

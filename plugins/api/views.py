@@ -1,66 +1,40 @@
-"""GET /v1/plugins and /v1/plugins/{name}: what can run, its schemas and its metrics."""
+"""The plugins' endpoints: GET /v1/plugins, /v1/plugins/{name}, and the /metrics page.
+
+Plain DRF, no import of the project's ``api/`` layer (which sits above this app):
+an error is raised as an APIException, and the project's exception handler
+answers it with the envelope; ``error_type`` names the envelope's type.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Any
 
-from drf_spectacular.utils import extend_schema, extend_schema_field
-from rest_framework import serializers, viewsets
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
+from drf_spectacular.utils import extend_schema
+from prometheus_client import CONTENT_TYPE_LATEST
+from rest_framework import exceptions, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.exceptions import error_response
+from plugins.api.serializers import PluginSerializer
 from plugins.errors.error_envelope import ErrorType
 from plugins.errors.exceptions import PluginNotFoundError
+from plugins.metrics.exposition import render_metrics
 from plugins.models import PluginMetrics
 from plugins.registry import PluginEntry, get_registry
-from plugins.runtime.limits import IsolationKind
 
 
-class PluginMetricsSerializer(serializers.ModelSerializer[PluginMetrics]):
-    execution_count = serializers.IntegerField(read_only=True)
-    error_rate = serializers.FloatField(read_only=True)
+class NoSuchPlugin(exceptions.NotFound):
+    """A path that names no registered plugin: a 404, of type PluginNotFound."""
 
-    class Meta:
-        model = PluginMetrics
-        fields = [
-            "success_count",
-            "error_count",
-            "execution_count",
-            "error_rate",
-            "avg_execution_time_ms",
-            "last_execution_time_ms",
-            "last_used",
-        ]
-
-
-class PluginLimitsSerializer(serializers.Serializer[dict[str, Any]]):
-    isolation = serializers.ChoiceField(choices=[mode.value for mode in IsolationKind])
-    timeout_s = serializers.FloatField()
-    max_memory_mb = serializers.IntegerField(allow_null=True)
-    max_result_bytes = serializers.IntegerField()
-    max_attempts = serializers.IntegerField()
-
-
-@extend_schema_field({"type": "object", "description": "A JSON Schema."})
-class JSONSchemaField(serializers.JSONField):
-    pass
-
-
-class PluginSerializer(serializers.Serializer[dict[str, Any]]):
-    name = serializers.CharField()
-    version = serializers.CharField(allow_null=True)
-    description = serializers.CharField()
-    state = serializers.ChoiceField(choices=["AVAILABLE", "UNAVAILABLE"])
-    reason = serializers.CharField(allow_blank=True)
-    input_schema = JSONSchemaField(allow_null=True)
-    output_schema = JSONSchemaField(allow_null=True)
-    limits = PluginLimitsSerializer(allow_null=True, help_text="Where it runs and its limits.")
-    metrics = PluginMetricsSerializer(allow_null=True)
+    error_type = ErrorType.PLUGIN_NOT_FOUND
 
 
 def describe_plugin(entry: PluginEntry, metrics: PluginMetrics | None) -> dict[str, Any]:
+    """What PluginSerializer shows of a registry entry and its persisted metrics."""
     plugin = entry.plugin
     limits = None
     if plugin is not None:
@@ -100,6 +74,13 @@ class PluginViewSet(viewsets.ViewSet):
         try:
             entry = get_registry().get_entry(name)
         except PluginNotFoundError as exc:  # a resource path that names nothing: 404
-            return error_response(ErrorType.PLUGIN_NOT_FOUND, exc.message, 404)
+            raise NoSuchPlugin(exc.message) from exc
         metrics = PluginMetrics.objects.filter(plugin_name=entry.name).first()
         return Response(PluginSerializer(describe_plugin(entry, metrics)).data)
+
+
+@csrf_exempt  # a POST is a 405, not a CSRF failure: nothing here writes
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus scrape endpoint: the page plugins/metrics renders."""
+    return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)

@@ -1,6 +1,6 @@
 from rest_framework.routers import SimpleRouter
 
-from plugins.api import PluginViewSet
+from plugins.api.views import PluginViewSet
 
 router = SimpleRouter()
 router.trailing_slash = "/?"  # /v1/plugins and /v1/plugins/ both answer, no redirect

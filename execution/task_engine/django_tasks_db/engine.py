@@ -1,0 +1,42 @@
+"""DjangoTasksDbEngine: jobs' tasks as django-tasks-db rows, in the jobs' own database.
+
+A task row is inserted in the caller's transaction, so a job and its task
+commit together. Lost-task recovery reads and writes those rows directly: a
+worker killed with SIGKILL leaves its row RUNNING, and nothing else would end it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.db import models
+from django_tasks_db.compat import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
+
+from execution.models import JobQuerySet
+from execution.task_engine.base import TaskEngine
+from execution.tasks import run_job_task
+
+
+class DjangoTasksDbEngine(TaskEngine):
+    def enqueue(self, job_id: uuid.UUID, *, run_after: datetime | None = None) -> uuid.UUID:
+        task = run_job_task if run_after is None else run_job_task.using(run_after=run_after)
+        return uuid.UUID(task.enqueue(str(job_id)).id)
+
+    def fail_lost_task(
+        self, task_id: uuid.UUID, error: Exception, *, finished_at: datetime
+    ) -> None:
+        DBTaskResult.objects.filter(pk=task_id, status=TaskResultStatus.RUNNING).update(
+            status=TaskResultStatus.FAILED,
+            finished_at=finished_at,
+            exception_class_path=f"{type(error).__module__}.{type(error).__qualname__}",
+            traceback=str(error),
+        )
+
+    def with_lost_tasks(self, jobs: JobQuerySet, *, stale_before: datetime) -> JobQuerySet:
+        live = DBTaskResult.objects.filter(pk=models.OuterRef("task_id")).filter(
+            models.Q(status=TaskResultStatus.READY)
+            | models.Q(status=TaskResultStatus.RUNNING, started_at__gte=stale_before)
+        )
+        return jobs.exclude(models.Exists(live))

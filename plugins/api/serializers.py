@@ -1,0 +1,53 @@
+"""Response shapes of the plugins API (also its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from plugins.models import PluginMetrics
+from plugins.runtime.limits import IsolationKind
+
+
+class PluginMetricsSerializer(serializers.ModelSerializer[PluginMetrics]):
+    execution_count = serializers.IntegerField(read_only=True)
+    error_rate = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = PluginMetrics
+        fields = [
+            "success_count",
+            "error_count",
+            "execution_count",
+            "error_rate",
+            "avg_execution_time_ms",
+            "last_execution_time_ms",
+            "last_used",
+        ]
+
+
+class PluginLimitsSerializer(serializers.Serializer[dict[str, Any]]):
+    isolation = serializers.ChoiceField(choices=[mode.value for mode in IsolationKind])
+    timeout_s = serializers.FloatField()
+    max_memory_mb = serializers.IntegerField(allow_null=True)
+    max_result_bytes = serializers.IntegerField()
+    max_attempts = serializers.IntegerField()
+
+
+@extend_schema_field({"type": "object", "description": "A JSON Schema."})
+class JSONSchemaField(serializers.JSONField):
+    pass
+
+
+class PluginSerializer(serializers.Serializer[dict[str, Any]]):
+    name = serializers.CharField()
+    version = serializers.CharField(allow_null=True)
+    description = serializers.CharField()
+    state = serializers.ChoiceField(choices=["AVAILABLE", "UNAVAILABLE"])
+    reason = serializers.CharField(allow_blank=True)
+    input_schema = JSONSchemaField(allow_null=True)
+    output_schema = JSONSchemaField(allow_null=True)
+    limits = PluginLimitsSerializer(allow_null=True, help_text="Where it runs and its limits.")
+    metrics = PluginMetricsSerializer(allow_null=True)
