@@ -98,6 +98,8 @@ SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "timeout": float(os.environ.get("SQLITE_BUSY_TIMEOUT_S", "20")),
 }
+# How often a thread of each process checkpoints SQLite's log (0: commits do, SQLite's way).
+SQLITE_CHECKPOINT_INTERVAL_S = float(os.environ.get("SQLITE_CHECKPOINT_INTERVAL_S", "1"))
 
 DATABASES = {
     "default": dj_database_url.config(

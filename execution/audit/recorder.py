@@ -104,22 +104,28 @@ def record_many(records: Sequence[AuditRecord], *, using: str = "default") -> No
 
 
 def _values(entry: AuditRecord, connection: Any) -> list[Any]:
-    if str(entry.event).startswith(CHAIN_EVENT_PREFIX):
-        raise ValueError(f"{entry.event} entries are written by the chain, not recorded")
+    """The entry's column values, prepared as its fields would (UUIDField, JSONField)."""
+    event = str(entry.event)
+    if event.startswith(CHAIN_EVENT_PREFIX):
+        raise ValueError(f"{event} entries are written by the chain, not recorded")
     actor_name, actor_id = _actor(entry.actor)
-    job_id = uuid.UUID(str(entry.job_id)) if entry.job_id is not None else None
+    job_id = entry.job_id
+    if job_id is not None and not isinstance(job_id, uuid.UUID):
+        job_id = uuid.UUID(str(job_id))
+    if job_id is not None and not connection.features.has_native_uuid_field:
+        job_id = job_id.hex
     return [
-        str(entry.event),
+        event,
         actor_name,
         actor_id,
-        _field("job_id").get_db_prep_value(job_id, connection),
+        job_id,
         entry.plugin_name,
         entry.plugin_version,
         entry.plugin_fingerprint,
         entry.input_sha256,
         entry.result_sha256,
         entry.error_type or "",
-        _field("details").get_db_prep_value(entry.details or {}, connection),
+        connection.ops.adapt_json_value(entry.details or {}, None),
         "",
         "",
     ]
@@ -131,10 +137,6 @@ def _actor(actor: AbstractBaseUser | str | None) -> tuple[str, int | None]:
     if isinstance(actor, str):
         return actor, None
     return actor.get_username(), actor.pk
-
-
-def _field(name: str) -> Any:
-    return AuditEntry._meta.get_field(name)
 
 
 @cache

@@ -4,6 +4,7 @@ the connection's own busy timeout as configured."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -12,7 +13,9 @@ import pytest
 from django.db import OperationalError, connection, transaction
 
 from execution.backends.sqlite3 import base
+from execution.backends.sqlite3.checkpointer import BACKSTOP_PAGES
 from execution.models import Job
+from tests.faults.conftest import wait_until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -85,3 +88,31 @@ def test_it_gives_up_at_the_busy_timeout_with_djangos_error():
 
     assert Job.objects.count() == 0
     assert _busy_timeout_ms() == 200
+
+
+def test_a_thread_checkpoints_the_log_so_commits_need_not(settings, tmp_path):
+    """Rows committed reach the database file itself (read ignoring the log), with commits
+    left to checkpoint only past the backstop."""
+    settings.SQLITE_CHECKPOINT_INTERVAL_S = 0.05
+    name = tmp_path / "checkpointed.sqlite3"
+    wrapper = base.DatabaseWrapper({**connection.settings_dict, "NAME": str(name)}, alias="other")
+    try:
+        wrapper.ensure_connection()
+        with wrapper.cursor() as cursor:
+            cursor.execute("PRAGMA wal_autocheckpoint")
+            assert cursor.fetchone()[0] == BACKSTOP_PAGES
+            cursor.execute("CREATE TABLE t (n INTEGER)")
+            cursor.execute("INSERT INTO t VALUES (1), (2), (3)")
+        main_file_only = f"file:{name}?immutable=1"
+
+        def rows_in_main_file() -> int:
+            with contextlib.closing(sqlite3.connect(main_file_only, uri=True)) as reader:
+                try:
+                    return int(reader.execute("SELECT count(*) FROM t").fetchone()[0])
+                except sqlite3.OperationalError:  # the table is not there yet either
+                    return 0
+
+        wait_until(lambda: rows_in_main_file() == 3, timeout_s=10)
+        assert any(thread.name == "sqlite-checkpointer" for thread in threading.enumerate())
+    finally:
+        wrapper.close()

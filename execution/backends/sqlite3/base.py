@@ -14,15 +14,27 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from typing import Any
 
+from django.conf import settings
 from django.db import OperationalError
 from django.db.backends.sqlite3 import base
+
+from execution.backends.sqlite3.checkpointer import BACKSTOP_PAGES, WALCheckpointer
 
 FIRST_WAIT_S = 50e-6
 LONGEST_WAIT_S = 2e-3
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        connection = super().get_new_connection(conn_params)
+        interval = getattr(settings, "SQLITE_CHECKPOINT_INTERVAL_S", 0)
+        if interval > 0 and not self.is_in_memory_db():
+            connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+            WALCheckpointer.ensure_started(str(self.settings_dict["NAME"]), interval)
+        return connection
+
     def _start_transaction_under_autocommit(self) -> None:
         if self.transaction_mode != "IMMEDIATE":  # type: ignore[attr-defined]
             super()._start_transaction_under_autocommit()  # type: ignore[misc]
