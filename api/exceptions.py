@@ -171,8 +171,11 @@ def _describe(exc: exceptions.APIException) -> tuple[AnyErrorType, str, Any, str
             {"errors": validation_errors(exc.detail)},
             None,
         )
-    error_type: AnyErrorType | None = getattr(exc, "error_type", None) or next(
-        (kind for cls, kind in DRF_ERROR_TYPES if isinstance(exc, cls)), None
+    declared = getattr(exc, "error_type", None)  # only a type of the closed set counts
+    error_type: AnyErrorType | None = (
+        declared
+        if isinstance(declared, ErrorType | ProtocolErrorType)
+        else next((kind for cls, kind in DRF_ERROR_TYPES if isinstance(exc, cls)), None)
     )
     if error_type is None:
         fallback = ErrorType.SERVICE_UNAVAILABLE if exc.status_code >= 500 else None

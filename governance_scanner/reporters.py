@@ -15,8 +15,7 @@ JSON_VERSION = 1
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 TOOL_NAME = "governance-scanner"
 DISTRIBUTION = "governed-plugin-execution"
-README = Path(__file__).resolve().parent.parent / "README.md"
-README_SECTION = "the-governance-scanner"
+SCANNER_DOCS = Path(__file__).resolve().parent.parent / "docs" / "scanner.md"
 
 
 def tool_version() -> str:
@@ -30,7 +29,7 @@ def tool_version() -> str:
 
 
 def information_uri() -> str:
-    """The project's own page: its declared home page, else its README's scanner section."""
+    """The project's own page: its declared home page, else the scanner's reference page."""
     from importlib import metadata
 
     try:
@@ -41,7 +40,7 @@ def information_uri() -> str:
         _, _, url = entry.partition(", ")
         if url.startswith("https://"):
             return str(url)
-    return f"{README.as_uri()}#{README_SECTION}"
+    return SCANNER_DOCS.as_uri()
 
 
 def _rule_name(code: str) -> str:

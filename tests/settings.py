@@ -26,3 +26,5 @@ PLUGIN_METRICS_ENABLED = True
 JOB_RECOVERY_INTERVAL_S = 0
 # Nor does it seal audit entries in the background: tests seal when they mean to.
 AUDIT_SEAL_INTERVAL_S = 0
+# Nor checkpoint SQLite's log from a thread (servers and workers the tests start do).
+SQLITE_CHECKPOINT_INTERVAL_S = 0

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import json.encoder
 import logging
 import time
 import uuid

@@ -1,7 +1,7 @@
 """Canonical JSON and the digests taken of it: of a job's input and result, and of entries.
 
-Its own module because both the recorder (on every request) and the chain use it,
-and the chain needs the job model, which records through the recorder.
+Its own module because the job model (on every request) and the chain both use it,
+and the chain needs the job model.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from execution.audit.recorder import record
 from execution.models import Job, alters_data
 from execution.selectors import get_job
 from execution.services.job_execution_service import JobExecutionService
+from plugins.contract import plugin_label
 from plugins.errors.exceptions import GovernedExecutionError
-from plugins.metrics.instruments import count_refused_request, plugin_label
+from plugins.metrics.instruments import count_refused_request, metrics_label
 from plugins.registry import get_registry
 
 if TYPE_CHECKING:
@@ -45,12 +46,16 @@ def record_refusal(
     registry = get_registry()
     if registry.record_metrics:
         registered = registry.is_registered(plugin_name)
-        count_refused_request(plugin_label(plugin_name, registered=registered), error_type)
+        count_refused_request(metrics_label(plugin_name, registered=registered), error_type)
     if audited:
         return
-    name = plugin_name[:100] if isinstance(plugin_name, str) else ""
     try:
-        record(AuditEvent.REQUEST_REFUSED, actor=user, plugin_name=name, error_type=error_type)
+        record(
+            AuditEvent.REQUEST_REFUSED,
+            actor=user,
+            plugin_name=plugin_label(plugin_name),
+            error_type=error_type,
+        )
     except DatabaseError:
         logger.warning("A refused request (%s) could not be put on the audit trail", error_type)
 

@@ -64,7 +64,7 @@ PLUGIN_LIMIT_HITS = Counter(
 _KILL_REASONS = {"PluginTimeout": "timeout", "Cancelled": "cancel", "WorkerLost": "release"}
 
 
-def plugin_label(plugin_name: object, *, registered: bool) -> str:
+def metrics_label(plugin_name: object, *, registered: bool) -> str:
     """The ``plugin`` label of a name: itself if the registry knows it, else the shared one."""
     return plugin_name if registered and isinstance(plugin_name, str) else UNKNOWN_PLUGIN_LABEL
 

@@ -20,7 +20,7 @@ from types import TracebackType
 
 from django.db import InterfaceError, InternalError, OperationalError, transaction
 
-from plugins.metrics.instruments import METRICS_FAILURES, observe_execution, plugin_label
+from plugins.metrics.instruments import METRICS_FAILURES, metrics_label, observe_execution
 from plugins.models import PluginMetrics
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class MetricsRecorder(ABC):
         So names sent by clients cannot grow the persisted metrics without bound.
         """
         observe_execution(
-            plugin_label(execution.plugin_name, registered=registered),
+            metrics_label(execution.plugin_name, registered=registered),
             execution.outcome,
             execution.elapsed_ms,
         )

@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from plugins.contract import Plugin
+from plugins.contract import Plugin, plugin_label
 from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
 from plugins.errors.exceptions import (
     GovernedExecutionError,
@@ -133,12 +133,12 @@ class ToolRunner:
             result = output
         except ControlFailed as exc:
             error = build_error_envelope(
-                ErrorType.SERVICE_UNAVAILABLE, str(exc), plugin=_label(plugin_name), exc=exc
+                ErrorType.SERVICE_UNAVAILABLE, str(exc), plugin=plugin_label(plugin_name), exc=exc
             )
             raise
         except Exception as exc:
             ran = getattr(exc, "ran", ran)
-            error = envelope_for(exc, _label(plugin_name))
+            error = envelope_for(exc, plugin_label(plugin_name))
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
             try:
@@ -152,11 +152,13 @@ class ToolRunner:
                 )
                 if error is not None and isolation is not None:
                     count_containment(
-                        _label(plugin_name), dict(error), isolation is IsolationKind.PROCESS
+                        plugin_label(plugin_name), dict(error), isolation is IsolationKind.PROCESS
                     )
             except Exception:
                 METRICS_FAILURES.inc()
-                logger.exception("Recording metrics for plugin %r failed", _label(plugin_name))
+                logger.exception(
+                    "Recording metrics for plugin %r failed", plugin_label(plugin_name)
+                )
         return ExecutionResult(result, error, ran)
 
     def validate(
@@ -211,11 +213,6 @@ _REFUSALS: dict[str, type[GovernedExecutionError]] = {
     ErrorType.VALIDATION_ERROR: InputValidationError,
     ErrorType.PLUGIN_VERSION_MISMATCH: PluginVersionMismatchError,
 }
-
-
-def _label(plugin_name: object) -> str:
-    text = plugin_name if isinstance(plugin_name, str) else repr(plugin_name)
-    return text[:100]
 
 
 def check_version(plugin: Plugin, version: str) -> None:

@@ -12,7 +12,7 @@ import time
 import pytest
 from django.db import OperationalError, connection, transaction
 
-from execution.backends.sqlite3 import base
+from execution.backends.sqlite3 import base, checkpointer
 from execution.backends.sqlite3.checkpointer import BACKSTOP_PAGES
 from execution.models import Job
 from tests.faults.conftest import wait_until
@@ -116,3 +116,10 @@ def test_a_thread_checkpoints_the_log_so_commits_need_not(settings, tmp_path):
         assert any(thread.name == "sqlite-checkpointer" for thread in threading.enumerate())
     finally:
         wrapper.close()
+
+
+def test_the_checkpointer_never_creates_a_database_that_is_gone(tmp_path):
+    missing = tmp_path / "gone.sqlite3"
+    with pytest.raises(sqlite3.OperationalError):
+        checkpointer.checkpoint(str(missing))
+    assert not missing.exists()

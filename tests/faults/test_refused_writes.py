@@ -84,7 +84,10 @@ def sleeping_metrics() -> tuple[int, int]:
 
 @pytest.mark.parametrize("refusals", [1, 2])
 def test_a_synchronous_outcome_is_recorded_once_the_lock_is_gone(processes, token, refusals):
-    server = processes.server(**short_write_waits(processes))
+    # The client waits, and the lease lasts, long enough for a loaded machine's retries.
+    server = processes.server(
+        **short_write_waits(processes), JOB_OUTCOME_SYNC_WAIT_S="15", JOB_LEASE_GRACE_S="10"
+    )
     server.token = token
     answer: dict[str, Any] = {}
     request = threading.Thread(

@@ -79,7 +79,7 @@ def test_sarif_output_is_valid_sarif_2_1_0_for_code_scanning(capsys, monkeypatch
     assert [rule["id"] for rule in rules] == CODES
     assert run["tool"]["driver"]["version"] == metadata.version("governed-plugin-execution")
     uri = run["tool"]["driver"]["informationUri"]
-    assert uri.endswith("README.md#the-governance-scanner") or "governed-plugin-execution" in uri
+    assert uri.endswith("docs/scanner.md") or "governed-plugin-execution" in uri
     assert all(
         rule["name"] and rule["help"]["text"] and rule["shortDescription"]["text"] for rule in rules
     )

@@ -10,11 +10,13 @@ the thread falls behind or does not run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import threading
 import time
+from urllib.parse import quote
 
 logger = logging.getLogger("execution.backends.sqlite3")
 
@@ -29,32 +31,38 @@ class WALCheckpointer:
     def ensure_started(cls, database: str, interval_s: float) -> None:
         """Start this process's checkpointer of ``database`` unless it runs already."""
         key = (os.getpid(), database)
-        if key in cls._started:
-            return
         with cls._lock:
             if key in cls._started:
                 return
+            thread = threading.Thread(
+                target=cls._run,
+                args=(database, interval_s),
+                name="sqlite-checkpointer",
+                daemon=True,
+            )
+            thread.start()
             cls._started.add(key)
-        thread = threading.Thread(
-            target=cls._run, args=(database, interval_s), name="sqlite-checkpointer", daemon=True
-        )
-        thread.start()
 
     @staticmethod
     def _run(database: str, interval_s: float) -> None:
         failing = False
-        connection: sqlite3.Connection | None = None
         while True:
             time.sleep(interval_s)
             try:
-                if connection is None:
-                    connection = sqlite3.connect(database, timeout=0, isolation_level=None)
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                checkpoint(database)
                 failing = False
-            except sqlite3.Error as exc:
+            except Exception as exc:  # the thread must outlive any one failure
                 if not failing:
                     logger.warning("SQLite's log could not be checkpointed: %s", exc)
                 failing = True
-                if connection is not None:
-                    connection.close()
-                connection = None
+
+
+def checkpoint(database: str) -> None:
+    """One PASSIVE checkpoint of ``database`` (a path or a ``file:`` URI, as Django opens it).
+
+    A connection of its own each time, opened read-write only: a database that was
+    replaced or removed is never recreated, and no file stays open across ticks.
+    """
+    uri = database if database.startswith("file:") else f"file:{quote(database)}?mode=rw"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=0)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()

@@ -1,6 +1,6 @@
 """Process isolation: plugin code runs in pooled child processes that can be killed.
 
-The pool is pebble's ``ProcessPool`` (see the README for why pebble). This module
+The pool is pebble's ``ProcessPool`` (docs/containment.md says why pebble). This module
 adds what containment needs on top of it:
 
 * children come from a *forkserver*, not from a fork of the caller: they inherit
