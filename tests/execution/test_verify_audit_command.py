@@ -12,7 +12,6 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from prometheus_client.parser import text_string_to_metric_families
 
-from execution.audit import signing
 from execution.audit.chain import seal
 from execution.audit.metrics import hash_prefix
 from execution.audit.models import AuditChain, AuditEntry
@@ -22,13 +21,6 @@ from tests.execution.audit_scenarios import sql
 
 ENTRY_TABLE = AuditEntry._meta.db_table
 CHANGELIST = "/admin/execution/auditentry/"
-
-
-@pytest.fixture(autouse=True)
-def _no_signing_key():
-    signing.set_signing_key(None)
-    yield
-    signing.set_signing_key(None)
 
 
 @pytest.fixture
