@@ -161,7 +161,17 @@ def test_sealing_in_small_batches_with_pauses_seals_everything_once(db, user, mo
     for _ in range(11):
         scenario.refuse(user)
     pauses: list[float] = []
-    monkeypatch.setattr(time, "sleep", pauses.append)
+    sealing_thread = threading.get_ident()
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        # Other tests' daemon threads (a pool's stop, a timer) may sleep meanwhile.
+        if threading.get_ident() == sealing_thread:
+            pauses.append(seconds)
+        else:
+            real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
     assert seal(batch_size=4, pause_s=0.5).sealed == 11
     assert pauses == [0.5, 0.5]  # between the three batches, not before the first
     assert not AuditEntry.objects.filter(seq__isnull=True).exists()
