@@ -7,10 +7,12 @@ the scanner's configuration excludes this folder for that reason.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, cast
 
 from django.db import transaction
 from django.urls import include, path
+from django.utils import timezone
 from django_tasks import task
 from pydantic import BaseModel
 from rest_framework.request import Request
@@ -64,7 +66,10 @@ class BareBookkeepingView(APIView):
                 requested_by=cast(Any, request.user),
             )
         with transaction.atomic():
-            Job.objects.filter(pk=job.pk).update(status="RUNNING")
+            # A lease, or a worker's lease monitor would recover the job meanwhile.
+            Job.objects.filter(pk=job.pk).update(
+                status="RUNNING", lease_expires_at=timezone.now() + timedelta(hours=1)
+            )
         with transaction.atomic():
             Job.objects.filter(pk=job.pk).update(status="SUCCESS", result={})
         return Response({"job_id": str(job.pk), "status": "SUCCESS", "result": {}})

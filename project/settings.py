@@ -205,8 +205,9 @@ JOB_CLOCK_CHECK_INTERVAL_S = float(os.environ.get("JOB_CLOCK_CHECK_INTERVAL_S", 
 # /v1/health answers 503 when the file system of a SQLite database has less free space.
 HEALTH_MIN_FREE_DISK_MB = float(os.environ.get("HEALTH_MIN_FREE_DISK_MB", "16"))
 # The audit trail. AUDIT_ENABLED off records nothing (for benchmarks: a database run
-# without it cannot be verified). Every web process and worker seals waiting entries
-# every AUDIT_SEAL_INTERVAL_S (0: never; `manage.py seal_audit` seals on demand). The
+# without it cannot be verified). Workers seal waiting entries every
+# AUDIT_SEAL_INTERVAL_S, web processes as their backstop (0: never; `manage.py
+# seal_audit` seals on demand). The
 # optional AUDIT_SIGNING_KEY is read from the environment by execution/audit/signing.py,
 # never a setting: plugin processes load these settings.
 AUDIT_ENABLED = env_bool("AUDIT_ENABLED", default=True)

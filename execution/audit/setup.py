@@ -15,7 +15,7 @@ def on_ready() -> None:
 
     The key leaves ``os.environ`` here, before any plugin process can be started.
     The sealer starts on the first request (so commands such as migrate never
-    start it); db_worker starts its own.
+    start it), as the backstop of db_worker's.
     """
     take_signing_key_from_environment()
     register_collector()
@@ -25,4 +25,4 @@ def on_ready() -> None:
 def _start_sealer(**kwargs: Any) -> None:
     from execution.audit.sealer import AuditSealer
 
-    AuditSealer.ensure_started()
+    AuditSealer.ensure_started(backstop=True)

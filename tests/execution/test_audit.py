@@ -12,7 +12,7 @@ import pytest
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
-from execution.audit import chain, signing
+from execution.audit import chain, sealer, signing
 from execution.audit.chain import SigningKeyMismatch, seal
 from execution.audit.digest import canonical_json, payload_sha256
 from execution.audit.events import AuditEvent
@@ -481,3 +481,11 @@ def test_a_sealer_whose_head_moved_while_it_hashed_writes_nothing_and_tries_agai
         range(1, 12)
     )
     assert verify().ok
+
+
+def test_a_backstop_sealer_waits_ten_intervals_for_the_workers(db, user):
+    scenario.refuse(user)
+    seal()
+    assert sealer._sealed_within(1.0)  # a worker sealed just now: web processes leave it
+    AuditChain.objects.update(sealed_at=datetime(2020, 1, 1, tzinfo=UTC))
+    assert not sealer._sealed_within(sealer.BACKSTOP_INTERVALS * 2.0)  # nobody keeps up
