@@ -386,6 +386,7 @@ class Scanner:
         ]
         self.options = FileOptions.from_config(config)
         self._tool_runners = {str(config.path(entry.module)) for entry in config.tool_runner}
+        self._runner_delegates = [config.path(entry) for entry in config.runner_delegates]
         self._state_machines = {str(config.path(module)) for module in config.state_machine_modules}
         self._caller_prefixes = [str(config.path(entry)) for entry in config.runner_callers]
         self._cwd_prefix = str(self.cwd).rstrip(os.sep) + os.sep
@@ -414,9 +415,17 @@ class Scanner:
             display=display,
             module=module,
             package=package,
-            is_tool_runner=path in self._tool_runners,
+            is_tool_runner=path in self._tool_runners or self._is_runner_delegate(path),
             is_state_machine=path in self._state_machines,
             is_runner_caller=self._is_runner_caller(path),
+        )
+
+    def _is_runner_delegate(self, path: str) -> bool:
+        """A module named in ``runner-delegates`` is the runner's own: it may call plugins."""
+        resolved = Path(path)
+        return any(
+            resolved == delegate or delegate in resolved.parents
+            for delegate in self._runner_delegates
         )
 
     def scan(self, paths: Sequence[Path]) -> ScanResult:

@@ -10,8 +10,9 @@ from plugins.errors.exceptions import GovernedExecutionError
 from plugins.metrics.recorder import IMMEDIATE_RECORDER, MetricsRecorder
 from plugins.registry import PluginRegistry, get_registry
 from plugins.runtime.control import ExecutionControl
+from plugins.runtime.plugin_side import check_version
 from plugins.runtime.provenance import code_of
-from plugins.runtime.tool_runner import ExecutionResult, ToolRunner, check_version
+from plugins.runtime.tool_runner import ExecutionResult, ToolRunner
 
 
 @dataclass(frozen=True)

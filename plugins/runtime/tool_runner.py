@@ -5,12 +5,10 @@ hands the execution to the plugin's isolation (plugins/runtime/isolation/: a
 pooled child process by default, a pool thread for trusted plugins), turns any
 failure into an error envelope and, in ``finally``, records metrics.
 
-The functions at the end of this module are what runs where the plugin is
-isolated: the isolation calls them with the plugin, so the plugin's own code runs
-under its limits, input validation (its validators are plugin code too), ``run``
-under the runtime guard, and output validation with the result size bound. One
-execution is one round trip: the payload is validated there and exactly what was
-validated runs.
+What runs where the plugin is isolated is plugins/runtime/plugin_side.py: the
+isolation calls it with the plugin, so the plugin's own code runs under its
+limits. One execution is one round trip: the payload is validated there and
+exactly what was validated runs.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_
 from plugins.errors.exceptions import (
     GovernedExecutionError,
     InputValidationError,
-    PluginExecutionError,
     PluginVersionMismatchError,
     ReportedExecutionError,
     envelope_for,
@@ -36,13 +33,12 @@ from plugins.metrics.recorder import IMMEDIATE_RECORDER, MetricsRecorder
 from plugins.models import PluginState
 from plugins.registry import PluginRegistry, get_registry
 from plugins.runtime.control import ControlFailed, ExecutionControl
-from plugins.runtime.guard import authorised
 from plugins.runtime.isolation import ISOLATIONS
 from plugins.runtime.isolation.base import Isolation
 from plugins.runtime.limits import ExecutionLimits, IsolationKind
+from plugins.runtime.plugin_side import validate_and_run, validate_only
 from plugins.runtime.provenance import RanCode
-from plugins.validation.input_validator import validate_input
-from plugins.validation.output_validator import check_storable_output, validate_output
+from plugins.validation.output_validator import check_storable_output
 
 logger = logging.getLogger(__name__)
 
@@ -213,45 +209,3 @@ _REFUSALS: dict[str, type[GovernedExecutionError]] = {
     ErrorType.VALIDATION_ERROR: InputValidationError,
     ErrorType.PLUGIN_VERSION_MISMATCH: PluginVersionMismatchError,
 }
-
-
-def check_version(plugin: Plugin, version: str) -> None:
-    """Refuse to run anything but the version asked for (none asked: any)."""
-    if version and version != plugin.version:
-        raise PluginVersionMismatchError(
-            f"Plugin {plugin.name!r} is at version {plugin.version!r}, not {version!r}",
-            details={"requested": version, "installed": plugin.version},
-        )
-
-
-def _validate_version_and_input(plugin: Plugin, payload: Any, version: str) -> Any:
-    validated = validate_input(plugin, payload)  # bad input is refused whatever the version
-    check_version(plugin, version)
-    return validated
-
-
-def validate_and_run(plugin: Plugin, payload: Any, max_result_bytes: int, version: str) -> bytes:
-    """One execution where the plugin is isolated: validate, run, check the output."""
-    validated = _validate_version_and_input(plugin, payload, version)
-    try:
-        with authorised(plugin):
-            output = plugin.run(validated)
-    except GovernedExecutionError as exc:
-        if type(exc) is not PluginExecutionError:
-            # Only ToolRunner says an input was refused, a limit hit or a process lost.
-            raise PluginExecutionError(
-                f"Plugin {plugin.name!r} failed with {type(exc).__name__}",
-                details={"exception": type(exc).__name__},
-            ) from exc
-        raise
-    return validate_output(plugin, output, max_result_bytes)
-
-
-def validate_only(plugin: Plugin, payload: Any, version: str) -> bytes:
-    """Only check the version and validate a payload where the plugin is isolated.
-
-    A background job's admission. Nothing comes back: the validated value is the
-    plugin's making, and stays where it was made.
-    """
-    _validate_version_and_input(plugin, payload, version)
-    return b""

@@ -202,9 +202,15 @@ def test_an_unreadable_file_exits_two_after_scanning_the_rest(tmp_path):
 def _project_copy(tmp_path: Path) -> Path:
     """The project's scanner configuration and runner, with one new bypass, in ``tmp_path``."""
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    runner = tmp_path / "plugins" / "runtime" / "tool_runner.py"
-    runner.parent.mkdir(parents=True)
-    shutil.copy(ROOT / "plugins" / "runtime" / "tool_runner.py", runner)
+    runtime = tmp_path / "plugins" / "runtime"
+    runtime.mkdir(parents=True)
+    for module in (
+        "__init__.py",
+        "runtime/__init__.py",
+        "runtime/tool_runner.py",
+        "runtime/plugin_side.py",
+    ):  # the runner and its delegate, importable
+        shutil.copy(ROOT / "plugins" / module, tmp_path / "plugins" / module)
     (tmp_path / "execution").mkdir()
     (tmp_path / "execution" / "shortcut.py").write_text(
         "from plugins.registry import get_registry\n\n\n"

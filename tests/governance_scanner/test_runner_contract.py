@@ -106,17 +106,18 @@ def _project_copy(tmp_path: Path, edit=None) -> Path:
     """The project's configuration and a copy of its runtime, the runner edited, in ``tmp_path``."""
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     runtime = tmp_path / "plugins" / "runtime"
+    runtime.parent.mkdir()
+    shutil.copy(ROOT / "plugins" / "__init__.py", runtime.parent / "__init__.py")
     shutil.copytree(
         ROOT / "plugins" / "runtime", runtime, ignore=shutil.ignore_patterns("__pycache__")
     )
-    target = runtime / "tool_runner.py"
-    text = target.read_text()
     if edit is not None:
-        old, new = edit
+        module, old, new = edit if len(edit) == 3 else ("tool_runner.py", *edit)
+        target = runtime / module
+        text = target.read_text()
         assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    target.write_text(text)
-    return target
+        target.write_text(text.replace(old, new))
+    return runtime / "tool_runner.py"
 
 
 def _scan_copy(tmp_path: Path, delegates: tuple[str, ...] = ()):
@@ -124,9 +125,11 @@ def _scan_copy(tmp_path: Path, delegates: tuple[str, ...] = ()):
     return Scanner(config, cwd=tmp_path).scan([tmp_path])
 
 
-# Following the whole runtime, isolation included, finds what the runner's module alone does.
+# Following the whole runtime, isolation included, finds what the configured delegate does.
 DELEGATES = pytest.mark.parametrize(
-    "delegates", [(), ("plugins/runtime",)], ids=["runner", "runtime"]
+    "delegates",
+    [("plugins/runtime/plugin_side.py",), ("plugins/runtime",)],
+    ids=["plugin-side", "runtime"],
 )
 
 
@@ -159,7 +162,14 @@ def test_the_projects_runner_keeps_its_contract(tmp_path, delegates):
             "GOV004",
         ),
         # the plugin's run is no longer called where it is isolated: the runner governs nothing
-        (("output = plugin.run(validated)", "output = plugin.execute(validated)"), "GOV002"),
+        (
+            (
+                "plugin_side.py",
+                "output = plugin.run(validated)",
+                "output = plugin.execute(validated)",
+            ),
+            "GOV002",
+        ),
     ],
     ids=["no-finally", "no-metrics", "metrics-skipped", "no-plugin-call"],
 )
@@ -170,3 +180,13 @@ def test_breaking_the_projects_runner_is_caught(tmp_path, edit, code, delegates)
     assert {(f.path, f.rule) for f in result.violations} == {
         ("plugins/runtime/tool_runner.py", code)
     }
+
+
+def test_a_delegate_is_the_runners_own_and_may_call_the_plugin():
+    """The plugin call in a delegate module: no GOV001 there, and the contract holds."""
+    path = "runners/delegated"
+    entry = runner(f"{path}/runner.py")
+    delegated = run_scan(path, tool_runner=entry, runner_delegates=(path,))
+    assert delegated.violations == []
+    (finding,) = run_scan(path, tool_runner=entry, select=("GOV001",)).violations
+    assert finding.path.endswith("delegated/side.py")
