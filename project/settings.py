@@ -181,11 +181,19 @@ PLUGIN_ISOLATION = os.environ.get("PLUGIN_ISOLATION", "process")
 PLUGIN_DEFAULT_TIMEOUT_S = float(os.environ.get("PLUGIN_DEFAULT_TIMEOUT_S", "30"))
 PLUGIN_DEFAULT_MAX_MEMORY_MB = int(os.environ.get("PLUGIN_DEFAULT_MAX_MEMORY_MB", "1024"))
 PLUGIN_MAX_RESULT_BYTES = int(os.environ.get("PLUGIN_MAX_RESULT_BYTES", str(1024 * 1024)))
-# Children per process. 0: one in a db_worker (it runs one job at a time, and an idle
-# second child only adds latency), two in a web process (threads may run plugins at once).
-PLUGIN_PROCESS_POOL_SIZE = int(os.environ.get("PLUGIN_PROCESS_POOL_SIZE", "0"))
-PLUGIN_MAX_TASKS_PER_CHILD = int(os.environ.get("PLUGIN_MAX_TASKS_PER_CHILD", "10000"))
-PLUGIN_KILL_GRACE_S = float(os.environ.get("PLUGIN_KILL_GRACE_S", "0.5"))
+# Process isolation runs each plugin in sandboxed host processes of its own: this many
+# are kept ready per plugin in each web process and worker, each serves this many
+# executions at most, and they are started when a process starts (PLUGIN_WARM_HOSTS).
+PLUGIN_HOSTS_PER_PLUGIN = int(os.environ.get("PLUGIN_HOSTS_PER_PLUGIN", "1"))
+PLUGIN_MAX_EXECUTIONS_PER_HOST = int(os.environ.get("PLUGIN_MAX_EXECUTIONS_PER_HOST", "10000"))
+PLUGIN_WARM_HOSTS = env_bool("PLUGIN_WARM_HOSTS", default=True)
+# The kernel confines every host (Landlock, seccomp, no privileges; docs/sandbox.md).
+# "off" runs them unconfined: only for a kernel without Landlock, knowingly. A server
+# running as root starts hosts as PLUGIN_SANDBOX_USER. A plugin that declares
+# network = True gets it only if it is named in PLUGIN_NETWORK_ALLOWED.
+PLUGIN_SANDBOX = os.environ.get("PLUGIN_SANDBOX", "on")
+PLUGIN_SANDBOX_USER = os.environ.get("PLUGIN_SANDBOX_USER", "nobody")
+PLUGIN_NETWORK_ALLOWED = env_list("PLUGIN_NETWORK_ALLOWED", [])
 
 # Jobs. A RUNNING job's lease ends at its start + its plugin's time limit + this grace;
 # every web process and worker recovers expired leases every JOB_RECOVERY_INTERVAL_S

@@ -28,3 +28,5 @@ JOB_RECOVERY_INTERVAL_S = 0
 AUDIT_SEAL_INTERVAL_S = 0
 # Nor checkpoint SQLite's log from a thread (servers and workers the tests start do).
 SQLITE_CHECKPOINT_INTERVAL_S = 0
+# Nor start every plugin's host at its first request: tests start the ones they use.
+PLUGIN_WARM_HOSTS = False

@@ -6,15 +6,20 @@ turns any of them (and any other exception) into an envelope.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
+
+if TYPE_CHECKING:
+    from plugins.runtime.provenance import RanCode
 
 
 class GovernedExecutionError(Exception):
     """Base class of the errors ToolRunner knows how to report."""
 
     error_type: ErrorType = ErrorType.PLUGIN_EXECUTION_ERROR
+    ran: RanCode | None = None
+    """What code ran, as its process reported it, when the failure came from there."""
 
     def __init__(self, message: str, *, details: Any = None, plugin: str | None = None) -> None:
         super().__init__(message)

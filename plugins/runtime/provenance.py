@@ -1,7 +1,7 @@
 """What code ran: a plugin's version and a fingerprint of its code, as its own process saw them.
 
-The parent's registry knows what was installed when it started; a plugin's child
-process may have imported another release since (an upgrade on disk, a child
+The server's registry knows what was installed when it started; a plugin's host
+process may have imported another release since (an upgrade on disk, a host
 started later). So the process that runs the plugin reports what it ran, and
 that is what a job records.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import sys
 from dataclasses import dataclass
 from importlib import metadata
+from typing import Any
 
 MAX_FINGERPRINT_CHARS = 200
 
@@ -25,18 +25,15 @@ class RanCode:
     version: str
     fingerprint: str
 
-    def to_json(self) -> bytes:
-        return json.dumps({"version": self.version, "fingerprint": self.fingerprint}).encode()
+    def as_report(self) -> dict[str, str]:
+        return {"version": self.version, "fingerprint": self.fingerprint}
 
     @classmethod
-    def from_json(cls, data: bytes) -> RanCode | None:
-        """The report of a child, or None when it is empty or not one (a child may lie)."""
-        if not data:
-            return None
+    def from_report(cls, report: Any) -> RanCode | None:
+        """What a host reported it ran, or None when it is not such a report (a host may lie)."""
         try:
-            fields = json.loads(data)
-            version, fingerprint = fields["version"], fields["fingerprint"]
-        except (ValueError, KeyError, TypeError):
+            version, fingerprint = report["version"], report["fingerprint"]
+        except (KeyError, TypeError):
             return None
         if not isinstance(version, str) or not isinstance(fingerprint, str):
             return None

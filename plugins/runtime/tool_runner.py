@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -157,6 +158,15 @@ class ToolRunner:
                 )
         return ExecutionResult(result, error, ran)
 
+    def warm_up(self) -> None:
+        """Start, in the background, what every available plugin's isolation needs to run it."""
+        by_kind: dict[IsolationKind, list[tuple[Plugin, ExecutionLimits]]] = {}
+        for plugin in self._registry.list_plugins():
+            limits = self._registry.limits_for(plugin)
+            by_kind.setdefault(limits.isolation, []).append((plugin, limits))
+        for kind, plugins in by_kind.items():
+            self._isolations[kind].warm_up(plugins)
+
     def validate(
         self, plugin_name: str, payload: Any, *, version: str = ""
     ) -> ErrorEnvelope | None:
@@ -209,3 +219,23 @@ _REFUSALS: dict[str, type[GovernedExecutionError]] = {
     ErrorType.VALIDATION_ERROR: InputValidationError,
     ErrorType.PLUGIN_VERSION_MISMATCH: PluginVersionMismatchError,
 }
+
+
+_warmed_in_pid: int | None = None
+
+
+def warm_up_once() -> None:
+    """In each process, once (its first request, a worker's start): start the plugins' hosts.
+
+    So that no request waits for a plugin's process to start. Off with PLUGIN_WARM_HOSTS.
+    """
+    global _warmed_in_pid
+    from django.conf import settings
+
+    if _warmed_in_pid == os.getpid() or not settings.PLUGIN_WARM_HOSTS:
+        return
+    _warmed_in_pid = os.getpid()
+    try:
+        ToolRunner().warm_up()
+    except Exception:
+        logger.exception("Starting the plugins' processes ahead of demand failed")

@@ -32,7 +32,7 @@ from django_tasks_db.management.commands import db_worker
 from execution.audit.sealer import AuditSealer
 from execution.services.job_execution_service import release_running_jobs
 from execution.services.lease_recovery import LeaseMonitor
-from plugins.runtime.isolation.process import size_pool_for_one_execution_at_a_time
+from plugins.runtime.tool_runner import warm_up_once
 
 # django-tasks-db's logger: the command configures its output (-v), so our lines show with its own.
 logger = logging.getLogger("django_tasks_db")
@@ -139,6 +139,6 @@ class Command(db_worker.Command):
             worker_id=worker_id,
             excluded_queue_names=excluded_queue_names,
         )
-        size_pool_for_one_execution_at_a_time()
+        warm_up_once()
         worker.configure_signals()
         worker.run()

@@ -10,7 +10,7 @@ is the implementation's own business.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 PluginSide = Callable[..., bytes]
 """Code that runs where the plugin is isolated, called as ``function(plugin, *args)``.
 
-It must be a module-level function (a child process imports it by name) and
-return bytes: only data crosses back, nothing the plugin made.
+One of plugins/runtime/plugin_side.py's (a host process knows them by name); it
+returns bytes: only data crosses back, nothing the plugin made.
 """
 
 
@@ -50,3 +50,6 @@ class Isolation(Protocol):
         control's stop error, ControlFailed, or the failure of ``function`` or of
         the isolation itself, with what ran attached (``exc.ran``) when known.
         """
+
+    def warm_up(self, plugins: Iterable[tuple[Plugin, ExecutionLimits]]) -> None:
+        """Get ready to run these plugins, in the background (start their processes)."""

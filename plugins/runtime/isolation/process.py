@@ -1,66 +1,66 @@
-"""Process isolation: plugin code runs in pooled child processes that can be killed.
+"""Process isolation, the server's side: sandboxed plugin hosts, one plugin each.
 
-The pool is pebble's ``ProcessPool`` (docs/containment.md says why pebble). This module
-adds what containment needs on top of it:
+A host (plugins/runtime/isolation/host.py) is a clean interpreter, started with an
+allow-listed environment and no inherited file descriptor but its three pipes. It
+confines itself by the kernel before any plugin code runs (plugins/runtime/sandbox/),
+loads one plugin and serves its executions over length-prefixed JSON frames
+(channel.py). This module keeps, per plugin and per server process, a small pool
+of hosts started ahead of demand, and makes sure of what containment needs:
 
-* children come from a *forkserver*, not from a fork of the caller: they inherit
-  no database connection, socket, lock or thread of a web or worker process. The
-  forkserver imports Django and the runtime once, so a new child is a cheap fork
-  of an already warm process, and a plugin module a child imported stays
-  imported for the child's life (it is recycled after ``max_tasks_per_child``);
-* each child leads its own process group, which dies with the process that uses
-  the pool: the child holds the read end of a *lifeline* pipe whose only writer
-  is that process, and asks the kernel (``O_ASYNC``, ``F_SETSIG``) to SIGKILL its
-  whole group when the pipe closes. So a ``kill -9`` of a worker leaves nothing
-  spinning, even a plugin stuck in C code, even what the plugin started;
-* on SIGTERM (how pebble stops a child past its deadline or cancelled) a child
-  kills its whole group at once, including processes the plugin started; a child
-  stuck in C code gets SIGKILL after ``kill_grace_s`` and its orphans are reaped;
-* the deadline and cancellation are the caller's (plugins/runtime/control.py),
-  measured from the call, so a queued execution cannot outlive its job's lease;
-* what comes back is checked again here: the child runs plugin code, it may lie.
+* nothing a host sends is unpickled or evaluated: headers and results are JSON,
+  read with size limits and deadlines, and checked again here;
+* a host leads its own process group, which plugin code cannot leave (the sandbox
+  forbids setsid and setpgid): past its time limit, on a stop, or when it dies,
+  the group is SIGKILLed, double-forked daemons included;
+* a host is the subreaper of what its plugin starts: if any of those processes is
+  left when an execution returns, the host and its group are killed;
+* when the server process dies however (``kill -9``), the kernel kills every
+  host's group (the lifeline, see host.py);
+* a host runs one plugin only, so a plugin that poisons its host (globals,
+  limits, handlers) harms only its own later executions; ``fresh_process``
+  plugins get a new host every time.
 
-What a child runs is plugins/runtime/isolation/child.py.
+Why not a pool library: pebble (used before) and multiprocessing pickle on a
+channel that all children share; here each host has its own pipes and speaks JSON.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
-import itertools
 import json
 import logging
-import multiprocessing
 import os
+import pwd
+import shutil
 import signal
+import site
+import subprocess
+import sys
+import sysconfig
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import CancelledError
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import pebble
-from pebble import ProcessExpired, ProcessPool
 
 from plugins.errors.error_envelope import ErrorType
 from plugins.errors.exceptions import (
     GovernedExecutionError,
+    InputValidationError,
     OutputValidationError,
     PluginCrashedError,
     PluginExecutionError,
+    PluginTimeoutError,
     ReportedExecutionError,
 )
 from plugins.runtime.control import ExecutionControl, wait_until_done
+from plugins.runtime.isolation import channel
 from plugins.runtime.isolation.base import PluginSide
-from plugins.runtime.isolation.child import (
-    MAX_ENVELOPE_BYTES,
-    ChildOutcome,
-    PluginRef,
-    initialise_child,
-    run_in_child,
-    run_tracked,
-)
+from plugins.runtime.isolation.host import FUNCTIONS, MAX_ENVELOPE_BYTES, PluginRef
 from plugins.runtime.limits import ExecutionLimits
 from plugins.runtime.provenance import RanCode
 from plugins.validation.json_values import storable_copy
@@ -70,10 +70,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Imported by the forkserver before it forks any child (see bootstrap.py).
-FORKSERVER_PRELOAD = ["plugins.runtime.isolation.bootstrap"]
-_EXIT_CHECK_S = 0.25
-_EXITED_GRACE_S = 1.0
+MAX_HEADER_BYTES = 64 * 1024
+_EXIT_WAIT_S = 1.0
+# The only variables a host gets; whatever else the server has (SECRET_KEY,
+# DATABASE_URL, tokens, cloud credentials) stays out.
+_PASSED_ENVIRONMENT = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
+HOST_SETTINGS_MODULE = "plugins.runtime.isolation.host_settings"
 
 
 def plugin_ref(plugin_class: type) -> PluginRef:
@@ -81,12 +83,12 @@ def plugin_ref(plugin_class: type) -> PluginRef:
 
 
 def importable_problem(plugin_class: type) -> str | None:
-    """Why a child process could not import ``plugin_class``, or None if it can."""
+    """Why a host process could not import ``plugin_class``, or None if it can."""
     module, qualname = plugin_ref(plugin_class)
     if "<locals>" in qualname or module == "__main__":
         return (
             f"{module}.{qualname} must be importable by its module path to run in a "
-            "child process (define it at module level, or set isolation = 'thread')"
+            "host process (define it at module level, or set isolation = 'thread')"
         )
     return None
 
@@ -101,32 +103,93 @@ def describe_exit(exitcode: int | None) -> dict[str, Any]:
     return {"exit_code": exitcode}
 
 
-class ProcessIsolation:
-    """A lazily started pool of plugin child processes, one per calling process."""
+@dataclass(frozen=True)
+class SandboxSettings:
+    """How hosts are confined: the operator's settings."""
 
-    def __init__(self, *, size: int, max_tasks_per_child: int, kill_grace_s: float) -> None:
-        self.size = size
-        self.max_tasks_per_child = max_tasks_per_child
-        self.kill_grace_s = kill_grace_s
+    enabled: bool = True
+    user: str = "nobody"
+    network_allowed: frozenset[str] = frozenset()
+    max_open_files: int = 256
+
+    @classmethod
+    def from_settings(cls) -> SandboxSettings:
+        from django.conf import settings
+
+        return cls(
+            enabled=settings.PLUGIN_SANDBOX != "off",
+            user=settings.PLUGIN_SANDBOX_USER,
+            network_allowed=frozenset(settings.PLUGIN_NETWORK_ALLOWED),
+        )
+
+    def user_ids(self) -> tuple[int, int] | None:
+        """The (uid, gid) hosts switch to when the server runs as root; None otherwise."""
+        if os.geteuid() != 0:
+            return None
+        entry = pwd.getpwnam(self.user)
+        return entry.pw_uid, entry.pw_gid
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """Everything a host is started with; hosts of equal specs are interchangeable."""
+
+    plugin: PluginRef
+    packages: tuple[tuple[str, str], ...]
+    read_only: tuple[str, ...]
+    network: bool
+    max_memory_mb: int | None
+    fresh_process: bool
+    sandbox: SandboxSettings
+
+    @classmethod
+    def of(cls, plugin: Plugin, limits: ExecutionLimits, sandbox: SandboxSettings) -> HostSpec:
+        plugin_class = type(plugin)
+        packages = _package_locations(plugin_class)
+        declared = tuple(str(Path(p).resolve()) for p in getattr(plugin, "read_paths", ()))
+        return cls(
+            plugin=plugin_ref(plugin_class),
+            packages=packages,
+            read_only=(*_interpreter_paths(), *(location for _, location in packages), *declared),
+            network=bool(getattr(plugin, "network", False))
+            and plugin.name in sandbox.network_allowed,
+            max_memory_mb=limits.max_memory_mb,
+            fresh_process=bool(getattr(plugin, "fresh_process", False)),
+            sandbox=sandbox,
+        )
+
+
+class ProcessIsolation:
+    """Pools of sandboxed hosts, one pool per plugin (and limits), in this process."""
+
+    def __init__(
+        self,
+        *,
+        hosts_per_plugin: int = 1,
+        max_executions_per_host: int = 10000,
+        sandbox: SandboxSettings | None = None,
+    ) -> None:
+        self.hosts_per_plugin = max(hosts_per_plugin, 1)
+        self.max_executions_per_host = max_executions_per_host
+        self.sandbox = sandbox if sandbox is not None else SandboxSettings()
         self._lock = threading.Lock()
-        self._pool: ProcessPool | None = None
-        self._owner_pid = 0
-        self._slots: _TaskSlots | None = None
-        self._lifeline: Any = None  # the write end: kept open, never written, until we exit
+        self._pools: dict[HostSpec, _HostPool] = {}
+        self._specs: dict[tuple[type, ExecutionLimits], HostSpec] = {}
+        self._owner_pid = os.getpid()
 
     @classmethod
     def shared(cls) -> ProcessIsolation:
-        """The process-wide pool of plugin child processes, configured from settings."""
+        """This process's hosts, configured from settings."""
         global _shared
-        if _shared is None:
+        if _shared is None or _shared._owner_pid != os.getpid():
             with _shared_lock:
-                if _shared is None:
+                if _shared is None or _shared._owner_pid != os.getpid():
                     from django.conf import settings
 
                     _shared = cls(
-                        size=settings.PLUGIN_PROCESS_POOL_SIZE or 2,
-                        max_tasks_per_child=settings.PLUGIN_MAX_TASKS_PER_CHILD,
-                        kill_grace_s=settings.PLUGIN_KILL_GRACE_S,
+                        hosts_per_plugin=settings.PLUGIN_HOSTS_PER_PLUGIN,
+                        max_executions_per_host=settings.PLUGIN_MAX_EXECUTIONS_PER_HOST,
+                        sandbox=SandboxSettings.from_settings(),
                     )
         return _shared
 
@@ -138,329 +201,422 @@ class ProcessIsolation:
         limits: ExecutionLimits,
         control: ExecutionControl | None = None,
     ) -> tuple[bytes, RanCode | None]:
-        """Run ``function(plugin, *args)`` in a child, under ``limits``, and check what it sent.
+        """Run ``function(plugin, *args)`` in one of the plugin's hosts, under ``limits``.
 
-        The child has its own instance of the plugin's class; a failure it reports
-        is raised here with what ran attached (``exc.ran``).
+        A failure the host reports is raised here with what ran attached (``exc.ran``).
         """
-        outcome = self._in_child(
-            run_in_child,
-            function,
-            plugin_ref(type(plugin)),
-            limits.max_memory_mb,
-            *args,
-            timeout_s=limits.timeout_s,
-            control=control,
-        )
-        return _unwrap(outcome, limits.max_result_bytes)
+        if function.__name__ not in FUNCTIONS:
+            raise ValueError(f"{function.__name__} is not something a plugin host runs")
+        try:
+            request = json.dumps({"function": function.__name__, "args": list(args)}).encode()
+        except (TypeError, ValueError) as exc:
+            raise InputValidationError(f"The payload is not JSON: {exc}") from exc
+        pool = self._pool(self._spec(plugin, limits))
+        deadline = time.monotonic() + limits.timeout_s
+        with pool.host(deadline, limits.timeout_s) as host:
+            ok, data = host.execute(request, deadline, limits, control)
+        return _checked(ok, data, limits.max_result_bytes, host.ran)
 
-    def _in_child(
-        self,
-        function: Callable[..., Any],
-        *args: Any,
-        timeout_s: float,
-        control: ExecutionControl | None,
-    ) -> Any:
-        """Run ``function(*args)`` in a child; kill the child past ``timeout_s`` or on a stop.
+    def warm_up(self, plugins: Iterable[tuple[Plugin, ExecutionLimits]]) -> None:
+        """Start a host for each of these plugins now, in the background."""
+        for plugin, limits in plugins:
+            self._pool(self._spec(plugin, limits)).fill()
 
-        Raises PluginTimeoutError, the control's stop error, or PluginCrashedError
-        when the child dies; ``function`` itself must not raise. A child that
-        hit its memory limit asks to be retired, and is replaced once it returns.
-        """
-        pool, slots = self._current_pool()
-        with slots.slot() as (slot, token):
-            future = self._schedule(pool, run_tracked, (slot, token, function, *args))
-            try:
-                wait_until_done(
-                    lambda wait_s: self._finished(future, slots, slot, wait_s),
-                    timeout_s=timeout_s,
-                    control=control,
-                )
-            except Exception as exc:
-                pid = slots.pid(slot)
-                future.cancel()  # pebble stops the child running it (SIGTERM, then SIGKILL)
-                _kill_group_later(slots, slot, token, self.kill_grace_s + 0.5)
-                if not pid:
-                    self._check_not_jammed(pool, slots)
-                if isinstance(exc, _ExitedCleanly):
-                    raise PluginCrashedError(
-                        "The plugin's process ended before it returned", details=describe_exit(0)
-                    ) from exc
-                raise
-            try:
-                retire, value = future.result()
-            except ProcessExpired as exc:
-                _kill_group_later(slots, slot, token, 0)
-                raise PluginCrashedError(
-                    "The plugin's process died before it returned",
-                    details=describe_exit(exc.exitcode),
-                ) from exc
-            except BaseException as exc:  # whatever pebble or the child sent instead of a result
-                raise PluginExecutionError(
-                    "The plugin process pool failed; the execution did not complete",
-                    details={"exception": type(exc).__name__},
-                ) from None
-            if retire and not slots.any_running(except_slot=slot):
-                # pebble replaces no child on request; a new pool is cheap (the forkserver
-                # is warm) and, with nothing else running in this one, hurts no one.
-                self._replace(pool, "a plugin process was retired")
-            return value
+    def hosts(self) -> list[HostInfo]:
+        """Every host of this process: its pid, its plugin, whether it runs an execution now."""
+        with self._lock:
+            pools = list(self._pools.values())
+        return [info for pool in pools for info in pool.hosts()]
 
     def shutdown(self) -> None:
-        """Stop the pool of this process, if any (its children are killed)."""
+        """Kill every host of this process."""
         with self._lock:
-            pool, self._pool = self._pool, None
-            if pool is not None and self._owner_pid == os.getpid():
-                pool.stop()  # type: ignore[no-untyped-call]
-                pool.join(timeout=self.kill_grace_s + 5)
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
 
-    @staticmethod
-    def _finished(future: Any, slots: _TaskSlots, slot: int | None, wait_s: float) -> bool:
-        """Wait up to ``wait_s`` for the result; notice a child that exited with status 0.
+    def _spec(self, plugin: Plugin, limits: ExecutionLimits) -> HostSpec:
+        key = (type(plugin), limits)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = self._specs[key] = HostSpec.of(plugin, limits, self.sandbox)
+        return spec
 
-        pebble reports a child that dies with any other status; one that calls
-        ``os._exit(0)`` in the middle of a task would otherwise look like a hang.
-        """
-        deadline = time.monotonic() + wait_s
-        while True:
-            if _wait(future, min(deadline - time.monotonic(), _EXIT_CHECK_S)):
-                return True
-            pid = slots.running_pid(slot)
-            if pid and not _alive(pid):
-                # pebble reports any other exit status (and delivers a result sent just
-                # before a normal exit) within a few of its 0.1 s polls.
-                if _wait(future, _EXITED_GRACE_S):
-                    return True
-                raise _ExitedCleanly()
-            if time.monotonic() >= deadline:
-                return False
-
-    def _check_not_jammed(self, pool: ProcessPool, slots: _TaskSlots) -> None:
-        """A task that never started while no other one runs: replace the pool.
-
-        pebble's children share one pipe behind a lock; a child that died holding
-        it (killed by the OOM killer while sending a result) leaves every later
-        task waiting forever.
-        """
-        if not slots.any_running():
-            self._replace(pool, "no plugin process took a task in time")
-
-    def _replace(self, pool: ProcessPool, reason: str) -> None:
-        """Have the next call start a new pool, and stop this one in the background."""
-        logger.info("Replacing the plugin process pool: %s", reason)
-        with self._lock:
-            if self._pool is pool:
-                self._pool = None
-        _stop_in_background(pool)
-
-    @staticmethod
-    def _schedule(pool: ProcessPool, function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        try:
-            return pool.schedule(function, args=args)
-        except RuntimeError as exc:  # a broken pool is inactive: the next call starts a new one
-            raise PluginExecutionError(
-                "The plugin process pool was broken; it is being restarted",
-                details={"exception": type(exc).__name__},
-            ) from exc
-
-    def _current_pool(self) -> tuple[ProcessPool, _TaskSlots]:
-        pool, slots = self._pool, self._slots
-        usable = pool is not None and slots is not None and self._owner_pid == os.getpid()
-        if usable and pool.active:  # type: ignore[union-attr]
-            return pool, slots  # type: ignore[return-value]
-        with self._lock:
-            if self._pool is None or self._owner_pid != os.getpid() or not self._pool.active:
-                if self._pool is not None and self._owner_pid == os.getpid():
-                    logger.warning("The plugin process pool was broken; starting a new one")
-                    _stop_in_background(self._pool)
-                self._pool, self._slots = self._start_pool()
-                self._owner_pid = os.getpid()
-            assert self._slots is not None
-            return self._pool, self._slots
-
-    def _start_pool(self) -> tuple[ProcessPool, _TaskSlots]:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(FORKSERVER_PRELOAD)
-        # pebble waits this long between SIGTERM and SIGKILL; its default is 3 s.
-        pebble.common.CONSTS.term_timeout = self.kill_grace_s  # type: ignore[attr-defined]
-        slots = _TaskSlots(context)
-        lifeline, self._lifeline = context.Pipe(duplex=False)
-        pool = ProcessPool(
-            max_workers=self.size,
-            max_tasks=self.max_tasks_per_child,
-            initializer=initialise_child,
-            initargs=(slots.pids, slots.tokens, lifeline),
-            context=context,
-        )
-        return pool, slots
+    def _pool(self, spec: HostSpec) -> _HostPool:
+        pool = self._pools.get(spec)
+        if pool is None:
+            with self._lock:
+                pool = self._pools.get(spec)
+                if pool is None:
+                    pool = _HostPool(spec, self.hosts_per_plugin, self.max_executions_per_host)
+                    self._pools[spec] = pool
+        return pool
 
 
-class _ExitedCleanly(Exception):
-    """The child running a task ended with status 0 without sending a result."""
+@dataclass(frozen=True)
+class HostInfo:
+    pid: int
+    plugin: str
+    busy: bool
 
 
-class _TaskSlots:
-    """Which child runs which task: a child writes its pid into the task's slot as it starts.
+class _HostPool:
+    """The idle hosts of one spec: taken last in, first out, and replaced ahead of demand."""
 
-    Shared memory, so knowing it costs the fast path nothing. It lets the caller
-    notice a child that exited with status 0 and kill what a dead child left
-    behind. With every slot taken, tasks still run, just without that tracking.
-    A slot is reused last (first in, first out) and carries a token, so a task
-    that starts late, after its caller gave up, cannot claim a newer task's slot.
-    """
-
-    SIZE = 256
-
-    def __init__(self, context: Any) -> None:
-        self.pids = context.Array(ctypes.c_int, self.SIZE, lock=False)
-        self.tokens = context.Array(ctypes.c_uint, self.SIZE, lock=False)
-        self._free = collections.deque(range(self.SIZE))
-        self._tokens = itertools.count(1)
+    def __init__(self, spec: HostSpec, size: int, max_executions: int) -> None:
+        self.spec = spec
+        self.size = size
+        self.max_executions = max_executions
+        self._idle: collections.deque[_Host] = collections.deque()
+        self._busy: set[_Host] = set()
+        self._starting = 0
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def slot(self) -> Iterator[tuple[int | None, int]]:
-        with self._lock:
-            index = self._free.popleft() if self._free else None
-            token = next(self._tokens) % 2**32
-        if index is not None:
-            self.pids[index] = 0
-            self.tokens[index] = token
+    def host(self, deadline: float, timeout_s: float) -> Iterator[_Host]:
+        """A ready host for one execution; it goes back to the pool only if it is still fit."""
+        host = self._take()
         try:
-            yield index, token
+            host.wait_ready(deadline, timeout_s)
+            yield host
+        except BaseException:
+            host.kill()
+            self.fill()
+            raise
         finally:
-            if index is not None:
-                with self._lock:
-                    self._free.append(index)
+            with self._lock:
+                self._busy.discard(host)
+        if self._fit(host):
+            self._give_back(host)
+        else:
+            host.kill()
+        self.fill()
 
-    def pid(self, index: int | None) -> int:
-        """The child that took the task in slot ``index``, whether it still runs it or not."""
-        return 0 if index is None else abs(int(self.pids[index]))
-
-    def running_pid(self, index: int | None) -> int:
-        """The child running the task in slot ``index``; 0 before it starts and once it ends.
-
-        A child marks the end of its task by negating its pid (see ``run_tracked``, in child.py).
-        """
-        return 0 if index is None else max(int(self.pids[index]), 0)
-
-    def still_running(self, index: int | None, token: int, pid: int) -> bool:
-        """Whether child ``pid`` is still on the task ``token`` in slot ``index``."""
-        return index is not None and self.tokens[index] == token and self.running_pid(index) == pid
-
-    def any_running(self, except_slot: int | None = None) -> bool:
-        """Whether a task (but ``except_slot``'s) has started in a child that is still alive."""
+    def fill(self) -> None:
+        """Start hosts in the background until ``size`` are idle or on their way."""
         with self._lock:
-            free = set(self._free)
-        return any(
-            self.running_pid(index) and _alive(self.running_pid(index))
-            for index in range(self.SIZE)
-            if index not in free and index != except_slot
+            missing = self.size - len(self._idle) - self._starting
+            self._starting += max(missing, 0)
+        for _ in range(missing):
+            threading.Thread(target=self._start_one, name="plugin-host-start", daemon=True).start()
+
+    def hosts(self) -> list[HostInfo]:
+        with self._lock:
+            busy, idle = list(self._busy), list(self._idle)
+        plugin = ".".join(self.spec.plugin)
+        return [HostInfo(host.pid, plugin, True) for host in busy] + [
+            HostInfo(host.pid, plugin, False) for host in idle
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            hosts, self._idle = [*self._idle, *self._busy], collections.deque()
+        for host in hosts:
+            host.kill()
+
+    def _take(self) -> _Host:
+        with self._lock:
+            while self._idle:
+                host = self._idle.pop()
+                if host.alive():
+                    self._busy.add(host)
+                    return host
+                host.kill()
+        host = _Host(self.spec)  # none ready: this call waits for a start
+        with self._lock:
+            self._busy.add(host)
+        return host
+
+    def _give_back(self, host: _Host) -> None:
+        with self._lock:
+            if len(self._idle) < self.size + 1:
+                self._idle.append(host)
+                return
+        host.kill()
+
+    def _fit(self, host: _Host) -> bool:
+        """Whether ``host`` may serve again: not retired, not used up, nothing left running."""
+        if self.spec.fresh_process or host.retiring or host.executions >= self.max_executions:
+            return False
+        return not host.has_leftover_processes()
+
+    def _start_one(self) -> None:
+        try:
+            host = _Host(self.spec)
+        except Exception:
+            logger.exception("Starting a plugin host for %s.%s failed", *self.spec.plugin)
+            host = None
+        with self._lock:
+            self._starting -= 1
+            if host is not None:
+                self._idle.appendleft(host)
+
+
+class _Host:
+    """One host process, seen from the server: its pipes, its group, its temporary directory."""
+
+    def __init__(self, spec: HostSpec) -> None:
+        self.spec = spec
+        self.ran: RanCode | None = None
+        self.retiring = False
+        self.executions = 0
+        self._ready = False
+        self._dead = False
+        self.workdir = tempfile.mkdtemp(prefix="governed-plugin-")
+        user = spec.sandbox.user_ids() if spec.sandbox.enabled else None
+        if user is not None:
+            os.chown(self.workdir, *user)
+        host_requests, self._requests = os.pipe2(os.O_CLOEXEC)
+        self._replies, host_replies = os.pipe2(os.O_CLOEXEC)
+        host_lifeline, self._lifeline = os.pipe2(os.O_CLOEXEC)
+        fds = (host_requests, host_replies, host_lifeline)
+        label = "plugin=" + ".".join(spec.plugin)
+        try:
+            self.process = subprocess.Popen(
+                # The plugin's name last: for ps and top, the host ignores it.
+                [sys.executable, "-I", "-B", "-c", _bootstrap(), *map(str, fds), label],
+                pass_fds=fds,
+                env=_host_environment(self.workdir),
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            for fd in fds:
+                os.close(fd)
+        channel.send_json(self._requests, self._config(user))
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self, deadline: float, timeout_s: float) -> None:
+        """Wait for the host's first message: it confined itself and loaded its plugin."""
+        if self._ready:
+            return
+        self._await_message(deadline, timeout_s, None)
+        header, data = self._read_message(deadline, timeout_s, MAX_ENVELOPE_BYTES)
+        if not header.get("ready"):
+            raise _reported_failure(data, None)
+        self.ran = RanCode.from_report(header.get("ran"))
+        self._ready = True
+
+    def execute(
+        self,
+        request: bytes,
+        deadline: float,
+        limits: ExecutionLimits,
+        control: ExecutionControl | None,
+    ) -> tuple[bool, bytes]:
+        """Send one request; return (succeeded, result or error envelope as JSON)."""
+        self.executions += 1
+        channel.send(self._requests, request)
+        self._await_message(deadline, limits.timeout_s, control)
+        max_bytes = max(limits.max_result_bytes, MAX_ENVELOPE_BYTES)
+        header, data = self._read_message(deadline, limits.timeout_s, max_bytes)
+        self.retiring = bool(header.get("retire"))
+        return bool(header.get("ok")), data
+
+    def _await_message(
+        self, deadline: float, timeout_s: float, control: ExecutionControl | None
+    ) -> None:
+        """Until the host sends, or ``deadline``; ``control`` is told the execution started."""
+        try:
+            wait_until_done(
+                lambda wait_s: channel.readable(self._replies, wait_s),
+                timeout_s=max(deadline - time.monotonic(), 0.0),
+                control=control,
+            )
+        except PluginTimeoutError:
+            raise _timed_out(timeout_s) from None
+
+    def _read_message(
+        self, deadline: float, timeout_s: float, max_data_bytes: int
+    ) -> tuple[dict[str, Any], bytes]:
+        """The host's message: a JSON header and its data, both read by ``deadline``."""
+        try:
+            header = channel.receive_json(self._replies, MAX_HEADER_BYTES, deadline)
+            data = channel.receive(self._replies, max_data_bytes, deadline)
+        except channel.ChannelClosed:
+            raise self._crash() from None
+        except channel.FrameTooLarge as exc:
+            raise OutputValidationError(
+                f"The plugin returned a result of {exc.size} bytes; the limit is {exc.limit}",
+                details={"result_bytes": exc.size, "max_result_bytes": exc.limit},
+            ) from None
+        except TimeoutError:
+            raise _timed_out(timeout_s) from None
+        except ValueError:
+            raise _not_an_outcome() from None
+        if not isinstance(header, dict):
+            raise _not_an_outcome()
+        return header, data
+
+    def _crash(self) -> PluginCrashedError:
+        """The channel ended: the host died (or closed it, which is as bad)."""
+        try:
+            exitcode = self.process.wait(timeout=_EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            return PluginCrashedError("The plugin's process closed its channel before it returned")
+        message = (
+            "The plugin's process ended before it returned"
+            if exitcode == 0
+            else "The plugin's process died before it returned"
         )
+        return PluginCrashedError(message, details=describe_exit(exitcode))
 
+    def alive(self) -> bool:
+        return not self._dead and self.process.poll() is None
 
-def _stop_in_background(pool: ProcessPool) -> None:
-    """Stop a pool and its children without making the caller wait for them."""
-
-    def stop() -> None:
-        pool.stop()  # type: ignore[no-untyped-call]
-        with contextlib.suppress(Exception):
-            pool.join(timeout=30)
-
-    threading.Thread(target=stop, name="plugin-pool-stop", daemon=True).start()
-
-
-def _kill_group_later(slots: _TaskSlots, slot: int | None, token: int, delay_s: float) -> None:
-    """After ``delay_s``, make sure the child on this task and its process group are gone.
-
-    A child normally kills its own group when stopped; one stuck in C code could
-    not, a crashed one did not, and pebble cannot stop one while another child
-    holds their shared pipe. A child that finished the task meanwhile is left
-    alone: it is healthy, and may already be running someone else's task.
-    """
-    pid = slots.running_pid(slot)
-    if not pid:
-        return
-
-    def kill() -> None:
-        for _ in range(20):  # pebble's own stop comes first, if it can
-            if not _alive(pid):
-                break
-            time.sleep(0.1)
-        if slots.still_running(slot, token, pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-
-    timer = threading.Timer(delay_s, kill)
-    timer.daemon = True
-    timer.start()
-
-
-def _wait(future: Any, timeout_s: float) -> bool:
-    """Whether ``future`` is done within ``timeout_s`` (cheaper than concurrent.futures.wait)."""
-    try:
-        future.exception(timeout=max(timeout_s, 0.0))
-    except (TimeoutError, CancelledError):
-        return bool(future.done())
-    return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    def has_leftover_processes(self) -> bool:
+        """Whether a process the plugin started is still there (a child of this subreaper)."""
+        try:
+            tasks = os.listdir(f"/proc/{self.pid}/task")
+        except OSError:
+            return not sys.platform.startswith("linux")
+        for task in tasks:
+            try:
+                with open(f"/proc/{self.pid}/task/{task}/children") as children:
+                    if children.read().strip():
+                        return True
+            except OSError:
+                continue
         return False
-    except PermissionError:  # alive, and not ours to signal
-        pass
-    return True
+
+    def kill(self) -> None:
+        """SIGKILL the host's whole group now; reap it and remove its directory meanwhile."""
+        if self._dead:
+            return
+        self._dead = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        for fd in (self._requests, self._replies, self._lifeline):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        threading.Thread(target=self._reap, name="plugin-host-reap", daemon=True).start()
+
+    def _reap(self) -> None:
+        with contextlib.suppress(Exception):
+            self.process.wait(timeout=30)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _config(self, user: tuple[int, int] | None) -> dict[str, Any]:
+        spec = self.spec
+        sandbox = None
+        if spec.sandbox.enabled:
+            sandbox = {
+                "read_only": list(spec.read_only),
+                "read_write": [self.workdir],
+                "network": spec.network,
+                "user": list(user) if user else None,
+                "max_open_files": spec.sandbox.max_open_files,
+            }
+        return {
+            "plugin": list(spec.plugin),
+            "packages": dict(spec.packages),
+            "sandbox": sandbox,
+            "max_memory_mb": spec.max_memory_mb,
+        }
 
 
-_shared: ProcessIsolation | None = None
-_shared_lock = threading.Lock()
+def _timed_out(timeout_s: float) -> PluginTimeoutError:
+    return PluginTimeoutError(
+        f"Execution exceeded its time limit of {timeout_s:g} s", details={"timeout_s": timeout_s}
+    )
 
 
-def size_pool_for_one_execution_at_a_time() -> None:
-    """Give this process's pool one child: it executes plugins one after another (a worker).
+def _not_an_outcome() -> PluginExecutionError:
+    return PluginExecutionError("The plugin's process sent something other than its outcome")
 
-    Unless PLUGIN_PROCESS_POOL_SIZE says otherwise. Call it before the first
-    execution: a pool that has started keeps its size.
+
+def _bootstrap() -> str:
+    """The host's first code: import the runtime from where this server has it, then run."""
+    root = str(Path(__file__).resolve().parents[3])
+    return (
+        "import sys\n"
+        f"sys.path.insert(0, {root!r})\n"
+        "from plugins.runtime.isolation.host import main\n"
+        f"sys.path.remove({root!r})\n"
+        "main(sys.argv[1:])\n"
+    )
+
+
+def _host_environment(workdir: str) -> dict[str, str]:
+    env = {name: os.environ[name] for name in _PASSED_ENVIRONMENT if name in os.environ}
+    env.update(
+        PATH="/usr/local/bin:/usr/bin:/bin",
+        HOME=workdir,
+        TMPDIR=workdir,
+        DJANGO_SETTINGS_MODULE=HOST_SETTINGS_MODULE,
+    )
+    return env
+
+
+@cache
+def _interpreter_paths() -> tuple[str, ...]:
+    """What a host reads to run Python: the interpreter, the standard library, the packages."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    paths.update(site.getsitepackages())
+    for name in ("stdlib", "platstdlib", "purelib", "platlib"):
+        paths.add(sysconfig.get_path(name))
+    paths.add(str(Path(sys.executable).resolve().parent))
+    return tuple(sorted({str(Path(p).resolve()) for p in paths if p}))
+
+
+def _package_locations(plugin_class: type) -> tuple[tuple[str, str], ...]:
+    """Top-level packages a host imports from outside the installed packages, by location.
+
+    The runtime's own (``plugins``) and the plugin's: a host reads them, and nothing
+    else of the folder they are in (the project's folder holds its settings and,
+    with SQLite, its database).
     """
-    from django.conf import settings
-
-    if not settings.PLUGIN_PROCESS_POOL_SIZE:
-        ProcessIsolation.shared().size = 1
-
-
-def _unwrap(outcome: ChildOutcome, max_result_bytes: int) -> tuple[bytes, RanCode | None]:
-    """A child's outcome, checked again here: the child runs plugin code, it may lie.
-
-    A failure is raised with what ran attached (``exc.ran``).
-    """
-    succeeded, data, ran_data = outcome
-    if not isinstance(data, bytes) or not isinstance(ran_data, bytes):
-        raise PluginExecutionError("The plugin's process sent something other than its outcome")
-    ran = RanCode.from_json(ran_data)
-    try:
-        return _checked(succeeded, data, max_result_bytes), ran
-    except GovernedExecutionError as exc:
-        exc.ran = ran  # type: ignore[attr-defined]
-        raise
+    installed = _interpreter_paths()
+    locations = {}
+    for name in ("plugins", plugin_class.__module__.partition(".")[0]):
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        if path is None:
+            continue
+        location = Path(path).resolve()
+        if location.name == "__init__.py":
+            location = location.parent
+        if not any(location.is_relative_to(root) for root in installed):
+            locations[name] = str(location)
+    return tuple(sorted(locations.items()))
 
 
-def _checked(succeeded: bool, data: bytes, max_result_bytes: int) -> bytes:
+def _checked(
+    succeeded: bool, data: bytes, max_result_bytes: int, ran: RanCode | None
+) -> tuple[bytes, RanCode | None]:
+    """A host's outcome, checked again here: the host runs plugin code, it may lie."""
     if succeeded:
         if len(data) > max_result_bytes:
-            raise OutputValidationError(
+            error = OutputValidationError(
                 f"The plugin returned a result of {len(data)} bytes; the limit is "
                 f"{max_result_bytes}",
                 details={"result_bytes": len(data), "max_result_bytes": max_result_bytes},
             )
-        return data
+            error.ran = ran
+            raise error
+        return data, ran
+    raise _reported_failure(data, ran)
+
+
+def _reported_failure(data: bytes, ran: RanCode | None) -> GovernedExecutionError:
+    """The error envelope a host sent, as an exception with what ran attached."""
+    error: GovernedExecutionError
     if len(data) > MAX_ENVELOPE_BYTES:
-        raise PluginExecutionError("The plugin's process sent an oversized error report")
-    try:
-        envelope = storable_copy(json.loads(data))
-        envelope["error"]["type"] = ErrorType(envelope["error"]["type"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PluginExecutionError("The plugin's process sent an unreadable error report") from exc
-    raise ReportedExecutionError(envelope)
+        error = PluginExecutionError("The plugin's process sent an oversized error report")
+    else:
+        try:
+            envelope = storable_copy(json.loads(data))
+            envelope["error"]["type"] = ErrorType(envelope["error"]["type"])
+            error = ReportedExecutionError(envelope)
+        except (ValueError, KeyError, TypeError):
+            error = PluginExecutionError("The plugin's process sent an unreadable error report")
+    error.ran = ran
+    return error
+
+
+_shared: ProcessIsolation | None = None
+_shared_lock = threading.Lock()

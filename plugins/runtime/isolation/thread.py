@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from plugins.errors.exceptions import PluginExecutionError
@@ -99,6 +99,9 @@ class ThreadIsolation:
     def abandoned(self) -> int:
         """Threads still busy with a call whose caller gave up waiting."""
         return self._abandoned
+
+    def warm_up(self, plugins: Iterable[tuple[Plugin, ExecutionLimits]]) -> None:
+        """Nothing to start: threads are made on demand."""
 
     def call(
         self,
