@@ -418,6 +418,7 @@ status = os.open("/proc/self/status", os.O_RDONLY)  # /proc is closed once confi
 confinement = confine(policy(user=config["user"]))
 report(
     status=os.pread(status, 65536, 0).decode(),
+    dumpable=libc.prctl(3, 0, 0, 0, 0),  # PR_GET_DUMPABLE
     uid=os.getuid(),
     describe=confinement.describe(),
 )
@@ -427,11 +428,35 @@ report(
 def test_every_capability_is_dropped(inside: Path) -> None:
     results = run_confined(STATUS_BODY, inside, user=None)
     fields = _status_fields(results["status"])
-    for capabilities in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+    # Only a privileged process can empty its bounding set; no_new_privs makes it moot.
+    sets = ("CapInh", "CapPrm", "CapEff", "CapAmb") + (("CapBnd",) if AS_ROOT else ())
+    for capabilities in sets:
         assert int(fields[capabilities], 16) == 0, capabilities
     assert fields["NoNewPrivs"] == "1"
     assert fields["Seccomp"] == "2"
+    assert results["dumpable"] == 0
     assert results["uid"] == os.getuid()
+
+
+def test_prctl_cannot_undo_or_escape_the_host(inside: Path) -> None:
+    results = run_confined(
+        """
+        confine(policy())
+        def prctl(option, value):
+            return raw(libc.prctl(ctypes.c_long(option), ctypes.c_ulong(value), 0, 0, 0))
+        report(
+            subreaper=prctl(36, 1),  # PR_SET_CHILD_SUBREAPER
+            subreaper_high_bits=prctl((1 << 32) | 36, 1),  # the kernel reads an int
+            death_signal=prctl(1, 9),  # PR_SET_PDEATHSIG
+            dumpable=prctl(4, 1),  # PR_SET_DUMPABLE
+            name=prctl(15, 0),  # PR_SET_NAME (NULL): not denied, so EFAULT
+        )
+        """,
+        inside,
+    )
+    for option in ("subreaper", "subreaper_high_bits", "death_signal", "dumpable"):
+        assert results[option] == {"error": "OSError", "errno": 1}, option
+    assert results["name"] == {"error": "OSError", "errno": 14}
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="switching to another uid needs root; this run is not root")
@@ -543,3 +568,17 @@ def test_a_process_with_threads_is_not_confined(inside: Path) -> None:
         inside,
     )
     assert "thread" in results["error"]
+
+
+def test_a_system_call_this_architecture_lacks_is_skipped(inside: Path) -> None:
+    results = run_confined(
+        """
+        from plugins.runtime.sandbox import seccomp
+        # socketcall exists only on 32-bit architectures; the other exists nowhere.
+        seccomp._DENIED = [*seccomp._DENIED, "socketcall", "no_such_call"]
+        report(confined=attempt(lambda: confine(policy()).seccomp), setsid=attempt(os.setsid))
+        """,
+        inside,
+    )
+    assert results["confined"] == {"value": True}
+    assert denied(results["setsid"])

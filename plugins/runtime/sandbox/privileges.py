@@ -66,7 +66,7 @@ def drop_bounding_set() -> None:
     while _libc.prctl(_PR_CAPBSET_READ, ctypes.c_ulong(cap), *[ctypes.c_ulong(0)] * 3) >= 0:
         try:
             _prctl(_PR_CAPBSET_DROP, cap)
-        except PermissionError:  # not privileged: there is nothing to drop it from
+        except PermissionError:  # unprivileged: no_new_privs (set later) makes the set moot
             return
         cap += 1
 
@@ -79,11 +79,12 @@ def switch_user(uid: int, gid: int, *, readable: Iterable[str], writable: Iterab
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
-    for paths, mode, verb in ((readable, os.R_OK, "read"), (writable, os.R_OK | os.W_OK, "write")):
+    needs = ((readable, os.R_OK, "read", "readable"), (writable, os.W_OK, "write", "writable"))
+    for paths, mode, verb, adjective in needs:
         for path in paths:
             if os.path.exists(path) and not os.access(path, _with_search(path, mode)):
                 raise PermissionError(
-                    f"uid {uid} cannot {verb} {path}: make it {verb}able by that user,"
+                    f"uid {uid} cannot {verb} {path}: make it {adjective} by that user,"
                     " or set PLUGIN_SANDBOX_USER to one that can"
                 )
 

@@ -23,52 +23,23 @@ except (ImportError, RuntimeError):  # not installed, or no libseccomp on this m
     seccomp = None
 
 _DENIED = (
-    "ptrace",
-    "process_vm_readv",
-    "process_vm_writev",
-    # The host's process group holds every process a plugin starts: killing it kills them all.
-    "setsid",
-    "setpgid",
-    "mount",
-    "umount2",
-    "pivot_root",
-    "chroot",
-    "unshare",
-    "setns",
-    "bpf",
-    "perf_event_open",
-    "keyctl",
-    "add_key",
-    "request_key",
-    "userfaultfd",
-    # io_uring opens sockets and files without the system calls this filter sees.
-    "io_uring_setup",
-    "io_uring_enter",
-    "io_uring_register",
-    "init_module",
-    "finit_module",
-    "delete_module",
-    "kexec_load",
-    "kexec_file_load",
-    "reboot",
-    "swapon",
-    "swapoff",
-    "acct",
-    "open_by_handle_at",
-    "name_to_handle_at",
-)
+    # other processes' memory
+    "ptrace process_vm_readv process_vm_writev"
+    # the host's process group holds every process a plugin starts: killing it kills them all
+    " setsid setpgid"
+    # filesystems and namespaces
+    " mount umount2 pivot_root chroot unshare setns open_by_handle_at name_to_handle_at"
+    # the kernel's own interfaces; io_uring opens sockets and files past this filter
+    " bpf perf_event_open keyctl add_key request_key userfaultfd"
+    " io_uring_setup io_uring_enter io_uring_register"
+    " init_module finit_module delete_module kexec_load kexec_file_load"
+    " reboot swapon swapoff acct"
+).split()
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
-_CLONE_NEW = (
-    0x00020000,  # NEWNS
-    0x02000000,  # NEWCGROUP
-    0x04000000,  # NEWUTS
-    0x08000000,  # NEWIPC
-    0x10000000,  # NEWUSER
-    0x20000000,  # NEWPID
-    0x40000000,  # NEWNET
-)
+# CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
+_CLONE_NEW = (0x20000, 0x2000000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000)
 _F_SETOWN_EX = 15
 _FD_REFLAGS = (fcntl.F_SETFL, fcntl.F_SETOWN, _F_SETOWN_EX, fcntl.F_SETSIG)
 # ioctls that change the same flags and owner as those fcntl commands.
