@@ -7,9 +7,9 @@ import contextlib
 import ctypes
 import os
 import subprocess
+import sys
 import threading
 import time
-from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, field_validator
@@ -150,26 +150,24 @@ class SegfaultingPlugin(EchoPlugin):
 
 
 class SpinningPlugin(EchoPlugin):
-    """A busy loop that never returns; ``message`` may name a file to write its pid to."""
+    """A busy loop that never returns."""
 
     name = "spinning"
     timeout_s: ClassVar[float | None] = 0.5
 
     def run(self, payload: EchoInput) -> EchoOutput:
-        _write_pid(payload.message)
         while True:
             pass
 
 
 class SpawningPlugin(EchoPlugin):
-    """Starts a long-lived process, writes its pid to the file named by ``message``, then spins."""
+    """Starts a long-lived process (another Python: the sandbox runs no other program), then spins."""
 
     name = "spawning"
     timeout_s: ClassVar[float | None] = 0.5
 
     def run(self, payload: EchoInput) -> EchoOutput:
-        child = subprocess.Popen(["sleep", "300"])
-        Path(payload.message).write_text(f"{os.getpid()} {child.pid}")
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
         while True:
             pass
 
@@ -211,12 +209,11 @@ class SlowValidatorPlugin(EchoPlugin):
 
 
 class SleepingPlugin(EchoPlugin):
-    """Sleeps ``repeat`` milliseconds; ``message`` may name a file to write its pid to."""
+    """Sleeps ``repeat`` milliseconds (tests find its process with tests/plugin_hosts.py)."""
 
     name = "sleeping"
 
     def run(self, payload: EchoInput) -> EchoOutput:
-        _write_pid(payload.message)
         time.sleep(payload.repeat / 1000)
         return EchoOutput(echoed=f"slept {payload.repeat} ms")
 
@@ -224,11 +221,6 @@ class SleepingPlugin(EchoPlugin):
 class RetriedSleepingPlugin(SleepingPlugin):
     name = "retried_sleeping"
     max_attempts = 3
-
-
-def _write_pid(path: str) -> None:
-    if path.startswith("/"):
-        Path(path).write_text(str(os.getpid()))
 
 
 class ProcessInfoPlugin(NoOpPlugin):
