@@ -161,7 +161,7 @@ class SpinningPlugin(EchoPlugin):
 
 
 class SpawningPlugin(EchoPlugin):
-    """Starts a long-lived process (another Python: the sandbox runs no other program), then spins."""
+    """Starts a long-lived process (a Python: the sandbox runs no other program), then spins."""
 
     name = "spawning"
     timeout_s: ClassVar[float | None] = 0.5
