@@ -20,6 +20,7 @@ class PluginMetricsAdmin(admin.ModelAdmin[PluginMetrics]):
         "avg_ms",
         "last_ms",
         "last_used",
+        "may_do",
     ]
     list_filter = ["state"]
     search_fields = ["plugin_name"]
@@ -33,7 +34,24 @@ class PluginMetricsAdmin(admin.ModelAdmin[PluginMetrics]):
         "avg_execution_time_ms",
         "last_execution_time_ms",
         "last_used",
+        "may_do",
     ]
+
+    @admin.display(description="may")
+    def may_do(self, obj: PluginMetrics) -> str:
+        """What its sandbox lets the plugin do, as /v1/plugins shows it."""
+        entry = get_registry().get_status_of(obj.plugin_name)
+        if entry is None or entry.plugin is None:
+            return "-"
+        limits = get_registry().limits_for(entry.plugin)
+        if limits.isolation != "process":
+            return f"{limits.isolation} (not sandboxed)"
+        allowed = ["network" if limits.network else "no network"]
+        if limits.read_paths:
+            allowed.append("read " + ", ".join(limits.read_paths))
+        if limits.fresh_process:
+            allowed.append("a new process each run")
+        return "; ".join(allowed)
 
     @admin.display(description="error rate")
     def error_rate_display(self, obj: PluginMetrics) -> str:

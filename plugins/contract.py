@@ -56,6 +56,11 @@ class Plugin:
     ``timeout_s`` (``PLUGIN_DEFAULT_TIMEOUT_S``), ``max_memory_mb``
     (``PLUGIN_DEFAULT_MAX_MEMORY_MB``) and ``max_attempts`` (1: a background job
     whose worker is lost fails; more: it is tried again).
+
+    What its sandbox lets it do (process isolation): ``network`` (TCP, only if the
+    operator also names it in ``PLUGIN_NETWORK_ALLOWED``), ``read_paths`` (absolute
+    paths it may read besides the interpreter and the installed packages) and
+    ``fresh_process`` (a new process for every execution, at the cost of its start).
     """
 
     name: ClassVar[str]
@@ -67,6 +72,9 @@ class Plugin:
     timeout_s: ClassVar[float | None] = None
     max_memory_mb: ClassVar[int | None] = None
     max_attempts: ClassVar[int] = 1
+    network: ClassVar[bool] = False
+    fresh_process: ClassVar[bool] = False
+    read_paths: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -129,6 +137,14 @@ def contract_problems(cls: object) -> list[str]:
     isolation = getattr(cls, "isolation", None)
     if isolation is not None and isolation not in ISOLATION_MODES:
         problems.append(f"'isolation' must be one of {', '.join(ISOLATION_MODES)} or None")
+    for flag in ("network", "fresh_process"):
+        if not isinstance(getattr(cls, flag, None), bool):
+            problems.append(f"'{flag}' must be True or False")
+    paths = getattr(cls, "read_paths", None)
+    if not isinstance(paths, tuple) or not all(
+        isinstance(path, str) and path.startswith("/") for path in paths
+    ):
+        problems.append("'read_paths' must be a tuple of absolute paths")
     return problems
 
 

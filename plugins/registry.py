@@ -153,6 +153,10 @@ class PluginRegistry:
             )
         return entry
 
+    def get_status_of(self, name: str) -> PluginEntry | None:
+        """What is known about ``name``, or None if it is not registered."""
+        return self._entries.get(name)
+
     def get_plugin(self, name: str) -> Plugin:
         """The registered plugin called ``name``; raises PluginNotFound/Unavailable."""
         return self.available(self.get_entry(name))

@@ -7,6 +7,10 @@ plugin instead (``plugin=module.Class``), and /proc/PID/stat is readable by all.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -61,4 +65,42 @@ def _descends_from(pid: int, ancestor: int) -> bool:
         current = _parent(current)
         if current == ancestor:
             return True
+    return False
+
+
+@contextlib.contextmanager
+def watching(plugin: type, under: int, every_s: float = 0.01) -> Iterator[set[int]]:
+    """While the block runs, collect the hosts of ``plugin`` below ``under`` and their groups.
+
+    What a test asserts is gone afterwards: the hosts that ran, and every process
+    their plugin started (each host leads its own process group).
+    """
+    seen: set[int] = set()
+    done = threading.Event()
+
+    def look() -> None:
+        while True:
+            for host in plugin_hosts(plugin, under):
+                seen.add(host)
+                seen.update(group_members(host))
+            if done.wait(every_s):
+                return
+
+    watcher = threading.Thread(target=look, name="plugin-host-watcher", daemon=True)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        watcher.join()
+
+
+def gone(pid: int, within_s: float = 10.0) -> bool:
+    """Whether process ``pid`` disappears (or is a zombie) within ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        fields = _stat_fields(pid)
+        if fields is None or fields[0] == "Z":
+            return True
+        time.sleep(0.05)
     return False

@@ -34,6 +34,14 @@ class PluginLimitsSerializer(serializers.Serializer[dict[str, Any]]):
     max_memory_mb = serializers.IntegerField(allow_null=True)
     max_result_bytes = serializers.IntegerField()
     max_attempts = serializers.IntegerField()
+    network = serializers.BooleanField(
+        help_text="May open TCP connections: it asks for it and the operator allows it."
+    )
+    fresh_process = serializers.BooleanField(help_text="A new process for every execution.")
+    read_paths = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="What it may read besides the interpreter and the installed packages.",
+    )
 
 
 @extend_schema_field({"type": "object", "description": "A JSON Schema."})

@@ -6,7 +6,7 @@ the registry combines the two into one :class:`ExecutionLimits` per plugin.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -15,7 +15,8 @@ class IsolationKind(StrEnum):
     """Where a plugin runs; each kind has its implementation in plugins/runtime/isolation/."""
 
     PROCESS = "process"
-    """In a pooled child process: killed past its time limit, memory capped, crashes contained."""
+    """In a sandboxed host process of its own: confined by the kernel, killed past its time
+    limit, memory capped, crashes contained."""
     THREAD = "thread"
     """In a pool thread of the calling process: cheaper, for trusted plugins only."""
 
@@ -29,6 +30,15 @@ class ExecutionLimits:
     """Address space a process-isolated execution may add to its child; None: unlimited."""
     max_result_bytes: int = 1024 * 1024
     """Largest result, measured as its JSON encoding."""
+    network: bool = False
+    """May open TCP connections: the plugin declares ``network = True`` and the operator
+    names it in ``network_allowed``; both, or its sandbox has no network."""
+    fresh_process: bool = False
+    """A new host process for every execution (the plugin's ``fresh_process``)."""
+    read_paths: tuple[str, ...] = ()
+    """Files and trees it may read besides the interpreter and packages (``read_paths``)."""
+    network_allowed: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    """The operator's PLUGIN_NETWORK_ALLOWED: the plugins that may have ``network``."""
 
     @classmethod
     def from_settings(cls) -> ExecutionLimits:
@@ -39,6 +49,7 @@ class ExecutionLimits:
             timeout_s=settings.PLUGIN_DEFAULT_TIMEOUT_S,
             max_memory_mb=settings.PLUGIN_DEFAULT_MAX_MEMORY_MB,
             max_result_bytes=settings.PLUGIN_MAX_RESULT_BYTES,
+            network_allowed=frozenset(settings.PLUGIN_NETWORK_ALLOWED),
         )
 
     def for_plugin(self, plugin: Any) -> ExecutionLimits:
@@ -50,4 +61,10 @@ class ExecutionLimits:
             overrides["timeout_s"] = float(plugin.timeout_s)
         if getattr(plugin, "max_memory_mb", None) is not None:
             overrides["max_memory_mb"] = int(plugin.max_memory_mb)
+        if getattr(plugin, "network", False):
+            overrides["network"] = getattr(plugin, "name", None) in self.network_allowed
+        if getattr(plugin, "fresh_process", False):
+            overrides["fresh_process"] = True
+        if getattr(plugin, "read_paths", ()):
+            overrides["read_paths"] = tuple(str(path) for path in plugin.read_paths)
         return replace(self, **overrides) if overrides else self

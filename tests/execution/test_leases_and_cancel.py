@@ -18,7 +18,9 @@ from execution.models import Job, JobStatus
 from execution.services import JobExecutionService
 from execution.services.lease_recovery import LeaseRecoveryService
 from execution.tasks import run_job_task
-from tests.plugins.test_process_isolation import gone
+from plugins.runtime.isolation.process import ProcessIsolation
+from tests.plugin_hosts import gone
+from tests.plugins.sample_plugins import SleepingPlugin
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -256,11 +258,21 @@ def test_only_the_owner_or_a_user_allowed_to_change_jobs_may_cancel(api_client, 
     assert APIClient().post(f"/v1/jobs/{job.pk}/cancel").status_code == 401
 
 
-def test_a_running_job_is_cancelled_and_its_child_killed(api_client, user, tmp_path):
-    pid_file = tmp_path / "pid"
+def wait_for_host(plugin: type) -> int:
+    """The pid of the host running ``plugin`` for this process, once one does."""
+    label = f"{plugin.__module__}.{plugin.__qualname__}"
+    for _ in range(1000):
+        for host in ProcessIsolation.shared().hosts():
+            if host.busy and host.plugin == label:
+                return host.pid
+        time.sleep(0.01)
+    raise AssertionError(f"no host runs {label}")
+
+
+def test_a_running_job_is_cancelled_and_its_host_killed(api_client, user):
     job = JobExecutionService().create_job(
         plugin_name="sleeping",
-        payload={"message": str(pid_file), "repeat": 4000},
+        payload={"message": "x", "repeat": 4000},
         requested_by=user,
     )
     cancellations = counter("governed_job_cancellations_total", status="RUNNING")
@@ -274,11 +286,7 @@ def test_a_running_job_is_cancelled_and_its_child_killed(api_client, user, tmp_p
 
     worker = threading.Thread(target=work)
     worker.start()
-    for _ in range(500):
-        if pid_file.exists() and pid_file.read_text():
-            break
-        time.sleep(0.01)
-    child = int(pid_file.read_text())
+    child = wait_for_host(SleepingPlugin)
     response = cancel(api_client, job.pk)
     assert response.status_code == 200
     assert response.json()["error"]["details"]["status_before"] == "RUNNING"
@@ -308,22 +316,23 @@ def test_the_schema_documents_cancel_and_the_new_error_types(client):
 def test_a_sync_job_is_inserted_once_its_plugin_has_its_work():
     from unittest import mock
 
-    from plugins.runtime.isolation.process import ProcessIsolation
+    from plugins.runtime.isolation import channel
 
     events: list[str] = []
-    insert, schedule = Job.insert, ProcessIsolation._schedule
+    insert, send = Job.insert, channel.send
 
     def record_insert(job):
         events.append("insert")
         insert(job)
 
-    def record_schedule(*args):
-        events.append("hand to the plugin's process")
-        return schedule(*args)
+    def record_send(fd, data):
+        if b"validate_and_run" in data:
+            events.append("hand to the plugin's process")
+        return send(fd, data)
 
     with (
         mock.patch.object(Job, "insert", record_insert),
-        mock.patch.object(ProcessIsolation, "_schedule", staticmethod(record_schedule)),
+        mock.patch.object(channel, "send", record_send),
     ):
         job = JobExecutionService().execute_now(
             plugin_name="sleeping", payload={"message": "x", "repeat": 1}
@@ -333,20 +342,17 @@ def test_a_sync_job_is_inserted_once_its_plugin_has_its_work():
     assert Job.objects.get(pk=job.pk).lease_holder == job.lease_holder
 
 
-def test_a_sync_job_that_cannot_be_recorded_stops_its_plugin_and_records_nothing(tmp_path):
+def test_a_sync_job_that_cannot_be_recorded_stops_its_plugin_and_records_nothing():
     from unittest import mock
 
     from django.db import OperationalError
 
     from plugins.models import PluginMetrics
 
-    pid_file = tmp_path / "pid"
+    started: list[int] = []
 
     def refuse(job):
-        for _ in range(500):  # let the plugin start, to see it stopped
-            if pid_file.exists() and pid_file.read_text():
-                break
-            time.sleep(0.01)
+        started.append(wait_for_host(SleepingPlugin))  # the plugin runs: see it stopped
         raise OperationalError("database is down")
 
     with (
@@ -354,9 +360,9 @@ def test_a_sync_job_that_cannot_be_recorded_stops_its_plugin_and_records_nothing
         pytest.raises(OperationalError, match="database is down"),
     ):
         JobExecutionService().execute_now(
-            plugin_name="sleeping", payload={"message": str(pid_file), "repeat": 5000}
+            plugin_name="sleeping", payload={"message": "x", "repeat": 5000}
         )
-    assert gone(int(pid_file.read_text()))
+    assert gone(started[0])
     assert not Job.objects.exists()
     assert not PluginMetrics.objects.exists()
 
@@ -439,14 +445,14 @@ def test_a_pending_job_whose_task_is_queued_or_just_taken_is_left_alone(task_sta
     assert Job.objects.get(pk=job.pk).task_id == job.task_id
 
 
-def test_a_sync_job_whose_pool_fails_before_the_plugin_starts_is_still_recorded(monkeypatch):
+def test_a_sync_job_whose_host_fails_before_the_plugin_starts_is_still_recorded(monkeypatch):
     from plugins.errors.exceptions import PluginExecutionError
-    from plugins.runtime.isolation.process import ProcessIsolation
+    from plugins.runtime.isolation import process
 
-    def broken(*args):
-        raise PluginExecutionError("The plugin process pool was broken; it is being restarted")
+    def broken(host):
+        raise PluginExecutionError("The plugin's process could not start")
 
-    monkeypatch.setattr(ProcessIsolation, "_schedule", staticmethod(broken))
+    monkeypatch.setattr(process._Host, "wait_ready", broken)
     job = JobExecutionService().execute_now(
         plugin_name="sleeping", payload={"message": "x", "repeat": 1}
     )

@@ -177,7 +177,7 @@ registry = PluginRegistry(
     record_metrics=False, defaults=ExecutionLimits(isolation=IsolationKind.PROCESS, timeout_s=30)
 )
 registry.register(EnvironmentProbePlugin, source="tests")
-names = ["AUDIT_SIGNING_KEY", "AUDIT_PROBE_CONTROL"]
+names = ["AUDIT_SIGNING_KEY", "AUDIT_PROBE_CONTROL", "TMPDIR"]
 result, error = ToolRunner(registry=registry).run("environment_probe", {"names": names})
 print(json.dumps({"result": result, "error": error, "pid": os.getpid(),
                   "sealer_key": (signing_key() or b"").decode()}))
@@ -202,10 +202,15 @@ def test_a_plugin_process_sees_no_signing_key(db):
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["error"] is None, report["error"]
     probe = report["result"]
-    assert probe["pid"] != report["pid"]  # it ran in a child process
-    # The child inherits the environment (the control variable is there) but not the key.
-    assert probe["in_environ"] == {"AUDIT_SIGNING_KEY": False, "AUDIT_PROBE_CONTROL": True}
-    assert probe["in_settings"] == {"AUDIT_SIGNING_KEY": False, "AUDIT_PROBE_CONTROL": False}
+    assert probe["pid"] != report["pid"]  # it ran in a host process
+    # A host's environment is allow-listed (TMPDIR is its own): not even an ordinary
+    # variable of the server's reaches it, and never the key.
+    assert probe["in_environ"] == {
+        "AUDIT_SIGNING_KEY": False,
+        "AUDIT_PROBE_CONTROL": False,
+        "TMPDIR": True,
+    }
+    assert not any(probe["in_settings"].values())
     assert report["sealer_key"] == "never-for-plugins"
 
 

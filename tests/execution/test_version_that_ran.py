@@ -23,10 +23,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def upgraded_between_submit_and_run(settings):
-    """The test process imports VersionedPlugin at 1.0; its child processes will find 2.0.
+    """The test process imports VersionedPlugin at 1.0; its host processes will find 2.0.
 
-    The module is fresh to this test's pool: a new pool's children import it
-    themselves, after the upgrade.
+    The module is fresh to this test's hosts: they import it themselves, after the upgrade.
     """
     shutil.rmtree(versioned_plugin.STATE, ignore_errors=True)
     versioned_plugin.STATE.mkdir(parents=True)
@@ -56,10 +55,14 @@ def module_fingerprint() -> str:
 
 @pytest.fixture
 def fresh_pool(monkeypatch):
-    """A pool of its own, so no child imported the plugin module before the upgrade."""
+    """Hosts of its own, so that none imported the plugin module before the upgrade.
+
+    Unconfined: the plugin reads its version from, and logs its runs to, a file
+    outside any host's temporary directory (tests/sandbox proves the confinement).
+    """
     from plugins.runtime.isolation import process
 
-    pool = process.ProcessIsolation(size=1, max_tasks_per_child=100, kill_grace_s=0.5)
+    pool = process.ProcessIsolation(sandbox=process.SandboxSettings(enabled=False))
     monkeypatch.setattr(process, "_shared", pool)
     yield pool
     pool.shutdown()

@@ -3,9 +3,9 @@
 The misbehaving ones break their declared return type on purpose (type: ignore[override]).
 """
 
-import contextlib
 import ctypes
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -224,31 +224,55 @@ class RetriedSleepingPlugin(SleepingPlugin):
 
 
 class ProcessInfoPlugin(NoOpPlugin):
-    """Reports where it runs: pid, how often this instance ran, when its module was imported."""
+    """Reports where it runs: pid, runs of this instance, its module's import, fds, environment."""
 
     name = "process_info"
+    LOCALE = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
 
     def __init__(self) -> None:
         self.runs = 0
 
     def run(self, payload: BaseModel) -> dict[str, object]:
         self.runs += 1
-        fds = {}
-        for fd in os.listdir("/proc/self/fd"):
-            with contextlib.suppress(OSError):
-                fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        fds, kinds = [], []
+        for fd in range(1024):  # by fstat: a sandboxed host cannot read /proc
+            try:
+                mode = os.fstat(fd).st_mode
+            except OSError:
+                continue
+            fds.append(fd)
+            kinds.append(_file_kind(mode))
         return {
             "pid": os.getpid(),
             "runs": self.runs,
             "module_imported_at": MODULE_IMPORTED_AT,
-            "open_files": sorted(fds.values()),
+            "open_fds": fds,
+            "fd_kinds": kinds,
+            "environment": sorted(os.environ),
+            "passed_locale": [name for name in self.LOCALE if name in os.environ],
         }
 
     class Output(BaseModel):
         pid: int
         runs: int
         module_imported_at: float
-        open_files: list[str]
+        open_fds: list[int]
+        fd_kinds: list[str]
+        environment: list[str]
+        passed_locale: list[str]
+
+
+def _file_kind(mode: int) -> str:
+    for kind, test in (
+        ("fifo", stat.S_ISFIFO),
+        ("socket", stat.S_ISSOCK),
+        ("file", stat.S_ISREG),
+        ("char", stat.S_ISCHR),
+        ("dir", stat.S_ISDIR),
+    ):
+        if test(mode):
+            return kind
+    return "other"
 
 
 class SneakyPlugin(EchoPlugin):

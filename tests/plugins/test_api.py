@@ -29,6 +29,9 @@ def test_lists_the_example_plugins_with_schemas_and_unavailable_ones_with_reason
         "max_memory_mb": 1024,
         "max_result_bytes": 1024 * 1024,
         "max_attempts": 1,
+        "network": False,
+        "fresh_process": False,
+        "read_paths": [],
     }
     broken = plugins["X"]
     assert broken["limits"] is None

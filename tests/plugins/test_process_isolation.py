@@ -1,7 +1,7 @@
-"""Process isolation: whatever a plugin does in its child, the caller gets an envelope and lives.
+"""Process isolation: whatever a plugin does in its host, the caller gets an envelope and lives.
 
-These run real child processes (the project's pool), and check the processes
-themselves: killed, replaced, holding nothing of the parent's.
+These run real host processes (sandboxed, as in production), and check the
+processes themselves: killed, replaced, holding nothing of the server's.
 """
 
 import contextlib
@@ -13,15 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from prometheus_client import REGISTRY
 
 from plugins.errors.error_envelope import ErrorType
 from plugins.registry import PluginRegistry
 from plugins.runtime.control import StopReason
+from plugins.runtime.isolation.host import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS
 from plugins.runtime.isolation.process import ProcessIsolation
 from plugins.runtime.limits import ExecutionLimits, IsolationKind
 from plugins.runtime.tool_runner import ToolRunner
+from tests.plugin_hosts import gone, plugin_hosts, watching
 from tests.plugins import sample_plugins
 
 pytestmark = pytest.mark.django_db
@@ -50,26 +51,26 @@ def registry() -> PluginRegistry:
 
 
 @pytest.fixture
-def runner(registry) -> ToolRunner:
-    return ToolRunner(registry=registry)
+def hosts() -> Iterator[ProcessIsolation]:
+    """Hosts of the test's own: none is shared with another test, all are killed after it."""
+    isolation = ProcessIsolation()
+    yield isolation
+    isolation.shutdown()
+
+
+@pytest.fixture
+def runner(registry, hosts) -> ToolRunner:
+    return ToolRunner(registry=registry, isolations={IsolationKind.PROCESS: hosts})
 
 
 def counter(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def gone(pid: int, within_s: float = 10.0) -> bool:
-    """Whether process ``pid`` disappears (or is a zombie) within ``within_s``."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:  # no such file, or the process went while it was read
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.05)
-    return False
+def all_gone(seen: set[int], hosts: ProcessIsolation) -> bool:
+    """Every process seen is gone, but the idle hosts started since to replace them."""
+    idle = {host.pid for host in hosts.hosts() if not host.busy}
+    return bool(seen - idle) and all(gone(pid) for pid in seen - idle)
 
 
 def still_serves(runner: ToolRunner) -> None:
@@ -94,56 +95,53 @@ def test_a_segfault_is_a_crash_with_the_signal_name(runner):
     still_serves(runner)
 
 
-def test_a_child_killed_from_outside_is_a_crash(runner, tmp_path):
-    pid_file = tmp_path / "pid"
-    killer_done = []
+def test_a_host_killed_from_outside_is_a_crash(runner):
+    killed = []
 
     def kill_when_started():
-        for _ in range(200):
-            if pid_file.exists() and pid_file.read_text():
-                os.kill(int(pid_file.read_text()), signal.SIGKILL)  # as the OOM killer does
-                killer_done.append(True)
+        for _ in range(500):
+            for pid in plugin_hosts(sample_plugins.SleepingPlugin, under=os.getpid()):
+                os.kill(pid, signal.SIGKILL)  # as the OOM killer does
+                killed.append(pid)
                 return
-            time.sleep(0.02)
+            time.sleep(0.01)
 
     thread = threading.Thread(target=kill_when_started)
     thread.start()
-    _, error = runner.run("sleeping", {"message": str(pid_file), "repeat": 4000})
+    _, error = runner.run("sleeping", {"message": "x", "repeat": 4000})
     thread.join()
-    assert killer_done
+    assert killed
     assert error["error"]["type"] == ErrorType.PLUGIN_CRASHED
     assert error["error"]["details"] == {"signal": "SIGKILL"}
 
 
-def test_a_busy_loop_is_killed_at_its_time_limit_and_its_process_replaced(runner, tmp_path):
-    pid_file = tmp_path / "pid"
+def test_a_busy_loop_is_killed_at_its_time_limit_and_its_process_replaced(runner, hosts):
     kills = counter("governed_plugin_kills_total", plugin="spinning", reason="timeout")
-    _, error = runner.run("spinning", {"message": str(pid_file)})
+    with watching(sample_plugins.SpinningPlugin, under=os.getpid()) as seen:
+        _, error = runner.run("spinning", {"message": "x"})
     assert error["error"]["type"] == ErrorType.PLUGIN_TIMEOUT
     assert error["error"]["details"] == {"timeout_s": 0.5}
-    assert gone(int(pid_file.read_text()))  # killed, not left spinning
+    assert all_gone(seen, hosts)  # killed, not left spinning
     assert counter("governed_plugin_kills_total", plugin="spinning", reason="timeout") == kills + 1
     still_serves(runner)
 
 
-def test_twenty_busy_loops_leave_nothing_spinning(runner, tmp_path):
-    pids = []
-    for index in range(20):
-        pid_file = tmp_path / f"pid{index}"
-        _, error = runner.run("spinning", {"message": str(pid_file)})
-        assert error["error"]["type"] == ErrorType.PLUGIN_TIMEOUT
-        pids.append(int(pid_file.read_text()))
-    assert all(gone(pid) for pid in pids)
+def test_twenty_busy_loops_leave_nothing_spinning(runner, hosts):
+    with watching(sample_plugins.SpinningPlugin, under=os.getpid()) as seen:
+        for _ in range(20):
+            _, error = runner.run("spinning", {"message": "x"})
+            assert error["error"]["type"] == ErrorType.PLUGIN_TIMEOUT
+    assert len(seen) >= 20
+    assert all_gone(seen, hosts)
     still_serves(runner)
 
 
-def test_processes_a_plugin_started_are_killed_with_it(runner, tmp_path):
-    pid_file = tmp_path / "pids"
-    _, error = runner.run("spawning", {"message": str(pid_file)})
+def test_processes_a_plugin_started_are_killed_with_it(runner, hosts):
+    with watching(sample_plugins.SpawningPlugin, under=os.getpid()) as seen:
+        _, error = runner.run("spawning", {"message": "x"})
     assert error["error"]["type"] == ErrorType.PLUGIN_TIMEOUT
-    child_pid, grandchild_pid = map(int, pid_file.read_text().split())
-    assert gone(child_pid)
-    assert gone(grandchild_pid)
+    assert len(seen) >= 2  # the host and the process its plugin started
+    assert all_gone(seen, hosts)
 
 
 def test_memory_over_the_limit_is_a_resource_limit_and_the_caller_does_not_grow(runner):
@@ -162,26 +160,27 @@ def test_memory_over_the_limit_is_a_resource_limit_and_the_caller_does_not_grow(
     assert result == {"echoed": str(64 * 1024 * 1024)}
 
 
-def test_the_runtime_guard_holds_in_the_child(runner):
+def test_the_runtime_guard_holds_in_the_host(runner):
     _, error = runner.run("sneaky", {"message": "x"})
     assert error["error"]["type"] == ErrorType.PLUGIN_EXECUTION_ERROR
     assert error["error"]["details"] == {"exception": "UngovernedExecutionError"}
 
 
 @contextlib.contextmanager
-def one_child(max_tasks_per_child: int) -> Iterator[ToolRunner]:
-    """A ToolRunner with a pool of its own: one child, recycled after ``max_tasks_per_child``."""
-    processes = ProcessIsolation(size=1, max_tasks_per_child=max_tasks_per_child, kill_grace_s=1)
+def one_host(max_executions: int) -> Iterator[ToolRunner]:
+    """A ToolRunner with hosts of its own, each replaced after ``max_executions``."""
+    isolation = ProcessIsolation(max_executions_per_host=max_executions)
     registry = PluginRegistry(defaults=ExecutionLimits(isolation=IsolationKind.PROCESS))
     registry.register(sample_plugins.ProcessInfoPlugin)
+    registry.register(sample_plugins.EchoPlugin)
     try:
-        yield ToolRunner(registry=registry, isolations={IsolationKind.PROCESS: processes})
+        yield ToolRunner(registry=registry, isolations={IsolationKind.PROCESS: isolation})
     finally:
-        processes.shutdown()
+        isolation.shutdown()
 
 
-def test_a_child_keeps_its_plugin_module_and_instance_between_executions():
-    with one_child(max_tasks_per_child=100) as runner:
+def test_a_host_keeps_its_plugin_module_and_instance_between_executions():
+    with one_host(max_executions=100) as runner:
         first, _ = runner.run("process_info", {})
         second, _ = runner.run("process_info", {})
     assert first["pid"] == second["pid"] != os.getpid()
@@ -189,22 +188,29 @@ def test_a_child_keeps_its_plugin_module_and_instance_between_executions():
     assert (first["runs"], second["runs"]) == (1, 2)
 
 
-def test_children_are_recycled_after_max_tasks_per_child():
-    with one_child(max_tasks_per_child=2) as runner:
+def test_hosts_are_replaced_after_max_executions():
+    with one_host(max_executions=2) as runner:
         pids = [runner.run("process_info", {})[0]["pid"] for _ in range(4)]
     assert pids[0] == pids[1] != pids[2] == pids[3]
 
 
-def test_a_child_holds_no_database_connection_or_file_of_the_parent(runner):
-    connection.ensure_connection()
-    parent_files = _open_files(os.getpid())
-    database = str(connection.settings_dict["NAME"])
+def test_a_host_holds_nothing_of_the_servers_but_its_channel(runner):
     result, error = runner.run("process_info", {})
     assert error is None
-    child_files = set(result["open_files"])
-    # No socket and no database file of this process is open in the child.
-    assert not {f for f in parent_files if f.startswith("socket:")} & child_files
-    assert not any(database in f for f in child_files)
+    # stdio, then the requests, replies and lifeline pipes: no socket, file or database.
+    assert result["open_fds"][:3] == [0, 1, 2]
+    assert result["fd_kinds"][3:] == ["fifo", "fifo", "fifo"]
+    assert result["environment"] == sorted(
+        ["DJANGO_SETTINGS_MODULE", "HOME", "PATH", "TMPDIR", *result["passed_locale"]]
+    )
+
+
+def test_each_plugin_has_hosts_of_its_own(runner):
+    info, _ = runner.run("process_info", {})
+    runner.run("echo", {"message": "x"})
+    echo_hosts = plugin_hosts(sample_plugins.EchoPlugin, under=os.getpid())
+    assert echo_hosts
+    assert info["pid"] not in echo_hosts
 
 
 class Stopper:
@@ -225,14 +231,14 @@ class Stopper:
         (StopReason.RELEASED, ErrorType.WORKER_LOST, "release"),
     ],
 )
-def test_a_control_stops_a_running_child(runner, tmp_path, reason, error_type, kill_reason):
-    pid_file = tmp_path / "pid"
+def test_a_control_stops_a_running_host(runner, hosts, reason, error_type, kill_reason):
     kills = counter("governed_plugin_kills_total", plugin="sleeping", reason=kill_reason)
-    _, error = runner.run(
-        "sleeping", {"message": str(pid_file), "repeat": 4000}, control=Stopper(reason, 0.3)
-    )
+    with watching(sample_plugins.SleepingPlugin, under=os.getpid()) as seen:
+        _, error = runner.run(
+            "sleeping", {"message": "x", "repeat": 4000}, control=Stopper(reason, 0.6)
+        )
     assert error["error"]["type"] == error_type
-    assert gone(int(pid_file.read_text()))
+    assert all_gone(seen, hosts)
     assert counter("governed_plugin_kills_total", plugin="sleeping", reason=kill_reason) == (
         kills + 1
     )
@@ -245,21 +251,11 @@ def _rss_kb() -> int:
     raise AssertionError("no VmRSS")
 
 
-def _open_files(pid: int) -> set[str]:
-    files = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            files.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
-        except OSError:
-            continue
-    return files
-
-
-# What comes back from a child is data, bounded, and ToolRunner's to judge -----------------
+# What comes back from a host is data, bounded, and ToolRunner's to judge ------------------
 
 
 @pytest.fixture
-def hostile_runner() -> ToolRunner:
+def hostile_runner(hosts) -> ToolRunner:
     registry = PluginRegistry(
         defaults=ExecutionLimits(isolation=IsolationKind.PROCESS, timeout_s=10)
     )
@@ -272,7 +268,7 @@ def hostile_runner() -> ToolRunner:
         sample_plugins.LeakyPlugin,
     ):
         registry.register(cls)
-    return ToolRunner(registry=registry)
+    return ToolRunner(registry=registry, isolations={IsolationKind.PROCESS: hosts})
 
 
 def test_nothing_a_plugin_raises_is_unpickled_by_the_caller(hostile_runner, tmp_path):
@@ -285,8 +281,6 @@ def test_nothing_a_plugin_raises_is_unpickled_by_the_caller(hostile_runner, tmp_
 
 
 def test_an_enormous_error_is_cut_down_to_size(hostile_runner):
-    from plugins.runtime.isolation.child import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS
-
     before_kb = _rss_kb()
     _, error = hostile_runner.run("huge_error", {"message": "x", "repeat": 50})
     assert error["error"]["type"] == ErrorType.PLUGIN_EXECUTION_ERROR
@@ -309,38 +303,13 @@ def test_a_plugin_cannot_pass_its_failure_off_as_toolrunners(hostile_runner, pre
     assert error["error"]["details"]["exception"] in ("InputValidationError", "PluginTimeoutError")
 
 
-def test_a_child_that_hit_its_memory_limit_is_replaced_with_what_it_kept(hostile_runner):
+def test_a_host_that_hit_its_memory_limit_is_replaced_with_what_it_kept(hostile_runner):
     _, error = hostile_runner.run("leaky", {"message": "x", "repeat": 1})
     assert error["error"]["type"] == ErrorType.PLUGIN_RESOURCE_LIMIT
-    for _ in range(3):  # a fresh child each time: nothing of the leak is left
+    for _ in range(3):  # a fresh host each time: nothing of the leak is left
         _, error = hostile_runner.run("leaky", {"message": "x", "repeat": 1})
         assert error["error"]["type"] == ErrorType.PLUGIN_RESOURCE_LIMIT
     result, error = hostile_runner.run("leaky", {"message": "x", "repeat": 0})
     assert error is None
     assert result == {"echoed": "holding 0 blocks"}
     still_serves(hostile_runner)
-
-
-@pytest.mark.parametrize(("finished", "killed"), [(False, True), (True, False)])
-def test_a_late_kill_spares_a_child_that_finished_its_task(finished, killed):
-    """A child pebble could not stop may finish its task and serve the next caller's:
-    the delayed kill meant for the task it gave up on must then leave it alone."""
-    import multiprocessing
-    import subprocess
-
-    from plugins.runtime.isolation import process
-
-    slots = process._TaskSlots(multiprocessing.get_context("forkserver"))
-    child = subprocess.Popen(["sleep", "30"], start_new_session=True)  # its own group
-    try:
-        with slots.slot() as (slot, token):
-            slots.pids[slot] = child.pid
-            process._kill_group_later(slots, slot, token, 0)
-            if finished:
-                slots.pids[slot] = -child.pid  # as run_tracked marks the end of a task
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=5)
-        assert (child.poll() is not None) == killed
-    finally:
-        child.kill()
-        child.wait()

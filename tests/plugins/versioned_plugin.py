@@ -5,13 +5,13 @@ file changed, it is "a plugin upgraded between submit and run". Each run it
 makes is logged to a file, so a test can tell that nothing ran.
 """
 
-import tempfile
 from pathlib import Path
 
 from plugins.contract import Plugin
 from tests.plugins.sample_plugins import EchoInput, EchoOutput
 
-STATE = Path(tempfile.gettempdir()) / "governed-versioned-plugin"
+# Not tempfile's folder: in a host that is the host's own temporary directory.
+STATE = Path("/tmp/governed-versioned-plugin")
 VERSION_FILE = STATE / "version"
 RUNS_FILE = STATE / "runs"
 

@@ -71,6 +71,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 64 * 1024
+# A host's start (the interpreter, its confinement, the plugin's imports) is not part of
+# an execution's time limit: hosts are started ahead of demand, and one that must
+# start for a call gets this long, then the execution its own limit from then on.
+HOST_START_TIMEOUT_S = 10.0
 _EXIT_WAIT_S = 1.0
 # The only variables a host gets; whatever else the server has (SECRET_KEY,
 # DATABASE_URL, tokens, cloud credentials) stays out.
@@ -109,7 +113,6 @@ class SandboxSettings:
 
     enabled: bool = True
     user: str = "nobody"
-    network_allowed: frozenset[str] = frozenset()
     max_open_files: int = 256
 
     @classmethod
@@ -119,7 +122,6 @@ class SandboxSettings:
         return cls(
             enabled=settings.PLUGIN_SANDBOX != "off",
             user=settings.PLUGIN_SANDBOX_USER,
-            network_allowed=frozenset(settings.PLUGIN_NETWORK_ALLOWED),
         )
 
     def user_ids(self) -> tuple[int, int] | None:
@@ -146,15 +148,14 @@ class HostSpec:
     def of(cls, plugin: Plugin, limits: ExecutionLimits, sandbox: SandboxSettings) -> HostSpec:
         plugin_class = type(plugin)
         packages = _package_locations(plugin_class)
-        declared = tuple(str(Path(p).resolve()) for p in getattr(plugin, "read_paths", ()))
+        declared = tuple(str(Path(path).resolve()) for path in limits.read_paths)
         return cls(
             plugin=plugin_ref(plugin_class),
             packages=packages,
             read_only=(*_interpreter_paths(), *(location for _, location in packages), *declared),
-            network=bool(getattr(plugin, "network", False))
-            and plugin.name in sandbox.network_allowed,
+            network=limits.network,
             max_memory_mb=limits.max_memory_mb,
-            fresh_process=bool(getattr(plugin, "fresh_process", False)),
+            fresh_process=limits.fresh_process,
             sandbox=sandbox,
         )
 
@@ -212,8 +213,8 @@ class ProcessIsolation:
         except (TypeError, ValueError) as exc:
             raise InputValidationError(f"The payload is not JSON: {exc}") from exc
         pool = self._pool(self._spec(plugin, limits))
-        deadline = time.monotonic() + limits.timeout_s
-        with pool.host(deadline, limits.timeout_s) as host:
+        with pool.host() as host:
+            deadline = time.monotonic() + limits.timeout_s
             ok, data = host.execute(request, deadline, limits, control)
         return _checked(ok, data, limits.max_result_bytes, host.ran)
 
@@ -270,14 +271,15 @@ class _HostPool:
         self._idle: collections.deque[_Host] = collections.deque()
         self._busy: set[_Host] = set()
         self._starting = 0
+        self._closed = False
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def host(self, deadline: float, timeout_s: float) -> Iterator[_Host]:
+    def host(self) -> Iterator[_Host]:
         """A ready host for one execution; it goes back to the pool only if it is still fit."""
         host = self._take()
         try:
-            host.wait_ready(deadline, timeout_s)
+            host.wait_ready()
             yield host
         except BaseException:
             host.kill()
@@ -295,7 +297,7 @@ class _HostPool:
     def fill(self) -> None:
         """Start hosts in the background until ``size`` are idle or on their way."""
         with self._lock:
-            missing = self.size - len(self._idle) - self._starting
+            missing = 0 if self._closed else self.size - len(self._idle) - self._starting
             self._starting += max(missing, 0)
         for _ in range(missing):
             threading.Thread(target=self._start_one, name="plugin-host-start", daemon=True).start()
@@ -309,7 +311,9 @@ class _HostPool:
         ]
 
     def close(self) -> None:
+        """Kill its hosts, and those still starting once they have."""
         with self._lock:
+            self._closed = True
             hosts, self._idle = [*self._idle, *self._busy], collections.deque()
         for host in hosts:
             host.kill()
@@ -329,7 +333,7 @@ class _HostPool:
 
     def _give_back(self, host: _Host) -> None:
         with self._lock:
-            if len(self._idle) < self.size + 1:
+            if not self._closed and len(self._idle) < self.size + 1:
                 self._idle.append(host)
                 return
         host.kill()
@@ -348,8 +352,11 @@ class _HostPool:
             host = None
         with self._lock:
             self._starting -= 1
-            if host is not None:
+            if host is not None and not self._closed:
                 self._idle.appendleft(host)
+                return
+        if host is not None:
+            host.kill()
 
 
 class _Host:
@@ -362,6 +369,7 @@ class _Host:
         self.executions = 0
         self._ready = False
         self._dead = False
+        self.started_at = time.monotonic()
         self.workdir = tempfile.mkdtemp(prefix="governed-plugin-")
         user = spec.sandbox.user_ids() if spec.sandbox.enabled else None
         if user is not None:
@@ -384,18 +392,26 @@ class _Host:
         finally:
             for fd in fds:
                 os.close(fd)
-        channel.send_json(self._requests, self._config(user))
+        with contextlib.suppress(BrokenPipeError):  # it died at once: its first read says how
+            channel.send_json(self._requests, self._config(user))
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
-    def wait_ready(self, deadline: float, timeout_s: float) -> None:
+    def wait_ready(self) -> None:
         """Wait for the host's first message: it confined itself and loaded its plugin."""
         if self._ready:
             return
-        self._await_message(deadline, timeout_s, None)
-        header, data = self._read_message(deadline, timeout_s, MAX_ENVELOPE_BYTES)
+        deadline = self.started_at + HOST_START_TIMEOUT_S
+        try:
+            self._await_message(deadline, HOST_START_TIMEOUT_S, None)
+            header, data = self._read_message(deadline, HOST_START_TIMEOUT_S, MAX_ENVELOPE_BYTES)
+        except PluginTimeoutError:
+            raise PluginTimeoutError(
+                f"The plugin's process did not start within {HOST_START_TIMEOUT_S:g} s",
+                details={"timeout_s": HOST_START_TIMEOUT_S},
+            ) from None
         if not header.get("ready"):
             raise _reported_failure(data, None)
         self.ran = RanCode.from_report(header.get("ran"))
@@ -410,7 +426,10 @@ class _Host:
     ) -> tuple[bool, bytes]:
         """Send one request; return (succeeded, result or error envelope as JSON)."""
         self.executions += 1
-        channel.send(self._requests, request)
+        try:
+            channel.send(self._requests, request)
+        except BrokenPipeError:
+            raise self._crash() from None
         self._await_message(deadline, limits.timeout_s, control)
         max_bytes = max(limits.max_result_bytes, MAX_ENVELOPE_BYTES)
         header, data = self._read_message(deadline, limits.timeout_s, max_bytes)
