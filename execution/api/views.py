@@ -45,6 +45,7 @@ from execution.services.analysis_execution_service import record_refusal
 from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
 from plugins.models import PluginState
 from plugins.registry import get_registry
+from plugins.runtime.isolation.process import SandboxSettings
 
 EXECUTION_FAILURES = (
     "ValidationError, ParseError, PluginNotFound or PluginUnavailable: the request was "
@@ -232,14 +233,18 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
 
 class HealthView(APIView):
-    """200 when the database takes writes and at least one plugin is available, else 503."""
+    """200 when the database takes writes and at least one plugin is available, else 503.
 
-    authentication_classes: list[type[Any]] = []
+    Anyone may ask; staff also see which confinement plugins run under.
+    """
+
     permission_classes = [AllowAny]
 
     @extend_schema(responses={200: HealthSerializer})
     def get(self, request: Request) -> Response:
         checks: dict[str, Any] = {"database": database_status()}
+        if request.user.is_staff:
+            checks["sandbox"] = SandboxSettings.from_settings().describe()
         states = [entry.state for entry in get_registry().get_status()]
         checks["plugins"] = {
             "available": states.count(PluginState.AVAILABLE),

@@ -235,7 +235,21 @@ def warm_up_once() -> None:
     if _warmed_in_pid == os.getpid() or not settings.PLUGIN_WARM_HOSTS:
         return
     _warmed_in_pid = os.getpid()
+    _log_sandbox()
     try:
         ToolRunner().warm_up()
     except Exception:
         logger.exception("Starting the plugins' processes ahead of demand failed")
+
+
+def _log_sandbox() -> None:
+    """Say once, at a process's start, which confinement its plugins' hosts get."""
+    from plugins.runtime.isolation.process import SandboxSettings
+
+    described = SandboxSettings.from_settings().describe()
+    if described.get("problem"):
+        logger.error("Plugin sandbox: %s (PLUGIN_SANDBOX=off runs them unconfined)", described)
+    elif not described["confined"]:
+        logger.warning("Plugin sandbox is off: process-isolated plugins run unconfined")
+    else:
+        logger.info("Plugin sandbox: %s", described)

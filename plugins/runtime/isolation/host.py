@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
+import plugins.runtime.isolation.channel as channel
 from plugins.contract import Plugin
 from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
 from plugins.errors.exceptions import (
@@ -46,7 +47,6 @@ from plugins.errors.exceptions import (
     envelope_for,
 )
 from plugins.runtime import plugin_side
-from plugins.runtime.isolation import channel
 from plugins.runtime.provenance import code_of
 
 PluginRef = tuple[str, str]
@@ -160,19 +160,25 @@ def _confine(sandbox: dict[str, Any] | None, lifeline: int) -> dict[str, Any]:
     """Confine this process as the server asked; what is in force. None: the operator said off."""
     if sandbox is None:
         return {"sandbox": "off"}
-    from plugins.runtime.sandbox import SandboxPolicy, confine
+    from plugins.runtime.sandbox import SandboxPolicy, SandboxUnavailable, confine
 
     user = sandbox["user"]
-    confinement = confine(
-        SandboxPolicy(
-            read_only=tuple(sandbox["read_only"]),
-            read_write=tuple(sandbox["read_write"]),
-            network=bool(sandbox["network"]),
-            user=(int(user[0]), int(user[1])) if user else None,
-            max_open_files=int(sandbox["max_open_files"]),
-            protected_fds=(lifeline,),
-        )
+    policy = SandboxPolicy(
+        read_only=tuple(sandbox["read_only"]),
+        read_write=tuple(sandbox["read_write"]),
+        network=bool(sandbox["network"]),
+        user=(int(user[0]), int(user[1])) if user else None,
+        max_open_files=int(sandbox["max_open_files"]),
+        protected_fds=(lifeline,),
     )
+    try:
+        confinement = confine(policy)
+    except SandboxUnavailable as exc:  # fail closed: no plugin code runs unconfined
+        raise PluginUnavailableError(
+            f"The plugin sandbox cannot confine its process: {exc}. Plugins do not run "
+            "unconfined unless the operator sets PLUGIN_SANDBOX=off",
+            details={"reason": str(exc)},
+        ) from exc
     return dict(confinement.describe())
 
 

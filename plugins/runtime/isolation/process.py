@@ -47,6 +47,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import plugins.runtime.isolation.channel as channel
 from plugins.errors.error_envelope import ErrorType
 from plugins.errors.exceptions import (
     GovernedExecutionError,
@@ -58,7 +59,6 @@ from plugins.errors.exceptions import (
     ReportedExecutionError,
 )
 from plugins.runtime.control import ExecutionControl, wait_until_done
-from plugins.runtime.isolation import channel
 from plugins.runtime.isolation.base import PluginSide
 from plugins.runtime.isolation.host import FUNCTIONS, MAX_ENVELOPE_BYTES, PluginRef
 from plugins.runtime.limits import ExecutionLimits
@@ -123,6 +123,31 @@ class SandboxSettings:
             enabled=settings.PLUGIN_SANDBOX != "off",
             user=settings.PLUGIN_SANDBOX_USER,
         )
+
+    def describe(self) -> dict[str, Any]:
+        """What confines hosts on this machine with these settings: for logs and /v1/health."""
+        if not self.enabled:
+            return {"mode": "off", "confined": False}
+        if not sys.platform.startswith("linux"):
+            return {"mode": "on", "confined": False, "problem": "not Linux"}
+        from plugins.runtime.sandbox import kernel_support
+
+        support = kernel_support()
+        problem = ""
+        if not support["landlock_abi"]:
+            problem = "this kernel has no Landlock: process-isolated plugins do not run"
+        elif not support["seccomp"]:
+            problem = "libseccomp cannot be loaded: process-isolated plugins do not run"
+        described: dict[str, Any] = {
+            "mode": "on",
+            "confined": not problem,
+            "landlock_abi": support["landlock_abi"],
+            "seccomp": support["seccomp"],
+            "user": self.user if support["root"] else "the server's (it does not run as root)",
+        }
+        if problem:
+            described["problem"] = problem
+        return described
 
     def user_ids(self) -> tuple[int, int] | None:
         """The (uid, gid) hosts switch to when the server runs as root; None otherwise."""
