@@ -1,4 +1,4 @@
-"""Benchmark-only code: a no-op plugin, a no-op task and two bare baseline views.
+"""Benchmark-only code: a no-op task and two bare baseline views (the plugin: bench_plugins.py).
 
 Nothing here is part of the product. The baselines deliberately skip governance
 (no validation, no metrics, status written directly) to measure what it costs;
@@ -14,32 +14,11 @@ from django.db import transaction
 from django.urls import include, path
 from django.utils import timezone
 from django_tasks import task
-from pydantic import BaseModel
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from execution.models import Job
-from plugins.contract import Plugin
-
-
-class NoOpInput(BaseModel):
-    pass
-
-
-class NoOpOutput(BaseModel):
-    pass
-
-
-class BenchNoOpPlugin(Plugin):
-    name = "bench_noop"
-    version = "1"
-    description = "Does nothing; for benchmarks."
-    Input = NoOpInput
-    Output = NoOpOutput
-
-    def run(self, payload: NoOpInput) -> dict[str, Any]:
-        return {}
 
 
 @task()

@@ -3,4 +3,4 @@
 from project.settings import *  # noqa: F403
 
 ROOT_URLCONF = "bench_app"
-PLUGINS = ["bench_app.BenchNoOpPlugin"]
+PLUGINS = ["bench_plugins.BenchNoOpPlugin"]

@@ -144,13 +144,15 @@ def describe_containment() -> str:
     """Where the governed endpoint's plugin runs; the server has this process's settings."""
     from django.conf import settings
 
+    from plugins.runtime.isolation.process import SandboxSettings
+
     if settings.PLUGIN_ISOLATION != "process":
         return f"isolation={settings.PLUGIN_ISOLATION}"
-    size = settings.PLUGIN_PROCESS_POOL_SIZE or "auto (2 per web process)"
     return (
-        f"isolation=process, PLUGIN_PROCESS_POOL_SIZE={size}, "
-        f"PLUGIN_MAX_TASKS_PER_CHILD={settings.PLUGIN_MAX_TASKS_PER_CHILD}; "
-        "governed = one round trip to a child per request (validate and run there)"
+        f"isolation=process, a host of its own per web process "
+        f"(PLUGIN_HOSTS_PER_PLUGIN={settings.PLUGIN_HOSTS_PER_PLUGIN}), sandbox "
+        f"{SandboxSettings.from_settings().describe()}; governed = one round trip to the "
+        "host per request (validate and run there)"
     )
 
 

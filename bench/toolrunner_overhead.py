@@ -1,30 +1,34 @@
-"""What does governance cost per execution, in thread and in process isolation?
+"""What does governance cost per execution, in thread isolation and in sandboxed hosts?
 
 Runs a no-op plugin N times each way, in one process and one run:
   (a) the bare call: the plugin's undecorated function, no validation, no thread;
   ToolRunner in THREAD isolation, metrics persisted in SQLite (WAL, synchronous=NORMAL)
       and with metrics recording off;
-  ToolRunner in PROCESS isolation (the default), the same two ways, through the
-      project's process-wide pool of plugin children;
-and two library baselines: a no-op function's round trip through a
-concurrent.futures.ThreadPoolExecutor(1) and through a bare pebble.ProcessPool(1)
-on a forkserver context. The variants are measured in interleaved rounds, so
-drift on a noisy machine falls on all of them alike. Prints p50/p99/mean per
-execution and what process isolation adds over thread mode at p50.
+  ToolRunner in PROCESS isolation (the default): a sandboxed host of the plugin's own,
+      the same two ways, and once with the sandbox off (what the confinement costs
+      per execution: it is set up once per host, so nothing, it should be);
+and two baselines: a no-op function's round trip through a
+concurrent.futures.ThreadPoolExecutor(1), and one JSON frame each way through a pair
+of pipes to a bare Python child (what any process round trip costs on this machine).
+The variants are measured in interleaved rounds, so drift on a noisy machine falls
+on all of them alike. Prints p50/p99/mean per execution and what a sandboxed host
+adds over thread mode at p50; then, measured apart, how long a host takes to start,
+an execution of a ``fresh_process`` plugin (a new host each time, started ahead),
+and emptying the per-execution temporary directory.
 
-PLUGIN_PROCESS_POOL_SIZE is set to 1 before Django starts (unless --pool-size says
-otherwise): the calls are sequential, like a db_worker or a gunicorn sync worker.
-
-    .venv/bin/python bench/toolrunner_overhead.py [--iterations 5000] [--pool-size 1]
+    .venv/bin/python bench/toolrunner_overhead.py [--iterations 5000] [--starts 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
-import multiprocessing
 import os
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,20 +36,22 @@ from concurrent.futures import ThreadPoolExecutor
 from _django import describe_database, setup_django  # bench/ is on sys.path as a script
 
 TARGET_PROCESS_OVER_THREAD_P50_US = 250.0
-REFERENCE_PEBBLE_P50_US = 110.0  # a bare pebble round trip on the machine the target was set on
-REFERENCE_THREAD_POOL_P50_US = 50.0
 ROUNDS = 10
-
-
-def noop() -> None:
-    """The library baselines' payload; module level, so a child process can import it."""
+_ECHO_CHILD = """
+import os, sys
+sys.path.insert(0, sys.argv[3])
+from plugins.runtime.isolation import channel
+requests, replies = int(sys.argv[1]), int(sys.argv[2])
+while True:
+    channel.send(replies, channel.receive(requests, 1 << 20))
+"""
 
 
 def measure(
     variants: dict[str, Callable[[], object]], iterations: int, rounds: int = ROUNDS
 ) -> dict[str, list[float]]:
     """Time each variant ``iterations`` times, round-robin in ``rounds`` blocks (microseconds)."""
-    for call in variants.values():  # warm up caches, threads, children, the connection
+    for call in variants.values():  # warm up caches, threads, hosts, the connection
         for _ in range(min(200, iterations)):
             call()
     samples: dict[str, list[float]] = {label: [] for label in variants}
@@ -65,98 +71,154 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def pipe_echo() -> tuple[Callable[[], object], Callable[[], None]]:
+    """A bare child that echoes frames: (one round trip, stop)."""
+    from plugins.runtime.isolation import channel
+
+    child_requests, requests = os.pipe()
+    replies, child_replies = os.pipe()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    child = subprocess.Popen(
+        [sys.executable, "-I", "-c", _ECHO_CHILD, str(child_requests), str(child_replies), root],
+        pass_fds=(child_requests, child_replies),
+    )
+    os.close(child_requests)
+    os.close(child_replies)
+
+    def round_trip() -> object:
+        channel.send(requests, b'{"function":"validate_and_run","args":[{},1048576,""]}')
+        return channel.receive(replies, 1 << 20)
+
+    def stop() -> None:
+        child.kill()
+        child.wait()
+        os.close(requests)
+        os.close(replies)
+
+    return round_trip, stop
+
+
+def host_starts(plugin: object, limits: object, count: int) -> list[float]:
+    """Milliseconds from starting a host to its ready message, ``count`` times."""
+    from plugins.runtime.isolation.process import ProcessIsolation, _Host
+
+    isolation = ProcessIsolation()
+    spec = isolation._spec(plugin, limits)  # type: ignore[arg-type]
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        host = _Host(spec)
+        host.wait_ready()
+        times.append((time.perf_counter() - started) * 1000.0)
+        host.kill()
+    return times
+
+
+def empty_directory_us(count: int) -> tuple[float, float]:
+    """Microseconds to empty a host's directory (host.py's ``_empty``): empty, and one file."""
+    from plugins.runtime.isolation.host import _empty
+
+    here, tmpdir = os.getcwd(), os.environ.get("TMPDIR")
+    folder = tempfile.mkdtemp(prefix="bench-empty-")
+    try:
+        idle, used = [], []
+        for _ in range(count):
+            started = time.perf_counter_ns()
+            _empty(folder)
+            idle.append((time.perf_counter_ns() - started) / 1000.0)
+            with open(os.path.join(folder, "scratch"), "wb") as scratch:
+                scratch.write(b"x" * 4096)
+            started = time.perf_counter_ns()
+            _empty(folder)
+            used.append((time.perf_counter_ns() - started) / 1000.0)
+    finally:  # _empty moved this process into the folder, as it does a host
+        os.chdir(here)
+        tempfile.tempdir = None
+        if tmpdir is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = tmpdir
+        shutil.rmtree(folder, ignore_errors=True)
+    return statistics.median(idle), statistics.median(used)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=5000)
-    parser.add_argument(
-        "--pool-size",
-        type=int,
-        default=1,
-        help="PLUGIN_PROCESS_POOL_SIZE for the process-wide pool (default 1)",
-    )
-    parser.add_argument(
-        "--no-pool-of-two",
-        action="store_true",
-        help="skip the extra PROCESS variant through a second pool of two children",
-    )
+    parser.add_argument("--starts", type=int, default=20, help="host starts and fresh runs")
     args = parser.parse_args()
-    os.environ["PLUGIN_PROCESS_POOL_SIZE"] = str(args.pool_size)  # read by Django's settings
     database_url = setup_django()
 
-    import pebble
-    from bench_app import BenchNoOpPlugin, NoOpInput
-    from django.conf import settings
+    from bench_plugins import BenchNoOpPlugin, FreshNoOpPlugin, NoOpInput
 
     from plugins.registry import PluginRegistry
-    from plugins.runtime.isolation.process import ProcessIsolation
+    from plugins.runtime.isolation.process import ProcessIsolation, SandboxSettings
     from plugins.runtime.limits import ExecutionLimits, IsolationKind
     from plugins.runtime.tool_runner import ToolRunner
 
+    sandboxed = ProcessIsolation()
+    unconfined = ProcessIsolation(sandbox=SandboxSettings(enabled=False))
+
     def runner(
-        isolation: IsolationKind, *, metrics: bool, processes: ProcessIsolation | None = None
+        isolation: IsolationKind,
+        *,
+        metrics: bool,
+        hosts: ProcessIsolation = sandboxed,
+        plugin: type[BenchNoOpPlugin] = BenchNoOpPlugin,
     ) -> Callable[[], object]:
         registry = PluginRegistry(
             record_metrics=metrics, defaults=ExecutionLimits(isolation=isolation)
         )
-        registry.register(BenchNoOpPlugin)
-        isolations = {IsolationKind.PROCESS: processes} if processes is not None else None
-        tool_runner = ToolRunner(registry=registry, isolations=isolations)
-        return lambda: tool_runner.run("bench_noop", {})
+        registry.register(plugin)
+        tool_runner = ToolRunner(registry=registry, isolations={IsolationKind.PROCESS: hosts})
+        return lambda: tool_runner.run(plugin.name, {})
 
     plugin = BenchNoOpPlugin()
     bare_run = inspect.unwrap(BenchNoOpPlugin.run)  # the plugin's own function, unguarded
     payload = NoOpInput()
-
-    process_metrics_on = runner(IsolationKind.PROCESS, metrics=True)
-    # Start the project's pool first: it sets the forkserver's preload (Django, the
-    # runtime) and the forkserver is shared by every pool of this process.
-    assert process_metrics_on() == ({}, None)
-    pool = ProcessIsolation.shared()
     threads = ThreadPoolExecutor(max_workers=1)
-    bare_pebble = pebble.ProcessPool(
-        max_workers=1, context=multiprocessing.get_context("forkserver")
-    )
-    second_pool: ProcessIsolation | None = None
-    if not args.no_pool_of_two and pool.size != 2:
-        second_pool = ProcessIsolation(
-            size=2,
-            max_tasks_per_child=settings.PLUGIN_MAX_TASKS_PER_CHILD,
-            kill_grace_s=settings.PLUGIN_KILL_GRACE_S,
-        )
+    echo, stop_echo = pipe_echo()
 
     variants: dict[str, Callable[[], object]] = {
         "(a) bare call": lambda: bare_run(plugin, payload),
-        "ThreadPoolExecutor(1) round trip": lambda: threads.submit(noop).result(),
-        "pebble ProcessPool(1) round trip": lambda: bare_pebble.schedule(noop).result(),
+        "ThreadPoolExecutor(1) round trip": lambda: threads.submit(lambda: None).result(),
+        "pipe round trip to a child": echo,
         "THREAD, metrics persisted": runner(IsolationKind.THREAD, metrics=True),
         "THREAD, metrics off": runner(IsolationKind.THREAD, metrics=False),
-        "PROCESS, metrics persisted": process_metrics_on,
+        "PROCESS, metrics persisted": runner(IsolationKind.PROCESS, metrics=True),
         "PROCESS, metrics off": runner(IsolationKind.PROCESS, metrics=False),
+        "PROCESS, metrics off, unconfined": runner(
+            IsolationKind.PROCESS, metrics=False, hosts=unconfined
+        ),
     }
-    if second_pool is not None:
-        variants["PROCESS, metrics off, pool of 2"] = runner(
-            IsolationKind.PROCESS, metrics=False, processes=second_pool
-        )
+    fresh = runner(IsolationKind.PROCESS, metrics=False, plugin=FreshNoOpPlugin)
     try:
         for label, call in variants.items():
             if label.startswith(("THREAD", "PROCESS")):
                 assert call() == ({}, None), label
         results = measure(variants, args.iterations)
+        limits = ExecutionLimits()
+        starts = host_starts(plugin, limits, args.starts)
+        assert fresh() == ({}, None)
+        fresh_times = []
+        for _ in range(args.starts):
+            time.sleep(1.0)  # its next host is started ahead of demand, as between requests
+            started = time.perf_counter()
+            assert fresh() == ({}, None)
+            fresh_times.append((time.perf_counter() - started) * 1e6)
+        empty_idle, empty_used = empty_directory_us(1000)
     finally:
         threads.shutdown()
-        bare_pebble.stop()
-        bare_pebble.join()
-        if second_pool is not None:
-            second_pool.shutdown()
-        pool.shutdown()
+        stop_echo()
+        sandboxed.shutdown()
+        unconfined.shutdown()
 
     print(f"toolrunner_overhead: {args.iterations} executions each, database {database_url}")
     print(f"database: {describe_database()}; times in microseconds per execution")
     print(
-        f"PLUGIN_PROCESS_POOL_SIZE={args.pool_size} (calls are sequential, as in a db_worker "
-        f"or a gunicorn sync worker); children recycled every "
-        f"{settings.PLUGIN_MAX_TASKS_PER_CHILD} tasks (PLUGIN_MAX_TASKS_PER_CHILD), "
-        "which shows in the PROCESS rows' mean and max; the bare pebble pool never recycles"
+        "calls are sequential, as in a db_worker or a gunicorn sync worker; PROCESS rows run "
+        f"in one warm host (replaced every {ProcessIsolation().max_executions_per_host} "
+        "executions); sandbox: " + str(SandboxSettings().describe())
     )
     print(f"{'variant':34} {'p50':>10} {'p99':>10} {'mean':>10} {'max':>10}")
     p50 = {label: percentile(samples, 0.5) for label, samples in results.items()}
@@ -165,7 +227,6 @@ def main() -> None:
             f"{label:34} {p50[label]:10.1f} {percentile(samples, 0.99):10.1f} "
             f"{statistics.fmean(samples):10.1f} {max(samples):10.1f}"
         )
-
     bare = p50["(a) bare call"]
     print(
         "overhead over (a) at p50: "
@@ -175,22 +236,29 @@ def main() -> None:
             if label.startswith(("THREAD", "PROCESS"))
         )
     )
-    library_gap = p50["pebble ProcessPool(1) round trip"] - p50["ThreadPoolExecutor(1) round trip"]
-    reference_gap = REFERENCE_PEBBLE_P50_US - REFERENCE_THREAD_POOL_P50_US
+    baseline_gap = p50["pipe round trip to a child"] - p50["ThreadPoolExecutor(1) round trip"]
     for metrics in ("metrics off", "metrics persisted"):
         added = p50[f"PROCESS, {metrics}"] - p50[f"THREAD, {metrics}"]
         verdict = "meets" if added <= TARGET_PROCESS_OVER_THREAD_P50_US else "MISSES"
         print(
-            f"process isolation adds {added:.1f} us p50 over thread mode ({metrics}): "
+            f"a sandboxed host adds {added:.1f} us p50 over thread mode ({metrics}): "
             f"{verdict} the target of <= {TARGET_PROCESS_OVER_THREAD_P50_US:.0f} us; "
-            f"{added - library_gap:.1f} us beyond the libraries' own gap"
+            f"{added - baseline_gap:.1f} us beyond the bare pipe round trip's own gap "
+            f"({baseline_gap:.1f} us)"
         )
+    confinement = p50["PROCESS, metrics off"] - p50["PROCESS, metrics off, unconfined"]
+    print(f"the confinement costs {confinement:.1f} us p50 per execution (sandboxed - unconfined)")
     print(
-        f"libraries on this machine: bare pebble minus bare thread pool {library_gap:.1f} us p50 "
-        f"(pebble {p50['pebble ProcessPool(1) round trip']:.1f}, thread pool "
-        f"{p50['ThreadPoolExecutor(1) round trip']:.1f}); on the reference machine "
-        f"~{reference_gap:.0f} us (~{REFERENCE_PEBBLE_P50_US:.0f} and "
-        f"~{REFERENCE_THREAD_POOL_P50_US:.0f})"
+        f"host start, to ready (interpreter, confinement, plugin import), {args.starts} starts: "
+        f"median {statistics.median(starts):.0f} ms, max {max(starts):.0f} ms"
+    )
+    print(
+        f"fresh_process execution (its host started ahead), {args.starts} runs: "
+        f"median {statistics.median(fresh_times):.0f} us, max {max(fresh_times):.0f} us"
+    )
+    print(
+        f"emptying the per-execution temporary directory: {empty_idle:.1f} us when empty, "
+        f"{empty_used:.1f} us with one 4 KiB file (median of 1000)"
     )
 
 
