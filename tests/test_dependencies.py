@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -166,3 +168,16 @@ def test_only_the_task_engine_adapter_imports_django_tasks_db():
         )
     )
     assert not wrong, wrong
+
+
+def test_a_plugin_host_loads_no_django_and_nothing_of_the_servers():
+    """What a host imports before its plugin: the runtime, the contract, the sandbox only."""
+    probe = (
+        "import sys; import plugins.runtime.isolation.host, plugins.runtime.sandbox; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-I", "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "plugins" in loaded
+    assert not {"django", "rest_framework", "execution", "api", "project"} & set(loaded)
