@@ -31,10 +31,14 @@ def hosts() -> Iterator[ProcessIsolation]:
     isolation.shutdown()
 
 
-def runner_for(hosts: ProcessIsolation, plugin: type, **defaults: object) -> ToolRunner:
+def runner_for(
+    hosts: ProcessIsolation, plugin: type, network_allowed: frozenset[str] = frozenset()
+) -> ToolRunner:
     registry = PluginRegistry(
         record_metrics=False,
-        defaults=ExecutionLimits(isolation=IsolationKind.PROCESS, timeout_s=10, **defaults),
+        defaults=ExecutionLimits(
+            isolation=IsolationKind.PROCESS, timeout_s=10, network_allowed=network_allowed
+        ),
     )
     registry.register(plugin)
     return ToolRunner(registry=registry, isolations={IsolationKind.PROCESS: hosts})
