@@ -347,7 +347,8 @@ class _HostPool:
         with self._lock:
             while self._idle:
                 host = self._idle.pop()
-                if host.alive():
+                # A process its plugin's threads started since its last execution ends it.
+                if host.alive() and not host.has_leftover_processes():
                     self._busy.add(host)
                     return host
                 host.kill()
