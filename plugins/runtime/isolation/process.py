@@ -397,6 +397,15 @@ class _Host:
         self._dead = False
         self.started_at = time.monotonic()
         self.workdir = tempfile.mkdtemp(prefix="governed-plugin-")
+        self._requests = self._replies = self._lifeline = -1
+        try:
+            self._start(spec)
+        except BaseException:
+            self._close_pipes()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
+
+    def _start(self, spec: HostSpec) -> None:
         user = spec.sandbox.user_ids() if spec.sandbox.enabled else None
         if user is not None:
             os.chown(self.workdir, *user)
@@ -517,8 +526,8 @@ class _Host:
         """Whether a process the plugin started is still there (a child of this subreaper)."""
         try:
             tasks = os.listdir(f"/proc/{self.pid}/task")
-        except OSError:
-            return not sys.platform.startswith("linux")
+        except OSError:  # gone, or not ours to look at: not to be reused either way
+            return sys.platform.startswith("linux")
         for task in tasks:
             try:
                 with open(f"/proc/{self.pid}/task/{task}/children") as children:
@@ -535,10 +544,14 @@ class _Host:
         self._dead = True
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
-        for fd in (self._requests, self._replies, self._lifeline):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self._close_pipes()
         threading.Thread(target=self._reap, name="plugin-host-reap", daemon=True).start()
+
+    def _close_pipes(self) -> None:
+        for fd in (self._requests, self._replies, self._lifeline):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def _reap(self) -> None:
         with contextlib.suppress(Exception):
