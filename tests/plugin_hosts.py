@@ -98,9 +98,10 @@ def watching(plugin: type, under: int, every_s: float = 0.01) -> Iterator[set[in
 def gone(pid: int, within_s: float = 10.0) -> bool:
     """Whether process ``pid`` disappears (or is a zombie) within ``within_s``."""
     deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
+    while True:
         fields = _stat_fields(pid)
         if fields is None or fields[0] == "Z":
             return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
-    return False

@@ -67,10 +67,17 @@ def counter(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def all_gone(seen: set[int], hosts: ProcessIsolation) -> bool:
-    """Every process seen is gone, but the idle hosts started since to replace them."""
-    idle = {host.pid for host in hosts.hosts() if not host.busy}
-    return bool(seen - idle) and all(gone(pid) for pid in seen - idle)
+def all_gone(seen: set[int], hosts: ProcessIsolation, within_s: float = 10.0) -> bool:
+    """Every process seen is gone within ``within_s``, but the hosts started to replace them."""
+    deadline = time.monotonic() + within_s
+    while True:
+        idle = {host.pid for host in hosts.hosts() if not host.busy}
+        left = {pid for pid in seen - idle if not gone(pid, within_s=0)}
+        if not left:
+            return bool(seen - idle)
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def still_serves(runner: ToolRunner) -> None:
