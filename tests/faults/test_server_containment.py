@@ -74,13 +74,16 @@ def test_a_plugin_that_kills_its_process_is_a_crash_and_the_server_lives_on(
 
 
 def spinning_hosts_settled(server: Server) -> bool:
-    """Every host of ``spinning`` sleeps, alone in its group, and no worker has two.
+    """Every host of ``spinning`` sleeps, alone in its group, and no worker keeps two.
 
-    A spinner that was not killed never sleeps; one killed but not replaced by a
-    single fresh host would leave its worker with none or two.
+    A spinner that was not killed never sleeps; one that was killed has a single
+    fresh host in its place.
     """
     hosts = plugin_hosts(SpinningPlugin, under=server.process.pid)
-    per_worker = collections.Counter(proc_stat(host)[1] for host in hosts)
+    parents = [proc_stat(host) for host in hosts]
+    if None in parents:
+        return False  # one ended meanwhile: look again
+    per_worker = collections.Counter(fields[1] for fields in parents if fields)
     if any(count > 1 for count in per_worker.values()):
         return False
     return asleep(hosts) and all(group_members(host) == [host] for host in hosts)
