@@ -2,11 +2,13 @@
 
 Every process a test starts is stopped (and its process group killed) when the
 test ends; the fixtures also check that nothing a plugin started is left running.
+Plugins run sandboxed (the default), in host processes found by tests/plugin_hosts.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -25,7 +27,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
+from plugins.runtime.isolation.process import ProcessIsolation
 from tests.conftest import ROOT, subprocess_env
+from tests.plugin_hosts import group_members, plugin_hosts
 
 FAULT_PLUGINS = ",".join(
     f"tests.plugins.sample_plugins.{name}"
@@ -48,7 +52,12 @@ FAULT_SETTINGS = {
     "JOB_RETRY_BACKOFF_S": "0.2",
     "JOB_CANCEL_POLL_S": "0.2",
     "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    # One host per plugin and process, started when a job needs it: below a fresh
+    # worker, the only host of a plugin is the one running its first job.
+    "PLUGIN_HOSTS_PER_PLUGIN": "1",
+    "PLUGIN_WARM_HOSTS": "0",
 }
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 def wait_until(condition: Callable[[], Any], timeout_s: float = 60, step_s: float = 0.1) -> Any:
@@ -69,25 +78,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def process_gone(pid: int) -> bool:
+def proc_stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command's name (the state first); None: no process."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return state == "Z"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def process_gone(pid: int) -> bool:
+    fields = proc_stat(pid)
+    return fields is None or fields[0] == "Z"
 
 
 def descendants(pid: int) -> set[int]:
     """Every live process below ``pid``."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
+        fields = proc_stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None and fields[0] != "Z":
             children.setdefault(int(fields[1]), []).append(int(entry.name))
     found: set[int] = set()
     todo = [pid]
@@ -97,6 +106,93 @@ def descendants(pid: int) -> set[int]:
                 found.add(child)
                 todo.append(child)
     return found
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    fields = proc_stat(pid)
+    return int(fields[11]) + int(fields[12]) if fields else None  # utime + stime
+
+
+def asleep(pids: list[int], for_s: float = 0.2) -> bool:
+    """Whether each of ``pids`` sleeps and used no CPU time for ``for_s`` seconds.
+
+    A host that starts, or a plugin that spins, uses CPU all along; one that sat
+    still this long waits: for a request, or in a sleeping plugin's run.
+    """
+    before = {pid: _cpu_ticks(pid) for pid in pids}
+    time.sleep(for_s)
+    for pid in pids:
+        fields = proc_stat(pid)
+        if fields is None or fields[0] != "S" or _cpu_ticks(pid) != before[pid]:
+            return False
+    return True
+
+
+def running_host(plugin: type, under: int, timeout_s: float = 60) -> int:
+    """The one host of ``plugin`` below process ``under``, once it has started and sits still.
+
+    For a sleeping plugin's job, that is its host inside the plugin's run.
+    """
+
+    def settled() -> int | None:
+        hosts = plugin_hosts(plugin, under=under)
+        assert len(hosts) <= 1, f"more than one host of {plugin.__name__}: {hosts}"
+        return hosts[0] if hosts and asleep(hosts) else None
+
+    return int(wait_until(settled, timeout_s=timeout_s))
+
+
+def group_gone(pgid: int) -> bool:
+    """Whether no process of group ``pgid`` (a host and what its plugin started) is left."""
+    return not group_members(pgid)
+
+
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    except OSError:
+        return "?"
+
+
+@contextlib.contextmanager
+def orphans_adopted() -> Iterator[None]:
+    """For the block, orphans of the processes this one starts become its children.
+
+    A host whose worker was killed, or a daemon a plugin double-forked, then stays
+    below the test process, where the check at the end finds it, instead of going
+    to init. Zombies adopted meanwhile are reaped at the end.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "PR_SET_CHILD_SUBREAPER")
+    try:
+        yield
+    finally:
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        _reap_zombie_children()
+
+
+def _reap_zombie_children() -> None:
+    for entry in Path("/proc").iterdir():
+        fields = proc_stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None and fields[0] == "Z" and int(fields[1]) == os.getpid():
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(int(entry.name), os.WNOHANG)
+
+
+def assert_nothing_left(before: set[int], timeout_s: float = 15) -> None:
+    """No process is left below this one but those it had ``before``; any other is killed."""
+
+    def left() -> set[int]:
+        return descendants(os.getpid()) - before
+
+    with contextlib.suppress(AssertionError):
+        wait_until(lambda: not left(), timeout_s=timeout_s)
+    stray = {pid: _command_line(pid) for pid in left()}
+    for pid in stray:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    assert not stray, f"left running after the test: {stray}"
 
 
 @dataclass
@@ -213,11 +309,17 @@ class Server:
 
 @pytest.fixture
 def processes(transactional_db, tmp_path) -> Iterator[Processes]:
+    """The test's processes; afterwards, nothing any of them (or their plugins) started runs on."""
     manager = Processes(tmp_path, subprocess_env(**FAULT_SETTINGS))
-    try:
-        yield manager
-    finally:
-        manager.stop_all()
+    before = descendants(os.getpid())
+    with orphans_adopted():
+        try:
+            yield manager
+        finally:
+            manager.stop_all()
+            # The test process's own hosts: it validates what it submits in them.
+            ProcessIsolation.shared().shutdown()
+        assert_nothing_left(before)
 
 
 @pytest.fixture

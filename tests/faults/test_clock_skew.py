@@ -24,8 +24,8 @@ from tests.faults.conftest import Managed, Processes, descendants, wait_until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SKEWS = ("+60s", "-60s")
-# A grace well past a busy machine's start of a plugin process (the first call in each
-# process boots a forkserver), and still far short of the skew.
+# A grace well past a busy machine's start of a plugin's sandboxed host (the first job
+# of a plugin in each process starts one), and still far short of the skew.
 LEASE = {"JOB_LEASE_GRACE_S": "15"}
 
 

@@ -7,12 +7,20 @@ import re
 import shutil
 import signal
 import sys
-from pathlib import Path
 
 import pytest
 
 from execution.models import Job, JobStatus
-from tests.faults.conftest import Server, free_port, process_gone, wait_until
+from tests.faults.conftest import (
+    Server,
+    free_port,
+    group_gone,
+    process_gone,
+    running_host,
+    wait_until,
+)
+from tests.plugin_hosts import group_members
+from tests.plugins.sample_plugins import SleepingPlugin
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -20,20 +28,7 @@ pytestmark = [
 ]
 
 
-def group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(entry))
-    return members
-
-
-def test_ctrl_c_on_make_run_hands_the_running_job_back(processes, tmp_path):
+def test_ctrl_c_on_make_run_hands_the_running_job_back(processes):
     port = free_port()
     make = processes.start(
         ["make", "run", f"PORT={port}", "HOST=127.0.0.1", f"PYTHON={sys.executable}"],
@@ -45,20 +40,22 @@ def test_ctrl_c_on_make_run_hands_the_running_job_back(processes, tmp_path):
     assert make.alive(), make.output()
     server.token = re.search(r"Authorization: Token (\w+)", make.output()).group(1)
 
-    pid_file = tmp_path / "pid"
     status, body = server.request(
-        "POST",
-        "/v1/jobs",
-        {"plugin": "sleeping", "payload": {"message": str(pid_file), "repeat": 30_000}},
+        "POST", "/v1/jobs", {"plugin": "sleeping", "payload": {"message": "x", "repeat": 30_000}}
     )
     assert status == 202, body
-    child = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), timeout_s=60))
-    assert Job.objects.get(pk=body["id"]).status == JobStatus.RUNNING
+
+    def running_on() -> int | None:
+        job = Job.objects.get(pk=body["id"])
+        return int(job.lease_holder.split(":")[1]) if job.status == JobStatus.RUNNING else None
+
+    # The server validated the input in a host of its own: the one to find is the worker's.
+    host = running_host(SleepingPlugin, under=wait_until(running_on, timeout_s=60))
 
     os.killpg(make.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
     make.popen.wait(30)
     wait_until(lambda: not group_members(make.pid), timeout_s=30)  # server and worker stopped
-    assert process_gone(child)
+    wait_until(lambda: process_gone(host) and group_gone(host), timeout_s=5)
 
     job = Job.objects.get(pk=body["id"])
     assert job.status == JobStatus.PENDING, job.status  # handed back, not RUNNING forever

@@ -7,13 +7,25 @@ that nothing a plugin started is left running.
 
 from __future__ import annotations
 
-import functools
+import collections
+import threading
 from pathlib import Path
 
 import pytest
 
 from execution.models import Job, JobStatus
-from tests.faults.conftest import Server, descendants, process_gone, wait_until
+from tests.faults.conftest import (
+    Server,
+    asleep,
+    descendants,
+    group_gone,
+    proc_stat,
+    process_gone,
+    running_host,
+    wait_until,
+)
+from tests.plugin_hosts import group_members, plugin_hosts
+from tests.plugins.sample_plugins import SleepingPlugin, SpinningPlugin
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -61,14 +73,29 @@ def test_a_plugin_that_kills_its_process_is_a_crash_and_the_server_lives_on(
     assert_still_serves(server)
 
 
-def test_twenty_busy_loops_time_out_and_leave_nothing_spinning(server, tmp_path):
-    for index in range(20):
-        pid_file = tmp_path / f"spin{index}"
-        status, body = server.execute("spinning", {"message": str(pid_file)})
+def spinning_hosts_settled(server: Server) -> bool:
+    """Every host of ``spinning`` sleeps, alone in its group, and no worker keeps two.
+
+    A spinner that was not killed never sleeps; one that was killed has a single
+    fresh host in its place.
+    """
+    hosts = plugin_hosts(SpinningPlugin, under=server.process.pid)
+    parents = [proc_stat(host) for host in hosts]
+    if None in parents:
+        return False  # one ended meanwhile: look again
+    per_worker = collections.Counter(fields[1] for fields in parents if fields)
+    if any(count > 1 for count in per_worker.values()):
+        return False
+    return asleep(hosts) and all(group_members(host) == [host] for host in hosts)
+
+
+def test_twenty_busy_loops_time_out_and_leave_nothing_spinning(server):
+    for _ in range(20):
+        status, body = server.execute("spinning", {"message": "x"})
         assert status == 400
         assert body["detail"]["type"] == "PluginTimeout"
         assert body["detail"]["details"] == {"timeout_s": 0.5}
-        wait_until(functools.partial(process_gone, int(pid_file.read_text())), timeout_s=10)
+        wait_until(lambda: spinning_hosts_settled(server), timeout_s=10)
     assert Job.objects.filter(status=JobStatus.FAILED, plugin_name="spinning").count() == 20
     assert_still_serves(server)
 
@@ -95,22 +122,20 @@ def test_text_stats_answers_pathological_text_quickly(server, text):
     assert Job.objects.get(pk=body["job_id"]).status == JobStatus.SUCCESS
 
 
-def test_a_sync_job_cancelled_from_another_client_stops_its_plugin(server, tmp_path):
-    import threading
-
-    pid_file = tmp_path / "pid"
+def test_a_sync_job_cancelled_from_another_client_stops_its_plugin(server):
     outcome: dict = {}
     request = threading.Thread(
         target=lambda: outcome.update(
-            response=server.execute("sleeping", {"message": str(pid_file), "repeat": 4000})
+            response=server.execute("sleeping", {"message": "x", "repeat": 4000})
         )
     )
     request.start()
-    wait_until(lambda: pid_file.exists() and pid_file.read_text(), timeout_s=30)
+    host = running_host(SleepingPlugin, under=server.process.pid, timeout_s=30)
     job = Job.objects.get(plugin_name="sleeping")
+    assert job.status == JobStatus.RUNNING
     status, body = server.request("POST", f"/v1/jobs/{job.pk}/cancel")
     assert status == 200, body
-    wait_until(lambda: process_gone(int(pid_file.read_text())), timeout_s=2)
+    wait_until(lambda: process_gone(host) and group_gone(host), timeout_s=2)
     request.join(30)
     status, body = outcome["response"]
     assert status == 400

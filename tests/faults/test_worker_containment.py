@@ -13,8 +13,16 @@ from django_tasks_db.models import DBTaskResult
 
 from execution.models import Job, JobStatus
 from execution.services import AnalysisExecutionService
-from tests.faults.conftest import descendants, process_gone, wait_until
+from tests.faults.conftest import (
+    descendants,
+    group_gone,
+    process_gone,
+    running_host,
+    wait_until,
+)
 from tests.faults.tcp_proxy import TcpProxy
+from tests.plugin_hosts import group_members
+from tests.plugins.sample_plugins import RetriedSleepingPlugin, SleepingPlugin
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,22 +42,22 @@ def wait_for_status(job: Job, *statuses: str, timeout_s: float = 60) -> Job:
     return Job.objects.get(pk=job.pk)
 
 
-def wait_for_pid(pid_file: Path) -> int:
-    return int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), timeout_s=60))
+def host_gone(host: int) -> bool:
+    """Whether the host and every process of its group ended."""
+    return process_gone(host) and group_gone(host)
 
 
-def test_kill_9_of_a_worker_mid_job_leaves_no_job_running_and_no_child(processes, tmp_path):
-    pid_file = tmp_path / "pid"
-    lost = submit("sleeping", {"message": str(pid_file), "repeat": 3000})
+def test_kill_9_of_a_worker_mid_job_leaves_no_job_running_and_no_child(processes):
+    lost = submit("sleeping", {"message": "x", "repeat": 3000})
     queued = [submit("sleeping", {"message": "x", "repeat": 10}) for _ in range(4)]
     worker = processes.worker()
-    child = wait_for_pid(pid_file)
+    host = running_host(SleepingPlugin, under=worker.pid)
     assert wait_for_status(lost, JobStatus.RUNNING).lease_holder.split(":")[1] == str(worker.pid)
 
     os.kill(worker.pid, signal.SIGKILL)
     worker.popen.wait(10)
-    # The plugin's process dies with its worker (PR_SET_PDEATHSIG), nothing spins on.
-    wait_until(lambda: process_gone(child), timeout_s=10)
+    # The plugin's host dies with its worker (its lifeline), nothing spins on.
+    wait_until(lambda: host_gone(host), timeout_s=10)
 
     processes.worker()  # a worker that lives recovers the lost job and runs the rest
     failed = wait_for_status(lost, JobStatus.FAILED)
@@ -62,40 +70,39 @@ def test_kill_9_of_a_worker_mid_job_leaves_no_job_running_and_no_child(processes
     assert task.exception_class_path.endswith("LostWorker")
 
 
-def test_a_lost_job_of_a_plugin_with_retries_runs_again_to_success(processes, tmp_path):
-    pid_file = tmp_path / "pid"
-    job = submit("retried_sleeping", {"message": str(pid_file), "repeat": 1500})
+def test_a_lost_job_of_a_plugin_with_retries_runs_again_to_success(processes):
+    job = submit("retried_sleeping", {"message": "x", "repeat": 1500})
     worker = processes.worker()
-    wait_for_pid(pid_file)
+    host = running_host(RetriedSleepingPlugin, under=worker.pid)
     os.kill(worker.pid, signal.SIGKILL)
     worker.popen.wait(10)
+    wait_until(lambda: host_gone(host), timeout_s=10)
     processes.worker()
     done = wait_for_status(job, JobStatus.SUCCESS)
     assert done.attempt == 2
     assert [attempt["error"]["type"] for attempt in done.attempts] == ["WorkerLost"]
 
 
-def test_sigterm_lets_the_running_job_finish_then_the_worker_stops(processes, tmp_path):
-    pid_file = tmp_path / "pid"
-    job = submit("sleeping", {"message": str(pid_file), "repeat": 1500})
+def test_sigterm_lets_the_running_job_finish_then_the_worker_stops(processes):
+    job = submit("sleeping", {"message": "x", "repeat": 1500})
     later = submit("sleeping", {"message": "x", "repeat": 1})
     worker = processes.worker()
-    wait_for_pid(pid_file)
+    host = running_host(SleepingPlugin, under=worker.pid)
     os.kill(worker.pid, signal.SIGTERM)
     assert worker.popen.wait(30) == 0
     assert status_of(job) == JobStatus.SUCCESS
     assert status_of(later) == JobStatus.PENDING  # not started: it waits for the next worker
+    wait_until(lambda: host_gone(host), timeout_s=10)  # its host ends with it
 
 
-def test_a_second_signal_hands_the_running_job_back_at_once(processes, tmp_path):
-    pid_file = tmp_path / "pid"
-    job = submit("sleeping", {"message": str(pid_file), "repeat": 20_000})
+def test_a_second_signal_hands_the_running_job_back_at_once(processes):
+    job = submit("sleeping", {"message": "x", "repeat": 20_000})
     worker = processes.worker()
-    child = wait_for_pid(pid_file)
+    host = running_host(SleepingPlugin, under=worker.pid)
     os.kill(worker.pid, signal.SIGINT)  # Ctrl-C ...
     os.kill(worker.pid, signal.SIGTERM)  # ... then make run's trap
     worker.popen.wait(15)
-    assert process_gone(child)
+    wait_until(lambda: host_gone(host), timeout_s=2)
     handed_back = Job.objects.get(pk=job.pk)
     assert (handed_back.status, handed_back.attempt) == (JobStatus.PENDING, 1)
     assert handed_back.attempts[0]["error"]["type"] == "WorkerLost"
@@ -168,13 +175,13 @@ class DatabaseOutage:
             self._link.symlink_to(Path(self._settings["NAME"]).parent, target_is_directory=True)
 
 
-def test_no_plugin_process_outlives_its_worker(processes, tmp_path):
-    pid_file = tmp_path / "pid"
-    submit("sleeping", {"message": str(pid_file), "repeat": 20_000})
+def test_no_plugin_process_outlives_its_worker(processes):
+    submit("sleeping", {"message": "x", "repeat": 20_000})
     worker = processes.worker()
-    wait_for_pid(pid_file)
+    host = running_host(SleepingPlugin, under=worker.pid)
     tree = descendants(worker.pid)
-    assert tree  # the forkserver and the plugin's child
+    assert host in tree
+    assert group_members(host) == [host]  # the host leads its own group
     os.kill(worker.pid, signal.SIGKILL)
     worker.popen.wait(10)
-    wait_until(lambda: all(process_gone(pid) for pid in tree), timeout_s=10)
+    wait_until(lambda: all(process_gone(pid) for pid in tree) and group_gone(host), timeout_s=10)
