@@ -14,6 +14,7 @@ registry.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import pickle
@@ -55,6 +56,8 @@ class Targets(BaseModel):
     """A file the server would create if it ran what the plugin sent."""
     mode: str = ""
     job_id: str = ""
+    pid: int = 0
+    """Another process: another plugin's host."""
     delay_s: float = 0.0
 
 
@@ -347,7 +350,7 @@ class WriterPlugin(HostilePlugin):
             change = _ATTRIBUTE_CHANGES[targets.mode]
             return Findings(attempts={targets.mode: attempt(lambda: change(database))})
         attempts = {
-            f"create_{label}": attempt(lambda path=path: _append(path))  # type: ignore[misc]
+            f"create_{label}": attempt(functools.partial(_append, path))
             for label, path in targets.paths.items()
         }
         attempts.update(
@@ -435,7 +438,6 @@ class ChannelPlugin(HostilePlugin):
         replies = channel_fds()[1]
         attacks: dict[str, Callable[[], Any]] = {
             "pickle_on_replies": lambda: _write(replies, payload),
-            "framed_pickle_on_replies": lambda: _write(replies, framed(payload)),
             "garbage_on_replies": lambda: _write(replies, GARBAGE),
             "replaced_reply": lambda: _replace_reply(targets.marker),
             "replaced_send": lambda: _replace_send(targets.marker),
@@ -443,10 +445,10 @@ class ChannelPlugin(HostilePlugin):
         attempts = {}
         if targets.mode == "every_descriptor":
             for fd in (0, 1, 2, *channel_fds()):
-                attempts[f"fd{fd}"] = attempt(lambda fd=fd: _write(fd, framed(payload)))  # type: ignore[misc]
+                attempts[f"fd{fd}"] = attempt(functools.partial(_write, fd, framed(payload)))
             for fd in channel_fds():
                 attempts[f"proc_fd{fd}"] = attempt(
-                    lambda fd=fd: _write_through_proc(fd, framed(payload))  # type: ignore[misc]
+                    functools.partial(_write_through_proc, fd, framed(payload))
                 )
         elif targets.mode:
             attempts[targets.mode] = attempt(attacks[targets.mode])
@@ -554,6 +556,44 @@ class PtracePlugin(HostilePlugin):
         )
 
 
+def _signal_through_pidfd(pid: int) -> str:
+    pidfd = os.pidfd_open(pid)
+    try:
+        signal.pidfd_send_signal(pidfd, 0)
+    finally:
+        os.close(pidfd)
+    return "signalled"
+
+
+def _starve_of_files(pid: int) -> list[int]:
+    """What the issue's poisoner did to its own reused process, done to a neighbour's."""
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (16, 16))
+    return list(resource.prlimit(pid, resource.RLIMIT_NOFILE))
+
+
+class NeighbourPlugin(HostilePlugin):
+    """Goes for another plugin's host (``pid``): signals, ptrace, its limits and scheduling.
+
+    It could find one without being told: prlimit answers ESRCH for a pid nobody has.
+    """
+
+    name = "hostile_neighbour"
+
+    def run(self, targets: Targets) -> Findings:
+        pid = targets.pid
+        return Findings(
+            attempts={
+                "signal": attempt(lambda: os.kill(pid, 0)),
+                "pidfd_signal": attempt(lambda: _signal_through_pidfd(pid)),
+                "attach": attempt(lambda: _ptrace(_PTRACE_ATTACH, pid)),
+                "read_memory": attempt(lambda: _read_memory_of(pid)),
+                "limits": attempt(lambda: _starve_of_files(pid)),
+                "priority": attempt(lambda: _priority_of(pid)),
+                "affinity": attempt(lambda: _affinity_of(pid)),
+            }
+        )
+
+
 # Processes that outlive their execution ---------------------------------------------
 
 
@@ -617,6 +657,47 @@ class DaemonPlugin(HostilePlugin):
         if targets.mode == "linger":
             time.sleep(targets.delay_s)
         return Findings(attempts=json.loads(line))
+
+
+# Objects no process holds -----------------------------------------------------------
+
+IPC_PRIVATE, IPC_CREAT, IPC_RMID = 0, 0o1000, 0
+SHARED_MIB = 16
+
+
+def _filled_segment(libc: Any) -> int:
+    """A shared memory segment, written to the end: memory held by no process, once detached."""
+    segment = _checked(libc.shmget(IPC_PRIVATE, SHARED_MIB * MiB, IPC_CREAT | 0o666))
+    libc.shmat.restype = ctypes.c_void_p
+    address = libc.shmat(segment, None, 0)
+    if address in (None, ctypes.c_void_p(-1).value):
+        return segment
+    ctypes.memset(address, 1, SHARED_MIB * MiB)
+    libc.shmdt(ctypes.c_void_p(address))
+    return segment
+
+
+class IpcPlugin(HostilePlugin):
+    """Creates System V IPC objects, which outlive every process: a queue, memory, semaphores.
+
+    Made readable by all, they would also let any two plugins of one uid talk.
+    """
+
+    name = "hostile_ipc"
+
+    def run(self, targets: Targets) -> Findings:
+        libc = _libc()
+        return Findings(
+            attempts={
+                "message_queue": attempt(
+                    lambda: _checked(libc.msgget(IPC_PRIVATE, IPC_CREAT | 0o666))
+                ),
+                "shared_memory": attempt(lambda: _filled_segment(libc)),
+                "semaphores": attempt(
+                    lambda: _checked(libc.semget(IPC_PRIVATE, 1, IPC_CREAT | 0o666))
+                ),
+            }
+        )
 
 
 # Limits -----------------------------------------------------------------------------
@@ -720,7 +801,7 @@ class BystanderPlugin(HostilePlugin):
                 "cwd": {"value": os.getcwd()},
                 "environ": {"value": dict(os.environ)},
                 "open_files": {"value": list(resource.getrlimit(resource.RLIMIT_NOFILE))},
-                "open_32_files": attempt(lambda: _open_many(32)),
+                "open_32_files": {"value": _open_many(32)},  # fails the job if it cannot
                 "json_dumps": {"value": f"{json.dumps.__module__}.{json.dumps.__qualname__}"},
                 "sigterm": {"value": str(signal.getsignal(signal.SIGTERM))},
             }
@@ -734,7 +815,9 @@ HOSTILE_PLUGINS: tuple[type[Plugin], ...] = (
     WriterPlugin,
     ChannelPlugin,
     PtracePlugin,
+    NeighbourPlugin,
     DaemonPlugin,
+    IpcPlugin,
     RlimitPlugin,
     PoisonPlugin,
     BystanderPlugin,

@@ -14,6 +14,7 @@ A test that fails here is an attack the runtime let through.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import functools
 import hashlib
@@ -22,6 +23,7 @@ import os
 import pickle
 import resource
 import secrets
+import shutil
 import signal
 import socket
 import sqlite3
@@ -275,6 +277,52 @@ def test_a_daemon_dies_with_the_worker_that_ran_it(stack: Stack, request):
     stack.assert_unharmed()
 
 
+def test_a_stopped_server_and_worker_leave_no_temporary_directory(stack: Stack, request):
+    """A host's directory holds what its plugin wrote there: it goes with the host."""
+    status, body = stack.run("bystander", {"mode": "served"})
+    assert status == 200, body
+    job = stack.background("bystander", {"mode": "in the background"})
+    directories = [Path(body["result"]["attempts"]["cwd"]["value"])]
+    directories.append(Path(job["result"]["attempts"]["cwd"]["value"]))
+    assert all(directory.is_dir() for directory in directories)
+    for directory in directories:  # whatever the runtime leaves
+        request.addfinalizer(functools.partial(shutil.rmtree, directory, ignore_errors=True))
+
+    for process in (stack.worker, stack.server.process):
+        process.stop(signal.SIGTERM)  # as a service manager stops them
+
+    left = [str(directory) for directory in directories if directory.exists()]
+    assert not left, f"left behind: {left}"
+
+
+# Another plugin's host ---------------------------------------------------------------
+
+
+def test_a_plugin_cannot_reach_another_plugins_host(stack: Stack):
+    """Its signals, ptrace and prlimit meet the neighbour in the same db_worker, and fail.
+
+    The issue's poisoner set RLIMIT_NOFILE to 16 in its reused process; the same done to
+    another plugin's host would fail that plugin's jobs and count them against it.
+    """
+    assert stack.background("bystander", {"mode": "first"})["status"] == JobStatus.SUCCESS
+    [neighbour] = stack.hosts(hostile_plugins.BystanderPlugin, of=stack.worker)
+
+    job = stack.background("hostile_neighbour", {"pid": neighbour})
+
+    assert job["status"] == JobStatus.SUCCESS, job
+    attempts = job["result"]["attempts"]
+    assert_refused(attempts, "signal", "pidfd_signal", "attach", "read_memory", code=errno.EPERM)
+    assert_refused(attempts, "limits", "priority", "affinity", code=errno.EPERM)
+    for _ in range(3):
+        job = stack.background("bystander", {"mode": "after"})
+        assert job["status"] == JobStatus.SUCCESS, job
+        assert job["result"]["attempts"]["open_files"] == {"value": [256, 256]}
+    assert stack.hosts(hostile_plugins.BystanderPlugin, of=stack.worker) == [neighbour]
+    bystander = PluginMetrics.objects.get(plugin_name="bystander")
+    assert (bystander.success_count, bystander.error_count) == (4, 0)
+    stack.assert_unharmed()
+
+
 # A poisoned host --------------------------------------------------------------------
 
 
@@ -503,6 +551,50 @@ def test_a_plugin_cannot_change_the_limits_or_scheduling_of_the_process_that_run
     )
     assert after == before
     assert_runner_unharmed(hostile_runner, hostile_plugins.PtracePlugin)
+
+
+# Objects no process holds -----------------------------------------------------------
+
+_SYSV_LISTS = {
+    "message_queue": "/proc/sysvipc/msg",
+    "shared_memory": "/proc/sysvipc/shm",
+    "semaphores": "/proc/sysvipc/sem",
+}
+
+
+def _sysv_ids(listing: str) -> set[int]:
+    """The ids of a /proc/sysvipc table (its second column)."""
+    rows = Path(listing).read_text().splitlines()[1:]
+    return {int(row.split()[1]) for row in rows}
+
+
+def _remove_sysv(kind: str, ident: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if kind == "message_queue":
+        libc.msgctl(ident, hostile_plugins.IPC_RMID, None)
+    elif kind == "shared_memory":
+        libc.shmctl(ident, hostile_plugins.IPC_RMID, None)
+    else:
+        libc.semctl(ident, 0, hostile_plugins.IPC_RMID)
+
+
+def test_a_plugin_leaves_no_ipc_object_behind(hostile_runner, request):
+    attempts = run_hostile(hostile_runner, "hostile_ipc")
+    created = {kind: outcome["value"] for kind, outcome in attempts.items() if "value" in outcome}
+
+    def remove_created() -> None:
+        for kind, ident in created.items():
+            _remove_sysv(kind, ident)
+
+    request.addfinalizer(remove_created)
+    [host] = host_leaders(hostile_plugins.IpcPlugin, under=os.getpid())
+    os.killpg(host, signal.SIGKILL)
+    wait_until(functools.partial(nothing_left_of, host), timeout_s=10)
+
+    left = {kind for kind, ident in created.items() if ident in _sysv_ids(_SYSV_LISTS[kind])}
+    assert not left, f"{sorted(left)} outlived the host ({hostile_plugins.SHARED_MIB} MiB shared)"
+    assert_refused(attempts, *_SYSV_LISTS)
+    assert_runner_unharmed(hostile_runner, hostile_plugins.IpcPlugin)
 
 
 # Limits -----------------------------------------------------------------------------
