@@ -421,7 +421,7 @@ def test_a_plugin_reaches_no_listener_on_this_machine(hostile_runner, listeners)
 
 
 @pytest.fixture
-def files(open_dir: Path) -> dict[str, Path]:
+def files(open_dir: Path) -> Iterator[dict[str, Path]]:
     """A SQLite database and a file beside it that anyone may write, and paths to create."""
     database = open_dir / "db.sqlite3"
     with sqlite3.connect(database) as connection:
@@ -433,13 +433,12 @@ def files(open_dir: Path) -> dict[str, Path]:
     for path in (database, decoy):
         path.chmod(0o666)
     name = f"hostile-{secrets.token_hex(8)}"
-    return {
-        "database": database,
-        "decoy": decoy,
-        "project": ROOT / name,
-        "tmp": Path("/tmp") / name,
-        "beside": open_dir / name,
-    }
+    outside = {"project": ROOT / name, "tmp": Path("/tmp") / name, "beside": open_dir / name}
+    try:
+        yield {"database": database, "decoy": decoy, **outside}
+    finally:
+        for path in outside.values():  # what a write that got through created
+            path.unlink(missing_ok=True)
 
 
 def _content(path: Path) -> str:
