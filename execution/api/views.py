@@ -263,9 +263,10 @@ class HealthView(APIView):
 
 def _sent_by_staff(request: Request) -> bool:
     """Whether credentials the request carries are a staff user's; bad ones are no one's."""
+    # The setting's strings, imported by DRF: classes.
     for authentication in api_settings.DEFAULT_AUTHENTICATION_CLASSES:
         try:
-            found = authentication().authenticate(request)  # type: ignore[operator]  (classes, once loaded)
+            found = authentication().authenticate(request)  # type: ignore[operator]
         except APIException:
             return False
         if found is not None:

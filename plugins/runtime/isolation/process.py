@@ -26,6 +26,7 @@ channel that all children share; here each host has its own pipes and speaks JSO
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import json
@@ -80,6 +81,19 @@ _EXIT_WAIT_S = 1.0
 # DATABASE_URL, tokens, cloud credentials) stays out.
 _PASSED_ENVIRONMENT = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
 HOST_SETTINGS_MODULE = "plugins.runtime.isolation.host_settings"
+# What a host may say went wrong. The rest (a timeout, a crash, a lost worker, a cancel)
+# only the server knows: a host that reports one is lying about itself.
+HOST_ERROR_TYPES = frozenset(
+    {
+        ErrorType.VALIDATION_ERROR,
+        ErrorType.PLUGIN_VERSION_MISMATCH,
+        ErrorType.PLUGIN_EXECUTION_ERROR,
+        ErrorType.PLUGIN_RESOURCE_LIMIT,
+        ErrorType.OUTPUT_VALIDATION_ERROR,
+        ErrorType.PLUGIN_UNAVAILABLE,
+    }
+)
+WORKDIR_PREFIX = "governed-plugin-"
 
 
 def plugin_ref(plugin_class: type) -> PluginRef:
@@ -217,6 +231,8 @@ class ProcessIsolation:
                         max_executions_per_host=settings.PLUGIN_MAX_EXECUTIONS_PER_HOST,
                         sandbox=SandboxSettings.from_settings(),
                     )
+                    remove_directories_of_dead_servers()
+                    atexit.register(_shared.shutdown, wait=True)
         return _shared
 
     def call(
@@ -241,6 +257,8 @@ class ProcessIsolation:
         with pool.host() as host:
             deadline = time.monotonic() + limits.timeout_s
             ok, data = host.execute(request, deadline, limits, control)
+            if ok and data:
+                _must_be_json(data)  # a host that lies is not reused
         return _checked(ok, data, limits.max_result_bytes, host.ran)
 
     def warm_up(self, plugins: Iterable[tuple[Plugin, ExecutionLimits]]) -> None:
@@ -254,12 +272,12 @@ class ProcessIsolation:
             pools = list(self._pools.values())
         return [info for pool in pools for info in pool.hosts()]
 
-    def shutdown(self) -> None:
-        """Kill every host of this process."""
+    def shutdown(self, *, wait: bool = False) -> None:
+        """Kill every host of this process (``wait``: and remove their directories now)."""
         with self._lock:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
-            pool.close()
+            pool.close(wait=wait)
 
     def _spec(self, plugin: Plugin, limits: ExecutionLimits) -> HostSpec:
         key = (type(plugin), limits)
@@ -335,13 +353,13 @@ class _HostPool:
             HostInfo(host.pid, plugin, False) for host in idle
         ]
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = False) -> None:
         """Kill its hosts, and those still starting once they have."""
         with self._lock:
             self._closed = True
             hosts, self._idle = [*self._idle, *self._busy], collections.deque()
         for host in hosts:
-            host.kill()
+            host.kill(wait=wait)
 
     def _take(self) -> _Host:
         with self._lock:
@@ -396,7 +414,7 @@ class _Host:
         self._ready = False
         self._dead = False
         self.started_at = time.monotonic()
-        self.workdir = tempfile.mkdtemp(prefix="governed-plugin-")
+        self.workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
         self._requests = self._replies = self._lifeline = -1
         try:
             self._start(spec)
@@ -537,15 +555,21 @@ class _Host:
                 continue
         return False
 
-    def kill(self) -> None:
-        """SIGKILL the host's whole group now; reap it and remove its directory meanwhile."""
+    def kill(self, *, wait: bool = False) -> None:
+        """SIGKILL the host's whole group now; reap it and remove its directory meanwhile.
+
+        ``wait``: reap and remove before returning (at exit, no thread would finish).
+        """
         if self._dead:
             return
         self._dead = True
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
         self._close_pipes()
-        threading.Thread(target=self._reap, name="plugin-host-reap", daemon=True).start()
+        if wait:
+            self._reap()
+        else:
+            threading.Thread(target=self._reap, name="plugin-host-reap", daemon=True).start()
 
     def _close_pipes(self) -> None:
         for fd in (self._requests, self._replies, self._lifeline):
@@ -577,6 +601,25 @@ class _Host:
         }
 
 
+def remove_directories_of_dead_servers() -> None:
+    """Remove the hosts' directories a server process left when it was killed (SIGKILL)."""
+    root = Path(tempfile.gettempdir())
+    for folder in root.glob(f"{WORKDIR_PREFIX}*-*"):
+        server = folder.name[len(WORKDIR_PREFIX) :].partition("-")[0]
+        if server.isdigit() and not _alive(int(server)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, and another user's
+        pass
+    return True
+
+
 def _timed_out(timeout_s: float) -> PluginTimeoutError:
     return PluginTimeoutError(
         f"Execution exceeded its time limit of {timeout_s:g} s", details={"timeout_s": timeout_s}
@@ -585,6 +628,13 @@ def _timed_out(timeout_s: float) -> PluginTimeoutError:
 
 def _not_an_outcome() -> PluginExecutionError:
     return PluginExecutionError("The plugin's process sent something other than its outcome")
+
+
+def _must_be_json(data: bytes) -> None:
+    try:
+        json.loads(data)
+    except ValueError:
+        raise _not_an_outcome() from None
 
 
 def _bootstrap() -> str:
@@ -669,9 +719,16 @@ def _reported_failure(data: bytes, ran: RanCode | None) -> GovernedExecutionErro
         try:
             envelope = storable_copy(json.loads(data))
             envelope["error"]["type"] = ErrorType(envelope["error"]["type"])
-            error = ReportedExecutionError(envelope)
         except (ValueError, KeyError, TypeError):
             error = PluginExecutionError("The plugin's process sent an unreadable error report")
+        else:
+            if envelope["error"]["type"] in HOST_ERROR_TYPES:
+                error = ReportedExecutionError(envelope)
+            else:
+                error = PluginExecutionError(
+                    "The plugin's process reported an error only the server can know of",
+                    details={"reported": str(envelope["error"]["type"])},
+                )
     error.ran = ran
     return error
 

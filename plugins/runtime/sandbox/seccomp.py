@@ -2,8 +2,9 @@
 
 Built with libseccomp's Python API (``pyseccomp``). Everything not listed stays
 allowed: Landlock and an unprivileged uid are the walls; this filter closes what they
-leave open (another process's memory, new namespaces, leaving the host's process
-group, sockets of other families, io_uring, the kernel's own interfaces).
+leave open (another process's memory, limits and priority, new namespaces, leaving the
+host's process group, sockets of other families, io_uring, file attributes, System V
+IPC, the kernel's own interfaces).
 
 Arguments the kernel reads as 32-bit ints are compared on their low 32 bits only
 (a caller may set the upper half of the register, which seccomp sees and the kernel
@@ -34,7 +35,27 @@ _DENIED = (
     " io_uring_setup io_uring_enter io_uring_register"
     " init_module finit_module delete_module kexec_load kexec_file_load"
     " reboot swapon swapoff acct"
+    # what Landlock does not check: a file's mode, owner, times and extended attributes
+    # (the server's own database, when it runs as the hosts' user)
+    " chmod fchmod fchmodat fchmodat2 chown fchown lchown fchownat utime utimes futimesat"
+    " setxattr lsetxattr fsetxattr setxattrat removexattr lremovexattr fremovexattr"
+    " removexattrat"
+    # System V IPC: its objects outlive the host, hold memory past its limit, and let
+    # two plugins talk
+    " msgget msgsnd msgrcv msgctl semget semop semtimedop semctl shmget shmat shmdt shmctl ipc"
 ).split()
+# Calls that act on another process given its pid (or on a user's or group's): allowed
+# on the calling process only (0), so that no host can change the server's or another
+# host's limits, priority or CPUs.
+_ON_ITSELF_ONLY = {
+    "prlimit64": 0,
+    "sched_setaffinity": 0,
+    "sched_setscheduler": 0,
+    "sched_setparam": 0,
+    "sched_setattr": 0,
+}
+_PRIO_PROCESS = 0
+_IOPRIO_WHO_PROCESS = 1
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
@@ -63,6 +84,13 @@ def load_filter(*, network: bool, protected_fds: tuple[int, ...]) -> None:
     for flag in _CLONE_NEW:
         _deny(rules, eperm, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
     _deny(rules, seccomp.ERRNO(errno.ENOSYS), "clone3")  # libc then falls back to clone
+    for name, pid_argument in _ON_ITSELF_ONLY.items():
+        _deny(rules, eperm, name, seccomp.Arg(pid_argument, seccomp.NE, 0))
+    _deny(rules, eperm, "setpriority", seccomp.Arg(0, seccomp.NE, _PRIO_PROCESS))
+    _deny(rules, eperm, "setpriority", seccomp.Arg(1, seccomp.NE, 0))
+    _deny(rules, eperm, "ioprio_set", seccomp.Arg(0, seccomp.NE, _IOPRIO_WHO_PROCESS))
+    _deny(rules, eperm, "ioprio_set", seccomp.Arg(1, seccomp.NE, 0))
+    _deny(rules, eperm, "utimensat", seccomp.Arg(1, seccomp.NE, 0))  # by path; futimens stays
     _deny_sockets(rules, network)
     for fd in protected_fds:
         _protect(rules, eperm, fd)
