@@ -252,14 +252,14 @@ class Processes:
         args = [sys.executable, "manage.py", "db_worker", "--interval", "0.1", *extra]
         return self.start(args, "db_worker", **extra_env)
 
-    def server(self, **extra_env: str) -> Server:
+    def server(self, workers: int = 2, **extra_env: str) -> Server:
         port = free_port()
         args = [
             sys.executable,
             "-m",
             "gunicorn",
             "--workers",
-            "2",
+            str(workers),
             "--timeout",
             "60",
             "--bind",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from plugins.runtime.isolation.process import ProcessIsolation, SandboxSettings
 from plugins.runtime.limits import ExecutionLimits, IsolationKind
 from plugins.runtime.tool_runner import ToolRunner
 from tests.conftest import subprocess_env
-from tests.faults.conftest import Managed, Processes, Server, free_port, wait_until
+from tests.faults.conftest import Managed, Processes, Server, wait_until
 from tests.plugin_hosts import group_members, plugin_hosts
 from tests.sandbox.hostile_plugins import HOSTILE_PLUGINS
 
@@ -123,34 +122,14 @@ class Stack:
                     assert group_members(host) == [host], f"{plugin.name} left processes"
 
 
-def _start_server(processes: Processes) -> Server:
-    port = free_port()
-    args = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--workers",
-        "1",
-        "--timeout",
-        "60",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "project.wsgi:application",
-    ]
-    managed = processes.start(args, "gunicorn")
-    server = Server(managed, f"http://127.0.0.1:{port}")
-    wait_until(lambda: server.alive_and_healthy() or not managed.alive(), timeout_s=60)
-    assert managed.alive(), managed.output()
-    return server
-
-
 @pytest.fixture
 def stack(transactional_db, tmp_path) -> Iterator[Stack]:
     env = subprocess_env(**STACK_SETTINGS)
     processes = Processes(tmp_path, env)
     user = get_user_model().objects.create_superuser("victim", password="pw-victim-123")
     try:
-        server = _start_server(processes)
+        # One gunicorn worker: the hosts a test finds are the ones its requests used.
+        server = processes.server(workers=1)
         server.token = Token.objects.create(user=user).key
         yield Stack(processes, server, processes.worker(), env["DATABASE_URL"])
     finally:
