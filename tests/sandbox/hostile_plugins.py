@@ -421,7 +421,7 @@ def _replace_send(marker: str) -> str:
     """Every frame this host sends becomes a pickle."""
     from plugins.runtime.isolation import channel
 
-    channel.send = lambda fd, data: _write(fd, framed(trap(marker)))  # type: ignore[assignment]
+    channel.send = lambda fd, data, *rest: _write(fd, framed(trap(marker)))  # type: ignore[assignment]
     return "replaced"
 
 

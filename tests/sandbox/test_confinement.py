@@ -254,7 +254,7 @@ def test_unix_sockets_are_refused(inside: Path, outside: Path) -> None:
         assert results["new_socket"] == {"error": "PermissionError", "errno": 13}
         assert denied(results["connect"])
         assert denied(results["send_by_path"])
-        assert results["stream_pair"] == {"value": "ok"}
+        assert denied(results["stream_pair"])  # it could pass descriptors (SCM_RIGHTS)
         for server in (stream, datagram, abstract):
             server.setblocking(False)
         for server in (stream, abstract):
@@ -277,11 +277,13 @@ def test_the_parent_is_out_of_reach(inside: Path) -> None:
             environ=attempt(lambda: open(f"/proc/{parent}/environ", "rb").read()),
             mem=attempt(lambda: open(f"/proc/{parent}/mem", "rb").read(1)),
             signal=attempt(lambda: os.kill(parent, 0)),
+            everyone=attempt(lambda: os.kill(-1, 0)),
             own_signal=attempt(lambda: os.kill(os.getpid(), 0)),
         )
         """,
         inside,
     )
+    assert denied(results["everyone"])
     assert results["ptrace"] == {"error": "OSError", "errno": 1}
     assert denied(results["environ"])
     assert denied(results["mem"])
@@ -361,7 +363,11 @@ def test_a_protected_fd_cannot_be_closed_replaced_or_reflagged(inside: Path) -> 
                 async_ioctl=attempt(lambda: fcntl.ioctl(fd, 0x5452, struct.pack("i", 0))),
                 closerange=attempt(lambda: os.closerange(fd, fd + 1)),
                 still_open=os.read(fd, 5).decode(),
-                other_fd=attempt(lambda: os.close(os.dup(fd))),
+                # A copy shares the file description, whose flags would then be changed.
+                dup=attempt(lambda: os.dup(fd)),
+                dup_fcntl=attempt(lambda: fcntl.fcntl(fd, fcntl.F_DUPFD, 100)),
+                dup_from=attempt(lambda: os.dup2(fd, 100)),
+                other_fd=attempt(lambda: os.close(os.dup(0))),
             )
             """,
             inside,
@@ -371,7 +377,18 @@ def test_a_protected_fd_cannot_be_closed_replaced_or_reflagged(inside: Path) -> 
     finally:
         os.close(read_end)
         os.close(write_end)
-    for name in ("close", "dup2", "dup3", "nonblocking", "owner", "signal", "async_ioctl"):
+    for name in (
+        "close",
+        "dup2",
+        "dup3",
+        "nonblocking",
+        "owner",
+        "signal",
+        "async_ioctl",
+        "dup",
+        "dup_fcntl",
+        "dup_from",
+    ):
         assert denied(results[name]), name
     assert results["close_high_bits"] == {"error": "OSError", "errno": 1}
     assert results["close_range"] == {"error": "OSError", "errno": 1}
@@ -389,6 +406,11 @@ def test_new_namespaces_are_refused(inside: Path) -> None:
         if cloned == 0:  # the filter failed: the child must not carry on
             os._exit(0)
         clone = raw(cloned)
+        CLONE_PARENT = 0x8000  # a sibling of the host, out of its subreaping
+        sibling = libc.syscall(SYS["clone"], CLONE_PARENT | 17, 0, 0, 0, 0)
+        if sibling == 0:
+            os._exit(0)
+        clone_parent = raw(sibling)
         child = os.fork()  # without a new namespace, processes are still made
         if child == 0:
             os._exit(3)
@@ -396,6 +418,7 @@ def test_new_namespaces_are_refused(inside: Path) -> None:
             unshare=raw(libc.unshare(CLONE_NEWUSER)),
             unshare_net=raw(libc.unshare(CLONE_NEWNET)),
             clone=clone,
+            clone_parent=clone_parent,
             clone3=raw(libc.syscall(435, None, 0)),
             fork=os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]),
         )
@@ -405,6 +428,7 @@ def test_new_namespaces_are_refused(inside: Path) -> None:
     assert results["unshare"] == {"error": "OSError", "errno": 1}
     assert results["unshare_net"] == {"error": "OSError", "errno": 1}
     assert results["clone"] == {"error": "OSError", "errno": 1}
+    assert results["clone_parent"] == {"error": "OSError", "errno": 1}
     assert results["clone3"] == {"error": "OSError", "errno": 38}  # ENOSYS: use clone
     assert results["fork"] == 3
 

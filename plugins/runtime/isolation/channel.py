@@ -33,16 +33,31 @@ class FrameTooLarge(Exception):
         self.limit = limit
 
 
-def send(fd: int, data: bytes) -> None:
-    """Write one frame; blocks until the reader has taken what the pipe cannot hold."""
+def send(fd: int, data: bytes, deadline: float | None = None) -> None:
+    """Write one frame; by ``deadline`` (monotonic) if given, on a non-blocking ``fd``.
+
+    Without a deadline, it blocks until the reader has taken what the pipe cannot
+    hold. With one, a reader that stops reading raises TimeoutError at the deadline.
+    """
     view = memoryview(_LENGTH.pack(len(data)) + data)
     while view:
-        written = os.write(fd, view)
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            if deadline is None or not _writable(fd, deadline - time.monotonic()):
+                raise TimeoutError("the other end stopped reading") from None
+            continue
         view = view[written:]
 
 
-def send_json(fd: int, value: Any) -> None:
-    send(fd, json.dumps(value, separators=(",", ":")).encode())
+def send_json(fd: int, value: Any, deadline: float | None = None) -> None:
+    send(fd, json.dumps(value, separators=(",", ":")).encode(), deadline)
+
+
+def _writable(fd: int, timeout_s: float) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return bool(poller.poll(max(timeout_s, 0.0) * 1000.0))
 
 
 def readable(fd: int, timeout_s: float) -> bool:

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import plugins.runtime.isolation.channel as channel
-from plugins.errors.error_envelope import ErrorType
+from plugins.errors.error_envelope import ErrorType, build_error_envelope
 from plugins.errors.exceptions import (
     GovernedExecutionError,
     InputValidationError,
@@ -61,7 +61,13 @@ from plugins.errors.exceptions import (
 )
 from plugins.runtime.control import ExecutionControl, wait_until_done
 from plugins.runtime.isolation.base import PluginSide
-from plugins.runtime.isolation.host import FUNCTIONS, MAX_ENVELOPE_BYTES, PluginRef
+from plugins.runtime.isolation.host import (
+    FUNCTIONS,
+    MAX_ENVELOPE_BYTES,
+    MAX_MESSAGE_CHARS,
+    MAX_TRACEBACK_CHARS,
+    PluginRef,
+)
 from plugins.runtime.limits import ExecutionLimits
 from plugins.runtime.provenance import RanCode
 from plugins.validation.json_values import storable_copy
@@ -357,9 +363,12 @@ class _HostPool:
         """Kill its hosts, and those still starting once they have."""
         with self._lock:
             self._closed = True
-            hosts, self._idle = [*self._idle, *self._busy], collections.deque()
-        for host in hosts:
+            idle, self._idle = list(self._idle), collections.deque()
+            busy = list(self._busy)
+        for host in idle:
             host.kill(wait=wait)
+        for host in busy:  # its caller sees it die, and closes its pipes itself
+            host.kill_group()
 
     def _take(self) -> _Host:
         with self._lock:
@@ -427,26 +436,36 @@ class _Host:
         user = spec.sandbox.user_ids() if spec.sandbox.enabled else None
         if user is not None:
             os.chown(self.workdir, *user)
-        host_requests, self._requests = os.pipe2(os.O_CLOEXEC)
-        self._replies, host_replies = os.pipe2(os.O_CLOEXEC)
-        host_lifeline, self._lifeline = os.pipe2(os.O_CLOEXEC)
-        fds = (host_requests, host_replies, host_lifeline)
-        label = "plugin=" + ".".join(spec.plugin)
+        host_ends: list[int] = []
         try:
+            host_requests, self._requests = os.pipe2(os.O_CLOEXEC)
+            host_ends.append(host_requests)
+            self._replies, host_replies = os.pipe2(os.O_CLOEXEC)
+            host_ends.append(host_replies)
+            host_lifeline, self._lifeline = os.pipe2(os.O_CLOEXEC)
+            host_ends.append(host_lifeline)
+            label = "plugin=" + ".".join(spec.plugin)
             self.process = subprocess.Popen(
                 # The plugin's name last: for ps and top, the host ignores it.
-                [sys.executable, "-I", "-B", "-c", _bootstrap(), *map(str, fds), label],
-                pass_fds=fds,
+                [sys.executable, "-I", "-B", "-c", _bootstrap(), *map(str, host_ends), label],
+                pass_fds=host_ends,
                 env=_host_environment(self.workdir),
                 cwd=self.workdir,
+                # Not the server's output: a plugin could forge its log lines, or reach
+                # its terminal. What fails at the start is in the host's ready message.
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
         finally:
-            for fd in fds:
+            for fd in host_ends:
                 os.close(fd)
-        with contextlib.suppress(BrokenPipeError):  # it died at once: its first read says how
-            channel.send_json(self._requests, self._config(user))
+        os.set_blocking(self._requests, False)  # a host that stops reading holds no one
+        with contextlib.suppress(BrokenPipeError, TimeoutError):  # its first read says why
+            channel.send_json(
+                self._requests, self._config(user), time.monotonic() + HOST_START_TIMEOUT_S
+            )
 
     @property
     def pid(self) -> int:
@@ -480,9 +499,11 @@ class _Host:
         """Send one request; return (succeeded, result or error envelope as JSON)."""
         self.executions += 1
         try:
-            channel.send(self._requests, request)
+            channel.send(self._requests, request, deadline)
         except BrokenPipeError:
             raise self._crash() from None
+        except TimeoutError:  # it stopped reading its requests
+            raise _timed_out(limits.timeout_s) from None
         self._await_message(deadline, limits.timeout_s, control)
         max_bytes = max(limits.max_result_bytes, MAX_ENVELOPE_BYTES)
         header, data = self._read_message(deadline, limits.timeout_s, max_bytes)
@@ -563,13 +584,17 @@ class _Host:
         if self._dead:
             return
         self._dead = True
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
+        self.kill_group()
         self._close_pipes()
         if wait:
             self._reap()
         else:
             threading.Thread(target=self._reap, name="plugin-host-reap", daemon=True).start()
+
+    def kill_group(self) -> None:
+        """SIGKILL the host and every process of its group; nothing else."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
 
     def _close_pipes(self) -> None:
         for fd in (self._requests, self._replies, self._lifeline):
@@ -580,7 +605,7 @@ class _Host:
     def _reap(self) -> None:
         with contextlib.suppress(Exception):
             self.process.wait(timeout=30)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        remove_tree(self.workdir)
 
     def _config(self, user: tuple[int, int] | None) -> dict[str, Any]:
         spec = self.spec
@@ -607,7 +632,22 @@ def remove_directories_of_dead_servers() -> None:
     for folder in root.glob(f"{WORKDIR_PREFIX}*-*"):
         server = folder.name[len(WORKDIR_PREFIX) :].partition("-")[0]
         if server.isdigit() and not _alive(int(server)):
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_tree(str(folder))
+
+
+def remove_tree(path: str) -> None:
+    """Remove a host's directory, even where its plugin took away the modes' write or search bit."""
+
+    def allow_and_retry(function: Any, failed: str, _: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(failed), 0o700)
+            if os.path.isdir(failed) and not os.path.islink(failed):
+                os.chmod(failed, 0o700)
+            function(failed)
+
+    shutil.rmtree(path, onerror=allow_and_retry)
+    if os.path.exists(path):  # what was below a folder it could not list at first
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
@@ -633,7 +673,7 @@ def _not_an_outcome() -> PluginExecutionError:
 def _must_be_json(data: bytes) -> None:
     try:
         json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _not_an_outcome() from None
 
 
@@ -711,26 +751,41 @@ def _checked(
 
 
 def _reported_failure(data: bytes, ran: RanCode | None) -> GovernedExecutionError:
-    """The error envelope a host sent, as an exception with what ran attached."""
+    """The error a host reported, rebuilt here from the fields it may set; what ran attached.
+
+    Nothing else of what it sent is kept: the host runs plugin code, and its report
+    goes to clients, the job's row and the admin.
+    """
     error: GovernedExecutionError
     if len(data) > MAX_ENVELOPE_BYTES:
         error = PluginExecutionError("The plugin's process sent an oversized error report")
     else:
         try:
-            envelope = storable_copy(json.loads(data))
-            envelope["error"]["type"] = ErrorType(envelope["error"]["type"])
-        except (ValueError, KeyError, TypeError):
+            error = _rebuilt(json.loads(data))
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             error = PluginExecutionError("The plugin's process sent an unreadable error report")
-        else:
-            if envelope["error"]["type"] in HOST_ERROR_TYPES:
-                error = ReportedExecutionError(envelope)
-            else:
-                error = PluginExecutionError(
-                    "The plugin's process reported an error only the server can know of",
-                    details={"reported": str(envelope["error"]["type"])},
-                )
     error.ran = ran
     return error
+
+
+def _rebuilt(report: Any) -> GovernedExecutionError:
+    reported = report["error"]
+    kind = ErrorType(reported["type"])
+    if kind not in HOST_ERROR_TYPES:
+        return PluginExecutionError(
+            "The plugin's process reported an error only the server can know of",
+            details={"reported": str(kind)},
+        )
+    details = reported.get("details")
+    envelope = build_error_envelope(
+        kind,
+        str(reported.get("message", ""))[:MAX_MESSAGE_CHARS],
+        details=storable_copy(details) if isinstance(details, dict) else None,
+    )
+    internal = report.get("_internal")
+    if isinstance(internal, dict) and isinstance(internal.get("traceback"), str):
+        envelope["_internal"] = {"traceback": internal["traceback"][-MAX_TRACEBACK_CHARS:]}
+    return ReportedExecutionError(envelope)
 
 
 _shared: ProcessIsolation | None = None

@@ -59,10 +59,27 @@ _IOPRIO_WHO_PROCESS = 1
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
-# CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
-_CLONE_NEW = (0x20000, 0x2000000, 0x4000000, 0x8000000, 0x10000000, 0x20000000, 0x40000000)
+# CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, and CLONE_PARENT (a
+# child of the host's parent, the server, would escape the host's subreaping)
+_CLONE_REFUSED = (
+    0x20000,
+    0x2000000,
+    0x4000000,
+    0x8000000,
+    0x10000000,
+    0x20000000,
+    0x40000000,
+    0x8000,
+)
 _F_SETOWN_EX = 15
-_FD_REFLAGS = (fcntl.F_SETFL, fcntl.F_SETOWN, _F_SETOWN_EX, fcntl.F_SETSIG)
+_FD_REFLAGS = (
+    fcntl.F_SETFL,
+    fcntl.F_SETOWN,
+    _F_SETOWN_EX,
+    fcntl.F_SETSIG,
+    fcntl.F_DUPFD,
+    fcntl.F_DUPFD_CLOEXEC,
+)
 # ioctls that change the same flags and owner as those fcntl commands.
 _FIONBIO, _FIOASYNC, _FIOSETOWN, _SIOCSPGRP = 0x5421, 0x5452, 0x8901, 0x8902
 _LOW_32 = 0xFFFF_FFFF
@@ -81,8 +98,11 @@ def load_filter(*, network: bool, protected_fds: tuple[int, ...]) -> None:
         _deny(rules, eperm, name)
     for option in (_PR_SET_CHILD_SUBREAPER, _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE):
         _deny(rules, eperm, "prctl", _low_32_equals(0, option))
-    for flag in _CLONE_NEW:
+    for flag in _CLONE_REFUSED:
         _deny(rules, eperm, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+    # kill(-1): every process the host's user may signal (where Landlock's scope, ABI 6,
+    # does not stop it already)
+    _deny(rules, eperm, "kill", _low_32_equals(0, 0xFFFF_FFFF))
     _deny(rules, seccomp.ERRNO(errno.ENOSYS), "clone3")  # libc then falls back to clone
     for name, pid_argument in _ON_ITSELF_ONLY.items():
         _deny(rules, eperm, name, seccomp.Arg(pid_argument, seccomp.NE, 0))
@@ -101,11 +121,14 @@ def load_filter(*, network: bool, protected_fds: tuple[int, ...]) -> None:
 
 
 def _deny_sockets(rules: Any, network: bool) -> None:
-    """socket() of every family, but IPv4 and IPv6 with ``network``; stream socketpairs stay."""
+    """socket() of every family but IPv4 and IPv6 with ``network``; socketpair() too.
+
+    sendto() on a datagram socketpair reaches any unix socket by path, which Landlock
+    (through ABI 7) does not check, and a stream pair passes descriptors (SCM_RIGHTS),
+    a way round the lifeline's protection. Pipes serve what a plugin needs.
+    """
     eacces = seccomp.ERRNO(errno.EACCES)
-    # sendto() on a datagram socketpair reaches any unix socket by path, which Landlock
-    # (through ABI 7) does not check; stream pairs refuse an address.
-    _deny(rules, eacces, "socketpair", seccomp.Arg(1, seccomp.MASKED_EQ, 0xF, socket.SOCK_DGRAM))
+    _deny(rules, eacces, "socketpair")
     if not network:
         _deny(rules, eacces, "socket")
         return
@@ -119,8 +142,10 @@ def _deny_sockets(rules: Any, network: bool) -> None:
 def _protect(rules: Any, eperm: int, fd: int) -> None:
     """``fd`` cannot be closed, replaced by a dup, or have its flags, owner or signal changed."""
     _deny(rules, eperm, "close", _low_32_equals(0, fd))
-    _deny(rules, eperm, "dup2", _low_32_equals(1, fd))
-    _deny(rules, eperm, "dup3", _low_32_equals(1, fd))
+    _deny(rules, eperm, "dup", _low_32_equals(0, fd))  # a copy shares its flags
+    for name in ("dup2", "dup3"):
+        _deny(rules, eperm, name, _low_32_equals(0, fd))
+        _deny(rules, eperm, name, _low_32_equals(1, fd))
     _deny(
         rules,
         eperm,
