@@ -33,11 +33,19 @@ def run_plugin(
 ) -> ExecutionResult:
     """Run ``plugin_class`` on ``payload`` through a private ToolRunner.
 
-    The plugin runs as it would in the project (in a child process unless it or
-    ``PLUGIN_ISOLATION`` says ``"thread"``); ``isolation`` is the default for a
-    plugin that sets none.
+    The plugin runs as it would in the project, in a sandboxed host unless it or
+    ``PLUGIN_ISOLATION`` says ``"thread"``; ``isolation`` is the default for a plugin
+    that sets none. Its author's test is its operator: what it asks for beyond the
+    sandbox (a thread, the network, paths to read) it is given.
     """
-    defaults = replace(ExecutionLimits.from_settings(), timeout_s=timeout_s)
+    name = {plugin_class.name}
+    defaults = replace(
+        ExecutionLimits.from_settings(),
+        timeout_s=timeout_s,
+        thread_allowed=frozenset(name),
+        network_allowed=frozenset(name),
+        read_paths_allowed=frozenset(name),
+    )
     if isolation is not None:
         defaults = replace(defaults, isolation=IsolationKind(isolation))
     registry = PluginRegistry(record_metrics=False, defaults=defaults)

@@ -189,11 +189,15 @@ PLUGIN_MAX_EXECUTIONS_PER_HOST = int(os.environ.get("PLUGIN_MAX_EXECUTIONS_PER_H
 PLUGIN_WARM_HOSTS = env_bool("PLUGIN_WARM_HOSTS", default=True)
 # The kernel confines every host (Landlock, seccomp, no privileges; docs/sandbox.md).
 # "off" runs them unconfined: only for a kernel without Landlock, knowingly. A server
-# running as root starts hosts as PLUGIN_SANDBOX_USER. A plugin that declares
-# network = True gets it only if it is named in PLUGIN_NETWORK_ALLOWED.
+# running as root starts hosts as PLUGIN_SANDBOX_USER. What a plugin asks for beyond
+# its sandbox it gets only if it is named in the matching setting: the network
+# (network = True), paths to read (read_paths), a thread of the server (isolation =
+# "thread"; PLUGIN_ISOLATION=thread puts every plugin there).
 PLUGIN_SANDBOX = os.environ.get("PLUGIN_SANDBOX", "on")
 PLUGIN_SANDBOX_USER = os.environ.get("PLUGIN_SANDBOX_USER", "nobody")
 PLUGIN_NETWORK_ALLOWED = env_list("PLUGIN_NETWORK_ALLOWED", [])
+PLUGIN_READ_PATHS_ALLOWED = env_list("PLUGIN_READ_PATHS_ALLOWED", [])
+PLUGIN_THREAD_ALLOWED = env_list("PLUGIN_THREAD_ALLOWED", [])
 
 # Jobs. A RUNNING job's lease ends at its start + its plugin's time limit + this grace;
 # every web process and worker recovers expired leases every JOB_RECOVERY_INTERVAL_S

@@ -39,6 +39,10 @@ class ExecutionLimits:
     """Files and trees it may read besides the interpreter and packages (``read_paths``)."""
     network_allowed: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
     """The operator's PLUGIN_NETWORK_ALLOWED: the plugins that may have ``network``."""
+    read_paths_allowed: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    """The operator's PLUGIN_READ_PATHS_ALLOWED: the plugins whose ``read_paths`` count."""
+    thread_allowed: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    """The operator's PLUGIN_THREAD_ALLOWED: the plugins that may leave the sandbox for a thread."""
 
     @classmethod
     def from_settings(cls) -> ExecutionLimits:
@@ -50,21 +54,30 @@ class ExecutionLimits:
             max_memory_mb=settings.PLUGIN_DEFAULT_MAX_MEMORY_MB,
             max_result_bytes=settings.PLUGIN_MAX_RESULT_BYTES,
             network_allowed=frozenset(settings.PLUGIN_NETWORK_ALLOWED),
+            read_paths_allowed=frozenset(settings.PLUGIN_READ_PATHS_ALLOWED),
+            thread_allowed=frozenset(settings.PLUGIN_THREAD_ALLOWED),
         )
 
     def for_plugin(self, plugin: Any) -> ExecutionLimits:
-        """These defaults, overridden by whatever the plugin class sets."""
+        """These defaults, overridden by what the plugin class sets and the operator allows.
+
+        A plugin may ask for a thread (out of its sandbox), the network and paths to
+        read; it gets each only if the operator named it in the matching setting.
+        """
         overrides: dict[str, Any] = {}
+        name = getattr(plugin, "name", None)
         if getattr(plugin, "isolation", None) is not None:
-            overrides["isolation"] = IsolationKind(plugin.isolation)
+            asked = IsolationKind(plugin.isolation)
+            if asked is not IsolationKind.THREAD or name in self.thread_allowed:
+                overrides["isolation"] = asked
         if getattr(plugin, "timeout_s", None) is not None:
             overrides["timeout_s"] = float(plugin.timeout_s)
         if getattr(plugin, "max_memory_mb", None) is not None:
             overrides["max_memory_mb"] = int(plugin.max_memory_mb)
         if getattr(plugin, "network", False):
-            overrides["network"] = getattr(plugin, "name", None) in self.network_allowed
+            overrides["network"] = name in self.network_allowed
         if getattr(plugin, "fresh_process", False):
             overrides["fresh_process"] = True
-        if getattr(plugin, "read_paths", ()):
+        if getattr(plugin, "read_paths", ()) and name in self.read_paths_allowed:
             overrides["read_paths"] = tuple(str(path) for path in plugin.read_paths)
         return replace(self, **overrides) if overrides else self

@@ -225,17 +225,18 @@ _warmed_in_pid: int | None = None
 
 
 def warm_up_once() -> None:
-    """In each process, once (its first request, a worker's start): start the plugins' hosts.
-
-    So that no request waits for a plugin's process to start. Off with PLUGIN_WARM_HOSTS.
-    """
+    """In each process, once (its first request, a worker's start): say which sandbox
+    confines plugins, and start their hosts (unless PLUGIN_WARM_HOSTS is off), so that
+    no later request waits for a plugin's process to start."""
     global _warmed_in_pid
     from django.conf import settings
 
-    if _warmed_in_pid == os.getpid() or not settings.PLUGIN_WARM_HOSTS:
+    if _warmed_in_pid == os.getpid():
         return
     _warmed_in_pid = os.getpid()
     _log_sandbox()
+    if not settings.PLUGIN_WARM_HOSTS:
+        return
     try:
         ToolRunner().warm_up()
     except Exception:

@@ -325,10 +325,10 @@ def test_a_sync_job_is_inserted_once_its_plugin_has_its_work():
         events.append("insert")
         insert(job)
 
-    def record_send(fd, data):
+    def record_send(fd, data, *deadline):
         if b"validate_and_run" in data:
             events.append("hand to the plugin's process")
-        return send(fd, data)
+        return send(fd, data, *deadline)
 
     with (
         mock.patch.object(Job, "insert", record_insert),

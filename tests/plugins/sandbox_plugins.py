@@ -50,3 +50,10 @@ class ReaderPlugin(Plugin):
             return Outcome(outcome=Path(payload.target).read_text())
         except OSError as exc:
             return Outcome(outcome=f"refused: {type(exc).__name__}")
+
+
+class GreedyPlugin(ReaderPlugin):
+    """Asks to read the folder that holds the project."""
+
+    name = "greedy"
+    read_paths: ClassVar[tuple[str, ...]] = (str(Path(__file__).resolve().parents[3]),)

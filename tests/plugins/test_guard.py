@@ -1,13 +1,20 @@
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 
 from plugins.errors.exceptions import UngovernedExecutionError
 from plugins.registry import PluginRegistry
+from plugins.runtime.limits import ExecutionLimits
 from plugins.runtime.tool_runner import ToolRunner
 from plugins.testing import run_plugin
 from tests.plugins.sample_plugins import EchoInput, EchoOutput, EchoPlugin
+
+
+def trusting(*names: str) -> ExecutionLimits:
+    """The settings' limits, with these plugins allowed the thread they ask for."""
+    return replace(ExecutionLimits.from_settings(), thread_allowed=frozenset(names))
 
 
 def test_calling_run_directly_raises():
@@ -71,7 +78,7 @@ def test_the_authorisation_does_not_leak_to_other_threads_during_an_execution():
             outside_done.wait(5)
             return EchoOutput(echoed="done")
 
-    registry = PluginRegistry(record_metrics=False)
+    registry = PluginRegistry(record_metrics=False, defaults=trusting("waiting"))
     plugin = registry.register(Waiting)
 
     def call_directly():
@@ -92,7 +99,7 @@ def test_the_authorisation_does_not_leak_to_other_threads_during_an_execution():
 
 
 def test_concurrent_executions_each_see_only_their_own_plugin():
-    registry = PluginRegistry(record_metrics=False)
+    registry = PluginRegistry(record_metrics=False, defaults=trusting("other"))
     registry.register(EchoPlugin)
 
     class Other(EchoPlugin):

@@ -32,12 +32,18 @@ def hosts() -> Iterator[ProcessIsolation]:
 
 
 def runner_for(
-    hosts: ProcessIsolation, plugin: type, network_allowed: frozenset[str] = frozenset()
+    hosts: ProcessIsolation,
+    plugin: type,
+    network_allowed: frozenset[str] = frozenset(),
+    read_paths_allowed: frozenset[str] = frozenset(),
 ) -> ToolRunner:
     registry = PluginRegistry(
         record_metrics=False,
         defaults=ExecutionLimits(
-            isolation=IsolationKind.PROCESS, timeout_s=10, network_allowed=network_allowed
+            isolation=IsolationKind.PROCESS,
+            timeout_s=10,
+            network_allowed=network_allowed,
+            read_paths_allowed=read_paths_allowed,
         ),
     )
     registry.register(plugin)
@@ -80,7 +86,7 @@ def test_a_plugin_that_asks_for_the_network_gets_none_unless_the_operator_allows
     assert len(accepted) == 1
 
 
-def test_a_plugin_reads_what_it_declares_and_nothing_beside_it(hosts, tmp_path):
+def test_a_plugin_reads_what_it_declares_once_allowed_and_nothing_beside_it(hosts, tmp_path):
     declared = Path("/tmp/governed-reader-plugin")
     shutil.rmtree(declared, ignore_errors=True)
     declared.mkdir(mode=0o755)
@@ -89,10 +95,13 @@ def test_a_plugin_reads_what_it_declares_and_nothing_beside_it(hosts, tmp_path):
         (declared / "model.txt").chmod(0o644)
         beside = declared.parent / "governed-reader-plugin-beside"
         beside.write_text("secret")
-        runner = runner_for(hosts, sandbox_plugins.ReaderPlugin)
-        assert runner.run("reader", {"target": str(declared / "model.txt")}).result == {
-            "outcome": "weights"
-        }
+        target = {"target": str(declared / "model.txt")}
+        not_allowed = runner_for(hosts, sandbox_plugins.ReaderPlugin)
+        assert not_allowed.run("reader", target).result == {"outcome": "refused: PermissionError"}
+        runner = runner_for(
+            hosts, sandbox_plugins.ReaderPlugin, read_paths_allowed=frozenset({"reader"})
+        )
+        assert runner.run("reader", target).result == {"outcome": "weights"}
         refused = runner.run("reader", {"target": str(beside)}).result
         assert refused == {"outcome": "refused: PermissionError"}
     finally:
@@ -107,9 +116,9 @@ def test_a_host_that_cannot_be_confined_runs_nothing(hosts):
     shutil.rmtree(unreadable, ignore_errors=True)
     unreadable.mkdir(mode=0o700)  # root's only: the host's user (nobody) cannot read it
     try:
-        result, error = runner_for(hosts, sandbox_plugins.ReaderPlugin).run(
-            "reader", {"target": "/etc/hostname"}
-        )
+        result, error = runner_for(
+            hosts, sandbox_plugins.ReaderPlugin, read_paths_allowed=frozenset({"reader"})
+        ).run("reader", {"target": "/etc/hostname"})
     finally:
         shutil.rmtree(unreadable, ignore_errors=True)
     assert result is None
@@ -138,3 +147,26 @@ def test_staff_see_the_confinement_in_health_and_others_do_not(admin_user):
     assert sandbox == SandboxSettings().describe()
     assert sandbox["confined"] is True
     assert sandbox["landlock_abi"] >= 1
+
+
+def test_a_plugin_that_asks_for_a_thread_stays_sandboxed_unless_the_operator_allows_it():
+    class Trusting(sandbox_plugins.ReaderPlugin):
+        name = "trusting"
+        isolation = "thread"
+
+    defaults = ExecutionLimits(isolation=IsolationKind.PROCESS)
+    assert defaults.for_plugin(Trusting).isolation is IsolationKind.PROCESS
+    allowed = ExecutionLimits(
+        isolation=IsolationKind.PROCESS, thread_allowed=frozenset({"trusting"})
+    )
+    assert allowed.for_plugin(Trusting).isolation is IsolationKind.THREAD
+
+
+def test_paths_that_would_expose_the_project_are_never_granted(hosts, settings):
+    greedy = runner_for(
+        hosts, sandbox_plugins.GreedyPlugin, read_paths_allowed=frozenset({"greedy"})
+    )
+    result, error = greedy.run("greedy", {"target": str(settings.BASE_DIR / "pyproject.toml")})
+    assert result is None
+    assert error["error"]["type"] == ErrorType.PLUGIN_UNAVAILABLE
+    assert "would expose the server" in error["error"]["message"]

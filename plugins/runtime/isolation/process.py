@@ -57,6 +57,7 @@ from plugins.errors.exceptions import (
     PluginCrashedError,
     PluginExecutionError,
     PluginTimeoutError,
+    PluginUnavailableError,
     ReportedExecutionError,
 )
 from plugins.runtime.control import ExecutionControl, wait_until_done
@@ -173,7 +174,14 @@ class SandboxSettings:
         """The (uid, gid) hosts switch to when the server runs as root; None otherwise."""
         if os.geteuid() != 0:
             return None
-        entry = pwd.getpwnam(self.user)
+        try:
+            entry = pwd.getpwnam(self.user)
+        except KeyError:
+            raise PluginUnavailableError(
+                f"PLUGIN_SANDBOX_USER {self.user!r} is no user of this machine: plugins "
+                "do not run as root",
+                details={"reason": f"no user {self.user}"},
+            ) from None
         return entry.pw_uid, entry.pw_gid
 
 
@@ -194,10 +202,18 @@ class HostSpec:
         plugin_class = type(plugin)
         packages = _package_locations(plugin_class)
         declared = tuple(str(Path(path).resolve()) for path in limits.read_paths)
+        read_only = (*_interpreter_paths(), *(location for _, location in packages), *declared)
+        exposed = _exposed_by(read_only) if sandbox.enabled else None
+        if exposed:
+            raise PluginUnavailableError(
+                f"Plugin {plugin.name!r} cannot be sandboxed: its readable paths would "
+                f"expose the server ({exposed})",
+                details={"reason": exposed},
+            )
         return cls(
             plugin=plugin_ref(plugin_class),
             packages=packages,
-            read_only=(*_interpreter_paths(), *(location for _, location in packages), *declared),
+            read_only=read_only,
             network=limits.network,
             max_memory_mb=limits.max_memory_mb,
             fresh_process=limits.fresh_process,
@@ -702,13 +718,31 @@ def _host_environment(workdir: str) -> dict[str, str]:
 
 @cache
 def _interpreter_paths() -> tuple[str, ...]:
-    """What a host reads to run Python: the interpreter, the standard library, the packages."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    paths.update(site.getsitepackages())
+    """What a host reads to run Python: the interpreter, the standard library, the packages.
+
+    Not the prefixes themselves: a system Python's is ``/usr``, which may hold the
+    project (``/usr/src/app``).
+    """
+    paths = set(site.getsitepackages())
     for name in ("stdlib", "platstdlib", "purelib", "platlib"):
         paths.add(sysconfig.get_path(name))
     paths.add(str(Path(sys.executable).resolve().parent))
     return tuple(sorted({str(Path(p).resolve()) for p in paths if p}))
+
+
+def _exposed_by(read_only: tuple[str, ...]) -> str | None:
+    """The project folder or database file one of these trees would let a host read, if any."""
+    from django.conf import settings
+
+    secrets = [Path(settings.BASE_DIR).resolve()]
+    database = settings.DATABASES.get("default", {})
+    if "sqlite" in str(database.get("ENGINE", "")):
+        secrets.append(Path(str(database.get("NAME", ""))).resolve())
+    for root in read_only:
+        for secret in secrets:
+            if secret.is_relative_to(root):
+                return f"{root} holds {secret}"
+    return None
 
 
 def _package_locations(plugin_class: type) -> tuple[tuple[str, str], ...]:
