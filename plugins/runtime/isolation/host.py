@@ -6,9 +6,9 @@ LIFELINE plugin=NAME`` with an allow-listed environment and no other file descri
 
 1. it ties its process group's life to the server (the lifeline) and becomes
    the subreaper of whatever the plugin starts, so nothing escapes the server's view;
-2. it reads its configuration (one JSON frame) and confines itself for good:
-   hard limits, another uid when started as root, no capabilities, Landlock,
-   seccomp (plugins/runtime/sandbox/), then caps its address space;
+2. it reads its configuration (one JSON frame), caps its address space and
+   confines itself for good: hard limits, another uid when started as root, no
+   capabilities, Landlock, seccomp (plugins/runtime/sandbox/);
 3. only then does it import the plugin's module, which is plugin code too;
 4. it serves executions, one at a time, each in its emptied temporary directory.
 
