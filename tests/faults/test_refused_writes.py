@@ -181,13 +181,15 @@ def test_a_full_disk_refuses_outcomes_until_it_is_freed_and_health_says_so(proce
         ],
         env,
     ).split()[-1]  # the shell prints its imports first
-    server = processes.server(DATABASE_URL=env["DATABASE_URL"])
+    # The two jobs must overlap: the worker's host is started ahead, and neither lease
+    # may end while the disk is full (the fault settings' short grace is for recovery).
+    server = processes.server(DATABASE_URL=env["DATABASE_URL"], JOB_LEASE_GRACE_S="20")
     server.token = token
-    worker = processes.worker(DATABASE_URL=env["DATABASE_URL"])
-    # The background job sleeps longer: the synchronous one, submitted after it, may wait
-    # for its host to start, and the two must overlap.
+    worker = processes.worker(
+        DATABASE_URL=env["DATABASE_URL"], JOB_LEASE_GRACE_S="20", PLUGIN_WARM_HOSTS="1"
+    )
     status, queued = server.request(
-        "POST", "/v1/jobs", {"plugin": "sleeping", "payload": {"message": "x", "repeat": 4500}}
+        "POST", "/v1/jobs", {"plugin": "sleeping", "payload": {"message": "x", "repeat": 3000}}
     )
     assert status == 202, queued
     answer: dict[str, Any] = {}
@@ -225,9 +227,9 @@ def test_a_full_disk_refuses_outcomes_until_it_is_freed_and_health_says_so(proce
         return job if status == 200 and job["status"] not in ("PENDING", "RUNNING") else None
 
     sync_id = body["job_id"] if status == 200 else body["detail"]["details"]["job_id"]
-    for job_id, slept in ((queued["id"], 4500), (sync_id, 3000)):
+    for job_id in (queued["id"], sync_id):
         job = wait_until(functools.partial(final, job_id), timeout_s=30)
-        assert (job["status"], job["result"]) == ("SUCCESS", {"echoed": f"slept {slept} ms"})
+        assert (job["status"], job["result"]) == ("SUCCESS", {"echoed": "slept 3000 ms"}), job
     status, plugin = server.request("GET", "/v1/plugins/sleeping")
     assert plugin["metrics"]["success_count"] == 2, plugin
     assert worker.alive()

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,6 +84,9 @@ def test_a_plugin_that_asks_for_the_network_gets_none_unless_the_operator_allows
         hosts, sandbox_plugins.NetworkedPlugin, network_allowed=frozenset({"networked"})
     )
     assert allowed.run("networked", {"target": str(port)}).result == {"outcome": "connected"}
+    deadline = time.monotonic() + 10
+    while not accepted and time.monotonic() < deadline:  # the listener's thread accepts it
+        time.sleep(0.01)
     assert len(accepted) == 1
 
 
