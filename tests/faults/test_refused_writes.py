@@ -165,6 +165,14 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+def wal_emptied(database: Path) -> bool:
+    """Checkpoint and truncate the WAL, so that the next write has to grow a file."""
+    with contextlib.closing(sqlite3.connect(database, timeout=10)) as db:
+        busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    wal = database.with_name(database.name + "-wal")
+    return busy == 0 and (not wal.exists() or wal.stat().st_size == 0)
+
+
 def test_a_full_disk_refuses_outcomes_until_it_is_freed_and_health_says_so(processes, small_disk):
     database = small_disk / "db.sqlite3"
     env = {**processes.env, "DATABASE_URL": f"sqlite:///{database}"}
@@ -181,22 +189,20 @@ def test_a_full_disk_refuses_outcomes_until_it_is_freed_and_health_says_so(proce
         ],
         env,
     ).split()[-1]  # the shell prints its imports first
-    # The two jobs must overlap: the worker's host is started ahead, and neither lease
-    # may end while the disk is full (the fault settings' short grace is for recovery).
-    server = processes.server(DATABASE_URL=env["DATABASE_URL"], JOB_LEASE_GRACE_S="20")
+    # Both outcomes must be written while the disk is full: the jobs run long enough for
+    # a loaded machine to start both and fill the disk, and neither lease may end while
+    # it is full (the fault settings' short grace and time limit are for recovery).
+    slow = {"DATABASE_URL": env["DATABASE_URL"], "JOB_LEASE_GRACE_S": "20"}
+    slow["PLUGIN_DEFAULT_TIMEOUT_S"] = "30"
+    server = processes.server(**slow)
     server.token = token
-    worker = processes.worker(
-        DATABASE_URL=env["DATABASE_URL"], JOB_LEASE_GRACE_S="20", PLUGIN_WARM_HOSTS="1"
-    )
-    status, queued = server.request(
-        "POST", "/v1/jobs", {"plugin": "sleeping", "payload": {"message": "x", "repeat": 3000}}
-    )
+    worker = processes.worker(**slow, PLUGIN_WARM_HOSTS="1")
+    payload = {"message": "x", "repeat": 8000}
+    status, queued = server.request("POST", "/v1/jobs", {"plugin": "sleeping", "payload": payload})
     assert status == 202, queued
     answer: dict[str, Any] = {}
     request = threading.Thread(
-        target=lambda: answer.update(
-            reply=server.execute("sleeping", {"message": "x", "repeat": 3000})
-        )
+        target=lambda: answer.update(reply=server.execute("sleeping", payload))
     )
     request.start()
 
@@ -205,9 +211,7 @@ def test_a_full_disk_refuses_outcomes_until_it_is_freed_and_health_says_so(proce
         return status == 200 and page["count"] == 2
 
     wait_until(both_running, timeout_s=30, step_s=0.05)
-    # Empty the WAL, so that writing an outcome has to grow a file on the full disk.
-    with contextlib.closing(sqlite3.connect(database, timeout=10)) as db:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    wait_until(functools.partial(wal_emptied, database), timeout_s=10)
     filler = fill(small_disk)
     try:
         wait_until(lambda: REFUSED in server.process.output(), timeout_s=30)
@@ -229,7 +233,7 @@ def test_a_full_disk_refuses_outcomes_until_it_is_freed_and_health_says_so(proce
     sync_id = body["job_id"] if status == 200 else body["detail"]["details"]["job_id"]
     for job_id in (queued["id"], sync_id):
         job = wait_until(functools.partial(final, job_id), timeout_s=30)
-        assert (job["status"], job["result"]) == ("SUCCESS", {"echoed": "slept 3000 ms"}), job
+        assert (job["status"], job["result"]) == ("SUCCESS", {"echoed": "slept 8000 ms"}), job
     status, plugin = server.request("GET", "/v1/plugins/sleeping")
     assert plugin["metrics"]["success_count"] == 2, plugin
     assert worker.alive()
