@@ -46,6 +46,12 @@ REFUSED_REQUESTS = Counter(
     "by plugin and error type.",
     ["plugin", "error_type"],
 )
+POLICY_DECISIONS = Counter(
+    "governed_policy_decisions",
+    "Policy decisions on execution requests, by decision (allowed, denied, throttled, "
+    "over_quota), reason and plugin.",
+    ["decision", "reason", "plugin"],
+)
 PLUGIN_CRASHES = Counter(
     "governed_plugin_crashes",
     "Executions whose plugin process died (exit, signal, the kernel's OOM killer).",
@@ -87,6 +93,10 @@ def count_containment(plugin_label: str, error: dict[str, Any], process_isolated
 def count_refused_request(plugin_label: str, error_type: str) -> None:
     """Count a request refused before anything ran (no job, no persisted metrics)."""
     REFUSED_REQUESTS.labels(plugin=plugin_label, error_type=error_type).inc()
+
+
+def count_policy_decision(decision: str, reason: str, plugin_label: str) -> None:
+    POLICY_DECISIONS.labels(decision=decision, reason=reason, plugin=plugin_label).inc()
 
 
 def observe_execution(plugin_label: str, outcome: str, elapsed_ms: float) -> None:
