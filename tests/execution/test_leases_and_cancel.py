@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from execution.clock import database_now
 from execution.models import Job, JobStatus
 from execution.services import JobExecutionService
 from execution.services.lease_recovery import LeaseRecoveryService
@@ -108,7 +109,7 @@ def test_a_job_of_a_plugin_with_retries_goes_back_to_pending_after_a_backoff(set
     job = running_job("retried_sleeping")
     assert job.max_attempts == 3
     expire(job)
-    before = timezone.now()
+    before = database_now()  # the clock next_attempt_at is computed on
 
     LeaseRecoveryService().recover_expired()
 
@@ -125,7 +126,7 @@ def test_a_job_of_a_plugin_with_retries_goes_back_to_pending_after_a_backoff(set
     Job.objects.filter(pk=job.pk).update(next_attempt_at=None)
     job = running_job_again(job)
     expire(job)
-    before = timezone.now()
+    before = database_now()  # the clock next_attempt_at is computed on
     LeaseRecoveryService().recover_expired()
     job.refresh_from_db()
     assert (job.status, job.attempt) == (JobStatus.PENDING, 3)
