@@ -156,11 +156,12 @@ class JobExecutionService:
     ) -> Job:
         """Check the request, then record a PENDING job and the task that will run it.
 
-        ``job_id``: the new job's id, when the caller chose it (an idempotency key's
-        claim names its job before it exists). Bad input records nothing. The job and its task are committed together,
+        Bad input records nothing. The job and its task are committed together,
         so a job is never without a task (a failure to queue records no job). If
         the plugin's own code failed while checking the input (its validator timed
         out or crashed), the job is recorded FAILED with that error, and no task.
+        ``job_id``: the new job's id, when the caller chose it (an idempotency key's
+        claim names its job before the job exists).
         """
         facts = self._plugins.describe(plugin_name=plugin_name, version=requested_version)
         check_input_size(
