@@ -299,9 +299,7 @@ def test_the_header_is_in_the_schema_of_both_endpoints(client):
 
 
 def _send(base: str, token: str, path: str, body: Any, key: str) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        f"{base}{path}", data=json.dumps(body).encode(), method="POST"
-    )
+    request = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode(), method="POST")
     request.add_header("Content-Type", "application/json")
     request.add_header("Authorization", f"Token {token}")
     request.add_header("Idempotency-Key", key)
