@@ -43,6 +43,7 @@ from execution.health import database_status
 from execution.models import Job, JobQuerySet, JobStatus
 from execution.policy import idempotency
 from execution.policy.idempotency import Claim, KeyConflict, Replay
+from execution.policy.idempotency_models import MAX_KEY_LENGTH
 from execution.selectors import get_job, job_summaries
 from execution.services import (
     AnalysisExecutionService,
@@ -79,7 +80,12 @@ JOB_ID_HEADER = OpenApiParameter(
 
 IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
     idempotency.HEADER,
-    OpenApiTypes.STR,
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_KEY_LENGTH,
+        "pattern": "^[!-~]([ -~]*[!-~])?$",  # printable ASCII (HTTP trims outer spaces)
+    },
     location=OpenApiParameter.HEADER,
     required=False,
     description=(

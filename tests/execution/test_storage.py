@@ -111,7 +111,7 @@ def test_a_lone_surrogate_keeps_its_escape():
 def test_sqlite_stores_a_lone_surrogate_and_reads_it_back():
     # The API refuses them in requests; anything else that holds one still stores.
     error = {"error": {"message": "bad \ud800 byte", "type": "PluginExecutionError"}}
-    job = Job.objects.create(plugin_name="echo", status=JobStatus.FAILED, error=error)
+    job = Job.objects.create(plugin_name="echo", error=error)
     job.refresh_from_db()
     assert job.error == error
 
@@ -162,9 +162,7 @@ def test_a_payload_within_the_bound_runs(api_client, url):
 
 def test_a_rerun_over_the_bound_is_refused(user):
     # A job from before the plugin had its bound, or from an operator's data fix.
-    old = Job.objects.create(
-        plugin_name="bounded_echo", input_payload=_too_big(), status=JobStatus.SUCCESS
-    )
+    old = Job.objects.create(plugin_name="bounded_echo", input_payload=_too_big())
     with pytest.raises(InputTooLarge) as refused:
         AnalysisExecutionService().rerun(job=old, user=user)
     assert refused.value.details["max_input_bytes"] == BOUND
@@ -173,9 +171,7 @@ def test_a_rerun_over_the_bound_is_refused(user):
 
 
 def test_the_admins_rerun_says_why(admin_client):
-    old = Job.objects.create(
-        plugin_name="bounded_echo", input_payload=_too_big(), status=JobStatus.SUCCESS
-    )
+    old = Job.objects.create(plugin_name="bounded_echo", input_payload=_too_big())
     response = admin_client.post(
         "/admin/execution/job/",
         {"action": "run_again", "_selected_action": [str(old.pk)]},
