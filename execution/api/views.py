@@ -98,6 +98,19 @@ IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
         "A bad key: 400 ValidationError."
     ),
 )
+
+
+def _replayed_header(statuses: list[int]) -> OpenApiParameter:
+    return OpenApiParameter(
+        "Idempotent-Replayed",
+        OpenApiTypes.STR,
+        location=OpenApiParameter.HEADER,
+        response=statuses,
+        description="`true` when this is the answer of an earlier request with the same "
+        "Idempotency-Key (nothing ran for this one).",
+    )
+
+
 IDEMPOTENCY_CONFLICTS = (
     "Conflict: the Idempotency-Key was sent with another body or to the other endpoint, "
     "or its first request is still running (details.reason says which)."
@@ -191,7 +204,7 @@ class AnalyzeExecutionView(APIView):
             409: OpenApiResponse(description=IDEMPOTENCY_CONFLICTS),
             503: OpenApiResponse(description=OUTCOME_PENDING),
         },
-        parameters=[IDEMPOTENCY_KEY_HEADER, JOB_ID_HEADER],
+        parameters=[IDEMPOTENCY_KEY_HEADER, JOB_ID_HEADER, _replayed_header([200, 400])],
         summary="Execute a plugin synchronously",
     )
     def post(self, request: Request) -> Response:
@@ -317,6 +330,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         },
         parameters=[
             IDEMPOTENCY_KEY_HEADER,
+            _replayed_header([202]),
             _response_header("Location", OpenApiTypes.URI, "Where to read the job."),
             _response_header(
                 "Retry-After",

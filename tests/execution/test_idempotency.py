@@ -294,3 +294,8 @@ def test_the_header_is_in_the_schema_of_both_endpoints(client):
         assert header["in"] == "header"
         assert not header.get("required", False)
         assert "409" in operation["responses"]
+    assert (
+        "Idempotent-Replayed" in schema["paths"]["/v1/jobs"]["post"]["responses"]["202"]["headers"]
+    )
+    replayed = schema["paths"]["/v1/analyze-execution"]["post"]["responses"]["200"]["headers"]
+    assert "Idempotent-Replayed" in replayed
