@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, cast
 
 from django.conf import settings
@@ -13,13 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import (
-    APIException,
-    ErrorDetail,
-    NotFound,
-    PermissionDenied,
-    ValidationError,
-)
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,11 +22,17 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from api.errors import ProtocolErrorType
 from api.exceptions import Conflict, exception_type
 from api.parsers import UnstorableValues
 from api.responses import envelope_response
 from execution.api.filters import JobFilter, JobPagination
+from execution.api.idempotency import (
+    IDEMPOTENCY_CONFLICTS,
+    IDEMPOTENCY_KEY_HEADER,
+    answer_once,
+    idempotency_key,
+    replayed_header,
+)
 from execution.api.serializers import (
     ExecutionRequestSerializer,
     ExecutionResultSerializer,
@@ -41,9 +42,6 @@ from execution.api.serializers import (
 )
 from execution.health import database_status
 from execution.models import Job, JobQuerySet, JobStatus
-from execution.policy import idempotency
-from execution.policy.idempotency import Claim, KeyConflict, Replay
-from execution.policy.idempotency_models import MAX_KEY_LENGTH
 from execution.selectors import get_job, job_summaries
 from execution.services import (
     AnalysisExecutionService,
@@ -78,45 +76,10 @@ JOB_ID_HEADER = OpenApiParameter(
 )
 
 
-IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
-    idempotency.HEADER,
-    {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": MAX_KEY_LENGTH,
-        "pattern": "^[!-~]([ -~]*[!-~])?$",  # printable ASCII (HTTP trims outer spaces)
-    },
-    location=OpenApiParameter.HEADER,
-    required=False,
-    description=(
-        "Makes a retry safe: the same key and body again, within IDEMPOTENCY_TTL_S, get the "
-        "first request's job (its answer, with `Idempotent-Replayed: true`) and run nothing. "
-        "Keys are per user: 1 to 255 printable ASCII characters (a UUID is a good one). "
-        "Another body, or the other execution endpoint, with the same key: 409 Conflict "
-        "(details.reason `other_body` or `other_endpoint`); a duplicate of a request that "
-        "has no answer yet: 409 Conflict (`in_progress`, with Location and Retry-After). "
-        "A bad key: 400 ValidationError."
-    ),
-)
-
-
-def _replayed_header(statuses: list[int]) -> OpenApiParameter:
-    return OpenApiParameter(
-        "Idempotent-Replayed",
-        OpenApiTypes.STR,
-        location=OpenApiParameter.HEADER,
-        response=statuses,
-        description="`true` when this is the answer of an earlier request with the same "
-        "Idempotency-Key (nothing ran for this one).",
-    )
-
-
-IDEMPOTENCY_CONFLICTS = (
-    "Conflict: the Idempotency-Key was sent with another body or to the other endpoint, "
-    "or its first request is still running (details.reason says which)."
-)
 ANALYZE_ENDPOINT = "POST /v1/analyze-execution"
 JOBS_ENDPOINT = "POST /v1/jobs"
+# A synchronous run's answer is its ended job; a duplicate before then gets a 409.
+FINAL = frozenset({JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 def _response_header(name: str, kind: OpenApiTypes, description: str) -> OpenApiParameter:
@@ -151,48 +114,6 @@ def execution_request(request: Request) -> dict[str, Any]:
     return dict(serializer.validated_data)
 
 
-def idempotency_key(request: Request) -> str | None:
-    """The request's Idempotency-Key, if it sent one; a bad one is counted, then refused."""
-    raw = request.META.get(idempotency.META_KEY)
-    if raw is None:
-        return None
-    try:
-        return idempotency.parse_key(raw)
-    except idempotency.InvalidKey as exc:
-        record_refusal(plugin_name=None, error_type="ValidationError", user=_user(request))
-        detail = {"headers": {idempotency.HEADER: [ErrorDetail(str(exc), code="invalid")]}}
-        raise ValidationError(detail) from exc
-
-
-def claim_idempotency_key(
-    request: Request, key: str, *, endpoint: str, data: dict[str, Any]
-) -> Claim | Replay | Response:
-    """Claim ``key`` for this request; or its first request's job; or the 409 to answer."""
-    try:
-        return idempotency.claim_key(user=_user(request), key=key, endpoint=endpoint, body=data)
-    except KeyConflict as exc:
-        return _key_conflict(request, exc, plugin=data["plugin"])
-
-
-def _key_conflict(request: Request, conflict: KeyConflict, *, plugin: str) -> Response:
-    """409: the key names another request, or one that has no answer yet (then: read later)."""
-    record_refusal(plugin_name=plugin, error_type=ProtocolErrorType.CONFLICT, user=_user(request))
-    envelope = build_error_envelope(
-        ProtocolErrorType.CONFLICT, conflict.message, details=conflict.details, plugin=plugin
-    )
-    headers = {}
-    if conflict.reason is idempotency.ConflictReason.IN_PROGRESS:
-        headers = {
-            "X-Job-Id": str(conflict.job_id),
-            "Location": request.build_absolute_uri(reverse("job-detail", args=[conflict.job_id])),
-            "Retry-After": str(settings.JOB_POLL_AFTER_S),
-        }
-    return envelope_response(envelope, status.HTTP_409_CONFLICT, headers=headers)
-
-
-REPLAYED = {"Idempotent-Replayed": "true"}
-
-
 class AnalyzeExecutionView(APIView):
     """Run a plugin now and answer with its result or its error."""
 
@@ -201,10 +122,10 @@ class AnalyzeExecutionView(APIView):
         responses={
             200: ExecutionResultSerializer,
             400: OpenApiResponse(description=EXECUTION_FAILURES),
-            409: OpenApiResponse(description=IDEMPOTENCY_CONFLICTS),
+            409: IDEMPOTENCY_CONFLICTS,
             503: OpenApiResponse(description=OUTCOME_PENDING),
         },
-        parameters=[IDEMPOTENCY_KEY_HEADER, JOB_ID_HEADER, _replayed_header([200, 400])],
+        parameters=[IDEMPOTENCY_KEY_HEADER, JOB_ID_HEADER, replayed_header([200, 400])],
         summary="Execute a plugin synchronously",
     )
     def post(self, request: Request) -> Response:
@@ -212,37 +133,34 @@ class AnalyzeExecutionView(APIView):
         data = execution_request(request)
         if key is None:
             return self._execute(request, data)
-        claimed = claim_idempotency_key(request, key, endpoint=ANALYZE_ENDPOINT, data=data)
-        if isinstance(claimed, Response):
-            return claimed
-        if isinstance(claimed, Replay):
-            if claimed.job is None or claimed.job.status in (JobStatus.PENDING, JobStatus.RUNNING):
-                conflict = idempotency.in_progress(claimed, endpoint=ANALYZE_ENDPOINT)
-                return _key_conflict(request, conflict, plugin=data["plugin"])
-            return _outcome(request, claimed.job, replayed=True)
-        try:
-            return self._execute(request, data, job_id=claimed.job_id)
-        except BaseException:
-            claimed.release()  # it made no job: the key may be used again
-            raise
+        return answer_once(
+            request,
+            key,
+            data,
+            endpoint=ANALYZE_ENDPOINT,
+            run=lambda job_id: self._execute(request, data, job_id=job_id),
+            replay=lambda job: _outcome(request, job) if job.status in FINAL else None,
+        )
 
-    def _execute(self, request: Request, data: dict[str, Any], **job: Any) -> Response:
+    def _execute(
+        self, request: Request, data: dict[str, Any], job_id: uuid.UUID | None = None
+    ) -> Response:
         try:
             done = AnalysisExecutionService().execute(
                 plugin_name=data["plugin"],
                 payload=data["payload"],
                 user=_user(request),
                 plugin_version=data.get("plugin_version", ""),
-                **job,
+                job_id=job_id,
             )
         except OutcomeNotRecorded as exc:
             return _outcome_pending(request, exc.job)
         return _outcome(request, done)
 
 
-def _outcome(request: Request, job: Job, *, replayed: bool = False) -> Response:
-    """What a synchronous execution answers with its ended job (again, when ``replayed``)."""
-    headers = {"X-Job-Id": str(job.pk), **(REPLAYED if replayed else {})}
+def _outcome(request: Request, job: Job) -> Response:
+    """What a synchronous execution answers with its ended job."""
+    headers = {"X-Job-Id": str(job.pk)}
     if job.status == JobStatus.SUCCESS:
         return Response(ExecutionResultSerializer(job).data, headers=headers)
     if job.public_error is None:  # not final: the row says something else happened
@@ -326,11 +244,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         request=ExecutionRequestSerializer,
         responses={
             202: JobSerializer,
-            409: OpenApiResponse(description=IDEMPOTENCY_CONFLICTS),
+            409: IDEMPOTENCY_CONFLICTS,
         },
         parameters=[
             IDEMPOTENCY_KEY_HEADER,
-            _replayed_header([202]),
+            replayed_header([202]),
             _response_header("Location", OpenApiTypes.URI, "Where to read the job."),
             _response_header(
                 "Retry-After",
@@ -345,38 +263,34 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         data = execution_request(request)
         if key is None:
             return self._submit(request, data)
-        claimed = claim_idempotency_key(request, key, endpoint=JOBS_ENDPOINT, data=data)
-        if isinstance(claimed, Response):
-            return claimed
-        if isinstance(claimed, Replay):
-            if claimed.job is None:  # its request is still checking the input
-                conflict = idempotency.in_progress(claimed, endpoint=JOBS_ENDPOINT)
-                return _key_conflict(request, conflict, plugin=data["plugin"])
-            return _accepted(request, claimed.job, replayed=True)
-        try:
-            return self._submit(request, data, job_id=claimed.job_id)
-        except BaseException:
-            claimed.release()  # it made no job: the key may be used again
-            raise
+        return answer_once(
+            request,
+            key,
+            data,
+            endpoint=JOBS_ENDPOINT,
+            run=lambda job_id: self._submit(request, data, job_id=job_id),
+            replay=lambda job: _accepted(request, job),
+        )
 
-    def _submit(self, request: Request, data: dict[str, Any], **job: Any) -> Response:
+    def _submit(
+        self, request: Request, data: dict[str, Any], job_id: uuid.UUID | None = None
+    ) -> Response:
         # An enqueue failure marks this same instance FAILED; nothing to re-read.
         submitted = AnalysisExecutionService().submit(
             plugin_name=data["plugin"],
             payload=data["payload"],
             user=_user(request),
             plugin_version=data.get("plugin_version", ""),
-            **job,
+            job_id=job_id,
         )
         return _accepted(request, submitted)
 
 
-def _accepted(request: Request, job: Job, *, replayed: bool = False) -> Response:
-    """202 with the job (as it is now, when ``replayed``) and where to read it."""
+def _accepted(request: Request, job: Job) -> Response:
+    """202 with the job (as it is now, for a replay) and where to read it."""
     headers = {
         "Location": request.build_absolute_uri(reverse("job-detail", args=[job.pk])),
         "Retry-After": str(settings.JOB_POLL_AFTER_S),
-        **(REPLAYED if replayed else {}),
     }
     return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers=headers)
 
