@@ -145,9 +145,9 @@ def claim_key(*, user: AbstractBaseUser, key: str, endpoint: str, body: Any) -> 
     """Claim ``key`` for a request to ``endpoint`` with ``body``, or find its first request.
 
     Returns a Claim (this request goes ahead and makes job ``claim.job_id``) or a
-    Replay (an earlier request with the same key and body made the job). Raises
-    KeyConflict when the key was sent with another body or to another endpoint,
-    or when its first request is still in progress and has recorded no job yet.
+    Replay (an earlier request with the same key and body made, or is making, the
+    job; :func:`in_progress` is the answer while it has none). Raises KeyConflict
+    when the key was sent with another body or to another endpoint.
     """
     digest = request_digest(body)
     for _ in range(_CLAIM_TRIES):
