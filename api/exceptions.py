@@ -58,13 +58,23 @@ class ServiceUnavailable(exceptions.APIException):
 
 
 class ExecutionRefused(exceptions.APIException):
-    """A governed execution error raised before anything ran: unknown plugin, bad input."""
+    """A governed execution error raised before anything ran: unknown plugin, bad input.
 
-    status_code = status.HTTP_400_BAD_REQUEST
+    A 400, but for the refusals that have a protocol type of their own (a payload
+    over its plugin's ``max_input_bytes``: 413).
+    """
+
+    status_code: int = status.HTTP_400_BAD_REQUEST
 
     def __init__(self, error: GovernedExecutionError) -> None:
         super().__init__(error.message)
         self.error = error
+        self.status_code = REFUSAL_STATUS_CODES.get(error.error_type, self.status_code)
+
+
+REFUSAL_STATUS_CODES: dict[object, int] = {
+    ProtocolErrorType.PAYLOAD_TOO_LARGE: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+}
 
 
 # DRF's own exceptions, each with its envelope type (the project's say theirs).
@@ -161,9 +171,10 @@ def _describe(exc: exceptions.APIException) -> tuple[AnyErrorType, str, Any, str
     """The envelope's type, message, details and plugin for an API exception."""
     if isinstance(exc, ExecutionRefused):
         error = exc.error
+        kind = cast(AnyErrorType, error.error_type)
         if isinstance(error, InputValidationError):
-            return error.error_type, error.message, _input_errors(error), error.plugin
-        return error.error_type, error.message, error.details, error.plugin
+            return kind, error.message, _input_errors(error), error.plugin
+        return kind, error.message, error.details, error.plugin
     if isinstance(exc, exceptions.ValidationError):
         return (
             ErrorType.VALIDATION_ERROR,

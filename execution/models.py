@@ -46,6 +46,7 @@ from execution.audit.events import AuditEvent
 from execution.audit.models import AuditChain, AuditEntry
 from execution.audit.recorder import AuditRecord, record_many
 from execution.clock import database_now, from_db_datetime, greatest_sql, now_sql
+from execution.policy.idempotency_models import IdempotencyKey
 from plugins.runtime.provenance import RanCode
 
 Method = TypeVar("Method", bound=Callable[..., Any])
@@ -690,4 +691,4 @@ class ProcessHeartbeat(models.Model):
         return f"{self.role} {self.name}"
 
 
-__all__ = ["AuditChain", "AuditEntry", "Job", "JobStatus", "ProcessHeartbeat"]
+__all__ = ["AuditChain", "AuditEntry", "IdempotencyKey", "Job", "JobStatus", "ProcessHeartbeat"]

@@ -57,6 +57,10 @@ class Plugin:
     (``PLUGIN_DEFAULT_MAX_MEMORY_MB``) and ``max_attempts`` (1: a background job
     whose worker is lost fails; more: it is tried again).
 
+    ``max_input_bytes``: the largest payload it accepts, measured as compact JSON
+    in UTF-8; a larger one is refused (PayloadTooLarge) before anything runs.
+    None: only the request's bound, ``API_MAX_REQUEST_BYTES``.
+
     What its sandbox lets it do (process isolation): ``network`` (TCP, only if the
     operator also names it in ``PLUGIN_NETWORK_ALLOWED``), ``read_paths`` (absolute
     paths it may read besides the interpreter and the installed packages) and
@@ -72,6 +76,7 @@ class Plugin:
     timeout_s: ClassVar[float | None] = None
     max_memory_mb: ClassVar[int | None] = None
     max_attempts: ClassVar[int] = 1
+    max_input_bytes: ClassVar[int | None] = None
     network: ClassVar[bool] = False
     fresh_process: ClassVar[bool] = False
     read_paths: ClassVar[tuple[str, ...]] = ()
@@ -132,6 +137,9 @@ def contract_problems(cls: object) -> list[str]:
     memory = getattr(cls, "max_memory_mb", None)
     if memory is not None and not _is_positive(memory, int):
         problems.append("'max_memory_mb' must be a positive integer or None")
+    input_bound = getattr(cls, "max_input_bytes", None)
+    if input_bound is not None and not _is_positive(input_bound, int):
+        problems.append("'max_input_bytes' must be a positive integer or None")
     if not _is_positive(getattr(cls, "max_attempts", None), int):
         problems.append("'max_attempts' must be a positive integer")
     isolation = getattr(cls, "isolation", None)

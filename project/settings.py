@@ -233,6 +233,9 @@ JOB_POLL_AFTER_S = int(os.environ.get("JOB_POLL_AFTER_S", "1"))
 API_MAX_REQUEST_BYTES = int(os.environ.get("API_MAX_REQUEST_BYTES", str(8 * 1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_REQUEST_BYTES
 
+# How long an Idempotency-Key names its first request's job (then it may name a new one).
+IDEMPOTENCY_TTL_S = float(os.environ.get("IDEMPOTENCY_TTL_S", str(24 * 3600)))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

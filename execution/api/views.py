@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, cast
 
 from django.conf import settings
@@ -25,6 +26,13 @@ from api.exceptions import Conflict, exception_type
 from api.parsers import UnstorableValues
 from api.responses import envelope_response
 from execution.api.filters import JobFilter, JobPagination
+from execution.api.idempotency import (
+    IDEMPOTENCY_CONFLICTS,
+    IDEMPOTENCY_KEY_HEADER,
+    answer_once,
+    idempotency_key,
+    replayed_header,
+)
 from execution.api.serializers import (
     ExecutionRequestSerializer,
     ExecutionResultSerializer,
@@ -68,6 +76,12 @@ JOB_ID_HEADER = OpenApiParameter(
 )
 
 
+ANALYZE_ENDPOINT = "POST /v1/analyze-execution"
+JOBS_ENDPOINT = "POST /v1/jobs"
+# A synchronous run's answer is its ended job; a duplicate before then gets a 409.
+FINAL = frozenset({JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
 def _response_header(name: str, kind: OpenApiTypes, description: str) -> OpenApiParameter:
     """A header of the 202 answer to a submitted job."""
     return OpenApiParameter(
@@ -108,29 +122,51 @@ class AnalyzeExecutionView(APIView):
         responses={
             200: ExecutionResultSerializer,
             400: OpenApiResponse(description=EXECUTION_FAILURES),
+            409: IDEMPOTENCY_CONFLICTS,
             503: OpenApiResponse(description=OUTCOME_PENDING),
         },
-        parameters=[JOB_ID_HEADER],
+        parameters=[IDEMPOTENCY_KEY_HEADER, JOB_ID_HEADER, replayed_header([200, 400])],
         summary="Execute a plugin synchronously",
     )
     def post(self, request: Request) -> Response:
+        key = idempotency_key(request)
         data = execution_request(request)
+        if key is None:
+            return self._execute(request, data)
+        return answer_once(
+            request,
+            key,
+            data,
+            endpoint=ANALYZE_ENDPOINT,
+            run=lambda job_id: self._execute(request, data, job_id=job_id),
+            replay=lambda job: _outcome(request, job) if job.status in FINAL else None,
+        )
+
+    def _execute(
+        self, request: Request, data: dict[str, Any], job_id: uuid.UUID | None = None
+    ) -> Response:
         try:
-            job = AnalysisExecutionService().execute(
+            done = AnalysisExecutionService().execute(
                 plugin_name=data["plugin"],
                 payload=data["payload"],
                 user=_user(request),
                 plugin_version=data.get("plugin_version", ""),
+                job_id=job_id,
             )
         except OutcomeNotRecorded as exc:
             return _outcome_pending(request, exc.job)
-        headers = {"X-Job-Id": str(job.pk)}
-        if job.status == JobStatus.SUCCESS:
-            return Response(ExecutionResultSerializer(job).data, headers=headers)
-        if job.public_error is None:  # not final: the row says something else happened
-            return _outcome_pending(request, job)
-        envelope = cast(ErrorEnvelope, job.error)  # FAILED, or CANCELLED while it ran
-        return envelope_response(envelope, status.HTTP_400_BAD_REQUEST, headers=headers)
+        return _outcome(request, done)
+
+
+def _outcome(request: Request, job: Job) -> Response:
+    """What a synchronous execution answers with its ended job."""
+    headers = {"X-Job-Id": str(job.pk)}
+    if job.status == JobStatus.SUCCESS:
+        return Response(ExecutionResultSerializer(job).data, headers=headers)
+    if job.public_error is None:  # not final: the row says something else happened
+        return _outcome_pending(request, job)
+    envelope = cast(ErrorEnvelope, job.error)  # FAILED, or CANCELLED while it ran
+    return envelope_response(envelope, status.HTTP_400_BAD_REQUEST, headers=headers)
 
 
 def _outcome_pending(request: Request, job: Job) -> Response:
@@ -206,8 +242,13 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(
         request=ExecutionRequestSerializer,
-        responses={202: JobSerializer},
+        responses={
+            202: JobSerializer,
+            409: IDEMPOTENCY_CONFLICTS,
+        },
         parameters=[
+            IDEMPOTENCY_KEY_HEADER,
+            replayed_header([202]),
             _response_header("Location", OpenApiTypes.URI, "Where to read the job."),
             _response_header(
                 "Retry-After",
@@ -218,19 +259,40 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         summary="Submit a plugin execution as a background job",
     )
     def create(self, request: Request) -> Response:
+        key = idempotency_key(request)
         data = execution_request(request)
+        if key is None:
+            return self._submit(request, data)
+        return answer_once(
+            request,
+            key,
+            data,
+            endpoint=JOBS_ENDPOINT,
+            run=lambda job_id: self._submit(request, data, job_id=job_id),
+            replay=lambda job: _accepted(request, job),
+        )
+
+    def _submit(
+        self, request: Request, data: dict[str, Any], job_id: uuid.UUID | None = None
+    ) -> Response:
         # An enqueue failure marks this same instance FAILED; nothing to re-read.
-        job = AnalysisExecutionService().submit(
+        submitted = AnalysisExecutionService().submit(
             plugin_name=data["plugin"],
             payload=data["payload"],
             user=_user(request),
             plugin_version=data.get("plugin_version", ""),
+            job_id=job_id,
         )
-        headers = {
-            "Location": request.build_absolute_uri(reverse("job-detail", args=[job.pk])),
-            "Retry-After": str(settings.JOB_POLL_AFTER_S),
-        }
-        return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers=headers)
+        return _accepted(request, submitted)
+
+
+def _accepted(request: Request, job: Job) -> Response:
+    """202 with the job (as it is now, for a replay) and where to read it."""
+    headers = {
+        "Location": request.build_absolute_uri(reverse("job-detail", args=[job.pk])),
+        "Retry-After": str(settings.JOB_POLL_AFTER_S),
+    }
+    return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers=headers)
 
 
 class HealthView(APIView):

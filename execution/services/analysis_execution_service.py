@@ -87,11 +87,13 @@ class AnalysisExecutionService:
         payload: dict[str, Any],
         user: User | None = None,
         plugin_version: str = "",
+        job_id: uuid.UUID | None = None,
     ) -> Job:
         """Run now; the returned job is SUCCESS, FAILED or (cancelled meanwhile) CANCELLED.
 
         A request refused before it ran (unknown plugin, bad input) records no job
-        but is counted. ``plugin_version``: run only that version. Raises
+        but is counted. ``plugin_version``: run only that version. ``job_id``: the
+        job's id, chosen by the caller (an idempotency key's claim). Raises
         OutcomeNotRecorded when the database took no write of the outcome in time.
         """
         with refusals_counted(plugin_name, user):
@@ -100,6 +102,7 @@ class AnalysisExecutionService:
                 payload=payload,
                 requested_by=user,
                 requested_version=plugin_version,
+                job_id=job_id,
             )
 
     @alters_data
@@ -110,14 +113,19 @@ class AnalysisExecutionService:
         payload: dict[str, Any],
         user: User | None = None,
         plugin_version: str = "",
+        job_id: uuid.UUID | None = None,
     ) -> Job:
-        """Record a PENDING job together with the task that will run it (refusals counted)."""
+        """Record a PENDING job together with the task that will run it (refusals counted).
+
+        ``job_id``: as for :meth:`execute`.
+        """
         with refusals_counted(plugin_name, user):
             return self._jobs.create_job(
                 plugin_name=plugin_name,
                 payload=payload,
                 requested_by=user,
                 requested_version=plugin_version,
+                job_id=job_id,
             )
 
     @alters_data

@@ -26,6 +26,7 @@ from execution.audit.models import AuditEntry
 from execution.clock import database_now
 from execution.metrics import JOB_CANCELLATIONS
 from execution.models import IllegalJobTransition, Job, JobStatus, alters_data
+from execution.policy.input_size import check_input_size
 from execution.selectors import JobNotFound, get_job
 from execution.services.plugin_execution_service import PluginExecutionService
 from execution.task_engine import get_task_engine
@@ -151,6 +152,7 @@ class JobExecutionService:
         payload: dict[str, Any],
         requested_by: User | None = None,
         requested_version: str = "",
+        job_id: uuid.UUID | None = None,
     ) -> Job:
         """Check the request, then record a PENDING job and the task that will run it.
 
@@ -158,12 +160,17 @@ class JobExecutionService:
         so a job is never without a task (a failure to queue records no job). If
         the plugin's own code failed while checking the input (its validator timed
         out or crashed), the job is recorded FAILED with that error, and no task.
+        ``job_id``: the new job's id, when the caller chose it (an idempotency key's
+        claim names its job before the job exists).
         """
         facts = self._plugins.describe(plugin_name=plugin_name, version=requested_version)
+        check_input_size(
+            plugin_name=plugin_name, payload=payload, max_input_bytes=facts.max_input_bytes
+        )
         failure = self._plugins.check_input(
             plugin_name=plugin_name, payload=payload, version=requested_version
         )
-        job_id = uuid.uuid4()
+        job_id = job_id or uuid.uuid4()
         with transaction.atomic():
             task_id = None if failure else self._engine.enqueue(job_id)
             job = Job.objects.create(
@@ -190,6 +197,7 @@ class JobExecutionService:
         payload: dict[str, Any],
         requested_by: User | None = None,
         requested_version: str = "",
+        job_id: uuid.UUID | None = None,
     ) -> Job:
         """Create a job claimed by this thread and run it here (the synchronous API).
 
@@ -199,10 +207,14 @@ class JobExecutionService:
         bad input records nothing. Two commits per execution: the RUNNING job,
         then its outcome together with the plugin's metrics. Raises
         OutcomeNotRecorded when the database takes no write of the outcome
-        within ``JOB_OUTCOME_SYNC_WAIT_S``.
+        within ``JOB_OUTCOME_SYNC_WAIT_S``. ``job_id``: as for :meth:`create_job`.
         """
         facts = self._plugins.describe(plugin_name=plugin_name, version=requested_version)
+        check_input_size(
+            plugin_name=plugin_name, payload=payload, max_input_bytes=facts.max_input_bytes
+        )
         job = Job.objects.claimed_by_creator(
+            id=job_id or uuid.uuid4(),
             plugin_name=plugin_name,
             plugin_version=facts.version,
             plugin_fingerprint=facts.fingerprint,

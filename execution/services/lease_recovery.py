@@ -26,6 +26,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from execution.clock import database_clock, database_now
 from execution.metrics import LEASES_RECOVERED
 from execution.models import IllegalJobTransition, Job, alters_data
+from execution.policy.idempotency import purge_expired_keys
 from execution.services.job_execution_service import JobExecutionService
 from execution.task_engine import get_task_engine
 from execution.task_engine.base import TaskEngine
@@ -155,6 +156,7 @@ class LeaseMonitor:
                     database_clock.measure()
                     next_clock_check = time.monotonic() + settings.JOB_CLOCK_CHECK_INTERVAL_S
                 service.recover()
+                purge_expired_keys()  # housekeeping of the same processes: at most once a minute
                 database_down = False
             except DatabaseError:
                 if not database_down:

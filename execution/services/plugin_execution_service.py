@@ -23,6 +23,7 @@ class PluginFacts:
     fingerprint: str
     time_limit_s: float
     max_attempts: int
+    max_input_bytes: int | None
 
 
 class PluginExecutionService:
@@ -46,6 +47,7 @@ class PluginExecutionService:
             fingerprint=code_of(type(plugin)).fingerprint,
             time_limit_s=self._registry.limits_for(plugin).timeout_s,
             max_attempts=plugin.max_attempts,
+            max_input_bytes=plugin.max_input_bytes,
         )
 
     def check_input(

@@ -6,6 +6,7 @@ turns any of them (and any other exception) into an envelope.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
 class GovernedExecutionError(Exception):
     """Base class of the errors ToolRunner knows how to report."""
 
-    error_type: ErrorType = ErrorType.PLUGIN_EXECUTION_ERROR
+    error_type: StrEnum = ErrorType.PLUGIN_EXECUTION_ERROR
+    """Its envelope type: an ErrorType, or for a request refused before anything ran,
+    the protocol type the HTTP layer answers it with (api.errors)."""
     ran: RanCode | None = None
     """What code ran, as its process reported it, when the failure came from there."""
 

@@ -1,4 +1,5 @@
-"""Django's SQLite backend, with a finer wait for the write lock at the start of a transaction.
+"""Django's SQLite backend, with a finer wait for the write lock at the start of a transaction,
+and JSON stored as UTF-8 text (operations.py).
 
 SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20 ... ms between tries. A
 transaction that finds the write lock taken by one that holds it for 100 µs
@@ -21,12 +22,15 @@ from django.db import OperationalError
 from django.db.backends.sqlite3 import base
 
 from execution.backends.sqlite3.checkpointer import BACKSTOP_PAGES, WALCheckpointer
+from execution.backends.sqlite3.operations import DatabaseOperations
 
 FIRST_WAIT_S = 50e-6
 LONGEST_WAIT_S = 2e-3
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    ops_class = DatabaseOperations  # JSON stored as UTF-8 (see operations.py)
+
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         connection = super().get_new_connection(conn_params)
         interval = getattr(settings, "SQLITE_CHECKPOINT_INTERVAL_S", 0)
