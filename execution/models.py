@@ -46,6 +46,7 @@ from execution.audit.events import AuditEvent
 from execution.audit.models import AuditChain, AuditEntry
 from execution.audit.recorder import AuditRecord, record_many
 from execution.clock import database_now, from_db_datetime, greatest_sql, now_sql
+from execution.policy.throttle_models import ThrottleBucket  # noqa: F401  (the app's model)
 from plugins.runtime.provenance import RanCode
 
 Method = TypeVar("Method", bound=Callable[..., Any])
