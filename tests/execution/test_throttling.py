@@ -403,3 +403,14 @@ def test_the_schema_documents_429_with_retry_after(db, api_client):
         assert response["headers"]["Retry-After"]["required"] is True
     throttled = schema["components"]["schemas"]["ThrottledError"]["properties"]["details"]
     assert set(throttled["properties"]) == {"scope", "limit", "rate", "retry_after_s"}
+
+
+def test_on_postgresql_the_rows_skip_the_wal(db):
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's UNLOGGED tables")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relpersistence FROM pg_class WHERE relname = %s",
+            [ThrottleBucket._meta.db_table],
+        )
+        assert cursor.fetchone() == ("u",)

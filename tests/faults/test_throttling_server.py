@@ -1,4 +1,4 @@
-"""Rate limits across real gunicorn workers: parallel requests at a limit of K get exactly K through.
+"""Rate limits across real gunicorn workers: parallel requests at a limit of K pass exactly K.
 
 Each gunicorn worker is a process of its own with its own connection, so a limit
 kept in a process (or read, then written) would let more through. The limits'
@@ -22,7 +22,7 @@ JOB = {"plugin": "echo", "payload": {"message": "hi"}}
 
 
 def at_once(count: int, threads: int, send: Any) -> Counter[int]:
-    """The statuses of ``count`` calls of ``send(i)``, from ``threads`` threads released together."""
+    """The statuses of ``count`` calls of ``send(i)`` from ``threads`` threads, started together."""
     barrier = threading.Barrier(threads)
 
     def first_together(index: int) -> int:
