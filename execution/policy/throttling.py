@@ -214,14 +214,17 @@ def delete_stale_buckets(now_us: int) -> int:
     statement holds SQLite's write lock for long. Returns how many went.
     """
     table = ThrottleBucket._meta.db_table
+    stale = "burst_tat <= %s AND sustained_tat <= %s"
+    # The outer condition again: PostgreSQL re-checks it on a row a concurrent check just
+    # moved (the subquery's answer it does not), so a busy client's row stays.
     statement = (
-        f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} "
-        f"WHERE burst_tat <= %s AND sustained_tat <= %s LIMIT {SWEEP_BATCH})"
+        f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {stale} "
+        f"LIMIT {SWEEP_BATCH}) AND {stale}"
     )
     deleted = 0
     with connection.cursor() as cursor:
         while True:
-            cursor.execute(statement, [now_us, now_us])
+            cursor.execute(statement, [now_us] * 4)
             deleted += int(cursor.rowcount)
             if cursor.rowcount < SWEEP_BATCH:
                 return deleted

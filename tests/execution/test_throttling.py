@@ -8,6 +8,7 @@ tests/faults/test_throttling_server.py.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,11 +25,13 @@ from execution.audit.events import AuditEvent
 from execution.audit.models import AuditEntry
 from execution.policy.throttle_models import ThrottleBucket
 from execution.policy.throttling import (
+    SWEEP_INTERVAL_S,
     GCRAThrottle,
     Rate,
     check_rates,
     client_address,
     delete_stale_buckets,
+    sweeper,
 )
 from plugins.metrics.instruments import UNKNOWN_PLUGIN_LABEL
 
@@ -355,6 +358,18 @@ def test_stale_rows_are_deleted_once_every_rate_is_whole_again(db):
     assert set(ThrottleBucket.objects.values_list("ident", flat=True)) == {"busy", "10.0.0.1"}
     assert delete_stale_buckets(START_US + 360 * 1_000_000) == 2
     assert not ThrottleBucket.objects.exists()
+
+
+def test_each_process_sweeps_stale_rows_as_it_checks(transactional_db, user, clock, rates):
+    rates(burst="2/min")
+    an_hour_ago = START_US - 3600 * 1_000_000
+    check_rates("execution", "idle", {"burst": Rate.parse("2/min")}, now_us=an_hour_ago)
+    assert submit(client_of(user)).status_code == 202
+    assert ThrottleBucket.objects.count() == 2  # not yet: a sweep at most every 5 minutes
+    sweeper._next_at = 0.0
+    assert submit(client_of(user)).status_code == 202
+    assert list(ThrottleBucket.objects.values_list("ident", flat=True)) == [str(user.pk)]
+    assert sweeper._next_at > time.monotonic() + SWEEP_INTERVAL_S - 60
 
 
 @pytest.mark.parametrize(
