@@ -95,8 +95,8 @@ class Rate:
 
     @property
     def interval_us(self) -> int:
-        """Microseconds between two requests at this rate (the emission interval)."""
-        return self.period_s * _US // self.requests
+        """Microseconds between two requests at this rate (the emission interval; 1 at least)."""
+        return max(self.period_s * _US // self.requests, 1)
 
     @property
     def tolerance_us(self) -> int:

@@ -388,6 +388,12 @@ def test_rates_parse(text, expected):
     assert Rate.parse(text) == expected
 
 
+def test_a_rate_past_a_million_a_second_is_a_million_a_second():
+    rate = Rate.parse("100000000/min")
+    assert rate is not None
+    assert (rate.interval_us, rate.tolerance_us) == (1, 100_000_000 - 1)
+
+
 @pytest.mark.parametrize("text", ["0/min", "ten/min", "5/fortnight", "5", "-1/s"])
 def test_a_bad_rate_is_a_configuration_error(text, monkeypatch):
     from project.settings import env_rate
