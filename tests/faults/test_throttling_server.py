@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -54,6 +55,23 @@ def test_parallel_submits_at_a_limit_of_k_accept_exactly_k(processes: Processes,
     bucket = ThrottleBucket.objects.get(scope="execution")
     assert bucket.burst_tat - bucket.sustained_tat == 10 * (8_640 - 86.4) * 1_000_000
     assert bucket.refused == 31
+
+
+def test_parallel_quick_requests_at_a_limit_of_k_pass_exactly_k(processes: Processes, token: str):
+    """Requests that end right after the check (404: no such job), 16 at a time, so checks overlap.
+
+    A check that reads, then writes, lets a few more through here (53 of 200 at a
+    limit of 50, tried once); the one upsert lets exactly 50.
+    """
+    server = processes.server(
+        workers=2, GUNICORN_CMD_ARGS="--threads 8", API_THROTTLE_BURST="50/day"
+    )
+    server.token = token
+    statuses = at_once(
+        200, 20, lambda _: server.request("POST", f"/v1/jobs/{uuid.uuid4()}/cancel")[0]
+    )
+    assert statuses == {404: 50, 429: 150}
+    assert ThrottleBucket.objects.get(scope="cancel").refused == 150
 
 
 def test_random_tokens_from_one_address_get_429_past_the_limit(processes: Processes, token: str):
