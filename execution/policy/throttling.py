@@ -41,7 +41,6 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
 from api.errors import ProtocolErrorType
-from execution import sql
 from execution.clock import database_now
 from execution.policy.decisions import Decision, record_decision
 from execution.policy.throttle_models import ThrottleBucket
@@ -130,25 +129,63 @@ class Verdict:
 
 
 @functools.cache
-def _check_sql(vendor: str) -> str:
-    """The check: one upsert that moves the TATs only if both rates allow the request."""
-    greatest = ("MAX" if vendor == "sqlite" else "GREATEST") + "(b.{column}, %s)"
-    allowed = "(b.burst_tat - %s <= %s AND b.sustained_tat - %s <= %s)"
-    return (
-        f"INSERT INTO {ThrottleBucket._meta.db_table} AS b "
-        "(scope, ident, burst_tat, sustained_tat, refused, unrecorded, noted_at) "
-        "VALUES (%s, %s, %s, %s, 0, 0, NULL) "
-        "ON CONFLICT (scope, ident) DO UPDATE SET "
-        f"burst_tat = CASE WHEN {allowed} THEN {greatest.format(column='burst_tat')} + %s "
-        "ELSE b.burst_tat END, "
-        f"sustained_tat = CASE WHEN {allowed} THEN "
-        f"{greatest.format(column='sustained_tat')} + %s ELSE b.sustained_tat END, "
+def _check_statements(vendor: str) -> tuple[str, str]:
+    """The check as (UPDATE, upsert): each moves the TATs only if both rates allow the request.
+
+    The UPDATE is the check of a known client; the upsert, of a new one (or one whose
+    row was swept), whose first request always passes. Named parameters, each bound
+    once: SQLite binds a parameter per placeholder, and these are repeated.
+    """
+    placeholder = ":{}" if vendor == "sqlite" else "%({})s"
+
+    def param(name: str) -> str:
+        return placeholder.format(name)
+
+    greatest = "MAX" if vendor == "sqlite" else "GREATEST"
+    now, since = param("now"), param("noted_since")
+    allowed = (
+        f"(b.burst_tat - {now} <= {param('burst_tolerance')} "
+        f"AND b.sustained_tat - {now} <= {param('sustained_tolerance')})"
+    )
+    assignments = (
+        f"burst_tat = CASE WHEN {allowed} THEN {greatest}(b.burst_tat, {now}) "
+        f"+ {param('burst_interval')} ELSE b.burst_tat END, "
+        f"sustained_tat = CASE WHEN {allowed} THEN {greatest}(b.sustained_tat, {now}) "
+        f"+ {param('sustained_interval')} ELSE b.sustained_tat END, "
         f"refused = CASE WHEN {allowed} THEN 0 ELSE b.refused + 1 END, "
         f"unrecorded = CASE WHEN {allowed} THEN b.unrecorded "
-        "WHEN b.noted_at > %s THEN b.unrecorded + 1 ELSE 0 END, "
-        f"noted_at = CASE WHEN {allowed} OR b.noted_at > %s THEN b.noted_at ELSE %s END "
-        "RETURNING burst_tat, sustained_tat, refused, unrecorded"
+        f"WHEN b.noted_at > {since} THEN b.unrecorded + 1 ELSE 0 END, "
+        f"noted_at = CASE WHEN {allowed} OR b.noted_at > {since} THEN b.noted_at ELSE {now} END"
     )
+    table = ThrottleBucket._meta.db_table
+    returning = "RETURNING burst_tat, sustained_tat, refused, unrecorded"
+    update = (
+        f"UPDATE {table} AS b SET {assignments} "
+        f"WHERE b.scope = {param('scope')} AND b.ident = {param('ident')} {returning}"
+    )
+    upsert = (
+        f"INSERT INTO {table} AS b "
+        "(scope, ident, burst_tat, sustained_tat, refused, unrecorded, noted_at) "
+        f"VALUES ({param('scope')}, {param('ident')}, {now} + {param('burst_interval')}, "
+        f"{now} + {param('sustained_interval')}, 0, 0, NULL) "
+        f"ON CONFLICT (scope, ident) DO UPDATE SET {assignments} {returning}"
+    )
+    return update, upsert
+
+
+def _fetch_one(statement: str, params: dict[str, Any]) -> Any:
+    """The statement's first row, or None; on SQLite straight through the driver's cursor.
+
+    Django's SQLite cursor rewrites placeholders with a regular expression on every
+    call (see execution/sql.py); these are already in the driver's own style.
+    """
+    if connection.vendor != "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchone()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection.connection.execute(statement, params).fetchone()
 
 
 def check_rates(
@@ -161,38 +198,27 @@ def check_rates(
 ) -> Verdict:
     """Count one request of ``ident`` against its ``burst`` and ``sustained`` rates.
 
-    One statement: the allowed request's TATs move, a refused one's do not. Of a
-    run of refusals, one per ``audit_interval_s`` (``API_THROTTLE_AUDIT_INTERVAL_S``)
-    is marked ``on_record``.
+    One statement for a known client (two for a new one): the allowed request's
+    TATs move, a refused one's do not. Of a run of refusals, one per
+    ``audit_interval_s`` (``API_THROTTLE_AUDIT_INTERVAL_S``) is marked ``on_record``.
     """
     burst, sustained = rates.get(BURST), rates.get(SUSTAINED)
-    burst_interval = burst.interval_us if burst else 0
-    sustained_interval = sustained.interval_us if sustained else 0
-    # The parameters of ``allowed`` in _check_sql, which it repeats in each SET clause.
-    allowed = [
-        now_us,
-        burst.tolerance_us if burst else _UNLIMITED_US,
-        now_us,
-        sustained.tolerance_us if sustained else _UNLIMITED_US,
-    ]
     if audit_interval_s is None:
         audit_interval_s = settings.API_THROTTLE_AUDIT_INTERVAL_S
-    noted_since = now_us - int(audit_interval_s * _US)  # a refusal recorded since: enough
-    params = [
-        *(scope, ident, now_us + burst_interval, now_us + sustained_interval),
-        *allowed,
-        *(now_us, burst_interval),
-        *allowed,
-        *(now_us, sustained_interval),
-        *allowed,
-        *allowed,
-        noted_since,
-        *allowed,
-        *(noted_since, now_us),
-    ]
-    burst_tat, sustained_tat, refused, unrecorded = sql.fetch_one(
-        connection, _check_sql(connection.vendor), params
-    )
+    params = {
+        "scope": scope,
+        "ident": ident,
+        "now": now_us,
+        "burst_interval": burst.interval_us if burst else 0,
+        "burst_tolerance": burst.tolerance_us if burst else _UNLIMITED_US,
+        "sustained_interval": sustained.interval_us if sustained else 0,
+        "sustained_tolerance": sustained.tolerance_us if sustained else _UNLIMITED_US,
+        # A refusal put on the record since then is enough for this interval.
+        "noted_since": now_us - int(audit_interval_s * _US),
+    }
+    update, upsert = _check_statements(connection.vendor)
+    row = _fetch_one(update, params) or _fetch_one(upsert, params)
+    burst_tat, sustained_tat, refused, unrecorded = row
     if not refused:
         return Verdict(allowed=True, waits_s={}, refused_in_a_row=0, on_record=False)
     waits_s = {
