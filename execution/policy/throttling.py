@@ -384,7 +384,7 @@ class GCRAThrottle(BaseThrottle):
             details["client"] = self.get_ident(request)
         record_decision(
             Decision.THROTTLED,
-            reason=self.reason or limit,
+            reason=limit,
             user=user,
             error_type=str(ProtocolErrorType.THROTTLED),
             details=details,
