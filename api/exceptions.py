@@ -4,7 +4,8 @@ It starts from DRF's own ``exception_handler``, which already turns Django's 404
 and 403 into API errors, sets ``WWW-Authenticate`` and ``Retry-After`` and rolls
 back the request's transaction; this module only says which envelope type each
 error is and answers it with the envelope. An APIException says its type with an
-``error_type`` attribute (as DRF's handler reads ``wait`` and ``auth_header``);
+``error_type`` attribute, and may give the envelope's ``details`` in an
+``error_details`` dict (as DRF's handler reads ``wait`` and ``auth_header``);
 DRF's own are listed here. Governed execution errors are the client's to fix
 (400). Anything unexpected, a database outage included, is a 503 (the client
 cannot fix it), logged with its traceback and never sent.
@@ -191,7 +192,8 @@ def _describe(exc: exceptions.APIException) -> tuple[AnyErrorType, str, Any, str
     if error_type is None:
         fallback = ErrorType.SERVICE_UNAVAILABLE if exc.status_code >= 500 else None
         error_type = STATUS_ERROR_TYPES.get(exc.status_code, fallback or ErrorType.VALIDATION_ERROR)
-    return error_type, str(exc.detail), {}, None
+    details = getattr(exc, "error_details", None)
+    return error_type, str(exc.detail), details if isinstance(details, dict) else {}, None
 
 
 def _input_errors(error: InputValidationError) -> dict[str, Any]:

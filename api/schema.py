@@ -18,7 +18,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework.permissions import AllowAny
 
-from api.errors import ERROR_TYPES, AnyErrorType
+from api.errors import ERROR_TYPES, AnyErrorType, ProtocolErrorType
 from plugins.errors.error_envelope import ErrorType
 
 JSON = dict[str, Any]
@@ -81,11 +81,29 @@ ERROR_DETAILS: dict[AnyErrorType, JSON] = {
         requested={**_STRING, "description": "The version the request asked for."},
         installed={**_STRING, "description": "The version that is installed and would run."},
     ),
+    ProtocolErrorType.THROTTLED: _object(
+        scope={
+            **_STRING,
+            "description": "What counts together: execution (running or submitting plugins), "
+            "cancel (cancelling jobs) or failed_authentication (per client address).",
+        },
+        limit={
+            **_STRING,
+            "description": "The rate that refused: burst, sustained or failed_authentication.",
+        },
+        rate={**_STRING, "description": 'As configured, e.g. "60/min".'},
+        retry_after_s={**_INTEGER, "description": "Seconds to wait: the Retry-After header."},
+    ),
     ErrorType.SERVICE_UNAVAILABLE: _object(
         database=_STRING,
         job_id={**_STRING, "format": "uuid", "description": "The job whose outcome is pending."},
         plugins=_object(available=_INTEGER, unavailable=_INTEGER),
     ),
+}
+RETRY_AFTER: JSON = {
+    "schema": {"type": "integer", "minimum": 1},
+    "required": True,
+    "description": "Seconds until the request would be allowed.",
 }
 NO_DETAILS: JSON = {"type": "object", "description": "Nothing more to say: {}."}
 
@@ -148,6 +166,8 @@ class GovernedAutoSchema(AutoSchema):
         for code, response in responses.items():
             if code.startswith(("4", "5")):  # the view's own ones too: always the envelope
                 response["content"] = {"application/json": {"schema": reference}}
+        if "429" in responses:
+            responses["429"].setdefault("headers", {})["Retry-After"] = RETRY_AFTER
         return responses
 
     def _get_filter_parameters(self) -> list[JSON]:
@@ -165,8 +185,16 @@ class GovernedAutoSchema(AutoSchema):
         if not any(isinstance(p, AllowAny) for p in self.view.get_permissions()):
             statuses[401] = "AuthenticationFailed: no or invalid credentials."
             statuses[403] = "PermissionDenied."
+            statuses[429] = (
+                "Throttled: too many failed authentications from this address; "
+                "wait for Retry-After seconds."
+            )
         if self.view.get_throttles():
-            statuses[429] = "Throttled: wait for Retry-After seconds."
+            statuses[429] = (
+                "Throttled: the user's burst or sustained rate of these requests is used up, "
+                "or too many failed authentications from this address; wait for Retry-After "
+                "seconds (`details` says which limit)."
+            )
         if self.method == "POST":
             statuses[411] = "LengthRequired: a chunked body this server cannot read."
         if self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None:

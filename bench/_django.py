@@ -1,4 +1,8 @@
-"""Shared set-up of the benchmarks: a scratch database, Django, a user and a token."""
+"""Shared set-up of the benchmarks: a scratch database, Django, a user and a token.
+
+Every benchmark process (this one and the servers and workers it starts) runs with
+the API's rate limits off (``THROTTLES_OFF``): a benchmark sends far more than a user may.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
+THROTTLES_OFF = dict.fromkeys(
+    ("API_THROTTLE_BURST", "API_THROTTLE_SUSTAINED", "API_THROTTLE_AUTH_FAILURES"), "off"
+)
 
 
 def bench_env(database_url: str) -> dict[str, str]:
@@ -23,6 +30,8 @@ def bench_env(database_url: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
         "PYTHONPATH": os.pathsep.join([str(BENCH_DIR), str(ROOT)]),
+        # Rate limits off: a benchmark sends far more than a user may (docs/configuration.md).
+        **THROTTLES_OFF,
     }
 
 

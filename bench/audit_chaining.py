@@ -10,6 +10,8 @@ plus its entry), run by T threads at once:
             head moved, so every event in every process waits for that one row
 
     .venv/bin/python bench/audit_chaining.py [-n 3000] [--threads 1 4] [--database-url ...]
+
+The API's rate limits are off (bench/_django.py's THROTTLES_OFF); no request is made.
 """
 
 from __future__ import annotations

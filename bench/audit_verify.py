@@ -7,6 +7,8 @@ verified twice: the chain alone, and the chain with every job and the
 plugins' metrics checked against it (what ``manage.py verify_audit`` does).
 
     .venv/bin/python bench/audit_verify.py [-n 1000000] [--database-url ...]
+
+The API's rate limits are off (bench/_django.py's THROTTLES_OFF); no request is made.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ worker took to seal the last entries.
         [--database-url postgres://...]
 
 Needs wrk (apt-get install wrk).
+
+The API's rate limits are off (bench/_django.py's THROTTLES_OFF): wrk sends far more
+than a user may.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ an execution of a ``fresh_process`` plugin (a new host each time, started ahead)
 and emptying the per-execution temporary directory.
 
     .venv/bin/python bench/toolrunner_overhead.py [--iterations 5000] [--starts 20]
+
+The API's rate limits are off (bench/_django.py's THROTTLES_OFF); no request is made.
 """
 
 from __future__ import annotations

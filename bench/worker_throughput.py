@@ -12,6 +12,8 @@ falls on both alike.
 
     .venv/bin/python bench/worker_throughput.py [-n 1000] [--workers 1] [--rounds 2]
         [--database-url ...]
+
+The API's rate limits are off (bench/_django.py's THROTTLES_OFF).
 """
 
 from __future__ import annotations

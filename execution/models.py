@@ -47,6 +47,7 @@ from execution.audit.models import AuditChain, AuditEntry
 from execution.audit.recorder import AuditRecord, record_many
 from execution.clock import database_now, from_db_datetime, greatest_sql, now_sql
 from execution.policy.idempotency_models import IdempotencyKey
+from execution.policy.throttle_models import ThrottleBucket
 from plugins.runtime.provenance import RanCode
 
 Method = TypeVar("Method", bound=Callable[..., Any])
@@ -691,4 +692,12 @@ class ProcessHeartbeat(models.Model):
         return f"{self.role} {self.name}"
 
 
-__all__ = ["AuditChain", "AuditEntry", "IdempotencyKey", "Job", "JobStatus", "ProcessHeartbeat"]
+__all__ = [
+    "AuditChain",
+    "AuditEntry",
+    "IdempotencyKey",
+    "Job",
+    "JobStatus",
+    "ProcessHeartbeat",
+    "ThrottleBucket",
+]

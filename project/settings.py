@@ -20,6 +20,18 @@ def env_bool(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_rate(name: str, default: str) -> str | None:
+    """A throttle rate "N/s|min|hour|day" from the environment; None when empty or "off"."""
+    value = os.environ.get(name, default).strip()
+    if value.lower() in {"", "off"}:
+        return None
+    count, _, period = value.partition("/")
+    periods = {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"}
+    if not count.strip().isdigit() or int(count) < 1 or period.strip().lower() not in periods:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected N/s, N/min, N/hour, N/day or off.")
+    return value
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name)
     if not value:
@@ -134,7 +146,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's, with failed attempts throttled per client address (API rate limits, below).
+        "execution.policy.authentication.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -144,7 +157,25 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "api.schema.GovernedAutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # API rate limits (docs/configuration.md, "Rate limits"): DRF throttles whose state is
+    # in the database, so every web process shares it. Each user's execution requests (POST
+    # /v1/analyze-execution and /v1/jobs together; cancels apart, at the same rates) count
+    # against a burst and a sustained rate; failed authentications against the client's
+    # address. A rate is "N/s", "N/min", "N/hour" or "N/day"; empty or "off" disables it.
+    "DEFAULT_THROTTLE_RATES": {
+        "burst": env_rate("API_THROTTLE_BURST", "60/min"),
+        "sustained": env_rate("API_THROTTLE_SUSTAINED", "2000/day"),
+        "failed_authentication": env_rate("API_THROTTLE_AUTH_FAILURES", "30/min"),
+    },
+    # The client's address is the connection's peer; behind N proxies that each append it
+    # to X-Forwarded-For, set API_NUM_PROXIES=N (never trust the header with no proxy: a
+    # client could name any address).
+    "NUM_PROXIES": int(os.environ.get("API_NUM_PROXIES", "0")),
 }
+
+# Of a client's refusals, the first in each this many seconds goes on the audit trail
+# (every one is counted in Prometheus).
+API_THROTTLE_AUDIT_INTERVAL_S = float(os.environ.get("API_THROTTLE_AUDIT_INTERVAL_S", "60"))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Governed plugin execution API",

@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from api.exceptions import Conflict, exception_type
@@ -42,6 +43,7 @@ from execution.api.serializers import (
 )
 from execution.health import database_status
 from execution.models import Job, JobQuerySet, JobStatus
+from execution.policy.throttling import CANCEL, EXECUTION, ExecutionRateThrottle
 from execution.selectors import get_job, job_summaries
 from execution.services import (
     AnalysisExecutionService,
@@ -116,6 +118,9 @@ def execution_request(request: Request) -> dict[str, Any]:
 
 class AnalyzeExecutionView(APIView):
     """Run a plugin now and answer with its result or its error."""
+
+    throttle_classes = [ExecutionRateThrottle]
+    throttle_scope = EXECUTION
 
     @extend_schema(
         request=ExecutionRequestSerializer,
@@ -197,6 +202,15 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     pagination_class = JobPagination
     filter_backends = [DjangoFilterBackend]
     filterset_class = JobFilter
+    throttle_classes = [ExecutionRateThrottle]
+
+    @property
+    def throttle_scope(self) -> str | None:
+        """Submitting shares the user's execution rates; cancelling has its own; reads have none."""
+        return {"create": EXECUTION, "cancel": CANCEL}.get(self.action or "")
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        return super().get_throttles() if self.throttle_scope else []
 
     def get_queryset(self) -> JobQuerySet:
         return job_summaries(user=self.request.user)

@@ -50,19 +50,22 @@ def record_decision(
     user: AbstractBaseUser | None = None,
     error_type: str = "",
     details: dict[str, Any] | None = None,
+    on_record: bool = True,
 ) -> None:
     """Count ``decision`` by reason and plugin; a refusal is also logged and audited.
 
     ``reason``: a short stable word for the metric's label and the log (``grant``,
     ``no_grant``, ``burst``, ``active_jobs``, ...). ``plugin_name`` may be anything
-    a client sent: names the registry does not know share one label.
+    a client sent: names the registry does not know share one label. ``on_record``
+    False: counted only, neither logged nor audited (a refusal repeating one that
+    was put on the record moments ago: a flood must not flood the audit trail).
     """
     registry = get_registry()
     name = plugin_label(plugin_name) if plugin_name else ""
     if registry.record_metrics:
         registered = bool(name) and registry.is_registered(name)
         count_policy_decision(str(decision), reason, metrics_label(name, registered=registered))
-    if decision is Decision.ALLOWED:
+    if decision is Decision.ALLOWED or not on_record:
         return
     actor = user.get_username() if user is not None and user.is_authenticated else "anonymous"
     logger.warning(

@@ -56,6 +56,10 @@ FAULT_SETTINGS = {
     # worker, the only host of a plugin is the one running its first job.
     "PLUGIN_HOSTS_PER_PLUGIN": "1",
     "PLUGIN_WARM_HOSTS": "0",
+    # No rate limits: these tests load servers on purpose (the throttles' own tests set them).
+    **dict.fromkeys(
+        ("API_THROTTLE_BURST", "API_THROTTLE_SUSTAINED", "API_THROTTLE_AUTH_FAILURES"), "off"
+    ),
 }
 _PR_SET_CHILD_SUBREAPER = 36
 
