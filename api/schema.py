@@ -18,7 +18,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework.permissions import AllowAny
 
-from api.errors import ERROR_TYPES, AnyErrorType
+from api.errors import ERROR_TYPES, AnyErrorType, ProtocolErrorType
 from plugins.errors.error_envelope import ErrorType
 
 JSON = dict[str, Any]
@@ -80,6 +80,24 @@ ERROR_DETAILS: dict[AnyErrorType, JSON] = {
     ErrorType.PLUGIN_VERSION_MISMATCH: _object(
         requested={**_STRING, "description": "The version the request asked for."},
         installed={**_STRING, "description": "The version that is installed and would run."},
+    ),
+    ErrorType.QUOTA_EXCEEDED: _object(
+        quota={
+            "type": "string",
+            "enum": ["max_active_jobs", "max_sync_runs", "daily_stored_bytes", "daily_execution_s"],
+        },
+        limit=_INTEGER,
+        used={"type": "number"},
+        resets_at={
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "When a daily budget starts again (null for a cap: when a run ends).",
+        },
+        resets=_STRING,
+    ),
+    ProtocolErrorType.PERMISSION_DENIED: _object(
+        plugin={**_STRING, "description": "The plugin the caller holds no grant of."},
+        access={**_STRING, "description": "PLUGIN_ACCESS: restricted or open."},
     ),
     ErrorType.SERVICE_UNAVAILABLE: _object(
         database=_STRING,

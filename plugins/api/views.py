@@ -19,6 +19,7 @@ from rest_framework import exceptions, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from execution.policy.selectors import runnable_plugins
 from plugins.api.serializers import PluginSerializer
 from plugins.errors.error_envelope import ErrorType
 from plugins.errors.exceptions import PluginNotFoundError
@@ -33,7 +34,9 @@ class NoSuchPlugin(exceptions.NotFound):
     error_type = ErrorType.PLUGIN_NOT_FOUND
 
 
-def describe_plugin(entry: PluginEntry, metrics: PluginMetrics | None) -> dict[str, Any]:
+def describe_plugin(
+    entry: PluginEntry, metrics: PluginMetrics | None, *, may_run: bool = True
+) -> dict[str, Any]:
     """What PluginSerializer shows of a registry entry and its persisted metrics."""
     plugin = entry.plugin
     limits = None
@@ -49,6 +52,7 @@ def describe_plugin(entry: PluginEntry, metrics: PluginMetrics | None) -> dict[s
         "output_schema": plugin.Output.model_json_schema() if plugin else None,
         "limits": limits,
         "metrics": metrics,
+        "may_run": may_run,
     }
 
 
@@ -58,14 +62,22 @@ class PluginViewSet(viewsets.ViewSet):
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
 
-    @extend_schema(responses=PluginSerializer(many=True))
+    @extend_schema(
+        responses=PluginSerializer(many=True),
+        description="The plugins you may run; staff see every plugin, with `may_run`.",
+    )
     def list(self, request: Request) -> Response:
         entries = get_registry().get_status()
+        runnable = runnable_plugins(request.user, [entry.name for entry in entries])
+        staff = bool(getattr(request.user, "is_staff", False))
         metrics = {m.plugin_name: m for m in PluginMetrics.objects.all()}
         return Response(
             [
-                PluginSerializer(describe_plugin(entry, metrics.get(entry.name))).data
+                PluginSerializer(
+                    describe_plugin(entry, metrics.get(entry.name), may_run=entry.name in runnable)
+                ).data
                 for entry in entries
+                if staff or entry.name in runnable
             ]
         )
 
@@ -75,8 +87,11 @@ class PluginViewSet(viewsets.ViewSet):
             entry = get_registry().get_entry(name)
         except PluginNotFoundError as exc:  # a resource path that names nothing: 404
             raise NoSuchPlugin(exc.message) from exc
+        may_run = entry.name in runnable_plugins(request.user, [entry.name])
+        if not (may_run or getattr(request.user, "is_staff", False)):
+            raise NoSuchPlugin(f"No plugin named {name!r} is registered")  # nor may they know
         metrics = PluginMetrics.objects.filter(plugin_name=entry.name).first()
-        return Response(PluginSerializer(describe_plugin(entry, metrics)).data)
+        return Response(PluginSerializer(describe_plugin(entry, metrics, may_run=may_run)).data)
 
 
 @csrf_exempt  # a POST is a 405, not a CSRF failure: nothing here writes

@@ -56,6 +56,11 @@ FAULT_SETTINGS = {
     # worker, the only host of a plugin is the one running its first job.
     "PLUGIN_HOSTS_PER_PLUGIN": "1",
     "PLUGIN_WARM_HOSTS": "0",
+    # The fault tests' user runs every plugin, as often as a test needs: policy has
+    # tests of its own (tests/execution/test_policy_*.py).
+    "PLUGIN_ACCESS": "open",
+    "POLICY_MAX_ACTIVE_JOBS": "0",
+    "POLICY_MAX_SYNC_RUNS": "0",
 }
 _PR_SET_CHILD_SUBREAPER = 36
 
