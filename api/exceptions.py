@@ -58,6 +58,41 @@ class ServiceUnavailable(exceptions.APIException):
         self.wait = wait  # DRF's handler sends it as Retry-After
 
 
+class RequestRefused(Exception):
+    """A request a service refused (policy: no grant, over a quota), answered as it says.
+
+    Raised below the API, so it is no APIException; it carries what the envelope
+    needs, and ``retry_after_s`` becomes ``Retry-After``.
+    """
+
+    status_code: int = status.HTTP_400_BAD_REQUEST
+    error_type: AnyErrorType = ErrorType.VALIDATION_ERROR
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        plugin: str | None = None,
+        details: dict[str, Any] | None = None,
+        retry_after_s: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.plugin = plugin
+        self.details = details or {}
+        self.retry_after_s = retry_after_s
+
+
+class Refused(exceptions.APIException):
+    """A RequestRefused, as DRF's handler takes it."""
+
+    def __init__(self, refusal: RequestRefused) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+        self.status_code = refusal.status_code
+        self.wait = refusal.retry_after_s  # DRF's handler sends it as Retry-After
+
+
 class ExecutionRefused(exceptions.APIException):
     """A governed execution error raised before anything ran: unknown plugin, bad input.
 
@@ -163,6 +198,8 @@ def _as_api_exception(exc: Exception) -> Exception:
         return PayloadTooLarge()
     if isinstance(exc, GovernedExecutionError):
         return ExecutionRefused(exc)
+    if isinstance(exc, RequestRefused):
+        return Refused(exc)
     if isinstance(exc, DatabaseError):
         return ServiceUnavailable("The database is unavailable; try again later.", wait=5)
     return exc
@@ -176,6 +213,9 @@ def _describe(exc: exceptions.APIException) -> tuple[AnyErrorType, str, Any, str
         if isinstance(error, InputValidationError):
             return kind, error.message, _input_errors(error), error.plugin
         return kind, error.message, error.details, error.plugin
+    if isinstance(exc, Refused):
+        refusal = exc.refusal
+        return refusal.error_type, refusal.message, refusal.details, refusal.plugin
     if isinstance(exc, exceptions.ValidationError):
         return (
             ErrorType.VALIDATION_ERROR,

@@ -94,6 +94,24 @@ ERROR_DETAILS: dict[AnyErrorType, JSON] = {
         rate={**_STRING, "description": 'As configured, e.g. "60/min".'},
         retry_after_s={**_INTEGER, "description": "Seconds to wait: the Retry-After header."},
     ),
+    ErrorType.QUOTA_EXCEEDED: _object(
+        quota={
+            "type": "string",
+            "enum": ["max_active_jobs", "max_sync_runs", "daily_stored_bytes", "daily_execution_s"],
+        },
+        limit=_INTEGER,
+        used={"type": "number"},
+        resets_at={
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "When a daily budget starts again (null for a cap: when a run ends).",
+        },
+        resets=_STRING,
+    ),
+    ProtocolErrorType.PERMISSION_DENIED: _object(
+        plugin={**_STRING, "description": "The plugin the caller holds no grant of."},
+        access={**_STRING, "description": "PLUGIN_ACCESS: restricted or open."},
+    ),
     ErrorType.SERVICE_UNAVAILABLE: _object(
         database=_STRING,
         job_id={**_STRING, "format": "uuid", "description": "The job whose outcome is pending."},

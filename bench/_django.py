@@ -11,6 +11,7 @@ import sqlite3
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -70,9 +71,25 @@ def describe_database() -> str:
     return f"PostgreSQL {version}, synchronous_commit={commit}"
 
 
-def api_token() -> str:
+def bench_user() -> Any:
+    """The benchmarks' user: no superuser, granted the benchmark plugins, as a client would be.
+
+    Policy is on (PLUGIN_ACCESS=restricted, the default quotas), but the grants lift
+    the active-jobs cap: worker_throughput queues thousands of jobs at once.
+    """
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+
+    from execution.policy.models import PluginGrant
 
     user, _ = get_user_model().objects.get_or_create(username="bench")
-    return str(Token.objects.get_or_create(user=user)[0].key)
+    for plugin in ("bench_noop", "bench_noop_fresh"):
+        PluginGrant.objects.get_or_create(
+            plugin_name=plugin, user=user, defaults={"max_active_jobs": 0}
+        )
+    return user
+
+
+def api_token() -> str:
+    from rest_framework.authtoken.models import Token
+
+    return str(Token.objects.get_or_create(user=bench_user())[0].key)

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from _django import ROOT, bench_env, describe_database, setup_django
+from _django import ROOT, bench_env, bench_user, describe_database, setup_django
 
 TARGET_RATIO = 0.8
 AUDIT_TARGET_RATIO = 0.95
@@ -62,14 +62,13 @@ def main() -> None:
 
     from bench_app import bare_noop_task
     from django.conf import settings
-    from django.contrib.auth import get_user_model
     from django_tasks_db.models import DBTaskResult
 
     from execution.audit.models import AuditEntry
     from execution.models import Job, JobStatus
     from execution.services import AnalysisExecutionService
 
-    user, _ = get_user_model().objects.get_or_create(username="bench")
+    user = bench_user()
     DBTaskResult.objects.all().delete()
 
     for _ in range(args.n):

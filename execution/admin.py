@@ -14,8 +14,11 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-import execution.audit.admin  # noqa: F401  (registers the audit log)
+# Registered with the jobs: the audit log, and policy's grants and usage.
+import execution.audit.admin
+import execution.policy.admin  # noqa: F401
 from execution.models import Job, JobStatus
+from execution.policy.enforcement import PolicyRefusal
 from execution.selectors import JobNotFound, plugin_overview
 from execution.services import AnalysisExecutionService, CancelNotAllowed, JobAlreadyEnded
 from execution.services.analysis_execution_service import CANCEL_ANY_JOB_PERMISSION
@@ -147,7 +150,7 @@ class JobAdmin(admin.ModelAdmin[Job]):
             try:
                 service.rerun(job=job, user=_staff(request))
                 submitted += 1
-            except GovernedExecutionError as exc:
+            except (GovernedExecutionError, PolicyRefusal) as exc:
                 refused.append(f"{job.short_id}: {exc.message}")
         if submitted:
             self.message_user(request, f"{submitted} job(s) submitted again.", messages.SUCCESS)

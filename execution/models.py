@@ -47,6 +47,7 @@ from execution.audit.models import AuditChain, AuditEntry
 from execution.audit.recorder import AuditRecord, record_many
 from execution.clock import database_now, from_db_datetime, greatest_sql, now_sql
 from execution.policy.idempotency_models import IdempotencyKey
+from execution.policy.models import PluginGrant, PolicyUsage
 from execution.policy.throttle_models import ThrottleBucket
 from plugins.runtime.provenance import RanCode
 
@@ -133,7 +134,7 @@ class JobQuerySet(models.QuerySet["Job"]):
             connection,
             _sql(
                 "SELECT plugin_name, input_payload, attempt, max_attempts, requested_version, "
-                "plugin_version, plugin_fingerprint FROM {table} "
+                "plugin_version, plugin_fingerprint, requested_by_id FROM {table} "
                 "WHERE id = %s AND status = %s"
             ),
             [_prep("id", pk, connection), JobStatus.PENDING],
@@ -150,6 +151,7 @@ class JobQuerySet(models.QuerySet["Job"]):
             "requested_version": row[4],
             "plugin_version": row[5],
             "plugin_fingerprint": row[6],
+            "requested_by_id": row[7],
             "status": JobStatus.PENDING,
             "lease_holder": "",
         }
@@ -243,6 +245,8 @@ class Job(models.Model):
 
     # When this process claimed the job, on its monotonic clock (not a field).
     run_started: float | None = None
+    # A synchronous run's place in its user's cap (execution/policy), until its outcome.
+    sync_slot: Any = None
 
     class Meta:
         ordering = ["-created_at"]
@@ -252,6 +256,12 @@ class Job(models.Model):
             models.Index(fields=["plugin_name", "-created_at"], name="job_plugin_created_idx"),
             models.Index(fields=["requested_by", "-created_at"], name="job_owner_created_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="job_lease_idx"),
+            # A user's jobs PENDING or RUNNING: what the active-jobs quota counts.
+            models.Index(
+                fields=["requested_by"],
+                condition=models.Q(status__in=[JobStatus.PENDING, JobStatus.RUNNING]),
+                name="job_owner_active_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -698,6 +708,8 @@ __all__ = [
     "IdempotencyKey",
     "Job",
     "JobStatus",
+    "PluginGrant",
+    "PolicyUsage",
     "ProcessHeartbeat",
     "ThrottleBucket",
 ]

@@ -32,3 +32,14 @@ def fetch_one(connection: Any, sql: str, params: Sequence[Any]) -> Any:
 @functools.cache
 def _qmark(sql: str) -> str:
     return _PLACEHOLDER.sub("?", sql).replace("%%", "%")
+
+
+def fetch_all(connection: Any, sql: str, params: Sequence[Any]) -> list[Any]:
+    """Run ``sql`` (``%s`` placeholders); all its rows."""
+    if connection.vendor != "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return list(connection.connection.execute(_qmark(sql), params).fetchall())

@@ -259,6 +259,25 @@ AUDIT_SEAL_INTERVAL_S = float(os.environ.get("AUDIT_SEAL_INTERVAL_S", "2"))
 # What POST /v1/jobs suggests in Retry-After: seconds before the first read of the job.
 JOB_POLL_AFTER_S = int(os.environ.get("JOB_POLL_AFTER_S", "1"))
 
+# Policy: who may run which plugin, and how much (docs/policy.md). "restricted": a
+# user runs a plugin only through a grant (admin, or `manage.py grant_plugin`);
+# "open": every authenticated user may run every plugin. Superusers run everything.
+PLUGIN_ACCESS = os.environ.get("PLUGIN_ACCESS", "restricted").strip().lower()
+if PLUGIN_ACCESS not in {"restricted", "open"}:
+    raise ImproperlyConfigured(
+        f"PLUGIN_ACCESS must be 'restricted' or 'open', not {PLUGIN_ACCESS!r}"
+    )
+# What /v1/plugins asks for the plugins a user may run (the plugins app sits below the
+# policy, so a setting names it).
+PLUGIN_RUNNABLE = "execution.policy.selectors.runnable_plugins"
+# Each user's quotas, unless a grant of the plugin says otherwise; 0 is no limit. Jobs
+# PENDING or RUNNING at once; synchronous runs in flight at once; bytes of inputs and
+# results stored per day (UTC); seconds of execution (elapsed_ms) per day.
+POLICY_MAX_ACTIVE_JOBS = int(os.environ.get("POLICY_MAX_ACTIVE_JOBS", "1000"))
+POLICY_MAX_SYNC_RUNS = int(os.environ.get("POLICY_MAX_SYNC_RUNS", "4"))
+POLICY_DAILY_STORED_BYTES = int(os.environ.get("POLICY_DAILY_STORED_BYTES", str(1024**3)))
+POLICY_DAILY_EXECUTION_S = int(os.environ.get("POLICY_DAILY_EXECUTION_S", "86400"))
+
 # Largest request body the API accepts; bigger ones get 413 PayloadTooLarge. Django
 # checks it before anything reads the body (the admin's forms get the same limit).
 API_MAX_REQUEST_BYTES = int(os.environ.get("API_MAX_REQUEST_BYTES", str(8 * 1024 * 1024)))

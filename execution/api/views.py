@@ -65,6 +65,13 @@ EXECUTION_FAILURES = (
     "the job ran (or, for PluginVersionMismatch, was refused by the installed version) and "
     "failed (its id is in X-Job-Id)."
 )
+NOT_GRANTED = "PermissionDenied: you hold no grant of the plugin (PLUGIN_ACCESS=restricted)."
+OVER_QUOTA = (
+    "QuotaExceeded: the run would go past one of your quotas (details: quota, limit, "
+    "used, resets_at); nothing was recorded. Or Throttled: your burst or sustained rate "
+    "of these requests is used up, or too many failed authentications came from this "
+    "address (details: scope, limit). Retry after Retry-After seconds."
+)
 OUTCOME_PENDING = (
     "ServiceUnavailable: the database is unavailable. When X-Job-Id is set, the plugin ran "
     "but its outcome is not recorded yet: read the job at Location after Retry-After."
@@ -127,6 +134,8 @@ class AnalyzeExecutionView(APIView):
         responses={
             200: ExecutionResultSerializer,
             400: OpenApiResponse(description=EXECUTION_FAILURES),
+            403: OpenApiResponse(description=NOT_GRANTED),
+            429: OpenApiResponse(description=OVER_QUOTA),
             409: IDEMPOTENCY_CONFLICTS,
             503: OpenApiResponse(description=OUTCOME_PENDING),
         },
@@ -258,6 +267,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         request=ExecutionRequestSerializer,
         responses={
             202: JobSerializer,
+            403: OpenApiResponse(description=NOT_GRANTED),
+            429: OpenApiResponse(description=OVER_QUOTA),
             409: IDEMPOTENCY_CONFLICTS,
         },
         parameters=[

@@ -26,6 +26,7 @@ from execution.audit.models import AuditEntry
 from execution.clock import database_now
 from execution.metrics import JOB_CANCELLATIONS
 from execution.models import IllegalJobTransition, Job, JobStatus, alters_data
+from execution.policy.enforcement import SyncSlot, record_usage
 from execution.policy.input_size import check_input_size
 from execution.selectors import JobNotFound, get_job
 from execution.services.plugin_execution_service import PluginExecutionService
@@ -153,8 +154,13 @@ class JobExecutionService:
         requested_by: User | None = None,
         requested_version: str = "",
         job_id: uuid.UUID | None = None,
+        admit: Callable[[], object] | None = None,
     ) -> Job:
         """Check the request, then record a PENDING job and the task that will run it.
+
+        ``admit`` (policy's quotas) runs first in the transaction that records the
+        job, so that what it checks cannot change before the job is recorded; what
+        it raises records nothing.
 
         Bad input records nothing. The job and its task are committed together,
         so a job is never without a task (a failure to queue records no job). If
@@ -172,6 +178,8 @@ class JobExecutionService:
         )
         job_id = job_id or uuid.uuid4()
         with transaction.atomic():
+            if admit is not None:
+                admit()
             task_id = None if failure else self._engine.enqueue(job_id)
             job = Job.objects.create(
                 id=job_id,
@@ -198,8 +206,13 @@ class JobExecutionService:
         requested_by: User | None = None,
         requested_version: str = "",
         job_id: uuid.UUID | None = None,
+        admit: Callable[[float], SyncSlot | None] | None = None,
     ) -> Job:
         """Create a job claimed by this thread and run it here (the synchronous API).
+
+        ``admit`` (policy's quotas) is given the run's lease and counts the run in,
+        before anything runs; the slot it returns is released by the outcome's
+        transaction.
 
         One round trip to the plugin's process: the input is validated there and
         exactly what was validated runs. Input the plugin refuses was never a
@@ -213,6 +226,7 @@ class JobExecutionService:
         check_input_size(
             plugin_name=plugin_name, payload=payload, max_input_bytes=facts.max_input_bytes
         )
+        sync_slot = admit(_lease_s(facts.time_limit_s)) if admit is not None else None
         job = Job.objects.claimed_by_creator(
             id=job_id or uuid.uuid4(),
             plugin_name=plugin_name,
@@ -224,6 +238,7 @@ class JobExecutionService:
             lease_holder=new_lease_holder(),
             lease_s=_lease_s(facts.time_limit_s),
         )
+        job.sync_slot = sync_slot
         return self._execute_claimed(job, payload, sync=True)
 
     @alters_data
@@ -348,12 +363,11 @@ class JobExecutionService:
     def _record_outcome(self, outcome: _Outcome) -> None:
         job, execution, stopped = outcome.job, outcome.execution, outcome.stopped
         counted = outcome.pending_metrics.counted()
+        ran, elapsed_ms = execution.ran, outcome.elapsed_ms
         if stopped is StopReason.CANCELLED:
             job.refresh_from_db()
             job.record_stopped_run(counted, run=outcome.lease_holder)
-            return
-        ran, elapsed_ms = execution.ran, outcome.elapsed_ms
-        if execution.error is None:
+        elif execution.error is None:
             job.mark_succeeded(
                 execution.result or {}, ran=ran, elapsed_ms=elapsed_ms, counted=counted
             )
@@ -361,6 +375,7 @@ class JobExecutionService:
             self.requeue(job=job, error=execution.error, retry=False, counted=counted)
         else:
             job.mark_failed(dict(execution.error), ran=ran, elapsed_ms=elapsed_ms, counted=counted)
+        record_usage(job, result=job.result, elapsed_ms=elapsed_ms)  # policy's budgets
 
 
 class _Outcome:

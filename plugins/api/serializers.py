@@ -59,3 +59,6 @@ class PluginSerializer(serializers.Serializer[dict[str, Any]]):
     output_schema = JSONSchemaField(allow_null=True)
     limits = PluginLimitsSerializer(allow_null=True, help_text="Where it runs and its limits.")
     metrics = PluginMetricsSerializer(allow_null=True)
+    may_run = serializers.BooleanField(
+        help_text="Whether you may run it (a grant, open access, or a superuser)."
+    )

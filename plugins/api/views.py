@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema
@@ -33,7 +35,18 @@ class NoSuchPlugin(exceptions.NotFound):
     error_type = ErrorType.PLUGIN_NOT_FOUND
 
 
-def describe_plugin(entry: PluginEntry, metrics: PluginMetrics | None) -> dict[str, Any]:
+def runnable_plugins(user: Any, names: list[str]) -> set[str]:
+    """Of ``names``, those ``user`` may run, as the policy that ``PLUGIN_RUNNABLE`` names says.
+
+    The policy is the execution app's (grants), which sits above this app: a setting
+    names it, as AUTHENTICATION_BACKENDS names an authentication backend.
+    """
+    return set(import_string(settings.PLUGIN_RUNNABLE)(user, names))
+
+
+def describe_plugin(
+    entry: PluginEntry, metrics: PluginMetrics | None, *, may_run: bool = True
+) -> dict[str, Any]:
     """What PluginSerializer shows of a registry entry and its persisted metrics."""
     plugin = entry.plugin
     limits = None
@@ -49,6 +62,7 @@ def describe_plugin(entry: PluginEntry, metrics: PluginMetrics | None) -> dict[s
         "output_schema": plugin.Output.model_json_schema() if plugin else None,
         "limits": limits,
         "metrics": metrics,
+        "may_run": may_run,
     }
 
 
@@ -58,14 +72,22 @@ class PluginViewSet(viewsets.ViewSet):
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
 
-    @extend_schema(responses=PluginSerializer(many=True))
+    @extend_schema(
+        responses=PluginSerializer(many=True),
+        description="The plugins you may run; staff see every plugin, with `may_run`.",
+    )
     def list(self, request: Request) -> Response:
         entries = get_registry().get_status()
+        runnable = runnable_plugins(request.user, [entry.name for entry in entries])
+        staff = bool(getattr(request.user, "is_staff", False))
         metrics = {m.plugin_name: m for m in PluginMetrics.objects.all()}
         return Response(
             [
-                PluginSerializer(describe_plugin(entry, metrics.get(entry.name))).data
+                PluginSerializer(
+                    describe_plugin(entry, metrics.get(entry.name), may_run=entry.name in runnable)
+                ).data
                 for entry in entries
+                if staff or entry.name in runnable
             ]
         )
 
@@ -75,8 +97,11 @@ class PluginViewSet(viewsets.ViewSet):
             entry = get_registry().get_entry(name)
         except PluginNotFoundError as exc:  # a resource path that names nothing: 404
             raise NoSuchPlugin(exc.message) from exc
+        may_run = entry.name in runnable_plugins(request.user, [entry.name])
+        if not (may_run or getattr(request.user, "is_staff", False)):
+            raise NoSuchPlugin(f"No plugin named {name!r} is registered")  # nor may they know
         metrics = PluginMetrics.objects.filter(plugin_name=entry.name).first()
-        return Response(PluginSerializer(describe_plugin(entry, metrics)).data)
+        return Response(PluginSerializer(describe_plugin(entry, metrics, may_run=may_run)).data)
 
 
 @csrf_exempt  # a POST is a 405, not a CSRF failure: nothing here writes

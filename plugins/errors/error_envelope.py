@@ -33,10 +33,12 @@ class ErrorType(StrEnum):
     WORKER_LOST = "WorkerLost"
     CANCELLED = "Cancelled"
     PLUGIN_VERSION_MISMATCH = "PluginVersionMismatch"
+    # A run refused by its user's quota (execution/policy): never a job's error.
+    QUOTA_EXCEEDED = "QuotaExceeded"
     SERVICE_UNAVAILABLE = "ServiceUnavailable"
 
 
-# Every ErrorType, in the order the job filters offer them.
+# Every ErrorType a job's error can have, in the order the job filters offer them.
 JOB_ERROR_TYPES = (
     ErrorType.PLUGIN_NOT_FOUND,
     ErrorType.PLUGIN_UNAVAILABLE,

@@ -60,6 +60,11 @@ FAULT_SETTINGS = {
     **dict.fromkeys(
         ("API_THROTTLE_BURST", "API_THROTTLE_SUSTAINED", "API_THROTTLE_AUTH_FAILURES"), "off"
     ),
+    # The fault tests' user runs every plugin, as often as a test needs: policy has
+    # tests of its own (tests/execution/test_policy_*.py).
+    "PLUGIN_ACCESS": "open",
+    "POLICY_MAX_ACTIVE_JOBS": "0",
+    "POLICY_MAX_SYNC_RUNS": "0",
 }
 _PR_SET_CHILD_SUBREAPER = 36
 
