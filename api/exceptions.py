@@ -58,13 +58,19 @@ class ServiceUnavailable(exceptions.APIException):
 
 
 class ExecutionRefused(exceptions.APIException):
-    """A governed execution error raised before anything ran: unknown plugin, bad input."""
+    """A governed execution error raised before anything ran: unknown plugin, bad input.
+
+    400 unless the error says otherwise (``status_code``, and ``retry_after_s``
+    for Retry-After): a plugin at its concurrency cap is a 503.
+    """
 
     status_code = status.HTTP_400_BAD_REQUEST
 
     def __init__(self, error: GovernedExecutionError) -> None:
         super().__init__(error.message)
         self.error = error
+        self.status_code = getattr(error, "status_code", status.HTTP_400_BAD_REQUEST)
+        self.wait = getattr(error, "retry_after_s", None)  # DRF's handler sends Retry-After
 
 
 # DRF's own exceptions, each with its envelope type (the project's say theirs).
