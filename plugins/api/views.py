@@ -38,7 +38,11 @@ def describe_plugin(entry: PluginEntry, metrics: PluginMetrics | None) -> dict[s
     plugin = entry.plugin
     limits = None
     if plugin is not None:
-        limits = {**asdict(get_registry().limits_for(plugin)), "max_attempts": plugin.max_attempts}
+        limits = {
+            **asdict(get_registry().limits_for(plugin)),
+            "max_attempts": plugin.max_attempts,
+            "max_concurrency": plugin.max_concurrency,
+        }
     return {
         "name": entry.name,
         "version": plugin.version if plugin else None,
