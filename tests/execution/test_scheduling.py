@@ -177,7 +177,7 @@ def test_the_database_refuses_a_second_run_in_one_slot(alice):
     with pytest.raises(AtConcurrencyCap):
         # Both slot reads said "free": the write of the second fails on the constraint.
         second._in_free_slot(1, lambda slot: second._claim_row("x", 30, None, 0))
-    Job.objects.filter(pk=first.pk).update(status=JobStatus.SUCCESS)
+    first.mark_succeeded({"started": 0.0, "ended": 0.0})
     assert claim(second, max_concurrency=1)
 
 
