@@ -52,6 +52,8 @@ logger = logging.getLogger("django_tasks_db")
 OUTAGE_FIRST_PAUSE_S = 0.5
 OUTAGE_MAX_PAUSE_S = 5.0
 HEALTHY_RUN_S = 30.0
+# The partial index of the queued jobs in the fair queue's order (execution/models.py).
+FAIR_QUEUE_INDEX = "job_fair_queue_idx"
 
 
 class GovernedWorker(db_worker.Worker):
@@ -196,10 +198,14 @@ class GovernedWorker(db_worker.Worker):
             params += sorted(blocked)
         now = now_sql(connection)
         order = ", ".join(f"j.{column}" for column in scheduling.QUEUE_ORDER)
-        lock = "" if connection.vendor == "sqlite" else " FOR UPDATE OF t SKIP LOCKED"
-        # CROSS JOIN: SQLite then keeps the job table outside, walking its index in order.
+        if connection.vendor == "sqlite":
+            # Without statistics SQLite would rather read every queued job and sort them;
+            # CROSS JOIN keeps the job table outside, walking the index in order.
+            jobs, lock = f"{Job._meta.db_table} j INDEXED BY {FAIR_QUEUE_INDEX}", ""
+        else:
+            jobs, lock = f"{Job._meta.db_table} j", " FOR UPDATE OF t SKIP LOCKED"
         statement = (
-            f"SELECT t.* FROM {Job._meta.db_table} j CROSS JOIN {DBTaskResult._meta.db_table} t "
+            f"SELECT t.* FROM {jobs} CROSS JOIN {DBTaskResult._meta.db_table} t "
             f"WHERE t.id = j.task_id AND j.status = '{JobStatus.PENDING}' "
             f"AND (j.next_attempt_at IS NULL OR j.next_attempt_at <= {now}) "
             f"AND t.status = '{TaskResultStatus.READY}' AND t.backend_name = %s "
