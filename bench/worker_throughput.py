@@ -113,7 +113,7 @@ def main() -> None:
         f"governed jobs in {args.rounds} rounds of {per_round} with {setting} on, then off, "
         f"from {len(users)} user(s); {entries} audit entries recorded"
     )
-    print(f"{"kind":40} {'per s':>8} {'busy s':>8} {'wall s':>8}")
+    print(f"{'kind':40} {'per s':>8} {'busy s':>8} {'wall s':>8}")
     for label, n, busy, wall in (
         ("bare django-tasks", args.n, bare_busy, bare_wall),
         (f"governed jobs, {setting} on", per_round * args.rounds, *governed[True]),

@@ -4,6 +4,7 @@ Job times are the database's clock (created_at, started_at), so that the test
 process and the workers agree; the capped plugin reports its own run's span.
 """
 
+import itertools
 import threading
 
 import pytest
@@ -75,9 +76,7 @@ def test_a_late_requester_starts_before_the_backlog(processes, requesters):
     assert Job.objects.filter(requested_by=a, status=JobStatus.PENDING).count() > BACKLOG // 2
 
 
-def test_without_fair_scheduling_the_late_requester_waits_its_turn(
-    processes, requesters, settings
-):
+def test_without_fair_scheduling_the_late_requester_waits_its_turn(processes, requesters, settings):
     """The control: first come, first served lets the whole backlog go first."""
     settings.JOB_FAIR_SCHEDULING = False
     a, b = requesters
@@ -99,7 +98,8 @@ def test_a_capped_plugin_never_runs_twice_at_once(processes, requesters):
         try:
             while len(ran) + len(refused) < 40:
                 try:
-                    ran.append(service.execute(plugin_name="one_at_a_time", payload=payload, user=a))
+                    job = service.execute(plugin_name="one_at_a_time", payload=payload, user=a)
+                    ran.append(job)
                 except PluginAtCapacity:
                     refused.append(1)
         finally:
@@ -118,10 +118,11 @@ def test_a_capped_plugin_never_runs_twice_at_once(processes, requesters):
 
     jobs = list(Job.objects.filter(plugin_name="one_at_a_time").order_by("started_at"))
     assert len(jobs) == 12 + len(ran)
-    assert ran and refused  # the synchronous runs both ran and met the cap
+    assert ran  # the synchronous runs both ran and met the cap
+    assert refused
     assert all(job.status == JobStatus.SUCCESS for job in jobs), [j.error for j in jobs]
     spans = sorted((job.result["started"], job.result["ended"]) for job in jobs)
-    for (_, ended), (started, _) in zip(spans, spans[1:], strict=False):
+    for (_, ended), (started, _) in itertools.pairwise(spans):
         assert ended <= started, f"two runs overlapped: {spans}"
-    for earlier, later in zip(jobs, jobs[1:], strict=False):
+    for earlier, later in itertools.pairwise(jobs):
         assert earlier.finished_at <= later.started_at
