@@ -71,7 +71,7 @@ def claim(job: Job, max_concurrency=None) -> bool:
         max_concurrency=max_concurrency,
     )
     if claimed:
-        DBTaskResult.objects.filter(pk=job.task_id).update(status="RUNNING")
+        DBTaskResult.objects.filter(pk=str(job.task_id)).update(status="RUNNING")
     return claimed
 
 

@@ -92,7 +92,8 @@ def test_a_capped_plugin_never_runs_twice_at_once(processes, requesters):
     for user in (a, b) * 6:
         service.submit(plugin_name="one_at_a_time", payload=payload, user=user)
     workers = [processes.worker(PLUGINS=f"{FAULT_PLUGINS},{CAPPED}") for _ in range(4)]
-    refused, ran = [], []
+    refused: list[PluginAtCapacity] = []
+    ran: list[Job] = []
 
     def synchronous_runs() -> None:
         try:
@@ -100,8 +101,8 @@ def test_a_capped_plugin_never_runs_twice_at_once(processes, requesters):
                 try:
                     job = service.execute(plugin_name="one_at_a_time", payload=payload, user=a)
                     ran.append(job)
-                except PluginAtCapacity:
-                    refused.append(1)
+                except PluginAtCapacity as exc:
+                    refused.append(exc)
         finally:
             connections.close_all()
 
