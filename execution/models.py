@@ -250,6 +250,7 @@ class Job(models.Model):
     )
     queue_rank = models.FloatField(
         default=0.0,
+        db_default=0.0,  # a job inserted by code that predates the fair queue (a rolling deploy)
         help_text="Its place in the fair queue: PENDING jobs start in (rank, created_at) order "
         "(execution/policy/scheduling.py).",
     )
