@@ -3,10 +3,12 @@
 The same behaviour with real db_worker processes is in tests/faults/test_scheduling.py.
 """
 
+import threading
 import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import IntegrityError, connections, transaction
 from django_tasks_db.models import DBTaskResult
 
 from execution.models import AtConcurrencyCap, Job, JobStatus
@@ -170,15 +172,48 @@ def test_a_claim_beyond_the_cap_is_refused_and_the_job_stays_pending(alice):
 
 
 def test_the_database_refuses_a_second_run_in_one_slot(alice):
-    """The constraint itself, as two processes that read the slots at once would meet it."""
+    """The constraint itself: a write that skipped the read of the taken slots still fails."""
     first, second = (submit(alice, plugin="one_at_a_time") for _ in range(2))
     assert claim(first, max_concurrency=1)
     second.refresh_from_db()
-    with pytest.raises(AtConcurrencyCap):
-        # Both slot reads said "free": the write of the second fails on the constraint.
-        second._in_free_slot(1, lambda slot: second._claim_row("x", 30, None, 0))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        second._claim_row(new_lease_holder(), 30, None, slot=0)
     first.mark_succeeded({"started": 0.0, "ended": 0.0})
     assert claim(second, max_concurrency=1)
+
+
+@pytest.mark.parametrize("max_concurrency", [1, 3])
+def test_parallel_claims_never_exceed_the_cap(alice, max_concurrency):
+    """Claims racing from many threads (their own connections): exactly the cap wins."""
+    jobs = [submit(alice, plugin="one_at_a_time") for _ in range(12)]
+    barrier = threading.Barrier(len(jobs))
+    outcomes: list[str] = []
+
+    def race(job: Job) -> None:
+        try:
+            job.refresh_from_db()
+            barrier.wait()
+            claimed = job.claim(
+                lease_holder=new_lease_holder(), lease_s=30, max_concurrency=max_concurrency
+            )
+            outcomes.append("claimed" if claimed else "lost")
+        except AtConcurrencyCap:
+            outcomes.append("at cap")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=race, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == sorted(
+        ["claimed"] * max_concurrency + ["at cap"] * (len(jobs) - max_concurrency)
+    )
+    running = Job.objects.filter(status=JobStatus.RUNNING)
+    assert sorted(running.values_list("concurrency_slot", flat=True)) == list(
+        range(max_concurrency)
+    )
 
 
 def test_a_job_at_the_cap_gets_a_later_task(alice):
