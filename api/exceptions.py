@@ -96,8 +96,9 @@ class Refused(exceptions.APIException):
 class ExecutionRefused(exceptions.APIException):
     """A governed execution error raised before anything ran: unknown plugin, bad input.
 
-    A 400, but for the refusals that have a protocol type of their own (a payload
-    over its plugin's ``max_input_bytes``: 413).
+    A 400, but for the refusals whose type has a status of its own (a payload over
+    its plugin's ``max_input_bytes``: 413; a plugin at its ``max_concurrency``: 503).
+    An error's ``retry_after_s`` becomes ``Retry-After``.
     """
 
     status_code: int = status.HTTP_400_BAD_REQUEST
@@ -106,10 +107,12 @@ class ExecutionRefused(exceptions.APIException):
         super().__init__(error.message)
         self.error = error
         self.status_code = REFUSAL_STATUS_CODES.get(error.error_type, self.status_code)
+        self.wait = getattr(error, "retry_after_s", None)  # DRF's handler sends Retry-After
 
 
 REFUSAL_STATUS_CODES: dict[object, int] = {
     ProtocolErrorType.PAYLOAD_TOO_LARGE: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    ErrorType.SERVICE_UNAVAILABLE: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
 

@@ -71,7 +71,7 @@ def describe_database() -> str:
     return f"PostgreSQL {version}, synchronous_commit={commit}"
 
 
-def bench_user() -> Any:
+def bench_user(username: str = "bench") -> Any:
     """The benchmarks' user: no superuser, granted the benchmark plugins, as a client would be.
 
     Policy is on (PLUGIN_ACCESS=restricted, the default quotas), but the grants lift
@@ -81,7 +81,7 @@ def bench_user() -> Any:
 
     from execution.policy.models import PluginGrant
 
-    user, _ = get_user_model().objects.get_or_create(username="bench")
+    user, _ = get_user_model().objects.get_or_create(username=username)
     for plugin in ("bench_noop", "bench_noop_fresh"):
         PluginGrant.objects.get_or_create(
             plugin_name=plugin, user=user, defaults={"max_active_jobs": 0}

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import connections, models, transaction
+from django.db import IntegrityError, connections, models, transaction
 
 from execution import sql
 from execution.audit.digest import payload_sha256
@@ -91,6 +91,18 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 
 class IllegalJobTransition(Exception):
     """A status change the state machine does not allow, or lost to a concurrent change."""
+
+
+class AtConcurrencyCap(Exception):
+    """Every slot of a capped plugin (``max_concurrency``) is held by a running job."""
+
+    def __init__(self, plugin_name: str, max_concurrency: int) -> None:
+        super().__init__(
+            f"Plugin {plugin_name} runs at most {max_concurrency} at once, "
+            "and that many are running"
+        )
+        self.plugin_name = plugin_name
+        self.max_concurrency = max_concurrency
 
 
 class DatabaseNow(models.Func):
@@ -240,6 +252,17 @@ class Job(models.Model):
         blank=True,
         help_text="The background task meant to run it (django-tasks' result id).",
     )
+    queue_rank = models.FloatField(
+        default=0.0,
+        db_default=0.0,  # a job inserted by code that predates the fair queue (a rolling deploy)
+        help_text="Its place in the fair queue: PENDING jobs start in (rank, created_at) order "
+        "(execution/policy/scheduling.py).",
+    )
+    concurrency_slot = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Which of its plugin's max_concurrency slots it holds while RUNNING.",
+    )
 
     objects = JobQuerySet.as_manager()
 
@@ -261,6 +284,26 @@ class Job(models.Model):
                 fields=["requested_by"],
                 condition=models.Q(status__in=[JobStatus.PENDING, JobStatus.RUNNING]),
                 name="job_owner_active_idx",
+            ),
+            # The fair queue's order, and each requester's last place in it (at submit).
+            models.Index(
+                fields=["queue_rank", "created_at"],
+                name="job_fair_queue_idx",
+                condition=models.Q(status=JobStatus.PENDING),
+            ),
+            models.Index(
+                fields=["requested_by", "queue_rank"],
+                name="job_requester_rank_idx",
+                condition=models.Q(status=JobStatus.PENDING),
+            ),
+        ]
+        constraints = [
+            # A capped plugin's running jobs each hold another slot: the database, not a
+            # check-then-claim, keeps the fleet within max_concurrency.
+            models.UniqueConstraint(
+                fields=["plugin_name", "concurrency_slot"],
+                condition=models.Q(status=JobStatus.RUNNING, concurrency_slot__isnull=False),
+                name="job_one_run_per_slot",
             ),
         ]
 
@@ -285,16 +328,42 @@ class Job(models.Model):
 
     @alters_data
     def claim(
-        self, *, lease_holder: str, lease_s: float, task_id: uuid.UUID | str | None = None
+        self,
+        *,
+        lease_holder: str,
+        lease_s: float,
+        task_id: uuid.UUID | str | None = None,
+        max_concurrency: int | None = None,
     ) -> bool:
         """PENDING -> RUNNING, leased for ``lease_s``. False, and nothing runs, if not claimable.
 
         Times come from the database's clock: the start (never before the job was
         created), the lease's end, and whether a job waiting for its next attempt
-        may start (``next_attempt_at``).
+        may start (``next_attempt_at``). ``max_concurrency``: the plugin's cap; the
+        job takes a free slot with its claim, or raises AtConcurrencyCap and stays
+        PENDING.
         """
         if self.status != JobStatus.PENDING:
             return False
+        if max_concurrency is None:
+            row = self._claim_row(lease_holder, lease_s, task_id, slot=None)
+        else:
+            row = self._in_free_slot(
+                max_concurrency, lambda slot: self._claim_row(lease_holder, lease_s, task_id, slot)
+            )
+        if row is None:
+            self.refresh_from_db(fields=["status", "started_at", "lease_holder"])
+            return False
+        self.run_started = time.monotonic()
+        self.status, self.next_attempt_at = JobStatus.RUNNING, None
+        self.started_at, self.lease_expires_at = from_db_datetime(row[0]), from_db_datetime(row[1])
+        self.lease_holder = lease_holder
+        self.task_id = uuid.UUID(str(task_id)) if task_id is not None else None
+        return True
+
+    def _claim_row(
+        self, lease_holder: str, lease_s: float, task_id: uuid.UUID | str | None, slot: int | None
+    ) -> Any:
         connection = connections[Job.objects.db]
         now = now_sql(connection)
         with transaction.atomic(using=Job.objects.db, savepoint=False):
@@ -305,7 +374,7 @@ class Job(models.Model):
                     f"started_at = {greatest_sql(connection, 'created_at', now)}, "
                     "lease_holder = %s, "
                     f"lease_expires_at = {now_sql(connection, plus_param=True)}, "
-                    "task_id = %s, next_attempt_at = NULL "
+                    "task_id = %s, next_attempt_at = NULL, concurrency_slot = %s "
                     "WHERE id = %s AND status = %s "
                     f"AND (next_attempt_at IS NULL OR next_attempt_at <= {now}) "
                     "RETURNING started_at, lease_expires_at"
@@ -315,21 +384,41 @@ class Job(models.Model):
                     lease_holder,
                     float(lease_s),
                     _prep("task_id", task_id, connection),
+                    slot,
                     _prep("id", self.pk, connection),
                     JobStatus.PENDING,
                 ],
             )
             if row is not None:
                 self._audit(AuditEvent.JOB_STARTED)
-        if row is None:
-            self.refresh_from_db(fields=["status", "started_at", "lease_holder"])
-            return False
-        self.run_started = time.monotonic()
-        self.status, self.next_attempt_at = JobStatus.RUNNING, None
-        self.started_at, self.lease_expires_at = from_db_datetime(row[0]), from_db_datetime(row[1])
-        self.lease_holder = lease_holder
-        self.task_id = uuid.UUID(str(task_id)) if task_id is not None else None
-        return True
+        if row is not None:
+            self.concurrency_slot = slot
+        return row
+
+    def _in_free_slot(self, max_concurrency: int, start: Callable[[int], Any]) -> Any:
+        """``start(slot)`` in a slot of this plugin no running job holds; else AtConcurrencyCap.
+
+        Two processes that pick the same slot at once both write it; the unique
+        constraint lets one of them through and the other looks again.
+        """
+        for _ in range(max_concurrency + 1):
+            taken = set(
+                Job.objects.filter(
+                    plugin_name=self.plugin_name,
+                    status=JobStatus.RUNNING,
+                    concurrency_slot__isnull=False,
+                ).values_list("concurrency_slot", flat=True)
+            )
+            free = next((slot for slot in range(max_concurrency) if slot not in taken), None)
+            if free is None:
+                break
+            try:
+                # A savepoint: a lost race leaves the caller's transaction usable.
+                with transaction.atomic(using=Job.objects.db):
+                    return start(free)
+            except IntegrityError:
+                continue
+        raise AtConcurrencyCap(self.plugin_name, max_concurrency)
 
     @alters_data
     def mark_succeeded(
@@ -540,8 +629,19 @@ class Job(models.Model):
         return True
 
     @alters_data
-    def insert(self) -> None:
-        """Record a job made by :meth:`JobQuerySet.claimed_by_creator`, submitted and started."""
+    def insert(self, *, max_concurrency: int | None = None) -> None:
+        """Record a job made by :meth:`JobQuerySet.claimed_by_creator`, submitted and started.
+
+        ``max_concurrency``: its plugin's cap; the job takes a free slot as it is
+        recorded, or raises AtConcurrencyCap and nothing is recorded.
+        """
+        if max_concurrency is None:
+            self._insert_row(slot=None)
+        else:
+            self._in_free_slot(max_concurrency, lambda slot: self._insert_row(slot=slot))
+
+    def _insert_row(self, *, slot: int | None) -> None:
+        self.concurrency_slot = slot
         with transaction.atomic(using=Job.objects.db, savepoint=False):
             self.save(force_insert=True, using=Job.objects.db)
             record_many(
@@ -703,6 +803,7 @@ class ProcessHeartbeat(models.Model):
 
 
 __all__ = [
+    "AtConcurrencyCap",
     "AuditChain",
     "AuditEntry",
     "IdempotencyKey",

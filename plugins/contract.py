@@ -60,6 +60,10 @@ class Plugin:
     ``max_input_bytes``: the largest payload it accepts, measured as compact JSON
     in UTF-8; a larger one is refused (PayloadTooLarge) before anything runs.
     None: only the request's bound, ``API_MAX_REQUEST_BYTES``.
+    ``max_concurrency`` caps how many of its executions run at once across the
+    whole fleet, every worker and web process together (``1`` for a plugin that
+    needs the one GPU; None: no cap). A background job waits in the queue for a
+    free slot; a synchronous request finding none is refused (503, Retry-After).
 
     What its sandbox lets it do (process isolation): ``network`` (TCP, only if the
     operator also names it in ``PLUGIN_NETWORK_ALLOWED``), ``read_paths`` (absolute
@@ -77,6 +81,7 @@ class Plugin:
     max_memory_mb: ClassVar[int | None] = None
     max_attempts: ClassVar[int] = 1
     max_input_bytes: ClassVar[int | None] = None
+    max_concurrency: ClassVar[int | None] = None
     network: ClassVar[bool] = False
     fresh_process: ClassVar[bool] = False
     read_paths: ClassVar[tuple[str, ...]] = ()
@@ -142,6 +147,9 @@ def contract_problems(cls: object) -> list[str]:
         problems.append("'max_input_bytes' must be a positive integer or None")
     if not _is_positive(getattr(cls, "max_attempts", None), int):
         problems.append("'max_attempts' must be a positive integer")
+    concurrency = getattr(cls, "max_concurrency", None)
+    if concurrency is not None and not _is_positive(concurrency, int):
+        problems.append("'max_concurrency' must be a positive integer or None")
     isolation = getattr(cls, "isolation", None)
     if isolation is not None and isolation not in ISOLATION_MODES:
         problems.append(f"'isolation' must be one of {', '.join(ISOLATION_MODES)} or None")

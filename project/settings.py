@@ -246,6 +246,9 @@ JOB_OUTCOME_SYNC_WAIT_S = float(os.environ.get("JOB_OUTCOME_SYNC_WAIT_S", "5"))
 # than this logs a WARNING (measured every JOB_CLOCK_CHECK_INTERVAL_S).
 JOB_CLOCK_SKEW_WARN_S = float(os.environ.get("JOB_CLOCK_SKEW_WARN_S", "2"))
 JOB_CLOCK_CHECK_INTERVAL_S = float(os.environ.get("JOB_CLOCK_CHECK_INTERVAL_S", "60"))
+# Busy workers start queued jobs in turns among requesters (execution/policy/
+# scheduling.py); off: first come, first served.
+JOB_FAIR_SCHEDULING = env_bool("JOB_FAIR_SCHEDULING", default=True)
 # /v1/health answers 503 when the file system of a SQLite database has less free space.
 HEALTH_MIN_FREE_DISK_MB = float(os.environ.get("HEALTH_MIN_FREE_DISK_MB", "16"))
 # The audit trail. AUDIT_ENABLED off records nothing (for benchmarks: a database run

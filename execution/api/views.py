@@ -74,7 +74,9 @@ OVER_QUOTA = (
 )
 OUTCOME_PENDING = (
     "ServiceUnavailable: the database is unavailable. When X-Job-Id is set, the plugin ran "
-    "but its outcome is not recorded yet: read the job at Location after Retry-After."
+    "but its outcome is not recorded yet: read the job at Location after Retry-After. "
+    "Or the plugin runs at most max_concurrency at once and all are busy (details.reason "
+    "max_concurrency): nothing ran; try again after Retry-After, or submit a job."
 )
 JOB_ID_HEADER = OpenApiParameter(
     "X-Job-Id",

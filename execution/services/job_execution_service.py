@@ -25,7 +25,8 @@ from django.db import (
 from execution.audit.models import AuditEntry
 from execution.clock import database_now
 from execution.metrics import JOB_CANCELLATIONS
-from execution.models import IllegalJobTransition, Job, JobStatus, alters_data
+from execution.models import AtConcurrencyCap, IllegalJobTransition, Job, JobStatus, alters_data
+from execution.policy import scheduling
 from execution.policy.enforcement import SyncSlot, record_usage
 from execution.policy.input_size import check_input_size
 from execution.selectors import JobNotFound, get_job
@@ -191,6 +192,7 @@ class JobExecutionService:
                 requested_by=requested_by,
                 max_attempts=facts.max_attempts,
                 task_id=task_id,
+                queue_rank=scheduling.queue_rank(requester=requested_by, plugin_name=plugin_name),
             )
             job.record_submission()
             if failure is not None:
@@ -220,7 +222,10 @@ class JobExecutionService:
         bad input records nothing. Two commits per execution: the RUNNING job,
         then its outcome together with the plugin's metrics. Raises
         OutcomeNotRecorded when the database takes no write of the outcome
-        within ``JOB_OUTCOME_SYNC_WAIT_S``. ``job_id``: as for :meth:`create_job`.
+        within ``JOB_OUTCOME_SYNC_WAIT_S``. ``job_id``: as for :meth:`create_job`. A
+        plugin with a ``max_concurrency`` is recorded RUNNING, in a free slot, before it
+        is handed its work; with every slot busy nothing runs or is recorded, and
+        PluginAtCapacity is raised.
         """
         facts = self._plugins.describe(plugin_name=plugin_name, version=requested_version)
         check_input_size(
@@ -239,18 +244,51 @@ class JobExecutionService:
             lease_s=_lease_s(facts.time_limit_s),
         )
         job.sync_slot = sync_slot
-        return self._execute_claimed(job, payload, sync=True)
+        if facts.max_concurrency is None:
+            return self._execute_claimed(job, payload, sync=True)
+        try:
+            job.insert(max_concurrency=facts.max_concurrency)
+        except AtConcurrencyCap as exc:
+            raise scheduling.PluginAtCapacity(plugin_name, exc.max_concurrency) from exc
+        return self._execute_claimed(job, payload, sync=True, inserted=True)
 
     @alters_data
     def run_job(self, *, job_id: uuid.UUID | str, task_id: uuid.UUID | str | None = None) -> Job:
-        """Claim a PENDING job and run it. A job someone else claimed is returned untouched."""
+        """Claim a PENDING job and run it. A job someone else claimed is returned untouched.
+
+        A job of a capped plugin whose every slot is busy stays PENDING, with a
+        new task that tries again shortly.
+        """
         job = Job.objects.load_pending(job_id)
         if job is None:
             return get_job(job_id)
-        lease_s = _lease_s(self._plugins.time_limit_s(plugin_name=job.plugin_name))
-        if not job.claim(lease_holder=new_lease_holder(), lease_s=lease_s, task_id=task_id):
+        time_limit_s, max_concurrency = self._plugins.claim_limits(plugin_name=job.plugin_name)
+        try:
+            claimed = job.claim(
+                lease_holder=new_lease_holder(),
+                lease_s=_lease_s(time_limit_s),
+                task_id=task_id,
+                max_concurrency=max_concurrency,
+            )
+        except AtConcurrencyCap:
+            self._wait_for_a_slot(job, task_id=task_id)
+            return job
+        if not claimed:
             return job
         return self._execute_claimed(job, job.input_payload)
+
+    def _wait_for_a_slot(self, job: Job, *, task_id: uuid.UUID | str | None) -> None:
+        """Give a PENDING job that found its plugin at its cap a task that runs a little later.
+
+        Only if ``task_id`` (the task running now) is still the job's: a job that
+        moved on, or has another task, keeps what it has.
+        """
+        run_after = database_now() + timedelta(seconds=scheduling.CAP_RECHECK_S)
+        with transaction.atomic():
+            again = self._engine.enqueue(job.pk, run_after=run_after)
+            moved = Job.objects.filter(pk=job.pk, status=JobStatus.PENDING, task_id=task_id)
+            if not moved.update(task_id=again):
+                transaction.set_rollback(True)
 
     @alters_data
     def cancel_job(self, *, job: Job, user: User | None = None) -> Job:
@@ -306,15 +344,18 @@ class JobExecutionService:
             transaction.set_rollback(True)
         return False
 
-    def _execute_claimed(self, job: Job, payload: Any, *, sync: bool = False) -> Job:
+    def _execute_claimed(
+        self, job: Job, payload: Any, *, sync: bool = False, inserted: bool = False
+    ) -> Job:
         """Run a claimed job and record its outcome.
 
-        ``sync``: the job is not in the database yet; it is inserted once the
-        plugin has its work, so the commit overlaps the execution. Input the
-        plugin refuses is then the client's error, not a run: the job is removed
-        and InputValidationError raised.
+        ``sync``: the job is not in the database yet (unless ``inserted``); it is
+        inserted once the plugin has its work, so the commit overlaps the
+        execution. Input the plugin refuses is then the client's error, not a
+        run: the job is removed and InputValidationError raised.
         """
-        watch = JobWatch(job, on_started=job.insert if sync else None)
+        insert_now = sync and not inserted
+        watch = JobWatch(job, on_started=job.insert if insert_now else None)
         # The outcome and the plugin's metrics are committed together: one commit
         # per finished execution instead of two.
         with DeferredRecorder() as pending_metrics:
@@ -330,7 +371,7 @@ class JobExecutionService:
                 pending_metrics.discard()
                 raise exc.__cause__ or exc from None
             error = execution.error
-            if sync and not watch.has_started:
+            if insert_now and not watch.has_started:
                 job.insert()  # it failed before it was handed over: record it all the same
             # Input its plugin refuses makes a request, not a run: it records nothing.
             if sync and _is_invalid_input(error) and job.discard():

@@ -24,6 +24,7 @@ class PluginFacts:
     time_limit_s: float
     max_attempts: int
     max_input_bytes: int | None
+    max_concurrency: int | None = None
 
 
 class PluginExecutionService:
@@ -48,6 +49,7 @@ class PluginExecutionService:
             time_limit_s=self._registry.limits_for(plugin).timeout_s,
             max_attempts=plugin.max_attempts,
             max_input_bytes=plugin.max_input_bytes,
+            max_concurrency=plugin.max_concurrency,
         )
 
     def check_input(
@@ -64,10 +66,18 @@ class PluginExecutionService:
 
     def time_limit_s(self, *, plugin_name: str) -> float:
         """How long an execution of ``plugin_name`` may take (the default if it is unknown)."""
+        return self.claim_limits(plugin_name=plugin_name)[0]
+
+    def claim_limits(self, *, plugin_name: str) -> tuple[float, int | None]:
+        """What a claim of a job of ``plugin_name`` needs: its time limit and its cap.
+
+        An unknown plugin has the default time limit and no cap.
+        """
         try:
-            return self.describe(plugin_name=plugin_name).time_limit_s
+            facts = self.describe(plugin_name=plugin_name)
         except GovernedExecutionError:  # the run itself will report it, at once
-            return self._registry.defaults.timeout_s
+            return self._registry.defaults.timeout_s, None
+        return facts.time_limit_s, facts.max_concurrency
 
     def execute(
         self,

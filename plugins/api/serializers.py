@@ -34,6 +34,10 @@ class PluginLimitsSerializer(serializers.Serializer[dict[str, Any]]):
     max_memory_mb = serializers.IntegerField(allow_null=True)
     max_result_bytes = serializers.IntegerField()
     max_attempts = serializers.IntegerField()
+    max_concurrency = serializers.IntegerField(
+        allow_null=True,
+        help_text="At most this many of its executions run at once, fleet-wide; null: no cap.",
+    )
     network = serializers.BooleanField(
         help_text="May open TCP connections: it asks for it and the operator allows it."
     )

@@ -51,7 +51,11 @@ def describe_plugin(
     plugin = entry.plugin
     limits = None
     if plugin is not None:
-        limits = {**asdict(get_registry().limits_for(plugin)), "max_attempts": plugin.max_attempts}
+        limits = {
+            **asdict(get_registry().limits_for(plugin)),
+            "max_attempts": plugin.max_attempts,
+            "max_concurrency": plugin.max_concurrency,
+        }
     return {
         "name": entry.name,
         "version": plugin.version if plugin else None,

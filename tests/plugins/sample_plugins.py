@@ -357,3 +357,23 @@ class LeakyPlugin(EchoPlugin):
         while payload.repeat:
             _hoard.append(bytearray(16 * 1024 * 1024))
         return EchoOutput(echoed=f"holding {len(_hoard)} blocks")
+
+
+class RunSpanOutput(BaseModel):
+    started: float
+    ended: float
+
+
+class OneAtATimePlugin(Plugin):
+    """Needs the one GPU: at most one run fleet-wide. Sleeps ``repeat`` ms, says when it ran."""
+
+    name = "one_at_a_time"
+    version = "1.0"
+    Input = EchoInput
+    Output = RunSpanOutput
+    max_concurrency = 1
+
+    def run(self, payload: EchoInput) -> RunSpanOutput:
+        started = time.time()
+        time.sleep(payload.repeat / 1000)
+        return RunSpanOutput(started=started, ended=time.time())

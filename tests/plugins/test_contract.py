@@ -49,6 +49,9 @@ def test_a_valid_plugin_passes():
         ({"run": ...}, "'run' must be overridden"),
         ({"timeout_s": 0}, "'timeout_s' must be a positive number"),
         ({"timeout_s": True}, "'timeout_s' must be a positive number"),
+        ({"max_concurrency": 0}, "'max_concurrency' must be a positive integer or None"),
+        ({"max_concurrency": 1.5}, "'max_concurrency' must be a positive integer or None"),
+        ({"max_concurrency": True}, "'max_concurrency' must be a positive integer or None"),
     ],
 )
 def test_malformed_plugins_are_rejected_at_registration(overrides, problem):

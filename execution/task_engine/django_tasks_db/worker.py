@@ -8,7 +8,11 @@ Same options as django-tasks-db's command, and on top of it:
 * a database outage is logged and waited out with a growing pause, and the
   worker resumes by itself when the database is back;
 * the worker recovers lost jobs (expired leases) in the background, like every
-  web process does.
+  web process does;
+* it takes the task of the job that should start next (execution/policy/
+  scheduling.py): in turns among requesters rather than first come, first
+  served (``JOB_FAIR_SCHEDULING``), and never one of a plugin at its
+  ``max_concurrency``.
 
 ``execution/management/commands/db_worker.py`` exposes it; the ``execution`` app
 is listed before ``django_tasks_db`` in INSTALLED_APPS so that it is the one
@@ -18,6 +22,7 @@ is listed before ``django_tasks_db`` in INSTALLED_APPS so that it is the one
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import sys
 import time
@@ -26,10 +31,17 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import CommandError
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, OperationalError, close_old_connections, connections
+from django.utils import timezone
+from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.management.commands import db_worker
+from django_tasks_db.models import DBTaskResult, DBTaskResultQuerySet, get_date_max
+from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
 from execution.audit.sealer import AuditSealer
+from execution.clock import now_sql
+from execution.models import Job, JobStatus
+from execution.policy import scheduling
 from execution.services.job_execution_service import release_running_jobs
 from execution.services.lease_recovery import LeaseMonitor
 from plugins.runtime.tool_runner import warm_up_once
@@ -40,6 +52,8 @@ logger = logging.getLogger("django_tasks_db")
 OUTAGE_FIRST_PAUSE_S = 0.5
 OUTAGE_MAX_PAUSE_S = 5.0
 HEALTHY_RUN_S = 30.0
+# The partial index of the queued jobs in the fair queue's order (execution/models.py).
+FAIR_QUEUE_INDEX = "job_fair_queue_idx"
 
 
 class GovernedWorker(db_worker.Worker):
@@ -75,7 +89,7 @@ class GovernedWorker(db_worker.Worker):
         while self.running:
             started = time.monotonic()
             try:
-                super().run()
+                self._serve()
                 return
             except DatabaseError as exc:
                 if time.monotonic() - started > HEALTHY_RUN_S:
@@ -89,6 +103,121 @@ class GovernedWorker(db_worker.Worker):
                 connections.close_all()
                 time.sleep(pause)
                 pause = min(pause * 2, OUTAGE_MAX_PAUSE_S)
+
+    def _serve(self) -> None:
+        """Take and run tasks until stopped (upstream's loop, with our choice of task)."""
+        logger.info(
+            "Starting worker worker_id=%s queues=%s", self.worker_id, ",".join(self.queue_names)
+        )
+        if self.startup_delay and self.interval:
+            time.sleep(random.random())  # spreads the workers' first polls
+        while self.running:
+            close_old_connections()
+            task_result, looked = self._take_next_task()
+            if task_result is not None:
+                self.run_task(task_result)
+            if self.batch and looked and task_result is None:
+                logger.info("No more tasks to run for worker_id=%s - exiting.", self.worker_id)
+                return
+            if self.max_tasks is not None and self._run_tasks >= self.max_tasks:
+                logger.info("Ran %d tasks on worker=%s - exiting.", self._run_tasks, self.worker_id)
+                return
+            close_old_connections()
+            if self.running and task_result is None:
+                time.sleep(self.interval)
+
+    def _take_next_task(self) -> tuple[DBTaskResult[Any, Any] | None, bool]:
+        """Take the next task and mark it ours; whether the queue could be read at all.
+
+        On SQLite the transaction is exclusive, on PostgreSQL the row is locked
+        and others skip it: one task, one worker.
+        """
+        tasks = self._ready_tasks()
+        try:
+            with exclusive_transaction(tasks.db):
+                task_result = self._next_task(tasks)
+                if task_result is not None:
+                    task_result.claim(self.worker_id)
+        except OperationalError as exc:
+            if is_locked_database_exception(exc):  # another writer; it unlocks soon
+                return None, False
+            raise
+        return task_result, True
+
+    def _ready_tasks(self) -> DBTaskResultQuerySet:
+        tasks = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)
+        if not self.process_all_queues:
+            tasks = tasks.filter(queue_name__in=self.queue_names)
+        if self.excluded_queue_names:
+            tasks = tasks.exclude(queue_name__in=self.excluded_queue_names)
+        return tasks
+
+    def _next_task(self, tasks: DBTaskResultQuerySet) -> DBTaskResult[Any, Any] | None:
+        """The task of the job that should start next; else any other ready task, oldest first.
+
+        Fair: the head of the fair queue, in one statement. Otherwise, or when no
+        queued job may start, django-tasks-db's own order, leaving out the tasks
+        of jobs that must not start now (their plugin is at its cap) and, when
+        fair, of every queued job (the fair queue had none that could start).
+        """
+        blocked = scheduling.plugins_at_cap()
+        fair = scheduling.fair_scheduling()
+        if fair:
+            head = self._fair_head(blocked)
+            if head is not None:
+                return head
+        if fair or blocked:
+            queued = Job.objects.filter(status=JobStatus.PENDING, task_id__isnull=False)
+            if not fair:
+                queued = queued.filter(plugin_name__in=blocked)
+            tasks = tasks.exclude(pk__in=queued.values("task_id"))
+        return tasks.get_locked()
+
+    def _fair_head(self, blocked: frozenset[str]) -> DBTaskResult[Any, Any] | None:
+        """The ready task of the first job in the fair queue that may start now.
+
+        Walks the queue's partial index (job_fair_queue_idx) in order and looks
+        each job's task up by its key: the first few jobs answer, whatever the
+        queue's length. The job side is scheduling.claimable_jobs() in SQL.
+        """
+        connection = connections[DBTaskResult.objects.db]
+        params: list[Any] = [
+            self.backend_name,
+            connection.ops.adapt_datetimefield_value(get_date_max()),
+            connection.ops.adapt_datetimefield_value(timezone.now()),
+        ]
+        conditions = []
+        if not self.process_all_queues:
+            conditions.append(f"t.queue_name IN ({_placeholders(self.queue_names)})")
+            params += self.queue_names
+        if self.excluded_queue_names:
+            conditions.append(f"t.queue_name NOT IN ({_placeholders(self.excluded_queue_names)})")
+            params += self.excluded_queue_names
+        if blocked:
+            conditions.append(f"j.plugin_name NOT IN ({_placeholders(blocked)})")
+            params += sorted(blocked)
+        now = now_sql(connection)
+        order = ", ".join(f"j.{column}" for column in scheduling.QUEUE_ORDER)
+        if connection.vendor == "sqlite":
+            # Without statistics SQLite would rather read every queued job and sort them;
+            # CROSS JOIN keeps the job table outside, walking the index in order.
+            jobs, lock = f"{Job._meta.db_table} j INDEXED BY {FAIR_QUEUE_INDEX}", ""
+        else:
+            jobs, lock = f"{Job._meta.db_table} j", " FOR UPDATE OF t SKIP LOCKED"
+        statement = (
+            f"SELECT t.* FROM {jobs} CROSS JOIN {DBTaskResult._meta.db_table} t "
+            f"WHERE t.id = j.task_id AND j.status = '{JobStatus.PENDING}' "
+            f"AND (j.next_attempt_at IS NULL OR j.next_attempt_at <= {now}) "
+            f"AND t.status = '{TaskResultStatus.READY}' AND t.backend_name = %s "
+            "AND (t.run_after = %s OR t.run_after <= %s) "
+            + "".join(f"AND {condition} " for condition in conditions)
+            + f"ORDER BY {order} LIMIT 1{lock}"
+        )
+        return next(iter(DBTaskResult.objects.raw(statement, params)), None)
+
+
+def _placeholders(values: Any) -> str:
+    return ", ".join(["%s"] * len(values))
 
 
 class Command(db_worker.Command):
