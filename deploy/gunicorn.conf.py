@@ -25,8 +25,8 @@ umask = 0o007  # the socket: its owner and group (nginx's user is in the group)
 # holds no GIL, so a thread per run in flight costs a few MB where a sync worker
 # costs a whole Django process (and hosts of its own for every plugin).
 worker_class = "gthread"
-workers = 2
-threads = 16
+workers = 4
+threads = 8
 
 # A gthread worker accepts up to worker_connections and queues what its threads
 # cannot serve yet; with one connection per thread, a worker whose threads are all
@@ -54,3 +54,10 @@ errorlog = "-"
 def on_starting(server: Any) -> None:
     """Keep one connection per thread when ``--threads`` on the command line changes the count."""
     server.cfg.set("worker_connections", server.cfg.threads)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Start the plugins' hosts now, in the background, rather than on the first request."""
+    from plugins.runtime.tool_runner import warm_up_once
+
+    warm_up_once()

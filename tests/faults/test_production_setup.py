@@ -33,7 +33,9 @@ from rest_framework.authtoken.models import Token
 
 from execution.models import Job, JobStatus
 from tests.conftest import ROOT
-from tests.faults.conftest import Processes, Server, free_port, wait_until
+from tests.plugin_hosts import plugin_hosts
+from tests.plugins.sample_plugins import EchoPlugin, SleepingPlugin
+from tests.faults.conftest import Processes, Server, asleep, free_port, wait_until
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 REQUIRED = os.environ.get("REQUIRE_NGINX_TESTS") == "1"  # set by .ci/run
@@ -52,7 +54,16 @@ ADMIN_STATIC = Path(django.contrib.admin.__file__).parent / "static"
 
 # What docs/deployment.md recommends next to the sizing of deploy/gunicorn.conf.py.
 MAX_SYNC_RUNS = 8
-SERVER_SETTINGS = {"POLICY_MAX_SYNC_RUNS": str(MAX_SYNC_RUNS), "PLUGIN_ACCESS": "open"}
+WORKERS, THREADS = 4, 8  # as deploy/gunicorn.conf.py says
+SERVER_SETTINGS = {
+    "POLICY_MAX_SYNC_RUNS": str(MAX_SYNC_RUNS),
+    "PLUGIN_ACCESS": "open",
+    # The two plugins the test runs, each with a host ready per thread, started with the
+    # workers, as docs/deployment.md says.
+    "PLUGINS": "tests.plugins.sample_plugins.EchoPlugin,tests.plugins.sample_plugins.SleepingPlugin",
+    "PLUGIN_HOSTS_PER_PLUGIN": str(THREADS),
+    "PLUGIN_WARM_HOSTS": "1",
+}
 
 API_MAX_REQUEST_BYTES = 8 * 1024 * 1024  # its default, and client_max_body_size
 SLOW_RUNS = 20
@@ -129,6 +140,7 @@ def production(processes: Processes, tmp_path: Path) -> Production:
     )
     wait_until(lambda: gunicorn_socket.exists() or not gunicorn.alive(), timeout_s=60)
     assert gunicorn.alive(), gunicorn.output()
+    wait_until(lambda: hosts_ready(gunicorn.pid), timeout_s=180, step_s=0.5)
 
     port = free_port()
     site = tmp_path / "governed.conf"
@@ -154,6 +166,12 @@ def production(processes: Processes, tmp_path: Path) -> Production:
     wait_until(lambda: probe.alive_and_healthy() or not nginx.alive(), timeout_s=60)
     assert nginx.alive(), nginx.output() + (tmp_path / "nginx-error.log").read_text()
     return production
+
+
+def hosts_ready(gunicorn: int) -> bool:
+    """Whether both workers have started every host they keep ready, and these sit still."""
+    hosts = [plugin_hosts(plugin, under=gunicorn) for plugin in (EchoPlugin, SleepingPlugin)]
+    return all(len(found) >= WORKERS * THREADS for found in hosts) and asleep(sum(hosts, []))
 
 
 def user_token(username: str) -> str:
