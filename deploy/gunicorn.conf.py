@@ -47,6 +47,10 @@ graceful_timeout = 40
 limit_request_line = 8190
 limit_request_fields = 100
 
+# gunicornc's control socket is not used, and its default path ($HOME/.gunicorn) is
+# shared by every gunicorn of the user.
+control_socket_disable = True
+
 accesslog = None  # nginx logs each request, with its X-Request-ID
 errorlog = "-"
 
