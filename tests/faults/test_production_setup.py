@@ -33,9 +33,9 @@ from rest_framework.authtoken.models import Token
 
 from execution.models import Job, JobStatus
 from tests.conftest import ROOT
+from tests.faults.conftest import Processes, Server, asleep, free_port, wait_until
 from tests.plugin_hosts import plugin_hosts
 from tests.plugins.sample_plugins import EchoPlugin, SleepingPlugin
-from tests.faults.conftest import Processes, Server, asleep, free_port, wait_until
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 REQUIRED = os.environ.get("REQUIRE_NGINX_TESTS") == "1"  # set by .ci/run
@@ -60,7 +60,7 @@ SERVER_SETTINGS = {
     "PLUGIN_ACCESS": "open",
     # The two plugins the test runs, each with a host ready per thread, started with the
     # workers, as docs/deployment.md says.
-    "PLUGINS": "tests.plugins.sample_plugins.EchoPlugin,tests.plugins.sample_plugins.SleepingPlugin",
+    "PLUGINS": f"{EchoPlugin.__module__}.EchoPlugin,{SleepingPlugin.__module__}.SleepingPlugin",
     "PLUGIN_HOSTS_PER_PLUGIN": str(THREADS),
     "PLUGIN_WARM_HOSTS": "1",
 }
@@ -122,8 +122,7 @@ class Production:
         return Server(self.processes.started[-1], self.base, token)
 
 
-@pytest.fixture
-def production(processes: Processes, tmp_path: Path) -> Production:
+def start_production(processes: Processes, tmp_path: Path, **settings: str) -> Production:
     gunicorn_socket = tmp_path / "gunicorn.sock"
     gunicorn = processes.start(
         [
@@ -136,11 +135,12 @@ def production(processes: Processes, tmp_path: Path) -> Production:
             f"unix:{gunicorn_socket}",
         ],
         "gunicorn",
-        **SERVER_SETTINGS,
+        **settings,
     )
     wait_until(lambda: gunicorn_socket.exists() or not gunicorn.alive(), timeout_s=60)
     assert gunicorn.alive(), gunicorn.output()
-    wait_until(lambda: hosts_ready(gunicorn.pid), timeout_s=180, step_s=0.5)
+    if settings.get("PLUGIN_WARM_HOSTS") == "1":
+        wait_until(lambda: hosts_ready(gunicorn.pid), timeout_s=180, step_s=0.5)
 
     port = free_port()
     site = tmp_path / "governed.conf"
@@ -168,10 +168,26 @@ def production(processes: Processes, tmp_path: Path) -> Production:
     return production
 
 
+@pytest.fixture
+def production(processes: Processes, tmp_path: Path) -> Production:
+    """The setup as documented, sized for the attack: every host each thread needs, ready."""
+    return start_production(processes, tmp_path, **SERVER_SETTINGS)
+
+
+@pytest.fixture
+def proxy(processes: Processes, tmp_path: Path) -> Production:
+    """The same, with hosts started on demand: for what only nginx does."""
+    return start_production(processes, tmp_path, PLUGIN_ACCESS="open")
+
+
 def hosts_ready(gunicorn: int) -> bool:
     """Whether both workers have started every host they keep ready, and these sit still."""
-    hosts = [plugin_hosts(plugin, under=gunicorn) for plugin in (EchoPlugin, SleepingPlugin)]
-    return all(len(found) >= WORKERS * THREADS for found in hosts) and asleep(sum(hosts, []))
+    echo, sleeping = (
+        plugin_hosts(EchoPlugin, under=gunicorn),
+        plugin_hosts(SleepingPlugin, under=gunicorn),
+    )
+    enough = len(echo) >= WORKERS * THREADS and len(sleeping) >= WORKERS * THREADS
+    return enough and asleep(echo + sleeping)
 
 
 def user_token(username: str) -> str:
@@ -262,14 +278,18 @@ def test_slow_clients_and_slow_runs_do_not_capture_the_web_workers(production):
     wrong: list[tuple[str, Any]] = []
     in_flight: list[int] = []
 
+    slowest: list[tuple[float, float, str]] = []  # (wait, when, what): to say where it went
+
     def sample(name: str, call: Any) -> None:
         elapsed, answer = timed(call)
         waits[name].append(elapsed)
+        slowest.append((round(elapsed, 3), round(time.monotonic() - attack_starts, 1), name))
         if not (isinstance(answer, tuple) and answer[0] == 200):
             wrong.append((name, answer))
 
+    attack_starts = time.monotonic()
     with running(slowloris.run, *[slow_runs] * SLOW_RUNS):
-        attack_ends = time.monotonic() + ATTACK_S
+        attack_ends = attack_starts + ATTACK_S
         probes = 0
         while time.monotonic() < attack_ends:
             sample("health", lambda: anyone.request("GET", "/v1/health", timeout_s=10))
@@ -287,9 +307,13 @@ def test_slow_clients_and_slow_runs_do_not_capture_the_web_workers(production):
 
     worst = {name: max(times) for name, times in waits.items()}
     assert not wrong, wrong[:5]
-    assert all(value < LIMIT_S for value in worst.values()), worst
+    assert all(value < LIMIT_S for value in worst.values()), (
+        worst,
+        sorted(slowest, reverse=True)[:8],
+        f"load average {os.getloadavg()}",
+    )
     assert len(waits["health"]) > 50
-    # The attack was real: every slowloris socket was open to the end, and the one user
+    # The attack was real: 50 slowloris sockets were kept open to the end, and the one user
     # held as many web threads as the policy let them (all 20 before the cap exists).
     assert open_sockets == SLOWLORIS_SOCKETS
     assert max(in_flight) >= min(SLOW_RUNS, MAX_SYNC_RUNS), in_flight
@@ -305,11 +329,11 @@ def test_slow_clients_and_slow_runs_do_not_capture_the_web_workers(production):
     )
 
 
-def test_nginx_passes_request_ids_forwarded_headers_and_static_files(production):
-    client = production.client(user_token("reader"))
+def test_nginx_passes_request_ids_forwarded_headers_and_static_files(proxy):
+    client = proxy.client(user_token("reader"))
 
     def get(path: str, **headers: str) -> Any:
-        request = urllib.request.Request(f"{production.base}{path}", headers=headers)
+        request = urllib.request.Request(f"{proxy.base}{path}", headers=headers)
         return urllib.request.urlopen(request, timeout=10)
 
     with get("/v1/health", **{"X-Request-ID": "probe-42"}) as answer:
@@ -321,7 +345,7 @@ def test_nginx_passes_request_ids_forwarded_headers_and_static_files(production)
 
     # The scheme is nginx's, whatever the client claims: a forged https does not show.
     request = urllib.request.Request(
-        f"{production.base}/v1/jobs",
+        f"{proxy.base}/v1/jobs",
         data=b'{"plugin": "echo", "payload": {"message": "hi"}}',
         headers={
             "Authorization": f"Token {client.token}",
@@ -331,12 +355,12 @@ def test_nginx_passes_request_ids_forwarded_headers_and_static_files(production)
     )
     with urllib.request.urlopen(request, timeout=30) as answer:
         assert answer.status == 202
-        assert answer.headers["Location"].startswith(f"{production.base}/v1/jobs/")
+        assert answer.headers["Location"].startswith(f"{proxy.base}/v1/jobs/")
 
 
-def test_a_body_past_the_limit_is_refused_by_nginx_in_the_envelope(production):
+def test_a_body_past_the_limit_is_refused_by_nginx_in_the_envelope(proxy):
     """nginx answers from the Content-Length alone, before a byte of the body is sent."""
-    with socket.create_connection(("127.0.0.1", production.port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
         sock.sendall(
             b"POST /v1/analyze-execution HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Content-Type: application/json\r\n"
