@@ -274,7 +274,10 @@ def test_slow_clients_and_slow_runs_do_not_capture_the_web_workers(production):
 
     def slow_runs() -> None:
         while not stop.is_set():
-            hog_answers.append(hog.execute("sleeping", {"message": "m", "repeat": SLOW_RUN_MS}))
+            answer = hog.execute("sleeping", {"message": "m", "repeat": SLOW_RUN_MS})
+            hog_answers.append(answer)
+            if answer[0] == 429:  # over the cap: try again shortly, as a client would
+                stop.wait(0.1)
 
     slowloris = Slowloris(("127.0.0.1", production.port), hog.token, SLOWLORIS_SOCKETS, stop)
     waits: dict[str, list[float]] = {"health": [], "other's job": [], "other's run": []}
@@ -334,9 +337,8 @@ def test_slow_clients_and_slow_runs_do_not_capture_the_web_workers(production):
     statuses = {status for status, _ in hog_answers}
     assert 200 in statuses, statuses
     assert statuses <= {200, 429}, statuses
-    assert all(
-        body["detail"]["type"] == "QuotaExceeded" for status, body in hog_answers if status == 429
-    )
+    refusals = {body["detail"]["type"] for status, body in hog_answers if status == 429}
+    assert refusals <= {"QuotaExceeded", "Throttled"}, refusals
     print(
         f"worst waits {worst}, runs in flight up to {max(in_flight)}, "
         f"{slowloris.reopened} sockets reopened"
