@@ -31,6 +31,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
+from execution.audit.models import AuditEntry
 from execution.models import Job, JobStatus
 from tests.conftest import ROOT
 from tests.faults.conftest import Processes, Server, asleep, free_port, wait_until
@@ -300,6 +301,9 @@ def test_slow_clients_and_slow_runs_do_not_capture_the_web_workers(production):
         pass
     status, job = other.request("POST", "/v1/jobs", {"plugin": "echo", "payload": {"message": "m"}})
     assert status == 202, job
+    # ...and at rest: its worker has run that job and sealed the audit trail of all this.
+    wait_until(lambda: Job.objects.filter(pk=job["id"], status=JobStatus.SUCCESS).exists())
+    wait_until(lambda: not AuditEntry.objects.filter(seq__isnull=True).exists())
     attack_starts = time.monotonic()
     with running(slowloris.run, *[slow_runs] * SLOW_RUNS):
         attack_ends = attack_starts + ATTACK_S
