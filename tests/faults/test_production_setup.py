@@ -59,6 +59,7 @@ WORKERS, THREADS = 4, 8  # as deploy/gunicorn.conf.py says
 SERVER_SETTINGS = {
     "POLICY_MAX_SYNC_RUNS": str(MAX_SYNC_RUNS),
     "PLUGIN_ACCESS": "open",
+    "API_NUM_PROXIES": "1",  # as docs/deployment.md says: nginx sets X-Forwarded-For
     # The two plugins the test runs, each with a host ready per thread, started with the
     # workers, as docs/deployment.md says.
     "PLUGINS": f"{EchoPlugin.__module__}.EchoPlugin,{SleepingPlugin.__module__}.SleepingPlugin",

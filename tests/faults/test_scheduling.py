@@ -27,7 +27,8 @@ def _capped_plugin_too(settings):
 
 
 @pytest.fixture
-def requesters(db):
+def requesters(db, settings):
+    settings.POLICY_MAX_ACTIVE_JOBS = 0  # A's backlog is larger than the default quota
     users = get_user_model().objects
     return users.create_user("a-user", password="pw-a-123456"), users.create_user(
         "b-user", password="pw-b-123456"
