@@ -3,12 +3,14 @@
 gunicorn (2 sync workers) on 127.0.0.1 serves, and wrk drives each endpoint in turn,
 in rounds (so that drift of a shared machine falls on all of them alike):
   governed     POST /v1/analyze-execution with a no-op plugin (validation, job, metrics,
-               the audit trail)
+               the audit trail, the policy: a grant, rate limits too high to trip, quotas)
   audit off    the same, on a second server with AUDIT_ENABLED=0 (same database)
+  policy off   the same, on a third server with no policy: PLUGIN_ACCESS=open, no rate
+               limits, no quotas (the audit on)
   bookkeeping  POST /bench/bookkeeping: the naive job bookkeeping, three commits
   echo         POST /bench/echo: authentication and JSON in/out, no database writes
 Prints requests/s, p50 and p99 latency and the ratios to the baselines. Only one
-server is loaded at a time; the idle one runs no sealer (the audit is off there).
+server is loaded at a time.
 Each server has its db_worker beside it, as deployed: the worker seals the audit
 entries, the web processes only as its backstop. At the end it prints how long the
 worker took to seal the last entries.
@@ -18,8 +20,9 @@ worker took to seal the last entries.
 
 Needs wrk (apt-get install wrk).
 
-The API's rate limits are off (bench/_django.py's THROTTLES_OFF): wrk sends far more
-than a user may.
+The API's rate limits are off (bench/_django.py's THROTTLES_OFF) except on the
+governed and audit-off servers, where they are set too high to trip (POLICY_ON): wrk
+sends far more than a user may.
 """
 
 from __future__ import annotations
@@ -43,6 +46,22 @@ UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 BODY = {"plugin": "bench_noop", "payload": {}}
 TARGET_RATIO = 0.8
 AUDIT_TARGET_RATIO = 0.95
+POLICY_TARGET_RATIO = 0.95
+# The policy as deployed, at limits wrk does not reach: every check still runs.
+POLICY_ON = {
+    "PLUGIN_ACCESS": "restricted",
+    "API_THROTTLE_BURST": "100000000/min",
+    "API_THROTTLE_SUSTAINED": "100000000/day",
+    "API_THROTTLE_AUTH_FAILURES": "30/min",
+    "POLICY_MAX_SYNC_RUNS": "64",
+}
+POLICY_OFF = {
+    "PLUGIN_ACCESS": "open",
+    **dict.fromkeys(
+        ("POLICY_MAX_ACTIVE_JOBS", "POLICY_MAX_SYNC_RUNS", "POLICY_DAILY_STORED_BYTES"), "0"
+    ),
+    "POLICY_DAILY_EXECUTION_S": "0",
+}
 
 
 def free_port() -> int:
@@ -103,10 +122,12 @@ def combine(rounds: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
-def start_server(database_url: str, *, audit: bool) -> tuple[str, list[subprocess.Popen[bytes]]]:
+def start_server(
+    database_url: str, *, audit: bool, policy: dict[str, str]
+) -> tuple[str, list[subprocess.Popen[bytes]]]:
     """gunicorn, 2 sync workers, on a free port, and a db_worker; the audit on or off."""
     port = free_port()
-    env = {**bench_env(database_url), "AUDIT_ENABLED": "1" if audit else "0"}
+    env = {**bench_env(database_url), "AUDIT_ENABLED": "1" if audit else "0", **policy}
     worker = subprocess.Popen(
         [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "-v", "0"],
         cwd=ROOT,
@@ -179,18 +200,23 @@ def main() -> None:
     token = api_token()
     database = describe_database()
     containment = describe_containment()
-    base, audit_on_processes = start_server(database_url, audit=True)
-    audit_off_base, audit_off_processes = start_server(database_url, audit=False)
+    base, audit_on_processes = start_server(database_url, audit=True, policy=POLICY_ON)
+    audit_off_base, audit_off_processes = start_server(database_url, audit=False, policy=POLICY_ON)
+    policy_off_base, policy_off_processes = start_server(
+        database_url, audit=True, policy=POLICY_OFF
+    )
     rounds: dict[str, list[dict[str, float]]] = {}
     round_s = max(1, args.duration // args.rounds)
     try:
         wait_until_up(f"{base}/v1/health")
         wait_until_up(f"{audit_off_base}/v1/health")
+        wait_until_up(f"{policy_off_base}/v1/health")
         targets = {
             "echo": f"{base}/bench/echo",
             "bookkeeping": f"{base}/bench/bookkeeping",
             "governed": f"{base}/v1/analyze-execution",
             "audit off": f"{audit_off_base}/v1/analyze-execution",
+            "policy off": f"{policy_off_base}/v1/analyze-execution",
         }
         for url in targets.values():
             wrk(url, token, 2, args.connections)  # warm-up: connections, caches, children
@@ -199,7 +225,7 @@ def main() -> None:
                 rounds.setdefault(name, []).append(wrk(url, token, round_s, args.connections))
         sealing_lag = seconds_until_sealed()
     finally:
-        for process in (*audit_on_processes, *audit_off_processes):
+        for process in (*audit_on_processes, *audit_off_processes, *policy_off_processes):
             process.terminate()
             process.wait(timeout=30)
     results = {name: combine(measured) for name, measured in rounds.items()}
@@ -224,6 +250,8 @@ def main() -> None:
     )
     audit_ratio = governed / results["audit off"]["rps"]
     print(f"audit on / audit off: {audit_ratio:.3f}x (target >= {AUDIT_TARGET_RATIO})")
+    policy_ratio = governed / results["policy off"]["rps"]
+    print(f"policy on / policy off: {policy_ratio:.3f}x (target >= {POLICY_TARGET_RATIO})")
     lag = "more than 120 s" if sealing_lag is None else f"{sealing_lag:.1f} s"
     print(f"every audit entry sealed {lag} after the last round")
 
