@@ -6,14 +6,11 @@ Concurrent duplicates against real gunicorn workers: tests/faults/test_idempoten
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -22,6 +19,7 @@ from execution.clock import database_now
 from execution.models import IdempotencyKey, Job, JobStatus
 from execution.policy import idempotency
 from plugins.models import PluginMetrics
+from tests.statements import statements
 
 pytestmark = pytest.mark.django_db
 
@@ -248,24 +246,6 @@ def test_the_longest_key_is_accepted(api_client):
 
 
 # Cost -----------------------------------------------------------------------------
-
-
-@contextmanager
-def statements() -> Any:
-    """Every statement the test's connection runs, raw ones on SQLite included."""
-    if connection.vendor != "sqlite":
-        with CaptureQueriesContext(connection) as captured:
-            seen: list[str] = []
-            yield seen
-        seen.extend(query["sql"] for query in captured.captured_queries)
-        return
-    connection.ensure_connection()
-    seen = []
-    connection.connection.set_trace_callback(seen.append)
-    try:
-        yield seen
-    finally:
-        connection.connection.set_trace_callback(None)
 
 
 @pytest.mark.parametrize("url", [SYNC, JOBS])

@@ -7,16 +7,13 @@ tests/faults/test_throttling_server.py.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from prometheus_client import REGISTRY
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -34,6 +31,7 @@ from execution.policy.throttling import (
     sweeper,
 )
 from plugins.metrics.instruments import UNKNOWN_PLUGIN_LABEL
+from tests.statements import statements
 
 JOB = {"plugin": "echo", "payload": {"message": "hi"}}
 START_US = 1_800_000_000 * 1_000_000
@@ -312,24 +310,6 @@ def test_failed_authentication_off_counts_nothing(db, user, clock, rates):
 
 
 # The bucket and its rows -------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def statements() -> Iterator[list[str]]:
-    """The SQL statements run meanwhile (on SQLite also those that bypass Django's cursor)."""
-    if connection.vendor != "sqlite":
-        with CaptureQueriesContext(connection) as context:
-            run: list[str] = []
-            yield run
-        run.extend(query["sql"] for query in context.captured_queries)
-        return
-    connection.ensure_connection()
-    run = []
-    connection.connection.set_trace_callback(run.append)
-    try:
-        yield run
-    finally:
-        connection.connection.set_trace_callback(None)
 
 
 def test_a_known_clients_allowed_request_pays_one_statement_for_both_rates(db, user, clock, rates):
