@@ -1,10 +1,12 @@
 """Settings for the governed plugin execution project.
 
 Everything that differs between a laptop and a deployment comes from the
-environment: DEBUG, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL.
+environment: DEBUG, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, and the rest listed in
+docs/configuration.md (deploy/governed.env.example has the production set).
 """
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -44,9 +46,9 @@ DEBUG = env_bool("DEBUG", default=False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured(
-            "SECRET_KEY must be set when DEBUG is off (export SECRET_KEY=... or DEBUG=1)."
-        )
+        # One line, no traceback: every entry point (manage.py, gunicorn, db_worker)
+        # stops here the same way.
+        sys.exit("SECRET_KEY must be set when DEBUG is off (export SECRET_KEY=... or DEBUG=1).")
     SECRET_KEY = "insecure-local-development-key-never-use-in-production"
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
@@ -75,6 +77,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "api.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's, Swagger UI's) from gunicorn itself, hashed names.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -142,7 +146,29 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # collectstatic writes hashed, compressed copies; WhiteNoise serves them with
+    # far-future caching. Under DEBUG the finders serve the sources instead.
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# HTTPS behind a proxy (docs/deployment.md). The proxy terminates TLS and says so in
+# X-Forwarded-Proto; Django trusts that header only when told to.
+if env_bool("SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT")
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE")
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -17,6 +17,12 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 # Threads in tests open their own connections; persistent ones would outlive the test.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 
+# The sources, not collectstatic's hashed copies: tests render the admin without it
+# (tests/browser/test_production_static.py runs collectstatic and the manifest).
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 PLUGINS = []
 PLUGIN_DEFAULT_TIMEOUT_S = 5.0
