@@ -38,6 +38,7 @@ from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_
 from plugins.errors.exceptions import InputValidationError
 from plugins.metrics.recorder import DeferredRecorder
 from plugins.runtime.control import ControlFailed, StopReason
+from plugins.runtime.isolation.output import captured_plugin_output
 from plugins.runtime.tool_runner import ExecutionResult
 
 if TYPE_CHECKING:
@@ -372,7 +373,7 @@ class JobExecutionService:
         watch = JobWatch(job, on_started=job.insert if insert_now else None)
         # The outcome and the plugin's metrics are committed together: one commit
         # per finished execution instead of two.
-        with DeferredRecorder() as pending_metrics:
+        with DeferredRecorder() as pending_metrics, captured_plugin_output() as printed:
             try:
                 execution = self._plugins.execute(
                     plugin_name=job.plugin_name,
@@ -405,6 +406,7 @@ class JobExecutionService:
                 pending_metrics,
                 elapsed_ms=job.elapsed_so_far_ms(),
                 record=self._record_outcome,
+                plugin_output=printed.text,
             )
             if not outcome.record_until(_lease_deadline(job, sync=sync)):
                 if not sync:
@@ -432,6 +434,9 @@ class JobExecutionService:
         else:
             job.mark_failed(dict(execution.error), ran=ran, elapsed_ms=elapsed_ms, counted=counted)
         record_usage(job, result=job.result, elapsed_ms=elapsed_ms)  # policy's budgets
+        if outcome.plugin_output:  # most plugins print nothing: no statement for them
+            Job.objects.filter(pk=job.pk).update(plugin_output=outcome.plugin_output)
+            job.plugin_output = outcome.plugin_output
 
 
 class _Outcome:
@@ -452,8 +457,10 @@ class _Outcome:
         *,
         elapsed_ms: float | None,
         record: Callable[[_Outcome], None],
+        plugin_output: str = "",
     ) -> None:
         self.job, self.execution, self.stopped = job, execution, stopped
+        self.plugin_output = plugin_output
         self.pending_metrics, self.elapsed_ms = pending_metrics, elapsed_ms
         self._record = record
         self.fields = job_logs.current_job_fields()  # a later thread logs it under the same
