@@ -101,7 +101,7 @@ class JobContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], JobFailed):
             record.msg = f"{record.msg} (%s)"
-            record.args = (*(record.args or ()), record.exc_info[1])  # type: ignore[misc]
+            record.args = (*(record.args or ()), record.exc_info[1])
             record.exc_info = None
         fields = _current.get()
         if fields is None:

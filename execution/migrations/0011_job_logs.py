@@ -5,20 +5,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('execution', '0010_scheduling'),
+        ("execution", "0010_scheduling"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='plugin_output',
-            field=models.TextField(blank=True, default='', editable=False, help_text='What the plugin wrote to stdout and stderr, last execution, bounded by PLUGIN_OUTPUT_MAX_BYTES. For staff only.'),
+            model_name="job",
+            name="plugin_output",
+            field=models.TextField(
+                blank=True,
+                default="",
+                editable=False,
+                help_text="What the plugin wrote to stdout and stderr, last execution, bounded by PLUGIN_OUTPUT_MAX_BYTES. For staff only.",
+            ),
         ),
         migrations.AddField(
-            model_name='job',
-            name='request_id',
-            field=models.CharField(blank=True, default=api.request_id.current_request_id, editable=False, help_text='The X-Request-ID of the request that submitted it (empty from a shell).', max_length=64),
+            model_name="job",
+            name="request_id",
+            field=models.CharField(
+                blank=True,
+                default=api.request_id.current_request_id,
+                editable=False,
+                help_text="The X-Request-ID of the request that submitted it (empty from a shell).",
+                max_length=64,
+            ),
         ),
     ]

@@ -22,8 +22,8 @@ from django.db import (
     transaction,
 )
 
-from execution.audit.models import AuditEntry
 from execution import job_logs
+from execution.audit.models import AuditEntry
 from execution.clock import database_now
 from execution.metrics import JOB_CANCELLATIONS
 from execution.models import AtConcurrencyCap, IllegalJobTransition, Job, JobStatus, alters_data

@@ -28,7 +28,7 @@ class _Lines(logging.Handler):
         self.records.append(record)
 
     def about(self, job: Job) -> list[logging.LogRecord]:
-        return [r for r in self.records if r.job_id == str(job.pk)]  # type: ignore[attr-defined]
+        return [r for r in self.records if getattr(r, "job_id", None) == str(job.pk)]
 
     def loud(self, job: Job) -> list[logging.LogRecord]:
         return [r for r in self.about(job) if r.levelno >= logging.WARNING]
@@ -73,8 +73,8 @@ def test_a_synchronous_job_keeps_its_request_id_and_logs_one_info_line(api_clien
     assert job.request_id == "client-chosen-id-1"
     (line,) = lines.about(job)
     assert line.levelno == logging.INFO
-    assert (line.plugin, line.attempt, line.outcome) == ("echo", 1, "succeeded")  # type: ignore[attr-defined]
-    assert line.request_id == "client-chosen-id-1"  # type: ignore[attr-defined]
+    assert (line.plugin, line.attempt, line.outcome) == ("echo", 1, "succeeded")
+    assert line.request_id == "client-chosen-id-1"
 
 
 def test_a_submitted_job_keeps_the_generated_request_id(api_client):
@@ -93,8 +93,8 @@ def test_a_failed_execution_logs_one_error_line_with_its_error_type(api_client, 
     job = Job.objects.get(request_id="req-raise")
     (line,) = lines.loud(job)
     assert line.levelno == logging.ERROR
-    assert line.error_type == "PluginExecutionError"  # type: ignore[attr-defined]
-    assert line.outcome == "failed"  # type: ignore[attr-defined]
+    assert line.error_type == "PluginExecutionError"
+    assert line.outcome == "failed"
     assert "PluginExecutionError" in line.getMessage()
 
 
@@ -104,13 +104,16 @@ def test_a_pending_job_cancelled_logs_one_warning(user, lines):
     service.cancel_job(job=job, user=user)
     (line,) = lines.loud(job)
     assert line.levelno == logging.WARNING
-    assert line.error_type == "Cancelled"  # type: ignore[attr-defined]
-    assert line.outcome == "cancelled"  # type: ignore[attr-defined]
+    assert line.error_type == "Cancelled"
+    assert line.outcome == "cancelled"
 
 
 @pytest.mark.parametrize(
     ("plugin", "outcome", "status"),
-    [("sleeping", "recovered", JobStatus.FAILED), ("retried_sleeping", "retried", JobStatus.PENDING)],
+    [
+        ("sleeping", "recovered", JobStatus.FAILED),
+        ("retried_sleeping", "retried", JobStatus.PENDING),
+    ],
 )
 def test_a_recovered_job_logs_one_warning_with_worker_lost(lines, plugin, outcome, status):
     job = JobExecutionService().create_job(plugin_name=plugin, payload={"message": "x"})
@@ -123,14 +126,15 @@ def test_a_recovered_job_logs_one_warning_with_worker_lost(lines, plugin, outcom
     assert job.status == status
     (line,) = lines.loud(job)
     assert line.levelno == logging.WARNING
-    assert (line.outcome, line.attempt, line.plugin) == (outcome, 1, plugin)  # type: ignore[attr-defined]
-    assert line.error_type == "WorkerLost"  # type: ignore[attr-defined]
+    assert (line.outcome, line.attempt, line.plugin) == (outcome, 1, plugin)
+    assert line.error_type == "WorkerLost"
 
 
 def test_lines_about_no_job_carry_empty_fields(lines):
     logging.getLogger("somewhere").warning("nothing to do with a job")
     (record,) = [r for r in lines.records if r.name == "somewhere"]
-    assert record.job_id == "" and record.job_context == ""  # type: ignore[attr-defined]
+    assert record.job_id == ""
+    assert record.job_context == ""
 
 
 def test_staff_see_the_plugin_output_and_the_task_link_in_the_admin(admin_client, api_client):

@@ -27,11 +27,11 @@ def _post(server: Server, path: str, body: dict[str, Any], request_id: str) -> t
     request.add_header("X-Request-ID", request_id)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            assert response.headers["X-Request-ID"] == request_id
-            return response.status, json.loads(response.read())
+            status, echoed, raw = response.status, response.headers, response.read()
     except urllib.error.HTTPError as exc:
-        assert exc.headers["X-Request-ID"] == request_id
-        return exc.code, json.loads(exc.read())
+        status, echoed, raw = exc.code, exc.headers, exc.read()
+    assert echoed["X-Request-ID"] == request_id
+    return status, json.loads(raw)
 
 
 def _json_lines(output: str) -> list[dict[str, Any]]:
@@ -84,7 +84,9 @@ def test_json_lines_of_a_worker_name_each_job_and_say_how_it_ended(processes, to
     assert success_lines[0]["plugin"] == "echo"
 
     # The task engine's own record agrees with each job.
-    tasks = {str(job.pk): job.task_id for job in Job.objects.filter(pk__in=[succeeded, crashed])}
+    tasks = {
+        str(job.pk): str(job.task_id) for job in Job.objects.filter(pk__in=[succeeded, crashed])
+    }
     assert DBTaskResult.objects.get(pk=tasks[succeeded]).status == "SUCCESSFUL"
     assert DBTaskResult.objects.get(pk=tasks[crashed]).status == "FAILED"
 

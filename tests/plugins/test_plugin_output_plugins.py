@@ -64,8 +64,13 @@ class ForkedPrinterPlugin(_Printing):
 
     def run(self, payload: Empty) -> Done:
         subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", "import time\nwhile True:\n print('child', flush=True)\n"
-             " time.sleep(0.01)"]
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                "-c",
+                "import time\nwhile True:\n print('child', flush=True)\n time.sleep(0.01)",
+            ]
         )
         print("parent printed", flush=True)
         time.sleep(0.3)

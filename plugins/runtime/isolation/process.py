@@ -446,7 +446,7 @@ class _Host:
         self.started_at = time.monotonic()
         self.workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
         # The host's stdout and stderr: ours to read whatever becomes of the host.
-        self._output = tempfile.TemporaryFile(mode="a+b", buffering=0)
+        self._output = tempfile.TemporaryFile(mode="a+b", buffering=0)  # noqa: SIM115  # lives as long as the host
         self._requests = self._replies = self._lifeline = -1
         try:
             self._start(spec)
