@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -96,6 +96,10 @@ class JobAdmin(admin.ModelAdmin[Job]):
         "result_display",
         "error_display",
         "traceback_display",
+        # Logs that name the job (issue 18).
+        "request_id",
+        "task_display",
+        "plugin_output_display",
     )
     readonly_fields = fields
 
@@ -140,6 +144,32 @@ class JobAdmin(admin.ModelAdmin[Job]):
             return format_html("<em>{}</em>", "none")
         return format_html(
             '<pre class="job-traceback" style="white-space: pre-wrap">{}</pre>', traceback
+        )
+
+    @admin.display(description="background task")
+    def task_display(self, job: Job) -> SafeString:
+        """The task engine's record of the task that ran it; the Job is what counts."""
+        if job.task_id is None:
+            return format_html("<em>{}</em>", "none (run synchronously, or never queued)")
+        note = (
+            "The task engine's record of its last task. It fails when the job failed; "
+            "where the two disagree, this Job is authoritative."
+        )
+        try:
+            url = reverse("admin:django_tasks_database_dbtaskresult_change", args=[job.task_id])
+        except NoReverseMatch:  # another task engine: no admin page of its own here
+            return format_html('{} <span class="help">{}</span>', job.task_id, note)
+        return format_html(
+            '<a href="{}">{}</a> <span class="help">{}</span>', url, job.task_id, note
+        )
+
+    @admin.display(description="plugin output (stdout and stderr)")
+    def plugin_output_display(self, job: Job) -> SafeString:
+        if not job.plugin_output:
+            return format_html("<em>{}</em>", "none")
+        return format_html(
+            '<pre class="job-plugin-output" style="white-space: pre-wrap">{}</pre>',
+            job.plugin_output,
         )
 
     @admin.action(description="Run selected jobs again", permissions=["rerun"])

@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import IntegrityError, connections, models, transaction
 
+from api.request_id import current_request_id
 from execution import sql
 from execution.audit.digest import payload_sha256
 from execution.audit.events import AuditEvent
@@ -257,6 +258,22 @@ class Job(models.Model):
         db_default=0.0,  # a job inserted by code that predates the fair queue (a rolling deploy)
         help_text="Its place in the fair queue: PENDING jobs start in (rank, created_at) order "
         "(execution/policy/scheduling.py).",
+    )
+    # Logs that name the job (issue 18): the request that submitted it, and what its
+    # plugin printed, for staff.
+    request_id = models.CharField(
+        max_length=64,
+        blank=True,
+        default=current_request_id,
+        editable=False,
+        help_text="The X-Request-ID of the request that submitted it (empty from a shell).",
+    )
+    plugin_output = models.TextField(
+        blank=True,
+        default="",
+        editable=False,
+        help_text="What the plugin wrote to stdout and stderr, last execution, bounded by "
+        "PLUGIN_OUTPUT_MAX_BYTES. For staff only.",
     )
     concurrency_slot = models.PositiveSmallIntegerField(
         null=True,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from django_tasks import TaskContext, task
 
+from execution.job_logs import JobFailed
+from execution.models import JobStatus
 from execution.selectors import JobNotFound
 from execution.services.job_execution_service import JobExecutionService
 
@@ -16,10 +18,15 @@ def run_job_task(context: TaskContext, job_id: str) -> str:
     """Run one job. Enqueued twice or picked up twice, it still runs once (the claim).
 
     The job records this task's id, so that if its worker is lost, lease
-    recovery can have the engine mark this task failed too.
+    recovery can have the engine mark this task failed too. The task ends as its
+    job's run did: FAILED when this run failed the job, else SUCCESSFUL.
     """
+    task_id = str(context.task_result.id)
     try:
-        job = JobExecutionService().run_job(job_id=job_id, task_id=str(context.task_result.id))
+        job = JobExecutionService().run_job(job_id=job_id, task_id=task_id)
     except JobNotFound:
         return "MISSING"
+    if job.status == JobStatus.FAILED and str(job.task_id) == task_id:
+        error = (job.error or {}).get("error") or {}
+        raise JobFailed(f"Job {job.pk} failed: {error.get('type', '-')}")
     return str(job.status)

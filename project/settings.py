@@ -315,9 +315,38 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_REQUEST_BYTES
 # How long an Idempotency-Key names its first request's job (then it may name a new one).
 IDEMPOTENCY_TTL_S = float(os.environ.get("IDEMPOTENCY_TTL_S", str(24 * 3600)))
 
+# --- Logs that name the job (issue 18, docs/operations.md#logs) ---
+# Every line carries the job it is about (execution/job_logs.py). LOG_FORMAT=json
+# writes one JSON object per line (python-json-logger); text is the default.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
+# What a plugin may print per execution before its output is cut (kept on the job).
+PLUGIN_OUTPUT_MAX_BYTES = int(os.environ.get("PLUGIN_OUTPUT_MAX_BYTES", str(64 * 1024)))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"job": {"()": "execution.job_logs.JobContextFilter"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s%(job_context)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(job_id)s %(plugin)s "
+            "%(attempt)s %(outcome)s %(request_id)s %(process)d",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["job"],
+            "formatter": LOG_FORMAT,
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # The task engine's worker adds its own handler unless one is there: use ours.
+    "loggers": {
+        name: {"handlers": ["console"], "level": "INFO", "propagate": False}
+        for name in ("django_tasks", "django_tasks_db")
+    },
 }

@@ -22,6 +22,7 @@ from django.db import (
     transaction,
 )
 
+from execution import job_logs
 from execution.audit.models import AuditEntry
 from execution.clock import database_now
 from execution.metrics import JOB_CANCELLATIONS
@@ -37,6 +38,7 @@ from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_
 from plugins.errors.exceptions import InputValidationError
 from plugins.metrics.recorder import DeferredRecorder
 from plugins.runtime.control import ControlFailed, StopReason
+from plugins.runtime.isolation.output import captured_plugin_output
 from plugins.runtime.tool_runner import ExecutionResult
 
 if TYPE_CHECKING:
@@ -197,6 +199,9 @@ class JobExecutionService:
             job.record_submission()
             if failure is not None:
                 job.mark_failed(dict(failure))
+        if failure is not None:
+            with job_logs.job_log_context(job):
+                job_logs.log_execution_outcome(job)
         return job
 
     @alters_data
@@ -244,13 +249,14 @@ class JobExecutionService:
             lease_s=_lease_s(facts.time_limit_s),
         )
         job.sync_slot = sync_slot
-        if facts.max_concurrency is None:
-            return self._execute_claimed(job, payload, sync=True)
-        try:
-            job.insert(max_concurrency=facts.max_concurrency)
-        except AtConcurrencyCap as exc:
-            raise scheduling.PluginAtCapacity(plugin_name, exc.max_concurrency) from exc
-        return self._execute_claimed(job, payload, sync=True, inserted=True)
+        with job_logs.job_log_context(job):
+            if facts.max_concurrency is None:
+                return self._execute_claimed(job, payload, sync=True)
+            try:
+                job.insert(max_concurrency=facts.max_concurrency)
+            except AtConcurrencyCap as exc:
+                raise scheduling.PluginAtCapacity(plugin_name, exc.max_concurrency) from exc
+            return self._execute_claimed(job, payload, sync=True, inserted=True)
 
     @alters_data
     def run_job(self, *, job_id: uuid.UUID | str, task_id: uuid.UUID | str | None = None) -> Job:
@@ -262,6 +268,10 @@ class JobExecutionService:
         job = Job.objects.load_pending(job_id)
         if job is None:
             return get_job(job_id)
+        with job_logs.job_log_context(job):
+            return self._claim_and_run(job, task_id=task_id)
+
+    def _claim_and_run(self, job: Job, *, task_id: uuid.UUID | str | None) -> Job:
         time_limit_s, max_concurrency = self._plugins.claim_limits(plugin_name=job.plugin_name)
         try:
             claimed = job.claim(
@@ -313,6 +323,11 @@ class JobExecutionService:
         except IllegalJobTransition as exc:
             raise JobAlreadyEnded(job) from exc
         JOB_CANCELLATIONS.labels(status=previous).inc()
+        with job_logs.job_log_context(job):
+            if previous == JobStatus.PENDING:  # it never ran: this is its one line
+                job_logs.log_execution_outcome(job, job_logs.CANCELLED)
+            else:  # its executor stops it, and says so
+                logger.info("Job %s cancel requested by %s", job.pk, who)
         return job
 
     @alters_data
@@ -358,7 +373,7 @@ class JobExecutionService:
         watch = JobWatch(job, on_started=job.insert if insert_now else None)
         # The outcome and the plugin's metrics are committed together: one commit
         # per finished execution instead of two.
-        with DeferredRecorder() as pending_metrics:
+        with DeferredRecorder() as pending_metrics, captured_plugin_output() as printed:
             try:
                 execution = self._plugins.execute(
                     plugin_name=job.plugin_name,
@@ -391,6 +406,7 @@ class JobExecutionService:
                 pending_metrics,
                 elapsed_ms=job.elapsed_so_far_ms(),
                 record=self._record_outcome,
+                plugin_output=printed.text,
             )
             if not outcome.record_until(_lease_deadline(job, sync=sync)):
                 if not sync:
@@ -399,6 +415,7 @@ class JobExecutionService:
                 outcome.pending_metrics = pending_metrics.take()
                 _outcomes_in_waiting.hold(outcome)
                 raise OutcomeNotRecorded(job)
+            outcome.log()
         return job
 
     def _record_outcome(self, outcome: _Outcome) -> None:
@@ -417,6 +434,9 @@ class JobExecutionService:
         else:
             job.mark_failed(dict(execution.error), ran=ran, elapsed_ms=elapsed_ms, counted=counted)
         record_usage(job, result=job.result, elapsed_ms=elapsed_ms)  # policy's budgets
+        if outcome.plugin_output:  # most plugins print nothing: no statement for them
+            Job.objects.filter(pk=job.pk).update(plugin_output=outcome.plugin_output)
+            job.plugin_output = outcome.plugin_output
 
 
 class _Outcome:
@@ -437,10 +457,13 @@ class _Outcome:
         *,
         elapsed_ms: float | None,
         record: Callable[[_Outcome], None],
+        plugin_output: str = "",
     ) -> None:
         self.job, self.execution, self.stopped = job, execution, stopped
+        self.plugin_output = plugin_output
         self.pending_metrics, self.elapsed_ms = pending_metrics, elapsed_ms
         self._record = record
+        self.fields = job_logs.current_job_fields()  # a later thread logs it under the same
         self.lease_holder = job.lease_holder  # ours; the instance may be refreshed later
         self.lease_deadline = _lease_deadline(job, sync=False)
         self.failures = 0
@@ -495,6 +518,17 @@ class _Outcome:
             time.sleep(pause_s)
             pause_s = min(pause_s * 2, OUTCOME_RETRY_MAX_PAUSE_S)
         return True
+
+    def log(self) -> None:
+        """The execution's one outcome line, once recorded (a job others changed has its own)."""
+        if self._changed_by_others:
+            return
+        job = self.job
+        outcome = job_logs.outcome_of(job)
+        if job.status == JobStatus.CANCELLED or outcome == job_logs.HANDED_BACK:
+            job_logs.log_execution_outcome(job, outcome, error=self.execution.error)
+        else:
+            job_logs.log_execution_outcome(job, outcome)
 
     def give_up(self) -> None:
         logger.error(
@@ -584,6 +618,21 @@ class _OutcomesInWaiting:
     def __len__(self) -> int:
         return len(self._waiting)
 
+    @staticmethod
+    def _settle(outcome: _Outcome) -> bool:
+        try:
+            if outcome.try_once():
+                outcome.log()
+                return True
+            if time.monotonic() > outcome.lease_deadline:
+                outcome.give_up()
+                return True
+        except Exception:  # one bad outcome must not stop the others being written
+            logger.exception("Recording the outcome of job %s failed", outcome.job.pk)
+            outcome.give_up()
+            return True
+        return False
+
     def _drain(self) -> None:
         pause_s = OUTCOME_RETRY_FIRST_PAUSE_S
         while True:
@@ -594,16 +643,9 @@ class _OutcomesInWaiting:
                 waiting = list(self._waiting)
             settled = []
             for outcome in waiting:
-                try:
-                    if outcome.try_once():
+                with job_logs.restored_job_log_context(outcome.fields):
+                    if self._settle(outcome):
                         settled.append(outcome)
-                    elif time.monotonic() > outcome.lease_deadline:
-                        outcome.give_up()
-                        settled.append(outcome)
-                except Exception:  # one bad outcome must not stop the others being written
-                    logger.exception("Recording the outcome of job %s failed", outcome.job.pk)
-                    outcome.give_up()
-                    settled.append(outcome)
             with self._lock:
                 self._waiting = [o for o in self._waiting if o not in settled]
             connections.close_all()

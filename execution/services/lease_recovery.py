@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
 
+from execution import job_logs
 from execution.clock import database_clock, database_now
 from execution.metrics import LEASES_RECOVERED
 from execution.models import IllegalJobTransition, Job, alters_data
@@ -85,18 +86,24 @@ class LeaseRecoveryService:
         return recovered
 
     def _recover(self, job: Job, now: datetime) -> None:
-        error = _worker_lost(job)
-        lost_task_id = job.task_id
-        with transaction.atomic():
-            if job.attempt < job.max_attempts:
-                self._jobs.requeue(job=job, error=error, retry=True)
-                outcome = "retried"
-            else:
-                job.mark_lost(dict(error))
-                outcome = "failed"
-            self._fail_lost_task(lost_task_id, now, error["error"]["message"])
-        LEASES_RECOVERED.labels(outcome=outcome).inc()
-        logger.warning("Recovered job %s from a lost worker: %s", job.pk, outcome)
+        with job_logs.job_log_context(job):
+            error = _worker_lost(job)
+            lost_task_id = job.task_id
+            with transaction.atomic():
+                if job.attempt < job.max_attempts:
+                    self._jobs.requeue(job=job, error=error, retry=True)
+                    outcome = "retried"
+                else:
+                    job.mark_lost(dict(error))
+                    outcome = "failed"
+                self._fail_lost_task(lost_task_id, now, error["error"]["message"])
+            LEASES_RECOVERED.labels(outcome=outcome).inc()
+            # The lost run's one line: a warning, with WorkerLost as its error type.
+            job_logs.log_execution_outcome(
+                job,
+                job_logs.RETRIED if outcome == "retried" else job_logs.RECOVERED,
+                error=error,
+            )
 
     def _fail_lost_task(self, task_id: uuid.UUID | None, now: datetime, reason: str) -> None:
         if task_id is not None:

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import plugins.runtime.isolation.channel as channel
+import plugins.runtime.isolation.output as plugin_output
 from plugins.errors.error_envelope import ErrorType, build_error_envelope
 from plugins.errors.exceptions import (
     GovernedExecutionError,
@@ -278,7 +279,11 @@ class ProcessIsolation:
         pool = self._pool(self._spec(plugin, limits))
         with pool.host() as host:
             deadline = time.monotonic() + limits.timeout_s
-            ok, data = host.execute(request, deadline, limits, control)
+            try:
+                ok, data = host.execute(request, deadline, limits, control)
+            finally:
+                if plugin_output.wanted():  # kept also when it crashed or timed out
+                    plugin_output.deliver(host.output(plugin_output.max_bytes()))
             if ok and data:
                 _must_be_json(data)  # a host that lies is not reused
         return _checked(ok, data, limits.max_result_bytes, host.ran)
@@ -440,11 +445,14 @@ class _Host:
         self._dead = False
         self.started_at = time.monotonic()
         self.workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
+        # The host's stdout and stderr: ours to read whatever becomes of the host.
+        self._output = tempfile.TemporaryFile(mode="a+b", buffering=0)  # noqa: SIM115  # lives as long as the host
         self._requests = self._replies = self._lifeline = -1
         try:
             self._start(spec)
         except BaseException:
             self._close_pipes()
+            self._output.close()
             shutil.rmtree(self.workdir, ignore_errors=True)
             raise
 
@@ -463,15 +471,16 @@ class _Host:
             label = "plugin=" + ".".join(spec.plugin)
             self.process = subprocess.Popen(
                 # The plugin's name last: for ps and top, the host ignores it.
-                [sys.executable, "-I", "-B", "-c", _bootstrap(), *map(str, host_ends), label],
+                [sys.executable, "-I", "-B", "-u", "-c", _bootstrap(), *map(str, host_ends), label],
                 pass_fds=host_ends,
                 env=_host_environment(self.workdir),
                 cwd=self.workdir,
                 # Not the server's output: a plugin could forge its log lines, or reach
-                # its terminal. What fails at the start is in the host's ready message.
+                # its terminal. It goes to the job instead (output.py); what fails at
+                # the start is in the host's ready message.
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdout=self._output,
+                stderr=self._output,
                 start_new_session=True,
             )
         finally:
@@ -514,6 +523,7 @@ class _Host:
     ) -> tuple[bool, bytes]:
         """Send one request; return (succeeded, result or error envelope as JSON)."""
         self.executions += 1
+        os.ftruncate(self._output.fileno(), 0)  # appends start again at 0: this run's only
         try:
             channel.send(self._requests, request, deadline)
         except BrokenPipeError:
@@ -574,6 +584,13 @@ class _Host:
         )
         return PluginCrashedError(message, details=describe_exit(exitcode))
 
+    def output(self, limit: int) -> str:
+        """What the last execution printed (and what it started), at most ``limit`` bytes."""
+        try:
+            return plugin_output.read_bounded(self._output.fileno(), limit)
+        except (OSError, ValueError):  # closed: the host was taken down meanwhile
+            return ""
+
     def alive(self) -> bool:
         return not self._dead and self.process.poll() is None
 
@@ -622,6 +639,7 @@ class _Host:
         with contextlib.suppress(Exception):
             self.process.wait(timeout=30)
         remove_tree(self.workdir)
+        self._output.close()
 
     def _config(self, user: tuple[int, int] | None) -> dict[str, Any]:
         spec = self.spec
