@@ -72,14 +72,16 @@ def test_every_unit_reads_the_environment_file_and_runs_from_the_project():
 
 @pytest.fixture
 def production_env(tmp_path) -> dict[str, str]:
-    return subprocess_env(
+    env = subprocess_env(
         **{
             **example_env(),
             "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
             "STATIC_ROOT": str(tmp_path / "static"),
-            "PROMETHEUS_MULTIPROC_DIR": "",
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         }
     )
+    (tmp_path / "metrics").mkdir()
+    return env
 
 
 def test_check_deploy_finds_nothing_in_the_documented_environment(production_env):
