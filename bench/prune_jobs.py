@@ -111,7 +111,8 @@ def main() -> None:
     prune_s, prune_peak = measured(
         lambda: reports.append(prune_jobs(older_than=timedelta(days=30), actor="bench"))
     )
-    assert reports[0].jobs == args.n and not Job.objects.exists(), reports
+    assert reports[0].jobs == args.n, reports
+    assert not Job.objects.exists()
     print(f"prune_jobs: {args.n:,} final jobs with their task records")
     print(f"database: {describe_database()}")
     print(f"{'variant':44} {'seconds':>8} {'jobs/s':>9} {'peak MiB':>9}")

@@ -13,15 +13,15 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.timezone import localtime
 from django.utils.safestring import SafeString
+from django.utils.timezone import localtime
 
 # Registered with the jobs: the audit log, and policy's grants and usage.
 import execution.audit.admin
 import execution.policy.admin  # noqa: F401
+from execution.clock import database_now
 from execution.models import Job, JobStatus
 from execution.policy.enforcement import PolicyRefusal
-from execution.clock import database_now
 from execution.selectors import JobNotFound, hourly_executions, plugin_overview
 from execution.services import AnalysisExecutionService, CancelNotAllowed, JobAlreadyEnded
 from execution.services.analysis_execution_service import CANCEL_ANY_JOB_PERMISSION
@@ -263,7 +263,7 @@ class JobAdmin(admin.ModelAdmin[Job]):
     def overview_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
-        window = OVERVIEW_WINDOWS.get(request.GET.get("window", ""), None)
+        window = OVERVIEW_WINDOWS.get(request.GET.get("window", ""))
         key = request.GET.get("window", "all") if window is not None else "all"
         since = None if window is None else database_now() - window
         context = {

@@ -29,11 +29,14 @@ OVERFLOWING = """
     const style = getComputedStyle(el);
     if (style.overflowX === 'auto' || style.overflowX === 'scroll') continue;
     if (el.scrollWidth > el.clientWidth + 1) {
-      out.push(`${el.tagName.toLowerCase()}.${el.className}: ${el.scrollWidth} > ${el.clientWidth}`);
+      const name = `${el.tagName.toLowerCase()}.${el.className}`;
+      out.push(`${name}: ${el.scrollWidth} > ${el.clientWidth}`);
     }
   }
   const doc = document.documentElement;
-  if (doc.scrollWidth > doc.clientWidth + 1) out.push(`page: ${doc.scrollWidth} > ${doc.clientWidth}`);
+  if (doc.scrollWidth > doc.clientWidth + 1) {
+    out.push(`page: ${doc.scrollWidth} > ${doc.clientWidth}`);
+  }
   return out;
 }
 """
@@ -99,5 +102,7 @@ def test_no_admin_page_of_an_incident_is_clipped(live_server, incident, browser,
     for column in ("error_type_display", "attempt", "created_display", "duration_display"):
         cell = page.locator(f"#result_list td.field-{column}").first
         box, table = cell.bounding_box(), page.locator("#result_list").bounding_box()
-        assert box and table and box["x"] + box["width"] <= table["x"] + table["width"] + 1
+        assert box
+        assert table
+        assert box["x"] + box["width"] <= table["x"] + table["width"] + 1
         assert box["x"] + box["width"] <= width

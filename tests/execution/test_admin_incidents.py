@@ -36,10 +36,11 @@ def listed(admin_client, query: str) -> set[str]:
 
 def test_the_list_shows_the_error_type_and_attempt(admin_client, jobs):
     page = admin_client.get(CHANGELIST).content.decode()
-    assert "column-error_type_display" in page and "column-attempt" in page
-    assert "PluginExecutionError" in page or "PluginCrashed" in page or "Error" in page
+    assert "column-error_type_display" in page
+    assert "column-attempt" in page
     _, failed, _ = jobs
-    assert failed.error_type and failed.error_type in page
+    assert failed.error_type
+    assert failed.error_type in page
 
 
 def test_filters_by_requester_and_attempt(admin_client, jobs, user):
@@ -62,7 +63,8 @@ def test_a_rerun_links_both_ways_and_writes_an_admin_log_entry(
     again = Job.objects.get(requested_by=admin_user)
     assert again.rerun_of_id == ok.pk
     entry = LogEntry.objects.get(user=admin_user, object_id=str(again.pk))
-    assert entry.action_flag == ADDITION and str(ok.pk) in entry.get_change_message()
+    assert entry.action_flag == ADDITION
+    assert str(ok.pk) in entry.get_change_message()
     original = admin_client.get(f"{CHANGELIST}{ok.pk}/change/").content.decode()
     assert f"{CHANGELIST}{again.pk}/change/" in original
     repeat = admin_client.get(f"{CHANGELIST}{again.pk}/change/").content.decode()
@@ -73,11 +75,13 @@ def test_the_overview_takes_a_window(admin_client, jobs):
     ok, _, _ = jobs
     Job.objects.filter(pk=ok.pk).update(created_at=ok.created_at - timedelta(days=3))
     day = admin_client.get(f"{OVERVIEW}?window=day").content.decode()
-    assert 'data-plugin="raising"' in day and 'data-plugin="echo"' not in day
+    assert 'data-plugin="raising"' in day
+    assert 'data-plugin="echo"' not in day
     week = admin_client.get(f"{OVERVIEW}?window=week").content.decode()
     assert 'data-plugin="echo"' in week
     everything = admin_client.get(f"{OVERVIEW}?window=nonsense").content.decode()
-    assert 'data-plugin="echo"' in everything and 'data-window="all"' in everything
+    assert 'data-plugin="echo"' in everything
+    assert 'data-window="all"' in everything
     hour = admin_client.get(f"{OVERVIEW}?window=hour").content.decode()
     assert 'data-plugin="echo"' not in hour
 
@@ -95,6 +99,8 @@ def test_the_overview_charts_each_hour_with_its_failures(admin_client, jobs):
 
 def test_both_metrics_pages_say_what_they_count(admin_client, jobs):
     overview = admin_client.get(OVERVIEW).content.decode()
-    assert 'class="help overview-counts"' in overview and "FAILED" in overview
+    assert 'class="help overview-counts"' in overview
+    assert "FAILED" in overview
     metrics = admin_client.get("/admin/plugins/pluginmetrics/").content.decode()
-    assert 'class="help metrics-counts"' in metrics and "since the audit began" in metrics
+    assert 'class="help metrics-counts"' in metrics
+    assert "since the audit began" in metrics

@@ -1,4 +1,4 @@
-"""Retention: ``manage.py prune_jobs`` deletes or slims old final jobs, and the audit still verifies."""
+"""Retention: ``manage.py prune_jobs`` deletes or slims old final jobs; the audit still verifies."""
 
 from __future__ import annotations
 
@@ -58,7 +58,9 @@ def test_ages_in_days_hours_and_minutes(text, expected):
 def test_a_bad_age_is_refused_with_a_clear_error(db, text):
     with pytest.raises(InvalidAge):
         parse_age(text)
-    with pytest.raises(CommandError, match="--older-than: .*e.g. 30d, 12h or 90m|more than zero"):
+    with pytest.raises(
+        CommandError, match=r"--older-than: .*(e\.g\. 30d, 12h or 90m|more than zero)"
+    ):
         prune(f"--older-than={text}")
 
 
@@ -77,7 +79,8 @@ def test_deletes_only_old_final_jobs_with_their_tasks_and_the_audit_verifies(his
     assert DBTaskResult.objects.filter(pk=task_id).exists()
 
     out = prune("--older-than", "30d", "--batch-size", "2", "--actor", "ops")
-    assert "Deleted 3 job(s) and 1 task record(s)" in out and "2 batch(es)" in out
+    assert "Deleted 3 job(s) and 1 task record(s)" in out
+    assert "2 batch(es)" in out
     remaining = set(Job.objects.values_list("pk", flat=True))
     assert remaining == {history["sync"].pk, history["pending"].pk}
     assert not DBTaskResult.objects.filter(pk=task_id).exists()
@@ -85,8 +88,10 @@ def test_deletes_only_old_final_jobs_with_their_tasks_and_the_audit_verifies(his
 
     summary = AuditEntry.objects.get(event=AuditEvent.JOB_PRUNED, job_id=None)
     assert summary.actor == "ops"
-    assert summary.details["jobs"] == 3 and summary.details["retention"] == "deleted"
-    assert summary.details["older_than_s"] == 30 * 86400 and summary.details["cutoff"]
+    assert summary.details["jobs"] == 3
+    assert summary.details["retention"] == "deleted"
+    assert summary.details["older_than_s"] == 30 * 86400
+    assert summary.details["cutoff"]
     # The deleted jobs' own entries stay, each with its job.pruned.
     assert AuditEntry.objects.filter(job_id=ok.pk, event=AuditEvent.JOB_SUBMITTED).exists()
     assert AuditEntry.objects.filter(job_id=ok.pk, event=AuditEvent.JOB_PRUNED).count() == 1
@@ -102,7 +107,9 @@ def test_keep_audit_drops_input_and_result_but_keeps_the_outcome(history):
     assert "Slimmed 3 job(s)" in out
     assert Job.objects.count() == 5
     ok = Job.objects.get(pk=history["ok"].pk)
-    assert ok.input_payload == {} and ok.result is None and ok.status == JobStatus.SUCCESS
+    assert ok.input_payload == {}
+    assert ok.result is None
+    assert ok.status == JobStatus.SUCCESS
     kept_failed = Job.objects.get(pk=failed.pk)
     assert kept_failed.status == JobStatus.FAILED
     assert kept_failed.error["error"]["type"] == "PluginExecutionError"
