@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any, cast
 
 from django.contrib import admin, messages
@@ -11,19 +12,28 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.timezone import localtime
 
 # Registered with the jobs: the audit log, and policy's grants and usage.
 import execution.audit.admin
 import execution.policy.admin  # noqa: F401
+from execution.clock import database_now
 from execution.models import Job, JobStatus
 from execution.policy.enforcement import PolicyRefusal
-from execution.selectors import JobNotFound, plugin_overview
+from execution.selectors import JobNotFound, hourly_executions, plugin_overview
 from execution.services import AnalysisExecutionService, CancelNotAllowed, JobAlreadyEnded
 from execution.services.analysis_execution_service import CANCEL_ANY_JOB_PERMISSION
 from plugins.errors.error_envelope import JOB_ERROR_TYPES
 from plugins.errors.exceptions import GovernedExecutionError
+
+# The overview's time windows (?window=...); anything else shows all time.
+OVERVIEW_WINDOWS: dict[str, timedelta] = {
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+    "week": timedelta(weeks=1),
+}
 
 STATUS_COLOURS: dict[str, str] = {
     JobStatus.PENDING: "#6c757d",
@@ -53,6 +63,11 @@ def _staff(request: HttpRequest) -> User:
     return cast(User, request.user)
 
 
+def _job_link(job_id: Any) -> SafeString:
+    url = reverse("admin:execution_job_change", args=[job_id])
+    return format_html('<a href="{}">{}</a>', url, str(job_id)[:8])
+
+
 def _pretty_json(value: Any) -> SafeString:
     if value is None:
         return format_html("<em>{}</em>", "none")
@@ -64,14 +79,22 @@ def _pretty_json(value: Any) -> SafeString:
 class JobAdmin(admin.ModelAdmin[Job]):
     list_display = [
         "short_id_display",
-        "plugin_name",
-        "plugin_version",
+        "plugin_display",
         "status_display",
+        "error_type_display",
         "requested_by",
-        "created_at",
+        "attempt",
+        "created_display",
         "duration_display",
     ]
-    list_filter = ["status", ErrorTypeFilter, "plugin_name", "created_at"]
+    list_filter = [
+        "status",
+        ErrorTypeFilter,
+        "plugin_name",
+        ("requested_by", admin.RelatedOnlyFieldListFilter),
+        "attempt",
+        "created_at",
+    ]
     date_hierarchy = "created_at"
     search_fields = ["id", "plugin_name", "error__error__type"]
     list_select_related = ["requested_by"]
@@ -82,6 +105,8 @@ class JobAdmin(admin.ModelAdmin[Job]):
         "plugin_version",
         "status_display",
         "requested_by",
+        "rerun_of_display",
+        "reruns_display",
         "created_at",
         "started_at",
         "finished_at",
@@ -96,7 +121,7 @@ class JobAdmin(admin.ModelAdmin[Job]):
         "result_display",
         "error_display",
         "traceback_display",
-        # Logs that name the job (issue 18).
+        # What the logs and the task engine know of the job.
         "request_id",
         "task_display",
         "plugin_output_display",
@@ -116,6 +141,32 @@ class JobAdmin(admin.ModelAdmin[Job]):
             STATUS_COLOURS.get(job.status, "#6c757d"),
             job.status,
         )
+
+    @admin.display(description="plugin", ordering="plugin_name")
+    def plugin_display(self, job: Job) -> str:
+        # One column for name and version: the list must fit at 1280 px beside the filters.
+        return f"{job.plugin_name} {job.plugin_version}".strip()
+
+    @admin.display(description="created", ordering="created_at")
+    def created_display(self, job: Job) -> str:
+        return localtime(job.created_at).strftime("%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="error type", ordering="error__error__type")
+    def error_type_display(self, job: Job) -> str:
+        return job.error_type or "-"
+
+    @admin.display(description="re-run of")
+    def rerun_of_display(self, job: Job) -> SafeString | str:
+        if job.rerun_of_id is None:
+            return "-"
+        return _job_link(job.rerun_of_id)
+
+    @admin.display(description="re-run as")
+    def reruns_display(self, job: Job) -> SafeString | str:
+        again = list(job.reruns.order_by("created_at").values_list("pk", flat=True))
+        if not again:
+            return "-"
+        return format_html_join(", ", "{}", ((_job_link(pk),) for pk in again))
 
     @admin.display(description="duration", ordering="elapsed_ms")
     def duration_display(self, job: Job) -> str:
@@ -178,10 +229,12 @@ class JobAdmin(admin.ModelAdmin[Job]):
         submitted, refused = 0, []
         for job in queryset:
             try:
-                service.rerun(job=job, user=_staff(request))
+                again = service.rerun(job=job, user=_staff(request))
                 submitted += 1
             except (GovernedExecutionError, PolicyRefusal) as exc:
                 refused.append(f"{job.short_id}: {exc.message}")
+                continue
+            self.log_addition(request, again, f"Re-run of job {job.pk}")
         if submitted:
             self.message_user(request, f"{submitted} job(s) submitted again.", messages.SUCCESS)
         for reason in refused:
@@ -240,11 +293,21 @@ class JobAdmin(admin.ModelAdmin[Job]):
     def overview_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
-        rows = plugin_overview()
+        window = OVERVIEW_WINDOWS.get(request.GET.get("window", ""))
+        key = request.GET.get("window", "all") if window is not None else "all"
+        since = None if window is None else database_now() - window
         context = {
             **self.admin_site.each_context(request),
             "title": "Execution overview",
             "opts": self.model._meta,
-            "rows": rows,
+            "rows": plugin_overview(since=since),
+            "hours": hourly_executions(since=since),
+            "window": key,
+            "windows": [
+                ("hour", "Last hour"),
+                ("day", "Last day"),
+                ("week", "Last week"),
+                ("all", "All"),
+            ],
         }
         return TemplateResponse(request, "admin/execution/job/overview.html", context)

@@ -6,10 +6,12 @@ Writes live in the services and the model's state machine; everything here only 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db.models import Avg, Count, Q
+from django.db.models.functions import TruncHour
 
 from execution.models import Job, JobQuerySet, JobStatus
 
@@ -47,10 +49,14 @@ def get_job(job_id: uuid.UUID | str, *, user: Any = None) -> Job:
         raise JobNotFound(f"No job {job_id}") from exc
 
 
-def plugin_overview() -> list[dict[str, Any]]:
-    """Per plugin: executions, failures, mean time, and each as a share of the largest."""
+def plugin_overview(since: datetime | None = None) -> list[dict[str, Any]]:
+    """Per plugin: executions, failures, mean time, and each as a share of the largest.
+
+    ``since``: only jobs created from then on (None: all time).
+    """
+    jobs = Job.objects.all() if since is None else Job.objects.filter(created_at__gte=since)
     rows = list(
-        Job.objects.values("plugin_name")
+        jobs.values("plugin_name")
         .annotate(
             executions=Count("id"),
             failed=Count("id", filter=Q(status=JobStatus.FAILED)),
@@ -66,3 +72,42 @@ def plugin_overview() -> list[dict[str, Any]]:
         row["error_pct"] = 100 * row["error_rate"]
         row["average_pct"] = 100 * (row["average_ms"] or 0) / slowest if slowest else 0
     return rows
+
+
+CHART_MAX_HOURS = 168
+
+
+def hourly_executions(since: datetime | None = None) -> list[dict[str, Any]]:
+    """Jobs created per hour, and how many of them failed, with each as a share of the busiest.
+
+    Gapless from the first hour to the last; at most the last CHART_MAX_HOURS hours.
+    """
+    jobs = Job.objects.all() if since is None else Job.objects.filter(created_at__gte=since)
+    counted = {
+        row["hour"]: row
+        for row in jobs.annotate(hour=TruncHour("created_at"))
+        .values("hour")
+        .annotate(executions=Count("id"), failed=Count("id", filter=Q(status=JobStatus.FAILED)))
+        .order_by("hour")
+    }
+    if not counted:
+        return []
+    last = max(counted)
+    first = max(min(counted), last - timedelta(hours=CHART_MAX_HOURS - 1))
+    busiest = max(row["executions"] for row in counted.values())
+    hours = []
+    hour = first
+    while hour <= last:
+        row = counted.get(hour, {"executions": 0, "failed": 0})
+        hours.append(
+            {
+                "hour": hour,
+                "executions": row["executions"],
+                "failed": row["failed"],
+                "executions_pct": 100 * row["executions"] / busiest,
+                "failed_pct": 100 * row["failed"] / busiest,
+                "ok_pct": 100 * (row["executions"] - row["failed"]) / busiest,
+            }
+        )
+        hour += timedelta(hours=1)
+    return hours

@@ -463,7 +463,7 @@ class _RecordCheck:
                 entry_id=submitted[1][2],
             )
         else:
-            self.check_submitted(job, submitted[0])
+            self.check_submitted(job, submitted[0], _slimmed_entry(entries))
         versions = [e[6] for e in entries if e[6]]
         if versions and versions[-1] != plugin_version:
             self.problem(
@@ -499,7 +499,9 @@ class _RecordCheck:
                 **where,
             )
 
-    def check_submitted(self, job: Sequence[Any], entry: Sequence[Any]) -> None:
+    def check_submitted(
+        self, job: Sequence[Any], entry: Sequence[Any], slimmed: Sequence[Any] | None = None
+    ) -> None:
         job_id, _, requester, plugin_name, _, payload, _, _ = job
         where = {"job_id": job_id, "seq": entry[1], "entry_id": entry[2]}
         if entry[4] != requester:
@@ -516,7 +518,17 @@ class _RecordCheck:
                 f"Job {job_id} says plugin {plugin_name!r}, but {entry[5]!r} was submitted: edited",
                 **where,
             )
-        if entry[7] != payload_sha256(payload):
+        if slimmed is not None:
+            # Retention dropped the input: what remains must be what its entry recorded.
+            if slimmed[7] != payload_sha256(payload):
+                self.problem(
+                    f"Job {job_id}'s input is not the one retention left (entry id "
+                    f"{slimmed[2]}): edited",
+                    job_id=job_id,
+                    seq=slimmed[1],
+                    entry_id=slimmed[2],
+                )
+        elif entry[7] != payload_sha256(payload):
             self.problem(f"Job {job_id}'s input is not the one that was submitted: edited", **where)
 
     def check_deleted_users(self) -> None:
@@ -570,6 +582,16 @@ class _RecordCheck:
         for name, want in expected.items():
             if name not in seen and (want["success"] or want["error"]):
                 self.problem(f"Plugin {name!r}'s metrics row is missing: deleted")
+
+
+def _slimmed_entry(entries: list[Sequence[Any]]) -> Sequence[Any] | None:
+    """The last ``job.pruned`` entry of a job that retention kept (input and result dropped)."""
+    kept = [
+        e
+        for e in entries
+        if e[3] == AuditEvent.JOB_PRUNED and isinstance(e[10], dict) and e[10].get("kept")
+    ]
+    return kept[-1] if kept else None
 
 
 def _error_type(error: Any) -> str:

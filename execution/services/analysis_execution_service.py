@@ -238,6 +238,8 @@ class AnalysisExecutionService:
                 plugin_fingerprint=job.plugin_fingerprint,
                 details={"rerun_as": str(again.pk)},
             )
+            Job.objects.filter(pk=again.pk).update(rerun_of=job)
+            again.rerun_of = job
         return again
 
     @alters_data

@@ -45,3 +45,10 @@ class TaskEngine(abc.ABC):
         engine no longer knows it. A task still queued, or taken since
         ``stale_before``, is live.
         """
+
+    @abc.abstractmethod
+    def prune_tasks(self, task_ids: list[uuid.UUID]) -> int:
+        """Delete the engine's records of these tasks (their jobs are being pruned); how many.
+
+        Called inside the transaction that deletes the jobs, one batch at a time.
+        """

@@ -40,3 +40,9 @@ class DjangoTasksDbEngine(TaskEngine):
             | models.Q(status=TaskResultStatus.RUNNING, started_at__gte=stale_before)
         )
         return jobs.exclude(models.Exists(live))
+
+    def prune_tasks(self, task_ids: list[uuid.UUID]) -> int:
+        if not task_ids:
+            return 0
+        deleted, _ = DBTaskResult.objects.filter(pk__in=task_ids).delete()
+        return deleted
