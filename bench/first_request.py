@@ -70,7 +70,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def one_restart(env: dict[str, str], token: str, payload: dict[str, Any], settle_s: float):
+def one_restart(
+    env: dict[str, str], token: str, payload: dict[str, Any], settle_s: float
+) -> tuple[float, float]:
     """(sync seconds, worker seconds) of the first runs after starting both processes."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -131,10 +133,10 @@ def main() -> None:
             runs["worker"].append(worker_s)
     print(f"{describe_database()}; {args.restarts} restarts, {args.settle:g} s after health")
     for kind in ("sync", "worker"):
-        warm, cold = results["1"][kind], results["0"][kind]
-        print(f"{kind:7} warm start on  {summary(warm)}")
-        print(f"{kind:7} warm start off {summary(cold)}")
-        print(f"{kind:7} ratio on/off   {statistics.median(warm) / statistics.median(cold):.2f}x")
+        on, off = results["1"][kind], results["0"][kind]
+        print(f"{kind:7} warm start on  {summary(on)}")
+        print(f"{kind:7} warm start off {summary(off)}")
+        print(f"{kind:7} ratio on/off   {statistics.median(on) / statistics.median(off):.2f}x")
 
 
 if __name__ == "__main__":

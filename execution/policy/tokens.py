@@ -6,12 +6,14 @@ import hashlib
 import re
 import secrets
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
 from execution.policy.token_models import ApiToken
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 PREFIX_LENGTH = 8
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -38,7 +40,7 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
 
 
-def create_token(*, user: AbstractBaseUser, expires_in: timedelta | None = None) -> NewToken:
+def create_token(*, user: User, expires_in: timedelta | None = None) -> NewToken:
     """Make a token for ``user``; ``expires_in`` None: it lasts until revoked."""
     key = secrets.token_hex(20)
     expires_at = timezone.now() + expires_in if expires_in is not None else None
@@ -48,7 +50,7 @@ def create_token(*, user: AbstractBaseUser, expires_in: timedelta | None = None)
     return NewToken(token=token, key=key)
 
 
-def revoke_tokens(*, user: AbstractBaseUser) -> int:
+def revoke_tokens(*, user: User) -> int:
     """Revoke every live token of ``user`` (one UPDATE); returns how many were revoked."""
     return ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(
         revoked_at=timezone.now()

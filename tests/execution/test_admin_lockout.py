@@ -1,7 +1,7 @@
 """The admin login locks out after repeated failures (django-axes), then lets in again."""
 
 import pytest
-from axes.models import AccessAttempt
+from axes.models import AccessAttempt  # type: ignore[import-untyped]  # no py.typed
 from django.test import Client
 
 LOGIN = "/admin/login/?next=/admin/"

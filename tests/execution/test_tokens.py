@@ -2,6 +2,7 @@
 
 import importlib
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.apps import apps
@@ -16,15 +17,15 @@ from execution.policy.tokens import create_token, parse_duration, token_digest
 migration = importlib.import_module("execution.migrations.0011_api_tokens")
 
 
-def get_plugins(key: str) -> object:
+def get_plugins(key: str) -> Any:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client.get("/v1/plugins")
 
 
-def assert_refused(response: object, message: str) -> None:
-    assert response.status_code == 401  # type: ignore[attr-defined]
-    error = response.json()["detail"]  # type: ignore[attr-defined]
+def assert_refused(response: Any, message: str) -> None:
+    assert response.status_code == 401
+    error = response.json()["detail"]
     assert error["type"] == "AuthenticationFailed"
     assert error["message"] == message
 
