@@ -314,3 +314,4 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_CLIENT_IP_CALLABLE = "execution.policy.throttling.client_address"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "execution/admin_lockout.html"
+AXES_VERBOSE = False  # no banner at every process start; failures and lockouts still log
