@@ -90,6 +90,6 @@ def bench_user(username: str = "bench") -> Any:
 
 
 def api_token() -> str:
-    from rest_framework.authtoken.models import Token
+    from execution.policy.tokens import create_token
 
-    return str(Token.objects.get_or_create(user=bench_user())[0].key)
+    return create_token(user=bench_user()).key

@@ -50,6 +50,7 @@ from execution.clock import database_now, from_db_datetime, greatest_sql, now_sq
 from execution.policy.idempotency_models import IdempotencyKey
 from execution.policy.models import PluginGrant, PolicyUsage
 from execution.policy.throttle_models import ThrottleBucket
+from execution.policy.token_models import ApiToken
 from plugins.runtime.provenance import RanCode
 
 Method = TypeVar("Method", bound=Callable[..., Any])
@@ -828,6 +829,7 @@ class ProcessHeartbeat(models.Model):
 
 
 __all__ = [
+    "ApiToken",
     "AtConcurrencyCap",
     "AuditChain",
     "AuditEntry",

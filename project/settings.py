@@ -7,6 +7,7 @@ docs/configuration.md (deploy/governed.env.example has the production set).
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -61,7 +62,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "django_tasks_db",
     "plugins",
     "governance_scanner",
+    "axes",  # admin login lockout, below
 ]
 
 MIDDLEWARE = [
@@ -85,6 +86,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -350,3 +353,20 @@ LOGGING = {
         for name in ("django_tasks", "django_tasks_db")
     },
 }
+
+# Admin login lockout (docs/configuration.md, "Admin login lockout"): django-axes records
+# failed logins in the database (shared by every process) and refuses a username from an
+# address after ADMIN_LOGIN_FAILURE_LIMIT failures in a row, even with the right password,
+# until ADMIN_LOGIN_COOLOFF_S have passed since the last failure. The address is the one
+# the API's throttles use (API_NUM_PROXIES honoured), so behind nginx it is the client's.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("ADMIN_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(seconds=float(os.environ.get("ADMIN_LOGIN_COOLOFF_S", "900")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "execution.policy.throttling.client_address"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "execution/admin_lockout.html"
+AXES_VERBOSE = False  # no banner at every process start; failures and lockouts still log

@@ -6,9 +6,9 @@ from urllib.parse import quote
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from execution.policy.tokens import create_token
 from plugins.registry import PluginRegistry, reset_registry
 from plugins.runtime.limits import ExecutionLimits
 from plugins.runtime.tool_runner import ToolRunner
@@ -62,7 +62,7 @@ def staff_user(db):
 @pytest.fixture
 def api_client(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(user=user).key}")
     return client
 
 

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
-from rest_framework.authtoken.models import Token
+
+from execution.policy.token_models import ApiToken
+from execution.policy.tokens import token_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,16 +74,21 @@ def test_seed_local_admin_creates_a_superuser_and_a_token(settings, capsys):
     call_command("seed_local_admin")
     first = capsys.readouterr().out
     user = get_user_model().objects.get(username="admin")
-    token = Token.objects.get(user=user)
+    (token,) = ApiToken.objects.filter(user=user)
+    first_key = first.split("Authorization: Token ")[1].split()[0]
+    assert token.digest == token_digest(first_key)  # only the digest is kept
+    assert first_key not in str(list(ApiToken.objects.values()))
     assert user.is_superuser
     assert user.is_staff
-    assert f"Token {token.key}" in first
     password = first.split("password '")[1].split("'")[0]
     assert user.check_password(password)
     call_command("seed_local_admin", base_url="http://127.0.0.1:8123")
     second = capsys.readouterr().out
     assert "refreshed" in second
-    assert f"Token {token.key}" in second  # the token survives a restart
+    second_key = second.split("Authorization: Token ")[1].split()[0]
+    assert second_key != first_key  # the first cannot be shown again: a new one is made
+    assert "a new token each run" in second
+    assert ApiToken.objects.filter(user=user).count() == 2
     assert "http://127.0.0.1:8123/admin/" in second  # where make run serves it
     assert "http://127.0.0.1:8000" not in second
 

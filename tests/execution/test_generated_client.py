@@ -16,9 +16,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from execution.models import Job, JobStatus
+from execution.policy.tokens import create_token
 from tests.conftest import ROOT
 
 PACKAGE = "governed_api_client"
@@ -87,7 +87,7 @@ def test_a_generated_client_executes_text_stats_and_reads_the_job_back(
     models = module("models")
     execute = module("api.v1.v1_analyze_execution_create")
     retrieve = module("api.v1.v1_jobs_retrieve")
-    token = Token.objects.create(user=user).key
+    token = create_token(user=user).key
     api = module("client").AuthenticatedClient(
         base_url=live_server.url, token=token, prefix="Token", raise_on_unexpected_status=True
     )
@@ -133,7 +133,7 @@ def test_a_generated_client_reads_a_refusal_as_a_typed_validation_error(
 ):
     models = module("models")
     execute = module("api.v1.v1_analyze_execution_create")
-    token = Token.objects.create(user=user).key
+    token = create_token(user=user).key
     api = module("client").AuthenticatedClient(
         base_url=live_server.url, token=token, prefix="Token", raise_on_unexpected_status=True
     )

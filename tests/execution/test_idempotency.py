@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from execution.audit.models import AuditEntry
 from execution.clock import database_now
 from execution.models import IdempotencyKey, Job, JobStatus
 from execution.policy import idempotency
+from execution.policy.tokens import create_token
 from plugins.models import PluginMetrics
 from tests.statements import statements
 
@@ -34,7 +34,7 @@ def post(client: APIClient, url: str, body: Any, key: str | None = None) -> Any:
 
 def client_for(user: Any) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(user=user).key}")
     return client
 
 

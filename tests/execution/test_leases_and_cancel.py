@@ -11,11 +11,11 @@ from django.db import connection
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 from prometheus_client import REGISTRY
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from execution.clock import database_now
 from execution.models import Job, JobStatus
+from execution.policy.tokens import create_token
 from execution.services import JobExecutionService
 from execution.services.lease_recovery import LeaseRecoveryService
 from execution.tasks import run_job_task
@@ -254,7 +254,7 @@ def test_only_the_owner_or_a_user_allowed_to_change_jobs_may_cancel(api_client, 
     assert (response.status_code, response.json()["detail"]["type"]) == (403, "PermissionDenied")
     assert Job.objects.get(pk=job.pk).status == JobStatus.PENDING
     staff = APIClient()
-    staff.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=staff_user).key}")
+    staff.credentials(HTTP_AUTHORIZATION=f"Token {create_token(user=staff_user).key}")
     assert cancel(staff, job.pk).status_code == 200
     assert APIClient().post(f"/v1/jobs/{job.pk}/cancel").status_code == 401
 

@@ -7,13 +7,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from execution.audit.events import AuditEvent
 from execution.audit.models import AuditEntry
 from execution.models import Job, JobStatus
 from execution.policy.models import PluginGrant
+from execution.policy.tokens import create_token
 from execution.services import AnalysisExecutionService
 from execution.services.job_execution_service import JobExecutionService
 from plugins.metrics.instruments import POLICY_DECISIONS
@@ -30,7 +30,7 @@ def _restricted(settings):
 
 def client_for(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(user=user).key}")
     return client
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 
 from execution.clock import database_now
 from execution.models import Job, JobStatus
 from execution.policy.models import PluginGrant, PolicyUsage
+from execution.policy.tokens import create_token
 from tests.faults.conftest import Server, process_gone, processes, wait_until
 
 __all__ = ["processes"]  # the fixture, imported to be used here
@@ -29,7 +29,7 @@ def user_with_token(name: str, *plugins: str) -> tuple[Any, str]:
     user = get_user_model().objects.create_user(name, password=f"pw-{name}-12345")
     for plugin in plugins:
         PluginGrant.objects.create(plugin_name=plugin, user=user)
-    return user, Token.objects.create(user=user).key
+    return user, create_token(user=user).key
 
 
 def as_user(server: Server, token: str) -> Server:

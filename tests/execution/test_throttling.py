@@ -15,7 +15,6 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from prometheus_client import REGISTRY
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from execution.audit.events import AuditEvent
@@ -30,6 +29,8 @@ from execution.policy.throttling import (
     delete_stale_buckets,
     sweeper,
 )
+from execution.policy.token_models import ApiToken
+from execution.policy.tokens import create_token
 from plugins.metrics.instruments import UNKNOWN_PLUGIN_LABEL
 from tests.statements import statements
 
@@ -71,7 +72,7 @@ def rates(settings):
 
 def client_of(user: Any, address: str = "127.0.0.1") -> APIClient:
     client = APIClient(REMOTE_ADDR=address)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(user=user).key}")
     return client
 
 
@@ -145,7 +146,7 @@ def test_both_rates_together_and_a_refusal_spends_neither(db, user, clock, rates
         assert submit(client).status_code == 429
     clock.advance(660)
     assert submit(client).status_code == 202
-    assert Token.objects.count() == 1  # one client throughout
+    assert ApiToken.objects.count() == 1  # one client throughout
 
 
 def test_another_user_is_not_affected(db, user, other, clock, rates):

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 
+from execution.policy.tokens import create_token
 from plugins.runtime.isolation.process import ProcessIsolation
 from tests.conftest import ROOT, subprocess_env
 from tests.plugin_hosts import group_members, plugin_hosts
@@ -334,7 +334,7 @@ def processes(transactional_db, tmp_path) -> Iterator[Processes]:
 @pytest.fixture
 def token(db) -> str:
     user = get_user_model().objects.create_user("fault", password="pw-fault-123")
-    return Token.objects.create(user=user).key
+    return create_token(user=user).key
 
 
 @pytest.fixture

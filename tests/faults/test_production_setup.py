@@ -29,10 +29,10 @@ from typing import Any
 import django.contrib.admin
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 
 from execution.audit.models import AuditEntry
 from execution.models import Job, JobStatus
+from execution.policy.tokens import create_token
 from tests.conftest import ROOT
 from tests.faults.conftest import Processes, Server, asleep, free_port, wait_until
 from tests.plugin_hosts import plugin_hosts
@@ -197,7 +197,7 @@ def hosts_ready(gunicorn: int) -> bool:
 
 def user_token(username: str) -> str:
     user = get_user_model().objects.create_user(username, password=f"pw-{username}-123")
-    return Token.objects.create(user=user).key
+    return create_token(user=user).key
 
 
 def timed(call: Any) -> tuple[float, Any]:

@@ -184,8 +184,8 @@ def test_a_full_disk_refuses_outcomes_until_it_is_freed_and_health_says_so(proce
             "shell",
             "-c",
             "from django.contrib.auth.models import User; "
-            "from rest_framework.authtoken.models import Token; "
-            "print(Token.objects.create(user=User.objects.create_user('disk')).key)",
+            "from execution.policy.tokens import create_token; "
+            "print(create_token(user=User.objects.create_user('disk')).key)",
         ],
         env,
     ).split()[-1]  # the shell prints its imports first

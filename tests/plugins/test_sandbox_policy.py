@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from execution.policy.tokens import create_token
 from plugins.errors.error_envelope import ErrorType
 from plugins.registry import PluginRegistry
 from plugins.runtime.isolation.process import ProcessIsolation, SandboxSettings
@@ -136,7 +136,7 @@ def test_the_plugins_api_shows_what_a_plugin_may_do(settings, admin_user):
 
     get_registry().register(sandbox_plugins.NetworkedPlugin, source="tests")
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin_user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(user=admin_user).key}")
     plugins = {p["name"]: p for p in client.get("/v1/plugins").json()}
     assert plugins["networked"]["limits"]["network"] is False  # asked for, not allowed
     assert plugins["text_stats"]["limits"]["read_paths"] == []
@@ -146,7 +146,7 @@ def test_staff_see_the_confinement_in_health_and_others_do_not(admin_user):
     anonymous = APIClient().get("/v1/health").json()
     assert "sandbox" not in anonymous["checks"]
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin_user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(user=admin_user).key}")
     sandbox = client.get("/v1/health").json()["checks"]["sandbox"]
     assert sandbox == SandboxSettings().describe()
     assert sandbox["confined"] is True

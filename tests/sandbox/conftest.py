@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
 from execution.models import Job, JobStatus
+from execution.policy.tokens import create_token
 from plugins.contract import Plugin
 from plugins.registry import PluginRegistry
 from plugins.runtime.isolation.process import ProcessIsolation, SandboxSettings
@@ -130,7 +130,7 @@ def stack(transactional_db, tmp_path) -> Iterator[Stack]:
     try:
         # One gunicorn worker: the hosts a test finds are the ones its requests used.
         server = processes.server(workers=1)
-        server.token = Token.objects.create(user=user).key
+        server.token = create_token(user=user).key
         yield Stack(processes, server, processes.worker(), env["DATABASE_URL"])
     finally:
         processes.stop_all()

@@ -109,7 +109,7 @@ def _orm_tokens() -> list[str]:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT key FROM authtoken_token")
+        cursor.execute("SELECT digest FROM execution_apitoken")
         return [str(row[0]) for row in cursor.fetchall()]
 
 
@@ -182,7 +182,7 @@ def _postgres(url: str) -> str:
     import psycopg
 
     with psycopg.connect(url, connect_timeout=2) as connection:
-        return str(connection.execute("SELECT count(*) FROM authtoken_token").fetchone())
+        return str(connection.execute("SELECT count(*) FROM execution_apitoken").fetchone())
 
 
 def _tcp(host: str, port: int) -> str:
@@ -203,7 +203,7 @@ class DatabasePlugin(HostilePlugin):
         if not database:
             return Findings(attempts=attempts)
         attempts.update(
-            read_tokens=attempt(lambda: _sqlite(database, "SELECT key FROM authtoken_token")),
+            read_tokens=attempt(lambda: _sqlite(database, "SELECT digest FROM execution_apitoken")),
             read_only_uri=attempt(
                 lambda: _sqlite(f"file:{database}?mode=ro", "SELECT 1", uri=True)
             ),

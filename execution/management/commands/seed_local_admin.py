@@ -1,4 +1,7 @@
-"""Create (or refresh) a local superuser and API token, and print both.
+"""Create (or refresh) a local superuser and a new API token, and print both.
+
+Tokens are stored as digests, so an earlier run's token cannot be shown again:
+each run makes a new one (earlier ones keep working until revoked).
 
 Meant for ``make run`` on a developer machine: it refuses to run with DEBUG off
 unless ``--force`` is given, so it cannot reset a production password by accident.
@@ -12,7 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from rest_framework.authtoken.models import Token
+
+from execution.policy.tokens import create_token
 
 
 class Command(BaseCommand):
@@ -35,16 +39,16 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = user.is_active = True
         user.set_password(password)
         user.save()
-        token, _ = Token.objects.get_or_create(user=user)
+        key = create_token(user=user).key
         self.stdout.write(
             "\n".join(
                 [
                     "",
                     f"  Local admin {'created' if created else 'refreshed'}:",
                     f"    admin:    {base_url}/admin/  user {username!r}  password {password!r}",
-                    f"    API:      Authorization: Token {token.key}",
-                    f"    try:      curl -H 'Authorization: Token {token.key}' "
-                    f"{base_url}/v1/plugins",
+                    f"    API:      Authorization: Token {key}",
+                    f"    try:      curl -H 'Authorization: Token {key}' {base_url}/v1/plugins",
+                    "    (a new token each run, shown only now: it is stored hashed)",
                     "",
                 ]
             )
