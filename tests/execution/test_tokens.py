@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from execution.policy.token_models import ApiToken
 from execution.policy.tokens import create_token, parse_duration, token_digest
 
-migration = importlib.import_module("execution.migrations.0011_api_tokens")
+migration = importlib.import_module("execution.migrations.0013_api_tokens")
 
 
 def get_plugins(key: str) -> Any:
