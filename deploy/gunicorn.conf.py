@@ -65,3 +65,13 @@ def post_worker_init(worker: Any) -> None:
     from plugins.runtime.tool_runner import warm_up_once
 
     warm_up_once()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Forget the exited worker's live gauges; its counters stay in the totals."""
+    import os
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

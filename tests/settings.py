@@ -18,7 +18,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 # The sources, not collectstatic's hashed copies: tests render the admin without it
-# (tests/browser/test_production_static.py runs collectstatic and the manifest).
+# (tests/faults/test_production_static.py runs collectstatic and the manifest).
 STORAGES = {
     **STORAGES,  # noqa: F405
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

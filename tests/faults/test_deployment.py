@@ -66,8 +66,10 @@ def test_every_unit_reads_the_environment_file_and_runs_from_the_project():
         if unit.suffix != ".service":
             continue
         assert "EnvironmentFile=/etc/governed/governed.env" in text, unit.name
-        for command in re.findall(r"^Exec\w+=(\S+)", text, re.MULTILINE):
+        for command, arguments in re.findall(r"^Exec\w+=(\S+) ?(.*)$", text, re.MULTILINE):
             assert command.startswith(("/srv/governed/.venv/bin/", "/bin/")), (unit.name, command)
+            for script in re.findall(r"\S+\.py\b", arguments):  # relative to WorkingDirectory
+                assert (ROOT / script).is_file(), (unit.name, script)
 
 
 @pytest.fixture
@@ -136,3 +138,63 @@ def test_without_a_secret_key_every_entry_point_stops_with_one_line(production_e
     assert "Traceback" not in completed.stderr, completed.stderr
     if command[1] == "manage.py":
         assert completed.stderr.strip() == NO_SECRET_KEY
+
+
+LIVE_GAUGE_AND_COUNTER = """
+from prometheus_client import Counter, Gauge
+Gauge("in_flight", "runs", multiprocess_mode="livesum").inc()
+Counter("runs", "runs").inc()
+"""
+
+
+def test_the_live_gauges_of_exited_processes_are_forgotten_and_counters_kept(tmp_path):
+    """deploy/prometheus_multiproc.py, run when a db_worker stops (mark_process_dead)."""
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = subprocess_env(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    exited = subprocess.run(
+        [sys.executable, "-c", LIVE_GAUGE_AND_COUNTER], env=env, check=True, timeout=60
+    )
+    assert exited.returncode == 0
+    running = subprocess.Popen(
+        [sys.executable, "-c", LIVE_GAUGE_AND_COUNTER + "print('ready', flush=True); input()"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert running.stdout is not None
+        assert running.stdout.readline() == "ready\n"
+        before = sorted(path.name for path in metrics_dir.iterdir())
+        assert len([name for name in before if name.startswith("gauge_livesum_")]) == 2
+        subprocess.run(
+            [sys.executable, "deploy/prometheus_multiproc.py"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            timeout=60,
+        )
+        after = sorted(path.name for path in metrics_dir.iterdir())
+    finally:
+        running.communicate("", timeout=60)
+    assert [name for name in after if name.startswith("gauge_")] == [
+        f"gauge_livesum_{running.pid}.db"
+    ]
+    assert len([name for name in after if name.startswith("counter_")]) == 2
+
+
+def test_gunicorn_forgets_an_exited_workers_live_gauges(tmp_path, monkeypatch):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "gauge_livesum_4242.db").write_bytes(b"")
+    (metrics_dir / "counter_4242.db").write_bytes(b"")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
+    config: dict[str, object] = {}
+    exec(compile((DEPLOY / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), config)
+
+    class Worker:
+        pid = 4242
+
+    config["child_exit"](None, Worker())
+    assert sorted(path.name for path in metrics_dir.iterdir()) == ["counter_4242.db"]
