@@ -16,7 +16,8 @@ from django.utils.safestring import SafeString
 
 # Registered with the jobs: the audit log, and policy's grants and usage.
 import execution.audit.admin
-import execution.policy.admin  # noqa: F401
+import execution.policy.admin
+import execution.workers.admin  # noqa: F401
 from execution.models import Job, JobStatus
 from execution.policy.enforcement import PolicyRefusal
 from execution.selectors import JobNotFound, plugin_overview

@@ -49,6 +49,7 @@ from execution.clock import database_now, from_db_datetime, greatest_sql, now_sq
 from execution.policy.idempotency_models import IdempotencyKey
 from execution.policy.models import PluginGrant, PolicyUsage
 from execution.policy.throttle_models import ThrottleBucket
+from execution.workers.models import WorkerHeartbeat
 from plugins.runtime.provenance import RanCode
 
 Method = TypeVar("Method", bound=Callable[..., Any])
@@ -813,4 +814,5 @@ __all__ = [
     "PolicyUsage",
     "ProcessHeartbeat",
     "ThrottleBucket",
+    "WorkerHeartbeat",
 ]
