@@ -2,7 +2,7 @@ import pytest
 from django.test import override_settings
 
 from execution.clock import database_now
-from execution.models import Job, JobStatus
+from execution.models import Job
 from execution.workers.heartbeat import Heartbeat
 from execution.workers.models import WorkerHeartbeat
 
@@ -27,7 +27,7 @@ def test_a_heartbeat_names_the_current_job_and_counts_jobs_done():
 @override_settings(WORKER_STALE_S=30)
 def test_health_is_503_when_jobs_wait_and_no_worker_is_alive(client):
     assert client.get("/v1/health").json()["checks"]["workers"] == "ok"
-    Job.objects.create(plugin_name="echo", status=JobStatus.PENDING)
+    Job.objects.create(plugin_name="echo")  # PENDING: waiting for a worker
     response = client.get("/v1/health")
     assert response.status_code == 503
     assert response.json()["detail"]["details"]["workers"].startswith("no live worker")

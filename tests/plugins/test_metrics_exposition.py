@@ -10,7 +10,9 @@ from execution.workers.models import WorkerHeartbeat
 
 def _job(status, plugin="echo", elapsed_ms=None, error_type=None):
     error = {"error": {"type": error_type}} if error_type else None
-    return Job.objects.create(plugin_name=plugin, status=status, elapsed_ms=elapsed_ms, error=error)
+    return Job.objects.create(  # governance: allow[GOV005] fixtures of each outcome, read only
+        plugin_name=plugin, status=status, elapsed_ms=elapsed_ms, error=error
+    )
 
 
 @pytest.mark.django_db
