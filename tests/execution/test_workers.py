@@ -13,7 +13,7 @@ def test_a_heartbeat_names_the_current_job_and_counts_jobs_done():
     beat = Heartbeat("w1")
     beat.start()
     try:
-        beat.job_started(job.task_id)
+        beat.job_started(str(job.task_id))
         assert WorkerHeartbeat.objects.get().current_job == job.pk
         beat.job_finished()
         row = WorkerHeartbeat.objects.get()
