@@ -18,7 +18,8 @@ from django.utils.timezone import localtime
 
 # Registered with the jobs: the audit log, and policy's grants and usage.
 import execution.audit.admin
-import execution.policy.admin  # noqa: F401
+import execution.policy.admin
+import execution.workers.admin  # noqa: F401
 from execution.clock import database_now
 from execution.models import Job, JobStatus
 from execution.policy.enforcement import PolicyRefusal

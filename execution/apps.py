@@ -22,6 +22,9 @@ class ExecutionConfig(AppConfig):
         from execution.audit.setup import on_ready as audit_on_ready
 
         audit_on_ready()
+        from execution.workers.metrics import register_collector as register_job_metrics
+
+        register_job_metrics()
 
 
 def _start_lease_monitor(**kwargs: Any) -> None:

@@ -3,7 +3,8 @@
 Answering ``SELECT 1`` is not health: with a full disk or on a read-only replica
 every read works and every job's outcome fails to commit. So the check commits a
 small write (this process's heartbeat row) and, for SQLite, looks at the free
-space of the file system that holds the database.
+space of the file system that holds the database. And waiting jobs need a worker:
+:func:`workers_status` says when no ``db_worker`` has beaten within ``WORKER_STALE_S``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from execution.clock import database_now
 from execution.models import ProcessHeartbeat
+from execution.workers.selectors import workers_status
+
+__all__ = ["database_status", "workers_status"]
 
 
 def database_status(role: str = "web") -> str:

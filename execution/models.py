@@ -51,6 +51,7 @@ from execution.policy.idempotency_models import IdempotencyKey
 from execution.policy.models import PluginGrant, PolicyUsage
 from execution.policy.throttle_models import ThrottleBucket
 from execution.policy.token_models import ApiToken
+from execution.workers.models import WorkerHeartbeat
 from plugins.runtime.provenance import RanCode
 
 Method = TypeVar("Method", bound=Callable[..., Any])
@@ -840,4 +841,5 @@ __all__ = [
     "PolicyUsage",
     "ProcessHeartbeat",
     "ThrottleBucket",
+    "WorkerHeartbeat",
 ]

@@ -310,6 +310,21 @@ POLICY_MAX_SYNC_RUNS = int(os.environ.get("POLICY_MAX_SYNC_RUNS", "4"))
 POLICY_DAILY_STORED_BYTES = int(os.environ.get("POLICY_DAILY_STORED_BYTES", str(1024**3)))
 POLICY_DAILY_EXECUTION_S = int(os.environ.get("POLICY_DAILY_EXECUTION_S", "86400"))
 
+# --- Workers and metrics (issue 18: docs/operations.md, docs/configuration.md) ---
+# A db_worker beats every WORKER_HEARTBEAT_S; one silent for WORKER_STALE_S counts as gone
+# (/v1/health answers 503 while jobs wait and no worker is alive).
+WORKER_HEARTBEAT_S = float(os.environ.get("WORKER_HEARTBEAT_S", "5"))
+WORKER_STALE_S = float(os.environ.get("WORKER_STALE_S", "30"))
+# /metrics: a bearer token it requires, and/or the client networks it answers (comma
+# separated CIDRs, matched against REMOTE_ADDR); empty: anyone.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = [
+    network.strip()
+    for network in os.environ.get("METRICS_ALLOWED_NETWORKS", "").split(",")
+    if network.strip()
+]
+# --- end of workers and metrics ---
+
 # Largest request body the API accepts; bigger ones get 413 PayloadTooLarge. Django
 # checks it before anything reads the body (the admin's forms get the same limit).
 API_MAX_REQUEST_BYTES = int(os.environ.get("API_MAX_REQUEST_BYTES", str(8 * 1024 * 1024)))

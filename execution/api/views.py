@@ -41,7 +41,7 @@ from execution.api.serializers import (
     JobSerializer,
     JobSummarySerializer,
 )
-from execution.health import database_status
+from execution.health import database_status, workers_status
 from execution.models import Job, JobQuerySet, JobStatus
 from execution.policy.throttling import CANCEL, EXECUTION, ExecutionRateThrottle
 from execution.selectors import get_job, job_summaries
@@ -323,7 +323,8 @@ def _accepted(request: Request, job: Job) -> Response:
 
 
 class HealthView(APIView):
-    """200 when the database takes writes and at least one plugin is available, else 503.
+    """200 when the database takes writes, at least one plugin is available and waiting
+    jobs have a live worker; else 503, with the failing check in the envelope's details.
 
     Anyone may ask, with no credentials (a probe must never get a 401); staff who send
     theirs also see which confinement plugins run under.
@@ -335,6 +336,7 @@ class HealthView(APIView):
     @extend_schema(responses={200: HealthSerializer})
     def get(self, request: Request) -> Response:
         checks: dict[str, Any] = {"database": database_status()}
+        checks["workers"] = workers_status() if checks["database"] == "ok" else "unknown"
         if _sent_by_staff(request):
             checks["sandbox"] = SandboxSettings.from_settings().describe()
         states = [entry.state for entry in get_registry().get_status()]
@@ -342,7 +344,8 @@ class HealthView(APIView):
             "available": states.count(PluginState.AVAILABLE),
             "unavailable": states.count(PluginState.UNAVAILABLE),
         }
-        if checks["database"] == "ok" and checks["plugins"]["available"]:
+        healthy = checks["database"] == "ok" and checks["workers"] == "ok"
+        if healthy and checks["plugins"]["available"]:
             return Response({"status": "ok", "checks": checks})
         envelope = build_error_envelope(
             ErrorType.SERVICE_UNAVAILABLE, "The service is not healthy", details=checks

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
@@ -22,8 +22,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from plugins.api.serializers import PluginSerializer
-from plugins.errors.error_envelope import ErrorType
+from plugins.errors.error_envelope import ErrorType, build_error_envelope
 from plugins.errors.exceptions import PluginNotFoundError
+from plugins.metrics.access import metrics_refusal
 from plugins.metrics.exposition import render_metrics
 from plugins.models import PluginMetrics
 from plugins.registry import PluginEntry, get_registry
@@ -111,5 +112,12 @@ class PluginViewSet(viewsets.ViewSet):
 @csrf_exempt  # a POST is a 405, not a CSRF failure: nothing here writes
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus scrape endpoint: the page plugins/metrics renders."""
+    """Prometheus scrape endpoint: the page plugins/metrics renders, to whom may read it."""
+    refusal = metrics_refusal(request)
+    if refusal is not None:
+        envelope = build_error_envelope(refusal.error_type, refusal.message)
+        response = JsonResponse({"detail": envelope["error"]}, status=refusal.status)
+        if refusal.status == 401:
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     return HttpResponse(render_metrics(), content_type=CONTENT_TYPE_LATEST)

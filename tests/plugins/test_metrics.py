@@ -93,11 +93,10 @@ def test_metrics_endpoint_exposes_counters_histogram_and_persisted_values(client
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
     page = response.content.decode()
-    assert 'governed_plugin_executions_total{outcome="success",plugin="echo"}' in page
-    assert 'governed_plugin_executions_total{outcome="ValidationError",plugin="echo"}' in page
-    assert (
-        'governed_plugin_execution_seconds_bucket{le="0.5",outcome="success",plugin="echo"}' in page
-    )
+    # Without PROMETHEUS_MULTIPROC_DIR, this process's own counters could not agree with
+    # another process's: they are left out (the database's counts are on the page).
+    assert "governed_plugin_executions_total" not in page
+    assert "governed_plugin_execution_seconds_bucket" not in page
     assert 'governed_plugin_persisted_executions_total{plugin="echo",result="success"} 1.0' in page
     assert 'governed_plugin_persisted_executions_total{plugin="echo",result="error"} 1.0' in page
     assert 'governed_plugin_available{plugin="echo"} 1.0' in page
@@ -119,4 +118,4 @@ def test_metrics_endpoint_answers_without_a_database(client, monkeypatch):
     monkeypatch.setattr(exposition, "_persisted_registry", broken)
     response = client.get("/metrics")
     assert response.status_code == 200
-    assert b"governed_plugin_executions_total" in response.content
+    assert b"governed_plugin_abandoned_threads" in response.content

@@ -44,6 +44,7 @@ from execution.models import Job, JobStatus
 from execution.policy import scheduling
 from execution.services.job_execution_service import release_running_jobs
 from execution.services.lease_recovery import LeaseMonitor
+from execution.workers.heartbeat import Heartbeat
 from plugins.runtime.tool_runner import warm_up_once
 
 # django-tasks-db's logger: the command configures its output (-v), so our lines show with its own.
@@ -60,6 +61,8 @@ class GovernedWorker(db_worker.Worker):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._signals_received = 0
+        self._heartbeat = Heartbeat(self.worker_id)
+        self._beating = False
 
     def shutdown(self, signum: int, frame: FrameType | None) -> None:
         self._signals_received += 1
@@ -90,7 +93,7 @@ class GovernedWorker(db_worker.Worker):
             started = time.monotonic()
             try:
                 self._serve()
-                return
+                break
             except DatabaseError as exc:
                 if time.monotonic() - started > HEALTHY_RUN_S:
                     pause = OUTAGE_FIRST_PAUSE_S
@@ -103,12 +106,25 @@ class GovernedWorker(db_worker.Worker):
                 connections.close_all()
                 time.sleep(pause)
                 pause = min(pause * 2, OUTAGE_MAX_PAUSE_S)
+        if self._beating:
+            self._heartbeat.stop()
+
+    def run_task(self, db_task_result: DBTaskResult[Any, Any]) -> None:
+        """Upstream's run, with the heartbeat naming the job while it runs."""
+        self._heartbeat.job_started(db_task_result.id)
+        try:
+            super().run_task(db_task_result)
+        finally:
+            self._heartbeat.job_finished()
 
     def _serve(self) -> None:
         """Take and run tasks until stopped (upstream's loop, with our choice of task)."""
         logger.info(
             "Starting worker worker_id=%s queues=%s", self.worker_id, ",".join(self.queue_names)
         )
+        if not self._beating:  # once per process, not again after an outage
+            self._heartbeat.start()
+            self._beating = True
         if self.startup_delay and self.interval:
             time.sleep(random.random())  # spreads the workers' first polls
         while self.running:

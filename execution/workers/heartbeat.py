@@ -1,0 +1,91 @@
+"""The ``db_worker``'s heartbeat: one cheap UPDATE per beat, always on the database's clock.
+
+A worker beats when it starts, when it takes a job, when the job ends, and every
+``WORKER_HEARTBEAT_S`` in between from a background thread (so a long job does
+not make a busy worker look dead). A clean exit marks the row stopped; a killed
+worker simply stops beating, and after ``WORKER_STALE_S`` it counts as gone
+(:func:`execution.workers.selectors.live_workers`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+
+from django.conf import settings
+from django.db import DatabaseError, connections
+from django.db.models import F, Subquery
+from django.db.models.expressions import RawSQL
+
+from execution.clock import now_sql
+from execution.models import Job
+from execution.workers.models import WorkerHeartbeat
+
+logger = logging.getLogger(__name__)
+
+
+def _db_now() -> RawSQL:
+    return RawSQL(now_sql(connections[WorkerHeartbeat.objects.db]), [])
+
+
+class Heartbeat:
+    """The heartbeat of this worker process, under its ``worker_id``."""
+
+    def __init__(self, worker_id: str) -> None:
+        self.worker_id = worker_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Write this worker's row (a restarted worker of the same id starts afresh) and beat."""
+        host, pid = socket.gethostname(), os.getpid()
+        restarted = WorkerHeartbeat.objects.filter(pk=self.worker_id).update(
+            host=host,
+            pid=pid,
+            started_at=_db_now(),
+            beat_at=_db_now(),
+            current_job=None,
+            jobs_done=0,
+            stopped_at=None,
+        )
+        if not restarted:
+            WorkerHeartbeat.objects.create(id=self.worker_id, host=host, pid=pid)
+        self._thread = threading.Thread(
+            target=self._beat_forever, name="worker-heartbeat", daemon=True
+        )
+        self._thread.start()
+
+    def job_started(self, task_id: uuid.UUID | str) -> None:
+        """The worker took the task ``task_id``: its job is the current one."""
+        job = Job.objects.filter(task_id=task_id).values("pk")[:1]
+        self._update(beat_at=_db_now(), current_job=Subquery(job))
+
+    def job_finished(self) -> None:
+        self._update(beat_at=_db_now(), current_job=None, jobs_done=F("jobs_done") + 1)
+
+    def beat(self) -> None:
+        self._update(beat_at=_db_now())
+
+    def stop(self) -> None:
+        """A clean exit: the row says so, and the worker no longer counts as live."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._update(beat_at=_db_now(), stopped_at=_db_now(), current_job=None)
+
+    def _update(self, **values: object) -> None:
+        # Never let the heartbeat break the worker: an outage is the worker loop's to report.
+        try:
+            WorkerHeartbeat.objects.filter(pk=self.worker_id).update(**values)
+        except DatabaseError as exc:
+            logger.debug("Heartbeat not written: %s", exc)
+
+    def _beat_forever(self) -> None:
+        try:
+            while not self._stop.wait(settings.WORKER_HEARTBEAT_S):
+                self.beat()
+        finally:
+            connections.close_all()

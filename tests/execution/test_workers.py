@@ -1,0 +1,47 @@
+import pytest
+from django.test import override_settings
+
+from execution.clock import database_now
+from execution.models import Job
+from execution.workers.heartbeat import Heartbeat
+from execution.workers.models import WorkerHeartbeat
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_heartbeat_names_the_current_job_and_counts_jobs_done():
+    job = Job.objects.create(plugin_name="echo", task_id="6f1c1a6e-7a7e-4a57-9d0a-0d3c8f0b0e11")
+    beat = Heartbeat("w1")
+    beat.start()
+    try:
+        beat.job_started(str(job.task_id))
+        assert WorkerHeartbeat.objects.get().current_job == job.pk
+        beat.job_finished()
+        row = WorkerHeartbeat.objects.get()
+        assert (row.current_job, row.jobs_done, row.stopped_at) == (None, 1, None)
+    finally:
+        beat.stop()
+    assert WorkerHeartbeat.objects.get().stopped_at is not None
+
+
+@pytest.mark.django_db
+@override_settings(WORKER_STALE_S=30)
+def test_health_is_503_when_jobs_wait_and_no_worker_is_alive(client):
+    assert client.get("/v1/health").json()["checks"]["workers"] == "ok"
+    Job.objects.create(plugin_name="echo")  # PENDING: waiting for a worker
+    response = client.get("/v1/health")
+    assert response.status_code == 503
+    assert response.json()["detail"]["details"]["workers"].startswith("no live worker")
+    WorkerHeartbeat.objects.create(id="w", host="h", pid=1)
+    assert client.get("/v1/health").json()["checks"]["workers"] == "ok"
+    WorkerHeartbeat.objects.update(beat_at=database_now().replace(year=2000))
+    assert client.get("/v1/health").status_code == 503
+
+
+@pytest.mark.django_db
+def test_the_workers_admin_lists_them_read_only(admin_client):
+    WorkerHeartbeat.objects.create(id="w-alive", host="h", pid=1)
+    page = admin_client.get("/admin/execution/workerheartbeat/")
+    assert page.status_code == 200
+    assert b"w-alive" in page.content
+    assert b">alive<" in page.content
+    assert admin_client.get("/admin/execution/workerheartbeat/add/").status_code == 403
