@@ -112,8 +112,8 @@ def test_an_inserted_success_job_requested_by_someone_else_is_found(history, oth
     sql(
         f"INSERT INTO {JOB_TABLE} (id, plugin_name, plugin_version, plugin_fingerprint, "
         "requested_version, status, input_payload, result, requested_by_id, created_at, "
-        "attempt, max_attempts, attempts, lease_holder) "
-        "VALUES (%s, 'echo', '1.0', '', '', 'SUCCESS', '{}', '{}', %s, %s, 1, 1, '[]', '')",
+        "attempt, max_attempts, attempts, lease_holder, request_id, plugin_output) "
+        "VALUES (%s, 'echo', '1.0', '', '', 'SUCCESS', '{}', '{}', %s, %s, 1, 1, '[]', '', '', '')",
         [
             db_id(forged),
             other.pk,
