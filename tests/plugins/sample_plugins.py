@@ -164,7 +164,8 @@ class SpawningPlugin(EchoPlugin):
     """Starts a long-lived process (a Python: the sandbox runs no other program), then spins."""
 
     name = "spawning"
-    timeout_s: ClassVar[float | None] = 0.5
+    # Long enough for the test's process watcher to see the child under a loaded CI.
+    timeout_s: ClassVar[float | None] = 2.0
 
     def run(self, payload: EchoInput) -> EchoOutput:
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
