@@ -6,7 +6,6 @@ docs/configuration.md (deploy/governed.env.example has the production set).
 """
 
 import os
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -44,12 +43,10 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 DEBUG = env_bool("DEBUG", default=False)
 
+# Empty when DEBUG is off and the environment has none: gunicorn and the workers then
+# stop with one line (project/secret_key.py); commands that sign nothing still run.
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        # One line, no traceback: every entry point (manage.py, gunicorn, db_worker)
-        # stops here the same way.
-        sys.exit("SECRET_KEY must be set when DEBUG is off (export SECRET_KEY=... or DEBUG=1).")
+if not SECRET_KEY and DEBUG:
     SECRET_KEY = "insecure-local-development-key-never-use-in-production"
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])

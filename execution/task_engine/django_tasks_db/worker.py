@@ -46,6 +46,7 @@ from execution.services.job_execution_service import release_running_jobs
 from execution.services.lease_recovery import LeaseMonitor
 from execution.workers.heartbeat import Heartbeat
 from plugins.runtime.tool_runner import warm_up_once
+from project.secret_key import MISSING_SECRET_KEY, secret_key_is_set
 
 # django-tasks-db's logger: the command configures its output (-v), so our lines show with its own.
 logger = logging.getLogger("django_tasks_db")
@@ -264,6 +265,8 @@ class Command(db_worker.Command):
         exclude_queues: str,
         **options: Any,
     ) -> None:
+        if not secret_key_is_set():
+            raise CommandError(MISSING_SECRET_KEY)
         if reload:
             raise CommandError(
                 "--reload would kill the running job on every code change; restart the "
