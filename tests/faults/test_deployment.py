@@ -128,9 +128,7 @@ def test_manage_py_leaves_debug_off(production_env):
     ],
     ids=["db_worker", "gunicorn"],
 )
-def test_without_a_secret_key_the_server_and_the_worker_stop_with_one_line(
-    production_env, command
-):
+def test_without_a_secret_key_the_server_and_the_worker_stop_with_one_line(production_env, command):
     env = {**production_env, "SECRET_KEY": ""}
     completed = subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
