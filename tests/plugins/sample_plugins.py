@@ -161,14 +161,17 @@ class SpinningPlugin(EchoPlugin):
 
 
 class SpawningPlugin(EchoPlugin):
-    """Starts a long-lived process (a Python: the sandbox runs no other program), then spins."""
+    """Starts a long-lived process (a Python: the sandbox runs no other program), then spins.
+
+    ``-I -S``: without them the child reads the venv's pyvenv.cfg, which the sandbox
+    hides, and dies at once, so nothing would be left for the host's kill to find.
+    """
 
     name = "spawning"
-    # Long enough for the test's process watcher to see the child under a loaded CI.
-    timeout_s: ClassVar[float | None] = 2.0
+    timeout_s: ClassVar[float | None] = 1.0
 
     def run(self, payload: EchoInput) -> EchoOutput:
-        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        subprocess.Popen([sys.executable, "-I", "-S", "-c", "import time; time.sleep(300)"])
         while True:
             pass
 
