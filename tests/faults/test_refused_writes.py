@@ -194,10 +194,10 @@ def test_a_full_disk_refuses_outcomes_until_it_is_freed_and_health_says_so(proce
     # it is full (the fault settings' short grace and time limit are for recovery).
     slow = {"DATABASE_URL": env["DATABASE_URL"], "JOB_LEASE_GRACE_S": "20"}
     slow["PLUGIN_DEFAULT_TIMEOUT_S"] = "30"
-    server = processes.server(**slow)
+    server = processes.server(**slow, PLUGIN_WARM_HOSTS="1")
     server.token = token
     worker = processes.worker(**slow, PLUGIN_WARM_HOSTS="1")
-    payload = {"message": "x", "repeat": 8000}
+    payload = {"message": "x", "repeat": 15000}
     status, queued = server.request("POST", "/v1/jobs", {"plugin": "sleeping", "payload": payload})
     assert status == 202, queued
     answer: dict[str, Any] = {}
@@ -233,7 +233,7 @@ def test_a_full_disk_refuses_outcomes_until_it_is_freed_and_health_says_so(proce
     sync_id = body["job_id"] if status == 200 else body["detail"]["details"]["job_id"]
     for job_id in (queued["id"], sync_id):
         job = wait_until(functools.partial(final, job_id), timeout_s=30)
-        assert (job["status"], job["result"]) == ("SUCCESS", {"echoed": "slept 8000 ms"}), job
+        assert (job["status"], job["result"]) == ("SUCCESS", {"echoed": "slept 15000 ms"}), job
     status, plugin = server.request("GET", "/v1/plugins/sleeping")
     assert plugin["metrics"]["success_count"] == 2, plugin
     assert worker.alive()
