@@ -25,6 +25,8 @@ Where it runs: on PostgreSQL (a database server, where four workers are a fleet)
 SQLite skips it. Each test picks its engine itself (``TASKS_BACKEND`` and the broker
 are set for every process it starts), so both engines run in CI's PostgreSQL pass; a
 pass run with another ambient ``TASKS_BACKEND`` skips the module, so that it runs once.
+The Celery engine skips, saying why, where Celery is not installed, the settings do
+not know ``TASKS_BACKEND=celery`` or Debian's ``redis-server`` is missing.
 Leases are short (FAULT_SETTINGS: a 5 s time limit, a 2 s grace, recovery every 0.5 s),
 so a killed worker's jobs are recovered within seconds.
 """
@@ -84,12 +86,12 @@ FLEET_SETTINGS = {
 # Submitted by a process of its own, configured like the workers, so that each job's
 # task goes to the engine under test. The job ids are chosen here, for the payloads.
 SUBMIT = """
-import json, sys, uuid
+import json, pathlib, sys, uuid
 import django
 django.setup()
 from execution.services import AnalysisExecutionService
 service = AnalysisExecutionService()
-for payload in json.loads(open(sys.argv[1]).read()):
+for payload in json.loads(pathlib.Path(sys.argv[1]).read_text()):
     service.submit(plugin_name=sys.argv[2], payload=payload, job_id=uuid.UUID(payload["job_id"]))
 """
 
@@ -98,7 +100,6 @@ for payload in json.loads(open(sys.argv[1]).read()):
 class Engine:
     """How the fleet's processes run on one engine: their environment and their workers."""
 
-    name: str
     env: dict[str, str]
     start_worker: Callable[[int], Managed]
 
@@ -193,7 +194,7 @@ def celery_missing() -> str | None:
 
 def database_engine(processes: Processes) -> Engine:
     env = {**FLEET_SETTINGS, "TASKS_BACKEND": "database"}
-    return Engine("database", env, lambda index: processes.worker(**env))
+    return Engine(env, lambda index: processes.worker(**env))
 
 
 def celery_engine(processes: Processes) -> Engine:
@@ -215,7 +216,7 @@ def celery_engine(processes: Processes) -> Engine:
         args += ["--without-gossip", "--without-mingle", "--hostname", f"fleet{index}@%h"]
         return processes.start(args, "celery-worker", **env)
 
-    return Engine("celery", env, start_worker)
+    return Engine(env, start_worker)
 
 
 @pytest.fixture(params=["database", "celery"])
