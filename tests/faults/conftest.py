@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -361,3 +362,32 @@ def server(processes, token) -> Server:
 def _fault_plugins(settings) -> None:
     """The test process submits jobs of the same plugins its servers and workers run."""
     settings.PLUGINS = FAULT_PLUGINS.split(",")
+
+
+# --- A private Redis (the Celery engine's broker in the fleet test) --------------------
+
+
+def redis_broker(processes: Processes) -> str:
+    """Start a redis-server of this test's own on a free loopback port; its broker URL.
+
+    Nothing is saved to disk; it stops with the test's other processes (after the
+    workers started later, which ``stop_all`` stops first).
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("Debian's redis-server is not installed (.ci/run installs it)")
+    port = free_port()
+    args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    redis = processes.start([*args, "--dir", str(processes.tmp_path)], "redis-server")
+    wait_until(lambda: _redis_answers(port) or not redis.alive(), timeout_s=30)
+    assert redis.alive(), redis.output()
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False

@@ -381,3 +381,37 @@ class OneAtATimePlugin(Plugin):
         started = time.time()
         time.sleep(payload.repeat / 1000)
         return RunSpanOutput(started=started, ended=time.time())
+
+
+class WitnessedRunInput(BaseModel):
+    job_id: str
+    """The id of the job this payload belongs to (the submitter chose it)."""
+    witness: str
+    """The absolute path of the file each run appends ``job_id`` to."""
+    sleep_ms: int = 0
+
+
+class WitnessedRunPlugin(Plugin):
+    """Sleeps ``sleep_ms``, then appends its job's id to the witness file: one line per run.
+
+    The file is written outside the database and the worker, by the plugin itself, so
+    it tells how often a job's plugin really ran to its end. A sandboxed host may
+    write only its own temporary directory (emptied before each execution), so its
+    tests run it with ``PLUGIN_SANDBOX=off``: still in a host process of its own.
+    """
+
+    name = "witnessed_run"
+    version = "1.0"
+    description = "Sleeps, then appends its job's id to a file."
+    Input = WitnessedRunInput
+    Output = EchoOutput
+
+    def run(self, payload: WitnessedRunInput) -> EchoOutput:
+        time.sleep(payload.sleep_ms / 1000)
+        # One write of one short line with O_APPEND: lines of concurrent runs never mix.
+        fd = os.open(payload.witness, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{payload.job_id}\n".encode())
+        finally:
+            os.close(fd)
+        return EchoOutput(echoed=payload.job_id)
