@@ -191,6 +191,7 @@ class NotifiedWakeup(Wakeup):
 
     def wait(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
+        announced = False
         while True:
             now = time.monotonic()
             if self._connection is None and now >= self._connect_at and self._connect():
@@ -205,6 +206,9 @@ class NotifiedWakeup(Wakeup):
             wake_at = min(deadline, self._due[0].at if self._due else deadline)
             if self._connection is None:
                 wake_at = min(wake_at, self._connect_at)
+            if not announced:
+                logger.debug("Waiting for work, up to %.1f s", wake_at - now)
+                announced = True
             fds = [self._connection.fileno()] if self._connection is not None else []
             readable = self._select(fds, wake_at - now)
             if self._interrupt_read in readable:
