@@ -125,9 +125,7 @@ def main() -> None:
     print(f"{'submit -> start, ms':32} {'n':>5}  figures")
     notified: list[float] = []
     if postgres:
-        notified = measure(
-            database_url, user, args.n, args.interval, args.pause_ms, notify=True
-        )
+        notified = measure(database_url, user, args.n, args.interval, args.pause_ms, notify=True)
         print(f"{'woken by NOTIFY':32} {len(notified):5}  {summary(notified)}")
     else:
         print("SQLite has no notifications: a job waits for the worker's next poll")

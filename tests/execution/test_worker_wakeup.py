@@ -46,7 +46,8 @@ def listening() -> Iterator[NotifiedWakeup]:
     assert isinstance(wakeup, NotifiedWakeup)
     try:
         assert wakeup.wait(LONG_S) is True
-        assert wakeup.listening and wakeup.counts.connected == 1
+        assert wakeup.listening
+        assert wakeup.counts.connected == 1
         yield wakeup
     finally:
         wakeup.close()
@@ -146,7 +147,8 @@ def test_a_terminated_listen_connection_is_opened_again(listening: NotifiedWakeu
     assert listening.wait(LONG_S) is True  # lost: the worker polls at once
     assert listening.counts.lost == 1
     assert listening.wait(LONG_S) is True  # listening again: it polls once more
-    assert listening.counts.connected == 2 and listening.listening
+    assert listening.counts.connected == 2
+    assert listening.listening
 
     enqueue()
     assert listening.wait(LONG_S) is True
@@ -169,12 +171,15 @@ def test_without_a_listen_connection_the_wait_is_the_poll_interval(
             patched.setattr(psycopg, "connect", refused)
             assert wakeup.wait(0.2) is False  # no error: the worker polls at its interval
             assert wakeup.wait(0.2) is False
-        assert isinstance(wakeup, NotifiedWakeup) and not wakeup.listening
-        assert wakeup.counts.timed_out == 2 and wakeup.counts.connected == 0
+        assert isinstance(wakeup, NotifiedWakeup)
+        assert not wakeup.listening
+        assert wakeup.counts.timed_out == 2
+        assert wakeup.counts.connected == 0
 
         # The database answers again: the next attempt (after its pause) listens.
         assert wakeup.wait(LONG_S) is True
-        assert wakeup.listening and wakeup.counts.connected == 1
+        assert wakeup.listening
+        assert wakeup.counts.connected == 1
     finally:
         wakeup.close()
 
@@ -200,7 +205,8 @@ def test_interrupt_ends_a_wait_at_once() -> None:
         wakeup.interrupt()  # twice, as two signals would: one wait ends, the next is whole
         assert wakeup.wait(LONG_S) is False
         assert wakeup.wait(0.05) is False
-        assert wakeup.counts.interrupted == 1 and wakeup.counts.timed_out == 1
+        assert wakeup.counts.interrupted == 1
+        assert wakeup.counts.timed_out == 1
     finally:
         wakeup.close()
     wakeup.interrupt()  # closed: nothing, not an error (a late signal)
@@ -236,4 +242,6 @@ def test_a_payload_that_is_not_ours_is_ignored() -> None:
     parsed = wakeup_module._parse(
         '{"backend": "default", "queue": "q", "run_after": "2026-01-01T00:00:00+00:00"}'
     )
-    assert parsed is not None and parsed.queue_name == "q" and parsed.run_after is not None
+    assert parsed is not None
+    assert parsed.queue_name == "q"
+    assert parsed.run_after is not None

@@ -117,7 +117,8 @@ def test_a_delayed_task_wakes_an_idle_worker_when_due_not_before(processes) -> N
 
     wait_until(ran, timeout_s=60)
     task = DBTaskResult.objects.get(pk=task_id)
-    assert task.started_at is not None and task.started_at >= run_after
+    assert task.started_at is not None
+    assert task.started_at >= run_after
 
     log = worker.output()
     told = log.index(TOLD_OF_DELAYED)

@@ -2,8 +2,9 @@
 
 A task row is inserted in the caller's transaction, so a job and its task
 commit together; on PostgreSQL that transaction also notifies the idle workers
-(wakeup.py), so that they start the task at once rather than at their next poll. Lost-task recovery reads and writes those rows directly: a
-worker killed with SIGKILL leaves its row RUNNING, and nothing else would end it.
+(wakeup.py), so that they start the task at once rather than at their next poll.
+Lost-task recovery reads and writes those rows directly: a worker killed with
+SIGKILL leaves its row RUNNING, and nothing else would end it.
 """
 
 from __future__ import annotations

@@ -45,6 +45,13 @@ logger = logging.getLogger("django_tasks_db")
 CHANNEL = "governed_task_queued"
 RECONNECT_FIRST_PAUSE_S = 0.5
 RECONNECT_MAX_PAUSE_S = 30.0
+# Probes after 30 s of silence, every 10 s: a dead peer is noticed within a minute.
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 # The listen connection's name in pg_stat_activity (followed by the worker's id).
 APPLICATION_NAME = "db_worker listen"
 
@@ -173,9 +180,7 @@ class _Due:
 class NotifiedWakeup(Wakeup):
     """Waits on PostgreSQL: LISTEN on a connection of its own, the poll interval as a bound."""
 
-    def __init__(
-        self, using: str, *, wanted: Callable[[QueuedTask], bool], name: str = ""
-    ) -> None:
+    def __init__(self, using: str, *, wanted: Callable[[QueuedTask], bool], name: str = "") -> None:
         super().__init__()
         self._using = using
         self._wanted = wanted
@@ -227,6 +232,9 @@ class NotifiedWakeup(Wakeup):
         params = connections[self._using].get_connection_params()
         params.update(autocommit=True, application_name=self._application_name)
         params.setdefault("connect_timeout", 5)
+        # An idle listener sends nothing: TCP keepalives find a silently cut connection.
+        for option, value in KEEPALIVES.items():
+            params.setdefault(option, value)
         try:
             connection = psycopg.connect(**params)
             connection.execute(f"LISTEN {CHANNEL}")
