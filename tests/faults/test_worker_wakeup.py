@@ -1,5 +1,7 @@
 """A real idle db_worker on PostgreSQL starts a queued job on its notification, not its poll.
 
+(And on either database, a stopping idle worker does not first sleep out its interval.)
+
 Each worker polls every 30 s (``--interval 30``) and logs, at -v 2, why each of
 its waits ended (wakeup.py): the assertions read those lines. A job that ran
 while the worker logged no "polling" line was started by a notification, however
@@ -23,9 +25,9 @@ from execution.task_engine.django_tasks_db.engine import DjangoTasksDbEngine
 from execution.task_engine.django_tasks_db.wakeup import APPLICATION_NAME
 from tests.faults.conftest import Managed, Processes, wait_until
 
-pytestmark = [
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="LISTEN/NOTIFY is PostgreSQL's"),
-]
+on_postgres = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="LISTEN/NOTIFY is PostgreSQL's"
+)
 
 INTERVAL = "30"
 LISTENING = "Listening for queued tasks"
@@ -66,6 +68,7 @@ def user(db, django_user_model):
     return django_user_model.objects.create_user("wakeup", password="pw-wakeup-123")
 
 
+@on_postgres
 def test_an_idle_worker_starts_a_submitted_job_on_its_notification(processes, user) -> None:
     worker = idle_worker(processes, "wakeup-notified")
 
@@ -81,6 +84,7 @@ def test_an_idle_worker_starts_a_submitted_job_on_its_notification(processes, us
     assert POLLED not in log, log  # no poll at its interval: the notifications started both
 
 
+@on_postgres
 def test_the_listen_connection_survives_being_terminated(processes, user) -> None:
     worker = idle_worker(processes, "wakeup-terminated")
 
@@ -106,6 +110,7 @@ def test_the_listen_connection_survives_being_terminated(processes, user) -> Non
     assert worker.alive()
 
 
+@on_postgres
 def test_a_delayed_task_wakes_an_idle_worker_when_due_not_before(processes) -> None:
     worker = idle_worker(processes, "wakeup-delayed")
 
@@ -129,7 +134,8 @@ def test_a_delayed_task_wakes_an_idle_worker_when_due_not_before(processes) -> N
 
 
 def test_a_stopping_idle_worker_does_not_sleep_out_its_interval(processes) -> None:
-    worker = idle_worker(processes, "wakeup-stopping")
+    worker = processes.worker("--interval", INTERVAL, "-v", "2")
+    wait_until(lambda: IDLE_WAIT in worker.output() or not worker.alive(), timeout_s=60)
 
     worker.popen.send_signal(signal.SIGTERM)
     # Managed.stop() would wait 20 s, then kill: an exit code 0 means it stopped by itself.

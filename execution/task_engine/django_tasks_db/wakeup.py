@@ -45,6 +45,7 @@ logger = logging.getLogger("django_tasks_db")
 CHANNEL = "governed_task_queued"
 RECONNECT_FIRST_PAUSE_S = 0.5
 RECONNECT_MAX_PAUSE_S = 30.0
+POLLING = "No task queued within %.1f s: polling"
 # Probes after 30 s of silence, every 10 s: a dead peer is noticed within a minute.
 KEEPALIVES = {
     "keepalives": 1,
@@ -143,9 +144,11 @@ class Wakeup:
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds; True if a task may be ready before then."""
+        logger.debug("Waiting for work, up to %.1f s", timeout)
         if self._select([], timeout):
             return self._interrupted()
         self.counts.timed_out += 1
+        logger.debug(POLLING, timeout)
         return False
 
     def interrupt(self) -> None:
@@ -206,7 +209,7 @@ class NotifiedWakeup(Wakeup):
                 return True
             if now >= deadline:
                 self.counts.timed_out += 1
-                logger.debug("No task queued within %.1f s: polling", timeout)
+                logger.debug(POLLING, timeout)
                 return False
             wake_at = min(deadline, self._due[0].at if self._due else deadline)
             if self._connection is None:
