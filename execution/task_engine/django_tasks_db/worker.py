@@ -47,6 +47,7 @@ from execution.models import Job, JobStatus
 from execution.policy import scheduling
 from execution.services.job_execution_service import release_running_jobs
 from execution.services.lease_recovery import LeaseMonitor
+from execution.sql import commit_without_flush
 from execution.task_engine.django_tasks_db.wakeup import QueuedTask, Wakeup
 from execution.workers.heartbeat import Heartbeat
 from plugins.runtime.tool_runner import warm_up_once
@@ -181,7 +182,8 @@ class GovernedWorker(db_worker.Worker):
         """
         tasks = self._ready_tasks()
         try:
-            with exclusive_transaction(tasks.db):
+            # Losing the claim in a crash only leaves the task to be taken again.
+            with exclusive_transaction(tasks.db), commit_without_flush(tasks.db):
                 task_result = self._next_task(tasks)
                 if task_result is not None:
                     task_result.claim(self.worker_id)
