@@ -24,6 +24,7 @@ from execution.services import AnalysisExecutionService
 from execution.task_engine.django_tasks_db.engine import DjangoTasksDbEngine
 from execution.task_engine.django_tasks_db.wakeup import APPLICATION_NAME
 from tests.faults.conftest import Managed, Processes, wait_until
+from tests.faults.test_worker_containment import DatabaseOutage
 
 on_postgres = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="LISTEN/NOTIFY is PostgreSQL's"
@@ -108,6 +109,29 @@ def test_the_listen_connection_survives_being_terminated(processes, user) -> Non
     assert NOTIFIED in after_reconnect, log
     assert POLLED not in log, log
     assert worker.alive()
+
+
+@on_postgres
+def test_after_a_database_outage_the_worker_listens_again(processes, user, tmp_path) -> None:
+    """The database goes away (every connection cut, like a restart) and comes back."""
+    outage = DatabaseOutage(tmp_path)
+    worker = processes.worker(
+        "--interval", INTERVAL, "-v", "2", "--worker-id", "wakeup-outage", **outage.worker_env()
+    )
+    wait_until(lambda: idle_since_listening(worker) or not worker.alive(), timeout_s=60)
+
+    outage.begin()
+    wait_until(lambda: "The database is unavailable" in worker.output(), timeout_s=60)
+    outage.end()
+    wait_until(lambda: idle_since_listening(worker, times=2), timeout_s=60)
+
+    job = submit(user)
+    wait_until(lambda: finished(job), timeout_s=60)
+
+    log = worker.output()
+    assert "Lost the connection that listens for queued tasks" in log, log
+    assert NOTIFIED in log.rsplit(LISTENING, 1)[1], log
+    assert POLLED not in log, log
 
 
 @on_postgres
