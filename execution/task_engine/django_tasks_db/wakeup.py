@@ -22,7 +22,7 @@ import heapq
 import json
 import logging
 import os
-import select
+import selectors
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -123,6 +123,9 @@ class Wakeup:
         self._interrupt_read, self._interrupt_write = os.pipe()
         os.set_blocking(self._interrupt_read, False)
         os.set_blocking(self._interrupt_write, False)
+        # Not select.select(): a worker's descriptors may number past its FD_SETSIZE.
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._interrupt_read, selectors.EVENT_READ)
 
     @classmethod
     def for_connection(
@@ -145,7 +148,7 @@ class Wakeup:
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds; True if a task may be ready before then."""
         logger.debug("Waiting for work, up to %.1f s", timeout)
-        if self._select([], timeout):
+        if self._select(timeout):
             return self._interrupted()
         self.counts.timed_out += 1
         logger.debug(POLLING, timeout)
@@ -157,14 +160,14 @@ class Wakeup:
             os.write(self._interrupt_write, b"x")
 
     def close(self) -> None:
+        self._selector.close()
         for fd in (self._interrupt_read, self._interrupt_write):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def _select(self, fds: list[int], timeout: float) -> list[int]:
-        """The readable of ``fds`` and the interrupt pipe, within ``timeout`` (none: empty)."""
-        readable, _, _ = select.select([self._interrupt_read, *fds], [], [], max(0.0, timeout))
-        return list(readable)
+    def _select(self, timeout: float) -> set[int]:
+        """The registered descriptors readable within ``timeout`` (none: empty)."""
+        return {key.fd for key, _ in self._selector.select(max(0.0, timeout))}
 
     def _interrupted(self) -> bool:
         with contextlib.suppress(BlockingIOError):
@@ -189,6 +192,7 @@ class NotifiedWakeup(Wakeup):
         self._wanted = wanted
         self._application_name = f"{APPLICATION_NAME} {name}".strip()[:63]
         self._connection: psycopg.Connection[Any] | None = None
+        self._fd = -1  # the listen connection's socket, while it listens
         self._connect_at = 0.0  # time.monotonic() of the next attempt to (re)connect
         self._pause = RECONNECT_FIRST_PAUSE_S
         self._due: list[_Due] = []  # delayed tasks it was told of, soonest first
@@ -217,8 +221,7 @@ class NotifiedWakeup(Wakeup):
             if not announced:
                 logger.debug("Waiting for work, up to %.1f s", wake_at - now)
                 announced = True
-            fds = [self._connection.fileno()] if self._connection is not None else []
-            readable = self._select(fds, wake_at - now)
+            readable = self._select(wake_at - now)
             if self._interrupt_read in readable:
                 return self._interrupted()
             if readable and self._received():
@@ -238,10 +241,13 @@ class NotifiedWakeup(Wakeup):
         # An idle listener sends nothing: TCP keepalives find a silently cut connection.
         for option, value in KEEPALIVES.items():
             params.setdefault(option, value)
+        connection = None
         try:
             connection = psycopg.connect(**params)
             connection.execute(f"LISTEN {CHANNEL}")
         except psycopg.Error as exc:
+            if connection is not None:
+                connection.close()
             self._connect_at = time.monotonic() + self._pause
             logger.log(
                 logging.WARNING if self._pause == RECONNECT_FIRST_PAUSE_S else logging.DEBUG,
@@ -252,6 +258,8 @@ class NotifiedWakeup(Wakeup):
             self._pause = min(self._pause * 2, RECONNECT_MAX_PAUSE_S)
             return False
         self._connection, self._pause = connection, RECONNECT_FIRST_PAUSE_S
+        self._fd = connection.fileno()
+        self._selector.register(self._fd, selectors.EVENT_READ)
         self.counts.connected += 1
         logger.info(
             "Listening for queued tasks (PostgreSQL NOTIFY %s)%s",
@@ -265,6 +273,8 @@ class NotifiedWakeup(Wakeup):
 
         connection, self._connection = self._connection, None
         if connection is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(self._fd)
             with contextlib.suppress(psycopg.Error):
                 connection.close()
 
