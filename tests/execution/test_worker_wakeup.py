@@ -113,7 +113,7 @@ def test_a_delayed_task_wakes_the_listener_when_it_falls_due_not_before(
 def test_a_delayed_task_still_pending_when_the_interval_ends_keeps_its_time(
     listening: NotifiedWakeup,
 ) -> None:
-    enqueue(run_after_s=1.0)
+    enqueue(run_after_s=2.0)
 
     assert listening.wait(0.2) is False  # the worker polls at its interval meanwhile
     assert listening.wait(LONG_S) is True

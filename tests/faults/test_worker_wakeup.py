@@ -76,7 +76,7 @@ def test_an_idle_worker_starts_a_submitted_job_on_its_notification(processes, us
     first = submit(user)
     wait_until(lambda: finished(first), timeout_s=60)
     # Once more, to a worker that went idle again after running a job.
-    wait_until(lambda: worker.output().count(IDLE_WAIT) == 2, timeout_s=60)
+    wait_until(lambda: worker.output().count(IDLE_WAIT) >= 2, timeout_s=60)
     second = submit(user)
     wait_until(lambda: finished(second), timeout_s=60)
 
