@@ -77,7 +77,7 @@ class GovernedWorker(db_worker.Worker):
         if self._signals_received == 1:
             # No exit from here: between taking a task and claiming its job, an exit
             # would strand the job. The loop ends after what it is doing (at most
-            # the running job, within its time limit, or one --interval of sleep).
+            # the running job, within its time limit); an idle wait ends at once.
             self.running = False
             if self._wakeup is not None:
                 self._wakeup.interrupt()
