@@ -227,6 +227,9 @@ TASKS = {
 # The adapter through which jobs' tasks are queued and lost ones found (execution/task_engine/);
 # it must be the one for TASKS' backend.
 TASK_ENGINE = "execution.task_engine.django_tasks_db.engine.DjangoTasksDbEngine"
+# Waking idle db_workers (execution/task_engine/django_tasks_db/wakeup.py): on PostgreSQL
+# a queued task NOTIFYs them; off (and always on SQLite) they find it at their next poll.
+JOB_NOTIFY_WORKERS = env_bool("JOB_NOTIFY_WORKERS", default=True)
 
 # Plugins: entry points in the "governed_plugins" group are always discovered;
 # PLUGINS adds dotted paths ("package.module.PluginClass") on top of them.

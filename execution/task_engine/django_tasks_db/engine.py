@@ -1,8 +1,10 @@
 """DjangoTasksDbEngine: jobs' tasks as django-tasks-db rows, in the jobs' own database.
 
 A task row is inserted in the caller's transaction, so a job and its task
-commit together. Lost-task recovery reads and writes those rows directly: a
-worker killed with SIGKILL leaves its row RUNNING, and nothing else would end it.
+commit together; on PostgreSQL that transaction also notifies the idle workers
+(wakeup.py), so that they start the task at once rather than at their next poll.
+Lost-task recovery reads and writes those rows directly: a worker killed with
+SIGKILL leaves its row RUNNING, and nothing else would end it.
 """
 
 from __future__ import annotations
@@ -10,19 +12,25 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from django.db import models
+from django.db import models, router
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from execution.models import JobQuerySet
 from execution.task_engine.base import TaskEngine
+from execution.task_engine.django_tasks_db.wakeup import QueuedTask, notify_task_queued
 from execution.tasks import run_job_task
 
 
 class DjangoTasksDbEngine(TaskEngine):
     def enqueue(self, job_id: uuid.UUID, *, run_after: datetime | None = None) -> uuid.UUID:
         task = run_job_task if run_after is None else run_job_task.using(run_after=run_after)
-        return uuid.UUID(task.enqueue(str(job_id)).id)
+        result = task.enqueue(str(job_id))
+        notify_task_queued(
+            router.db_for_write(DBTaskResult),
+            QueuedTask(result.backend, task.queue_name, run_after),
+        )
+        return uuid.UUID(result.id)
 
     def fail_lost_task(
         self, task_id: uuid.UUID, error: Exception, *, finished_at: datetime

@@ -12,7 +12,10 @@ Same options as django-tasks-db's command, and on top of it:
 * it takes the task of the job that should start next (execution/policy/
   scheduling.py): in turns among requesters rather than first come, first
   served (``JOB_FAIR_SCHEDULING``), and never one of a plugin at its
-  ``max_concurrency``.
+  ``max_concurrency``;
+* an idle worker waits for work in :meth:`GovernedWorker._wait_for_work`: on
+  PostgreSQL it is woken by a notification as soon as a task is queued, with
+  ``--interval`` as the fallback poll (wakeup.py).
 
 ``execution/management/commands/db_worker.py`` exposes it; the ``execution`` app
 is listed before ``django_tasks_db`` in INSTALLED_APPS so that it is the one
@@ -44,6 +47,8 @@ from execution.models import Job, JobStatus
 from execution.policy import scheduling
 from execution.services.job_execution_service import release_running_jobs
 from execution.services.lease_recovery import LeaseMonitor
+from execution.sql import commit_without_flush
+from execution.task_engine.django_tasks_db.wakeup import QueuedTask, Wakeup
 from execution.workers.heartbeat import Heartbeat
 from plugins.runtime.tool_runner import warm_up_once
 from project.secret_key import MISSING_SECRET_KEY, secret_key_is_set
@@ -64,6 +69,7 @@ class GovernedWorker(db_worker.Worker):
         self._signals_received = 0
         self._heartbeat = Heartbeat(self.worker_id)
         self._beating = False
+        self._wakeup: Wakeup | None = None
 
     def shutdown(self, signum: int, frame: FrameType | None) -> None:
         self._signals_received += 1
@@ -71,8 +77,10 @@ class GovernedWorker(db_worker.Worker):
         if self._signals_received == 1:
             # No exit from here: between taking a task and claiming its job, an exit
             # would strand the job. The loop ends after what it is doing (at most
-            # the running job, within its time limit, or one --interval of sleep).
+            # the running job, within its time limit); an idle wait ends at once.
             self.running = False
+            if self._wakeup is not None:
+                self._wakeup.interrupt()
             logger.warning(
                 "Received %s: the worker stops once its running job (if any) is done, "
                 "within the job's time limit. Again to hand the job back to the queue now.",
@@ -109,6 +117,8 @@ class GovernedWorker(db_worker.Worker):
                 pause = min(pause * 2, OUTAGE_MAX_PAUSE_S)
         if self._beating:
             self._heartbeat.stop()
+        if self._wakeup is not None:
+            self._wakeup.close()
 
     def run_task(self, db_task_result: DBTaskResult[Any, Any]) -> None:
         """Upstream's run, with the heartbeat naming the job while it runs."""
@@ -141,7 +151,28 @@ class GovernedWorker(db_worker.Worker):
                 return
             close_old_connections()
             if self.running and task_result is None:
-                time.sleep(self.interval)
+                self._wait_for_work(self.interval)
+
+    def _wait_for_work(self, interval: float) -> None:
+        """Wait until a task may be ready: up to ``interval``, less if one is queued meanwhile.
+
+        The wakeup is made at the first wait. On PostgreSQL that wait starts
+        listening and returns at once, and the worker polls again: a task queued
+        before the listening began is found by that poll, any later one notifies.
+        """
+        if self._wakeup is None:
+            self._wakeup = Wakeup.for_connection(
+                DBTaskResult.objects.db, wanted=self._could_run, name=self.worker_id
+            )
+        self._wakeup.wait(interval)
+
+    def _could_run(self, task: QueuedTask) -> bool:
+        """Whether a queued task is one this worker takes (its backend and queues)."""
+        if task.backend_name != self.backend_name:
+            return False
+        if task.queue_name in self.excluded_queue_names:
+            return False
+        return self.process_all_queues or task.queue_name in self.queue_names
 
     def _take_next_task(self) -> tuple[DBTaskResult[Any, Any] | None, bool]:
         """Take the next task and mark it ours; whether the queue could be read at all.
@@ -151,7 +182,8 @@ class GovernedWorker(db_worker.Worker):
         """
         tasks = self._ready_tasks()
         try:
-            with exclusive_transaction(tasks.db):
+            # Losing the claim in a crash only leaves the task to be taken again.
+            with exclusive_transaction(tasks.db), commit_without_flush(tasks.db):
                 task_result = self._next_task(tasks)
                 if task_result is not None:
                     task_result.claim(self.worker_id)
