@@ -237,7 +237,7 @@ def _run_all(commands: list[list[str]], env: dict[str, str]) -> None:
     processes = [subprocess.Popen(command, cwd=ROOT, env=env) for command in commands]
     for process in processes:
         if process.wait() != 0:
-            raise SystemExit(f"worker failed: {process.args}")
+            raise SystemExit(f"worker failed: {process.args!r}")
 
 
 @contextlib.contextmanager
@@ -340,8 +340,11 @@ def profile(engine: Engine, args: argparse.Namespace, tmp: Path) -> None:
     stats_path = tmp / "worker.prof"
     command = [sys.executable, str(BENCH_DIR / "_profiled_worker.py"), str(stats_path)]
     _run_all([command + engine.governed_command(args.concurrency)[1:]], engine.env)
-    job_rate(job_ids)
-    print(f"\nprofile of one governed worker, {args.n} no-op jobs, concurrency {args.concurrency}:")
+    rate = job_rate(job_ids)
+    print(
+        f"\nprofile of one governed worker, {args.n} no-op jobs, concurrency {args.concurrency}: "
+        f"{rate:.0f} jobs/s under the profiler"
+    )
     stats = pstats.Stats(str(stats_path), stream=sys.stdout)
     stats.sort_stats("tottime").print_stats(25)
     stats.sort_stats("cumulative").print_stats(25)

@@ -317,7 +317,6 @@ class Command(db_worker.Command):
         max_tasks: int | None,
         worker_id: str,
         exclude_queues: str,
-        concurrency: int | None = None,
         **options: Any,
     ) -> None:
         if not secret_key_is_set():
@@ -332,8 +331,7 @@ class Command(db_worker.Command):
         excluded_queue_names = exclude_queues.split(",") if exclude_queues else []
         if excluded_queue_names and "*" not in queue_names:
             raise CommandError("--exclude-queues can only be used with --queue-name=*")
-        if concurrency is None:
-            concurrency = settings.WORKER_CONCURRENCY
+        concurrency = options.get("concurrency") or settings.WORKER_CONCURRENCY
         # N jobs of one plugin at once need N of its hosts ready, or they wait for starts.
         ProcessIsolation.shared().keep_hosts_per_plugin(concurrency)
         worker = GovernedWorker(
