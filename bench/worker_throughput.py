@@ -25,7 +25,8 @@ runner threads included) and prints the top lines.
 
 ``--backend celery`` runs ``celery -A project worker`` with TASKS_BACKEND=celery and
 CELERY_BROKER_URL (``--broker-url``; else a private ``redis-server`` it starts and
-stops); ``pip install -e '.[celery]'`` first. The API's rate limits are off.
+stops); ``pip install -e '.[celery]'`` first. Its bare tasks note their finish in Redis
+(bench_app.py). The API's rate limits are off.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import argparse
 import contextlib
 import os
 import pstats
-import re
 import shutil
 import signal
 import socket
@@ -44,7 +44,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +64,6 @@ BARE_DB_WORKER = (
 )
 # Jobs per worker slot left out of the rates: the first wait for the hosts to start.
 WARM_UP_JOBS_PER_SLOT = 5
-CELERY_LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -190,22 +188,19 @@ class CeleryEngine(Engine):
             _wait(lambda: jobs_final(job_ids))
 
     def bare(self, n: int, workers: int) -> float:
-        """Bare tasks leave no row on Celery: their workers' log lines are counted and timed."""
-        from bench_app import bare_noop_task
+        """Bare tasks leave no row on Celery: each notes its finish in Redis (bench_app.py)."""
+        from bench_app import BARE_TIMES_KEY, bare_counted_task, broker_redis
 
+        client = broker_redis()
+        client.delete(BARE_TIMES_KEY)
         for _ in range(n):
-            bare_noop_task.enqueue()
+            bare_counted_task.enqueue()
         env = {**self.env, "WORKER_CONCURRENCY": "1"}
-        with _started([self._command()] * workers, env, self.tmp) as logs:
-            _wait(lambda: _succeeded_lines(logs) >= n)
-            times = [
-                datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
-                for log in logs
-                for line in log.read_text(errors="replace").splitlines()
-                if ("bare_noop_task" in line or "succeeded" in line)
-                and (match := CELERY_LOG_TIME.match(line))
-            ]
-        return (max(times) - min(times)).total_seconds()
+        with _started([self._command()] * workers, env, self.tmp):
+            _wait(lambda: client.llen(BARE_TIMES_KEY) >= n)
+        times = [float(value) for value in client.lrange(BARE_TIMES_KEY, 0, -1)]
+        # From the first task's finish: n - 1 tasks in that span.
+        return (max(times) - min(times)) * n / max(n - 1, 1)
 
     @contextlib.contextmanager
     def idle_workers(self, workers: int, concurrency: int, interval: float) -> Iterator[None]:
@@ -214,15 +209,6 @@ class CeleryEngine(Engine):
             _wait(lambda: all("ready." in log.read_text(errors="replace") for log in logs))
             time.sleep(1)
             yield
-
-
-def _succeeded_lines(logs: list[Path]) -> int:
-    return sum(
-        line.count("succeeded")
-        for log in logs
-        for line in log.read_text(errors="replace").splitlines()
-        if "bare_noop_task" in line
-    )
 
 
 def _wait(condition: Any, timeout_s: float = 600) -> None:
