@@ -63,7 +63,7 @@ BARE_DB_WORKER = (
     "Command().run_from_argv(['manage.py', 'db_worker', *sys.argv[1:]])"
 )
 # Jobs per worker slot left out of the rates: the first wait for the hosts to start.
-WARM_UP_JOBS_PER_SLOT = 5
+WARM_UP_JOBS_PER_SLOT = 10
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -343,7 +343,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=1000, help="no-op jobs and bare tasks each")
     parser.add_argument("--concurrency", type=int, default=2, help="jobs at once per worker")
     parser.add_argument("--sleep-ms", type=int, default=20)
-    parser.add_argument("--sleep-jobs", type=int, default=50, help="per worker and slot")
+    parser.add_argument("--sleep-jobs", type=int, default=100, help="per worker and slot")
     parser.add_argument("--latency-jobs", type=int, default=100)
     parser.add_argument("--latency-gap-ms", type=float, default=20, help="between submits")
     parser.add_argument("--interval", type=float, default=0.5, help="idle db_workers' poll")
