@@ -10,6 +10,7 @@ ends, and between tasks as a request would (``close_old_connections``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -100,7 +101,8 @@ class TaskRunners:
                 except Exception:  # one task must never stop the runner of the next
                     logger.exception("Task id=%s failed in its runner", task_result.id)
                 finally:
-                    close_old_connections()
+                    with contextlib.suppress(DatabaseError):
+                        close_old_connections()
                     self.give_back_slot()
         finally:
             connections.close_all()
