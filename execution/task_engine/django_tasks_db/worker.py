@@ -79,8 +79,9 @@ class GovernedWorker(db_worker.Worker):
         name = signal.strsignal(signum)
         if self._signals_received == 1:
             # No exit from here: between taking a task and claiming its job, an exit
-            # would strand the job. The loop ends after what it is doing (at most
-            # the running job, within its time limit, or one --interval of sleep).
+            # would strand the job. The loop takes no more tasks and ends after what
+            # it is doing (the running jobs, within their time limits, or one
+            # --interval of sleep).
             self.running = False
             logger.warning(
                 "Received %s: the worker stops once its running jobs (%d) are done, "
@@ -151,6 +152,9 @@ class GovernedWorker(db_worker.Worker):
         while self.running:
             if not self._runners.take_slot(timeout_s=SLOT_WAIT_S):
                 continue  # all busy: look again whether to stop, then wait on
+            if not self.running:  # a signal came while it waited for the slot
+                self._runners.give_back_slot()
+                break
             close_old_connections()
             try:
                 task_result, looked = self._take_next_task()
