@@ -72,7 +72,7 @@ def test_ctrl_c_with_n_jobs_running_lets_all_of_them_finish(processes):
     jobs = [submit("sleeping", 1500) for _ in range(N)]
     worker = processes.worker(**CONCURRENT)
     wait_until(lambda: all_running(jobs))
-    later = submit("sleeping", 1)  # queued after the signal's reach: it must wait
+    later = submit("sleeping", 1)  # every slot is busy, and after the signal none takes it
 
     os.kill(worker.pid, signal.SIGINT)
     assert worker.popen.wait(60) == 0
