@@ -67,9 +67,9 @@ class Heartbeat:
 
     def job_started(self, task_id: uuid.UUID | str) -> None:
         """The worker took the task ``task_id``: its job is the current one."""
-        with self._running_lock:
+        with self._running_lock:  # held while writing: the last write is the last state
             self._running.append(str(task_id))
-        self._update(beat_at=_db_now(), current_job=_job_of(task_id))
+            self._update(beat_at=_db_now(), current_job=_job_of(task_id))
 
     def job_finished(self, task_id: uuid.UUID | str | None = None) -> None:
         """The task ``task_id`` (None: the only one) ended; the current job is another it runs."""
@@ -78,9 +78,8 @@ class Heartbeat:
                 self._running.clear()
             elif str(task_id) in self._running:
                 self._running.remove(str(task_id))
-            still_running = self._running[-1] if self._running else None
-        current = None if still_running is None else _job_of(still_running)
-        self._update(beat_at=_db_now(), current_job=current, jobs_done=F("jobs_done") + 1)
+            current = _job_of(self._running[-1]) if self._running else None
+            self._update(beat_at=_db_now(), current_job=current, jobs_done=F("jobs_done") + 1)
 
     def beat(self) -> None:
         self._update(beat_at=_db_now())
