@@ -82,7 +82,7 @@ def bench_user(username: str = "bench") -> Any:
     from execution.policy.models import PluginGrant
 
     user, _ = get_user_model().objects.get_or_create(username=username)
-    for plugin in ("bench_noop", "bench_noop_fresh"):
+    for plugin in ("bench_noop", "bench_noop_fresh", "bench_sleep"):
         PluginGrant.objects.get_or_create(
             plugin_name=plugin, user=user, defaults={"max_active_jobs": 0}
         )

@@ -7,6 +7,9 @@ the scanner's configuration excludes this folder for that reason.
 
 from __future__ import annotations
 
+import importlib
+import os
+import time
 from datetime import timedelta
 from typing import Any, cast
 
@@ -24,6 +27,29 @@ from execution.models import Job
 @task()
 def bare_noop_task() -> None:
     """The bare django-tasks baseline: a task that does nothing."""
+
+
+BARE_TIMES_KEY = "bench:bare_counted_task:finished"
+
+
+@task()
+def bare_counted_task() -> None:
+    """The bare baseline on Celery, where a task leaves no row: it notes its finish in Redis.
+
+    One RPUSH to the broker's Redis (bench/worker_throughput.py reads the times).
+    """
+    global _redis
+    if _redis is None:
+        _redis = broker_redis()
+    _redis.rpush(BARE_TIMES_KEY, time.time())
+
+
+_redis: Any = None
+
+
+def broker_redis() -> Any:
+    """A client of the broker's Redis (redis-py comes with the celery extra)."""
+    return importlib.import_module("redis").Redis.from_url(os.environ["CELERY_BROKER_URL"])
 
 
 class BareEchoView(APIView):

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import BaseModel
@@ -36,3 +37,21 @@ class FreshNoOpPlugin(BenchNoOpPlugin):
 
     name = "bench_noop_fresh"
     fresh_process = True
+
+
+class SleepInput(BaseModel):
+    ms: int = 20
+
+
+class BenchSleepPlugin(Plugin):
+    """Sleeps ``ms`` milliseconds: a job that waits, as one on I/O would."""
+
+    name = "bench_sleep"
+    version = "1"
+    description = "Sleeps; for benchmarks."
+    Input = SleepInput
+    Output = NoOpOutput
+
+    def run(self, payload: SleepInput) -> dict[str, Any]:
+        time.sleep(payload.ms / 1000)
+        return {}

@@ -3,4 +3,4 @@
 from project.settings import *  # noqa: F403
 
 ROOT_URLCONF = "bench_app"
-PLUGINS = ["bench_plugins.BenchNoOpPlugin"]
+PLUGINS = ["bench_plugins.BenchNoOpPlugin", "bench_plugins.BenchSleepPlugin"]

@@ -306,6 +306,9 @@ class Job(models.Model):
             models.Index(fields=["plugin_name", "-created_at"], name="job_plugin_created_idx"),
             models.Index(fields=["requested_by", "-created_at"], name="job_owner_created_idx"),
             models.Index(fields=["status", "lease_expires_at"], name="job_lease_idx"),
+            # A worker's heartbeat names the job of each task it takes and ends: by key,
+            # not a scan of every job (execution/workers/heartbeat.py).
+            models.Index(fields=["task_id"], name="job_task_idx"),
             # A user's jobs PENDING or RUNNING: what the active-jobs quota counts.
             models.Index(
                 fields=["requested_by"],

@@ -325,6 +325,18 @@ METRICS_ALLOWED_NETWORKS = [
 ]
 # --- end of workers and metrics ---
 
+# --- Worker concurrency (issue 19: docs/operations.md) ---
+# How many jobs one worker process runs at once, each under its own lease; default: the
+# plugin pool's size (PLUGIN_HOSTS_PER_PLUGIN). A db_worker keeps at least this many
+# hosts ready per plugin; `db_worker --concurrency N` overrides it for one worker.
+_worker_concurrency = os.environ.get("WORKER_CONCURRENCY", "").strip()
+if _worker_concurrency and not (_worker_concurrency.isdigit() and int(_worker_concurrency) >= 1):
+    raise ImproperlyConfigured(
+        f"WORKER_CONCURRENCY={_worker_concurrency!r}: expected a whole number of at least 1."
+    )
+WORKER_CONCURRENCY = int(_worker_concurrency) if _worker_concurrency else PLUGIN_HOSTS_PER_PLUGIN
+# --- end of worker concurrency ---
+
 # Largest request body the API accepts; bigger ones get 413 PayloadTooLarge. Django
 # checks it before anything reads the body (the admin's forms get the same limit).
 API_MAX_REQUEST_BYTES = int(os.environ.get("API_MAX_REQUEST_BYTES", str(8 * 1024 * 1024)))

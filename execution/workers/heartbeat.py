@@ -33,6 +33,10 @@ def _db_now() -> RawSQL:
     return RawSQL(now_sql(connections[WorkerHeartbeat.objects.db]), [])
 
 
+def _job_of(task_id: uuid.UUID | str) -> Subquery:
+    return Subquery(Job.objects.filter(task_id=task_id).values("pk")[:1])
+
+
 class Heartbeat:
     """The heartbeat of this worker process, under its ``worker_id``."""
 
@@ -40,6 +44,9 @@ class Heartbeat:
         self.worker_id = worker_id
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # The tasks it runs now, latest last: a worker runs up to WORKER_CONCURRENCY at once.
+        self._running: list[str] = []
+        self._running_lock = threading.Lock()
 
     def start(self) -> None:
         """Write this worker's row (a restarted worker of the same id starts afresh) and beat."""
@@ -62,12 +69,21 @@ class Heartbeat:
 
     def job_started(self, task_id: uuid.UUID | str) -> None:
         """The worker took the task ``task_id``: its job is the current one."""
-        job = Job.objects.filter(task_id=task_id).values("pk")[:1]
-        self._update(beat_at=_db_now(), current_job=Subquery(job), flush=False)
+        with self._running_lock:  # held while writing: the last write is the last state
+            self._running.append(str(task_id))
+            self._update(beat_at=_db_now(), current_job=_job_of(task_id), flush=False)
 
-    def job_finished(self) -> None:
-        values = {"current_job": None, "jobs_done": F("jobs_done") + 1}
-        self._update(beat_at=_db_now(), **values, flush=False)
+    def job_finished(self, task_id: uuid.UUID | str | None = None) -> None:
+        """The task ``task_id`` (None: the only one) ended; the current job is another it runs."""
+        with self._running_lock:
+            if task_id is None:
+                self._running.clear()
+            elif str(task_id) in self._running:
+                self._running.remove(str(task_id))
+            current = _job_of(self._running[-1]) if self._running else None
+            self._update(
+                beat_at=_db_now(), current_job=current, jobs_done=F("jobs_done") + 1, flush=False
+            )
 
     def beat(self) -> None:
         self._update(beat_at=_db_now())

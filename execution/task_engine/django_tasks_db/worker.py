@@ -2,9 +2,11 @@
 
 Same options as django-tasks-db's command, and on top of it:
 
-* the first SIGTERM or Ctrl-C lets the running job finish (within its plugin's
-  time limit), then stops; a second one stops the plugin and hands the job back
-  to the queue at once; a third exits immediately;
+* it runs up to ``--concurrency`` jobs at once (``WORKER_CONCURRENCY``), each in
+  a thread of its own (runners.py) and under its own lease;
+* the first SIGTERM or Ctrl-C lets the running jobs finish (within their plugins'
+  time limits), then stops; a second one stops the plugins and hands the jobs
+  back to the queue at once; a third exits immediately;
 * a database outage is logged and waited out with a growing pause, and the
   worker resumes by itself when the database is back;
 * the worker recovers lost jobs (expired leases) in the background, like every
@@ -29,10 +31,11 @@ import random
 import signal
 import sys
 import time
-from argparse import ArgumentParser
+from argparse import ArgumentParser, ArgumentTypeError
 from types import FrameType
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import DatabaseError, OperationalError, close_old_connections, connections
 from django.utils import timezone
@@ -48,8 +51,10 @@ from execution.policy import scheduling
 from execution.services.job_execution_service import release_running_jobs
 from execution.services.lease_recovery import LeaseMonitor
 from execution.sql import commit_without_flush
+from execution.task_engine.django_tasks_db.runners import TaskRunners
 from execution.task_engine.django_tasks_db.wakeup import QueuedTask, Wakeup
 from execution.workers.heartbeat import Heartbeat
+from plugins.runtime.isolation.process import ProcessIsolation
 from plugins.runtime.tool_runner import warm_up_once
 from project.secret_key import MISSING_SECRET_KEY, secret_key_is_set
 
@@ -61,33 +66,39 @@ OUTAGE_MAX_PAUSE_S = 5.0
 HEALTHY_RUN_S = 30.0
 # The partial index of the queued jobs in the fair queue's order (execution/models.py).
 FAIR_QUEUE_INDEX = "job_fair_queue_idx"
+# How long the loop waits for a busy runner to get free before it checks whether to stop.
+SLOT_WAIT_S = 0.5
 
 
 class GovernedWorker(db_worker.Worker):
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, concurrency: int = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._signals_received = 0
         self._heartbeat = Heartbeat(self.worker_id)
         self._beating = False
         self._wakeup: Wakeup | None = None
+        self._runners = TaskRunners(concurrency, run=self.run_task)
+        self._taken = 0
 
     def shutdown(self, signum: int, frame: FrameType | None) -> None:
         self._signals_received += 1
         name = signal.strsignal(signum)
         if self._signals_received == 1:
             # No exit from here: between taking a task and claiming its job, an exit
-            # would strand the job. The loop ends after what it is doing (at most
-            # the running job, within its time limit); an idle wait ends at once.
+            # would strand the job. The loop takes no more tasks and ends after what
+            # it is doing (the running jobs, within their time limits); an idle
+            # wait ends at once.
             self.running = False
             if self._wakeup is not None:
                 self._wakeup.interrupt()
             logger.warning(
-                "Received %s: the worker stops once its running job (if any) is done, "
-                "within the job's time limit. Again to hand the job back to the queue now.",
+                "Received %s: the worker stops once its running jobs (%d) are done, "
+                "within their time limits. Again to hand them back to the queue now.",
                 name,
+                self._runners.busy,
             )
         elif self._signals_received == 2:
-            logger.warning("Received %s: stopping the running job and handing it back.", name)
+            logger.warning("Received %s: stopping the running jobs and handing them back.", name)
             release_running_jobs()
         else:
             logger.warning("Received %s: exiting now.", name)
@@ -97,6 +108,7 @@ class GovernedWorker(db_worker.Worker):
     def run(self) -> None:
         LeaseMonitor.ensure_started()
         AuditSealer.ensure_started()
+        self._runners.start()
         pause = OUTAGE_FIRST_PAUSE_S
         while self.running:
             started = time.monotonic()
@@ -115,23 +127,32 @@ class GovernedWorker(db_worker.Worker):
                 connections.close_all()
                 time.sleep(pause)
                 pause = min(pause * 2, OUTAGE_MAX_PAUSE_S)
+        self._runners.finish()
         if self._beating:
             self._heartbeat.stop()
         if self._wakeup is not None:
             self._wakeup.close()
 
     def run_task(self, db_task_result: DBTaskResult[Any, Any]) -> None:
-        """Upstream's run, with the heartbeat naming the job while it runs."""
+        """Upstream's run (in a runner thread), with the heartbeat naming the job while it runs."""
         self._heartbeat.job_started(db_task_result.id)
         try:
             super().run_task(db_task_result)
         finally:
-            self._heartbeat.job_finished()
+            self._heartbeat.job_finished(db_task_result.id)
 
     def _serve(self) -> None:
-        """Take and run tasks until stopped (upstream's loop, with our choice of task)."""
+        """Take tasks and hand them to the runners until stopped (upstream's loop, widened).
+
+        A slot first, then the task: a task is claimed only when a runner is
+        free to start it at once. Upstream's run_task counts what ran; the loop
+        counts what it took, for ``--max-tasks``.
+        """
         logger.info(
-            "Starting worker worker_id=%s queues=%s", self.worker_id, ",".join(self.queue_names)
+            "Starting worker worker_id=%s queues=%s concurrency=%d",
+            self.worker_id,
+            ",".join(self.queue_names),
+            self._runners.size,
         )
         if not self._beating:  # once per process, not again after an outage
             self._heartbeat.start()
@@ -139,18 +160,33 @@ class GovernedWorker(db_worker.Worker):
         if self.startup_delay and self.interval:
             time.sleep(random.random())  # spreads the workers' first polls
         while self.running:
+            if not self._runners.take_slot(timeout_s=SLOT_WAIT_S):
+                continue  # all busy: look again whether to stop, then wait on
+            if not self.running:  # a signal came while it waited for the slot
+                self._runners.give_back_slot()
+                break
             close_old_connections()
-            task_result, looked = self._take_next_task()
-            if task_result is not None:
-                self.run_task(task_result)
+            try:
+                task_result, looked = self._take_next_task()
+            except BaseException:
+                self._runners.give_back_slot()
+                raise
+            if task_result is None:
+                self._runners.give_back_slot()
+            else:
+                self._runners.run(task_result)
+                self._taken += 1
             if self.batch and looked and task_result is None:
-                logger.info("No more tasks to run for worker_id=%s - exiting.", self.worker_id)
+                if self._runners.wait_idle(timeout_s=0):
+                    logger.info("No more tasks to run for worker_id=%s - exiting.", self.worker_id)
+                    return
+                # Running jobs may queue more (a retry): look again once they have ended.
+                self._runners.wait_idle()
+                continue
+            if self.max_tasks is not None and self._taken >= self.max_tasks:
+                logger.info("Took %d tasks on worker=%s - exiting.", self._taken, self.worker_id)
                 return
-            if self.max_tasks is not None and self._run_tasks >= self.max_tasks:
-                logger.info("Ran %d tasks on worker=%s - exiting.", self._run_tasks, self.worker_id)
-                return
-            close_old_connections()
-            if self.running and task_result is None:
+            if self.running and task_result is None and looked:
                 self._wait_for_work(self.interval)
 
     def _wait_for_work(self, interval: float) -> None:
@@ -160,6 +196,7 @@ class GovernedWorker(db_worker.Worker):
         listening and returns at once, and the worker polls again: a task queued
         before the listening began is found by that poll, any later one notifies.
         """
+        close_old_connections()
         if self._wakeup is None:
             self._wakeup = Wakeup.for_connection(
                 DBTaskResult.objects.db, wanted=self._could_run, name=self.worker_id
@@ -269,6 +306,16 @@ def _placeholders(values: Any) -> str:
     return ", ".join(["%s"] * len(values))
 
 
+def valid_concurrency(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ArgumentTypeError(f"must be a whole number of at least 1, not {value!r}")
+    return number
+
+
 class Command(db_worker.Command):
     help = (
         "Run a database background worker that never orphans a job: Ctrl-C finishes the "
@@ -277,6 +324,13 @@ class Command(db_worker.Command):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         super().add_arguments(parser)
+        parser.add_argument(
+            "--concurrency",
+            type=valid_concurrency,
+            default=None,
+            help="How many jobs the worker runs at once, each in a thread of its own "
+            "(default: the WORKER_CONCURRENCY setting)",
+        )
         # An autoreload kills the worker process in the middle of a job.
         parser.set_defaults(reload=False)
 
@@ -309,7 +363,11 @@ class Command(db_worker.Command):
         excluded_queue_names = exclude_queues.split(",") if exclude_queues else []
         if excluded_queue_names and "*" not in queue_names:
             raise CommandError("--exclude-queues can only be used with --queue-name=*")
+        concurrency = options.get("concurrency") or settings.WORKER_CONCURRENCY
+        # N jobs of one plugin at once need N of its hosts ready, or they wait for starts.
+        ProcessIsolation.shared().keep_hosts_per_plugin(concurrency)
         worker = GovernedWorker(
+            concurrency=concurrency,
             queue_names=queue_names,
             interval=interval,
             batch=batch,

@@ -293,6 +293,18 @@ class ProcessIsolation:
         for plugin, limits in plugins:
             self._pool(self._spec(plugin, limits)).fill()
 
+    def keep_hosts_per_plugin(self, count: int) -> None:
+        """Keep at least ``count`` hosts ready per plugin, in the pools to come and those there are.
+
+        For a process that runs up to ``count`` executions of one plugin at once
+        (a db_worker's concurrency): with fewer hosts, the others wait for a start.
+        """
+        with self._lock:
+            self.hosts_per_plugin = max(self.hosts_per_plugin, count)
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.size = max(pool.size, count)
+
     def hosts(self) -> list[HostInfo]:
         """Every host of this process: its pid, its plugin, whether it runs an execution now."""
         with self._lock:
