@@ -1,10 +1,13 @@
 """The ``db_worker``'s heartbeat: one cheap UPDATE per beat, always on the database's clock.
 
-A worker beats when it starts, when it takes a job, when the job ends, and every
-``WORKER_HEARTBEAT_S`` in between from a background thread (so a long job does
-not make a busy worker look dead). A clean exit marks the row stopped; a killed
-worker simply stops beating, and after ``WORKER_STALE_S`` it counts as gone
-(:func:`execution.workers.selectors.live_workers`).
+A worker beats when it starts, and every ``WORKER_HEARTBEAT_S`` from a background
+thread (so a long job does not make a busy worker look dead). Taking a job and
+ending one change the row too, but are not written one by one: a worker that ends
+a job every few milliseconds would spend a quarter of each on its own row. They
+wake the thread, which writes the latest state at once and then gathers the next
+changes for ``CHANGES_GATHERED_S``. A clean exit writes what is left and marks the
+row stopped; a killed worker simply stops beating, and after ``WORKER_STALE_S`` it
+counts as gone (:func:`execution.workers.selectors.live_workers`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ from execution.workers.models import WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
 
+# After writing a change, the thread waits this long before the next write: a busy
+# worker's row is at most this much behind, and written a few times a second at most.
+CHANGES_GATHERED_S = 0.25
+
 
 def _db_now() -> RawSQL:
     return RawSQL(now_sql(connections[WorkerHeartbeat.objects.db]), [])
@@ -46,7 +53,9 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
         # The tasks it runs now, latest last: a worker runs up to WORKER_CONCURRENCY at once.
         self._running: list[str] = []
+        self._done_unwritten = 0
         self._running_lock = threading.Lock()
+        self._changed = threading.Event()
 
     def start(self) -> None:
         """Write this worker's row (a restarted worker of the same id starts afresh) and beat."""
@@ -69,9 +78,9 @@ class Heartbeat:
 
     def job_started(self, task_id: uuid.UUID | str) -> None:
         """The worker took the task ``task_id``: its job is the current one."""
-        with self._running_lock:  # held while writing: the last write is the last state
+        with self._running_lock:
             self._running.append(str(task_id))
-            self._update(beat_at=_db_now(), current_job=_job_of(task_id), flush=False)
+        self._changed.set()
 
     def job_finished(self, task_id: uuid.UUID | str | None = None) -> None:
         """The task ``task_id`` (None: the only one) ended; the current job is another it runs."""
@@ -80,26 +89,39 @@ class Heartbeat:
                 self._running.clear()
             elif str(task_id) in self._running:
                 self._running.remove(str(task_id))
-            current = _job_of(self._running[-1]) if self._running else None
-            self._update(
-                beat_at=_db_now(), current_job=current, jobs_done=F("jobs_done") + 1, flush=False
-            )
+            self._done_unwritten += 1
+        self._changed.set()
 
     def beat(self) -> None:
         self._update(beat_at=_db_now())
 
+    def write_changes(self) -> None:
+        """Write the current job and the jobs done since the last write (the thread's work)."""
+        with self._running_lock:  # held while writing: the last write is the last state
+            self._changed.clear()
+            current = _job_of(self._running[-1]) if self._running else None
+            done, self._done_unwritten = self._done_unwritten, 0
+            values: dict[str, object] = {"beat_at": _db_now(), "current_job": current}
+            if done:
+                values["jobs_done"] = F("jobs_done") + done
+            if not self._update(flush=False, **values):
+                self._done_unwritten += done  # counted at the next write
+                self._changed.set()
+
     def stop(self) -> None:
         """A clean exit: the row says so, and the worker no longer counts as live."""
         self._stop.set()
+        self._changed.set()  # wakes the thread
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.write_changes()
         self._update(beat_at=_db_now(), stopped_at=_db_now(), current_job=None)
 
-    def _update(self, *, flush: bool = True, **values: object) -> None:
+    def _update(self, *, flush: bool = True, **values: object) -> bool:
         """Write the row; ``flush=False``: the commit does not wait for the disk (PostgreSQL).
 
-        A job's start and end beat on its way: a beat lost in a database crash
-        misleads nobody, and the job's start is not held up by an fsync.
+        Changes are written so: one lost in a database crash misleads nobody for
+        long, and no job waits for an fsync of its worker's row.
         """
         # Never let the heartbeat break the worker: an outage is the worker loop's to report.
         try:
@@ -107,10 +129,16 @@ class Heartbeat:
                 WorkerHeartbeat.objects.filter(pk=self.worker_id).update(**values)
         except DatabaseError as exc:
             logger.debug("Heartbeat not written: %s", exc)
+            return False
+        return True
 
     def _beat_forever(self) -> None:
         try:
-            while not self._stop.wait(settings.WORKER_HEARTBEAT_S):
-                self.beat()
+            while not self._stop.is_set():
+                if not self._changed.wait(settings.WORKER_HEARTBEAT_S):
+                    self.beat()
+                elif not self._stop.is_set():  # stop() writes the last changes itself
+                    self.write_changes()
+                    self._stop.wait(CHANGES_GATHERED_S)
         finally:
             connections.close_all()

@@ -16,6 +16,7 @@ from execution.task_engine.django_tasks_db.worker import valid_concurrency
 from execution.workers.heartbeat import Heartbeat
 from execution.workers.models import WorkerHeartbeat
 from tests.conftest import ROOT, subprocess_env
+from tests.faults.conftest import wait_until
 
 
 class FakeTask:
@@ -91,12 +92,12 @@ def test_the_heartbeat_names_a_job_still_running_when_a_sibling_ends():
     try:
         beat.job_started(str(first.task_id))
         beat.job_started(str(second.task_id))
-        assert WorkerHeartbeat.objects.get().current_job == second.pk
+        wait_until(lambda: WorkerHeartbeat.objects.get().current_job == second.pk, timeout_s=10)
         beat.job_finished(str(second.task_id))
-        assert WorkerHeartbeat.objects.get().current_job == first.pk
+        wait_until(lambda: WorkerHeartbeat.objects.get().current_job == first.pk, timeout_s=10)
         beat.job_finished(str(first.task_id))
-        row = WorkerHeartbeat.objects.get()
-        assert (row.current_job, row.jobs_done) == (None, 2)
+        wait_until(lambda: WorkerHeartbeat.objects.get().jobs_done == 2, timeout_s=10)
+        assert WorkerHeartbeat.objects.get().current_job is None
     finally:
         beat.stop()
 

@@ -54,8 +54,11 @@ def test_three_jobs_run_at_the_same_time_each_under_its_own_lease(processes):
     assert len(holders) == N  # one lease each ...
     assert {holder.split(":")[1] for holder in holders} == {str(worker.pid)}  # ... one process
     assert len(plugin_hosts(SleepingPlugin, under=worker.pid)) >= N
-    # The heartbeat names one of the jobs it runs.
-    assert WorkerHeartbeat.objects.get().current_job in {job.pk for job in jobs}
+    # The heartbeat names one of the jobs it runs (written within CHANGES_GATHERED_S).
+    wait_until(
+        lambda: WorkerHeartbeat.objects.get().current_job in {job.pk for job in jobs},
+        timeout_s=10,
+    )
 
     done = wait_until(lambda: all_final(jobs))
     assert {job.status for job in done} == {JobStatus.SUCCESS}

@@ -19,7 +19,7 @@ def test_health_turns_503_once_the_only_worker_is_killed(processes, token):
     )
     assert status == 202, job
     wait_until(lambda: Job.objects.get(pk=job["id"]).status == JobStatus.SUCCESS)
-    assert WorkerHeartbeat.objects.get().jobs_done == 1
+    wait_until(lambda: WorkerHeartbeat.objects.get().jobs_done == 1, timeout_s=10)
     worker.stop(signal.SIGKILL)
     status, job = server.request(
         "POST", "/v1/jobs", {"plugin": "echo", "payload": {"message": "b"}}
