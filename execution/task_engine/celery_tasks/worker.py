@@ -1,0 +1,237 @@
+"""What a Celery worker does so that it keeps the ``db_worker``'s promises.
+
+* It refuses to start without SECRET_KEY (project/secret_key.py), on another
+  engine than Celery (its retries would go to a queue no Celery worker reads), or
+  with a broker visibility timeout shorter than a job's longest lease plus its
+  longest retry backoff (Redis would hand a running or waiting task to a second
+  worker).
+* Each process that runs tasks (each prefork child; the worker itself with the
+  solo pool) writes its heartbeat (execution/workers/), recovers lost jobs and
+  seals the audit trail in the background, and starts its plugin hosts, like a
+  ``db_worker``.
+* A message runs its task at most once per delivery that could still matter: it
+  starts only a task whose row is QUEUED, UNSENT or RUNNING (a redelivery after
+  its worker died); a task that ended, or that lease recovery gave up, is skipped.
+  Jobs themselves run once by their claim (execution/models.py).
+* While the database is unavailable a message is put back with a growing delay,
+  rather than acknowledged and lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from typing import Any
+
+from celery import Task as CeleryTask
+from django.conf import settings
+from django.db import DatabaseError, connections
+from django.db.models import F
+from django.db.models.expressions import RawSQL
+from django.utils.module_loading import import_string
+from django_tasks import TaskContext, TaskResult, TaskResultStatus
+from django_tasks.base import TaskError
+from django_tasks.signals import task_finished, task_started
+from django_tasks.utils import get_exception_traceback, get_module_path
+
+from execution.audit.sealer import AuditSealer
+from execution.clock import now_sql
+from execution.services.lease_recovery import LeaseMonitor
+from execution.task_engine.celery_tasks.backend import CeleryBackend
+from execution.task_engine.celery_tasks.models import STARTABLE, CeleryTask, CeleryTaskStatus
+from execution.workers.heartbeat import Heartbeat
+from plugins.registry import get_registry
+from plugins.runtime.tool_runner import warm_up_once
+from project.secret_key import MISSING_SECRET_KEY, secret_key_is_set
+
+logger = logging.getLogger(__name__)
+
+CELERY_ENGINE = "execution.task_engine.celery_tasks.engine.CeleryEngine"
+OUTAGE_FIRST_PAUSE_S = 0.5
+OUTAGE_MAX_PAUSE_S = 5.0
+
+
+class _Process:
+    """This process's part: its heartbeat, once it serves."""
+
+    heartbeat: Heartbeat | None = None
+    pid: int | None = None
+    prefork = True
+
+
+def worker_id() -> str:
+    return f"celery:{socket.gethostname()}:{os.getpid()}"
+
+
+def startup_problem() -> str | None:
+    """Why this worker must not start; None when it may."""
+    if not secret_key_is_set():
+        return MISSING_SECRET_KEY
+    if settings.TASK_ENGINE != CELERY_ENGINE:
+        return (
+            "This Celery worker runs with TASKS_BACKEND="
+            f"{getattr(settings, 'TASKS_BACKEND', 'database')}: set TASKS_BACKEND=celery "
+            "(and CELERY_BROKER_URL), as for the web processes."
+        )
+    needed_s = longest_lease_and_backoff_s()
+    visibility_s = float(settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600))
+    if settings.CELERY_BROKER_URL.startswith("redis") and visibility_s <= needed_s:
+        return (
+            f"CELERY_VISIBILITY_TIMEOUT_S ({visibility_s:g} s) must be longer than the longest "
+            f"lease plus retry backoff of the installed plugins ({needed_s:g} s): Redis would "
+            "hand a running job's task to a second worker."
+        )
+    return None
+
+
+def longest_lease_and_backoff_s() -> float:
+    """The longest a taken message may stay unacknowledged: a lease, or a retry's wait."""
+    registry = get_registry()
+    plugins = registry.list_plugins()
+    longest_limit_s = max(
+        [registry.limits_for(plugin).timeout_s for plugin in plugins]
+        + [settings.PLUGIN_DEFAULT_TIMEOUT_S]
+    )
+    most_attempts = max([plugin.max_attempts for plugin in plugins] + [1])
+    backoff_s = settings.JOB_RETRY_BACKOFF_S * 2 ** max(most_attempts - 2, 0)
+    return max(longest_limit_s + settings.JOB_LEASE_GRACE_S, backoff_s)
+
+
+def refuse_to_start_unless_ready(worker: Any) -> None:
+    """The worker's first step (Celery's worker_init): stop with one line if it must not run."""
+    pool = str(getattr(worker, "pool_cls", "prefork"))
+    _Process.prefork = "prefork" in pool or "processes" in pool.lower()
+    problem = startup_problem()
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        logger.error(problem)
+        os._exit(2)  # Celery catches SystemExit here and would start all the same
+
+
+def start_serving() -> None:
+    """In a process that runs tasks: heartbeat, background recovery and sealing, warm hosts."""
+    if _Process.pid == os.getpid():
+        return
+    _Process.pid = os.getpid()
+    connections.close_all()  # nothing inherited from the parent is ours
+    heartbeat = Heartbeat(worker_id())
+    try:
+        heartbeat.start()
+    except DatabaseError as exc:
+        logger.warning("The heartbeat could not be written at start: %s", exc)
+    _Process.heartbeat = heartbeat
+    LeaseMonitor.ensure_started()
+    AuditSealer.ensure_started()
+    warm_up_once()
+
+
+def start_serving_in_main_process(consumer: Any) -> None:
+    """With a pool that runs tasks in the worker itself (solo, threads), it serves."""
+    if not _Process.prefork:
+        start_serving()
+
+
+def stop_serving() -> None:
+    if _Process.heartbeat is not None and _Process.pid == os.getpid():
+        _Process.heartbeat.stop()
+        _Process.heartbeat = None
+
+
+def run_django_task(
+    celery_task: CeleryTask[Any, Any], task_path: str, args: list[Any], kwargs: dict[str, Any]
+) -> Any:
+    """Run the django-tasks task ``task_path`` for this message, unless its task is over."""
+    task_id = str(celery_task.request.id)
+    try:
+        started = _mark_started(task_id)
+    except DatabaseError as exc:
+        retries = celery_task.request.retries
+        pause_s = min(OUTAGE_FIRST_PAUSE_S * 2**retries, OUTAGE_MAX_PAUSE_S)
+        logger.warning(
+            "The database is unavailable (%s); task %s goes back to the queue for %.1f s",
+            type(exc).__name__,
+            task_id,
+            pause_s,
+        )
+        connections.close_all()
+        raise celery_task.retry(countdown=pause_s, max_retries=None, exc=exc) from exc
+    if not started:
+        logger.info("Task %s is over already (a redelivered message); skipped", task_id)
+        return None
+    task = import_string(task_path)
+    result = _task_result(task, task_id, args, kwargs, celery_task)
+    heartbeat = _Process.heartbeat
+    if heartbeat is not None:
+        heartbeat.job_started(task_id)
+    task_started.send(CeleryBackend, task_result=result)
+    try:
+        if task.takes_context:
+            value = task.call(TaskContext(task_result=result), *args, **kwargs)
+        else:
+            value = task.call(*args, **kwargs)
+    except Exception as exc:
+        result.errors.append(
+            TaskError(
+                exception_class_path=get_module_path(type(exc)),
+                traceback=get_exception_traceback(exc),
+            )
+        )
+        object.__setattr__(result, "status", TaskResultStatus.FAILED)
+        _mark_finished(task_id, CeleryTaskStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+    else:
+        object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
+        _mark_finished(task_id, CeleryTaskStatus.SUCCESSFUL)
+        return value
+    finally:
+        task_finished.send(CeleryBackend, task_result=result)
+        if heartbeat is not None:
+            heartbeat.job_finished()
+
+
+def _db_now() -> RawSQL:
+    return RawSQL(now_sql(connections[CeleryTask.objects.db]), [])
+
+
+def _mark_started(task_id: str) -> bool:
+    """QUEUED, UNSENT or RUNNING (a redelivery) -> RUNNING; False if the task is over or gone."""
+    return bool(
+        CeleryTask.objects.filter(pk=task_id, status__in=STARTABLE).update(
+            status=CeleryTaskStatus.RUNNING,
+            started_at=_db_now(),
+            worker_id=worker_id(),
+            deliveries=F("deliveries") + 1,
+        )
+    )
+
+
+def _mark_finished(task_id: str, status: CeleryTaskStatus, *, error: str = "") -> None:
+    # Only a task still RUNNING: one lease recovery failed meanwhile keeps its reason.
+    # A database that fails here leaves it RUNNING: recovery finds it after the grace.
+    try:
+        CeleryTask.objects.filter(pk=task_id, status=CeleryTaskStatus.RUNNING).update(
+            status=status, finished_at=_db_now(), error=error
+        )
+    except DatabaseError as exc:
+        logger.warning("The end of task %s was not recorded: %s", task_id, exc)
+
+
+def _task_result(
+    task: Any, task_id: str, args: list[Any], kwargs: dict[str, Any], celery_task: Any
+) -> TaskResult[Any]:
+    return TaskResult(
+        task=task,
+        id=task_id,
+        status=TaskResultStatus.RUNNING,
+        enqueued_at=None,
+        started_at=None,
+        last_attempted_at=None,
+        finished_at=None,
+        args=args,
+        kwargs=kwargs,
+        backend=task.backend,
+        errors=[],
+        worker_ids=[str(celery_task.request.hostname or worker_id())],
+    )
