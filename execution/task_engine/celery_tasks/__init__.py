@@ -14,3 +14,6 @@ With ``celery`` the only package, with ``project/celery.py``, that imports it:
 
 ``models`` imports no Celery either: the table exists whichever engine runs.
 """
+
+# The one Celery task the workers know: it runs whichever django-tasks task a message names.
+RUN_TASK_NAME = "governed.run_django_task"

@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery, Task, signals
 
-from execution.task_engine.celery_tasks.backend import RUN_TASK_NAME
+from execution.task_engine.celery_tasks import RUN_TASK_NAME
 
 app = Celery("project")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -27,16 +27,13 @@ from django_tasks.signals import task_enqueued
 from django_tasks.utils import normalize_json
 from typing_extensions import ParamSpec
 
+from execution.task_engine.celery_tasks import RUN_TASK_NAME
 from execution.task_engine.celery_tasks.models import CeleryTask, CeleryTaskStatus
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 P = ParamSpec("P")
-
-# The one Celery task the workers know: it runs whichever django-tasks task a message names.
-RUN_TASK_NAME = "governed.run_django_task"
-
 
 class CeleryBackend(BaseTaskBackend):
     supports_defer = True

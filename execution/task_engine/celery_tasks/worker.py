@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
 from typing import Any
 
 from celery import Task as CeleryTask
@@ -105,7 +104,6 @@ def refuse_to_start_unless_ready(worker: Any) -> None:
     _Process.prefork = "prefork" in pool or "processes" in pool.lower()
     problem = startup_problem()
     if problem is not None:
-        print(problem, file=sys.stderr)
         logger.error(problem)
         os._exit(2)  # Celery catches SystemExit here and would start all the same
 
@@ -158,7 +156,7 @@ def run_django_task(
         connections.close_all()
         raise celery_task.retry(countdown=pause_s, max_retries=None, exc=exc) from exc
     if not started:
-        logger.info("Task %s is over already (a redelivered message); skipped", task_id)
+        logger.warning("Task %s is over already: a redelivered message, skipped", task_id)
         return None
     task = import_string(task_path)
     result = _task_result(task, task_id, args, kwargs, celery_task)
