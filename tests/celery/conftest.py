@@ -87,6 +87,7 @@ def celery_env(broker: Broker, **extra: str) -> dict[str, str]:
         "TASKS_BACKEND": "celery",
         "CELERY_BROKER_URL": broker.url,
         "CELERY_VISIBILITY_TIMEOUT_S": VISIBILITY_TIMEOUT_S,
+        "CELERY_RESTORE_INTERVAL_S": "1",
         **extra,
     }
 
