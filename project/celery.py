@@ -7,6 +7,6 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-from execution.task_engine.celery_tasks.app import app  # noqa: E402
+from execution.task_engine.celery_tasks.app import app
 
 __all__ = ["app"]

@@ -5,29 +5,50 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('execution', '0014_workers'),
+        ("execution", "0014_workers"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CeleryTask',
+            name="CeleryTask",
             fields=[
-                ('id', models.UUIDField(editable=False, primary_key=True, serialize=False)),
-                ('task_path', models.CharField(help_text='The django-tasks task it runs', max_length=255)),
-                ('queue_name', models.CharField(default='default', max_length=100)),
-                ('status', models.CharField(choices=[('QUEUED', 'queued'), ('UNSENT', 'not sent'), ('RUNNING', 'running'), ('SUCCESSFUL', 'successful'), ('FAILED', 'failed')], default='QUEUED', max_length=10)),
-                ('enqueued_at', models.DateTimeField(default=execution.clock.database_now)),
-                ('run_after', models.DateTimeField(blank=True, null=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('deliveries', models.PositiveIntegerField(default=0, help_text='How many times a worker started it (more than 1: redelivered)')),
-                ('worker_id', models.CharField(blank=True, default='', max_length=255)),
-                ('error', models.TextField(blank=True, default='')),
+                ("id", models.UUIDField(editable=False, primary_key=True, serialize=False)),
+                (
+                    "task_path",
+                    models.CharField(help_text="The django-tasks task it runs", max_length=255),
+                ),
+                ("queue_name", models.CharField(default="default", max_length=100)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("QUEUED", "queued"),
+                            ("UNSENT", "not sent"),
+                            ("RUNNING", "running"),
+                            ("SUCCESSFUL", "successful"),
+                            ("FAILED", "failed"),
+                        ],
+                        default="QUEUED",
+                        max_length=10,
+                    ),
+                ),
+                ("enqueued_at", models.DateTimeField(default=execution.clock.database_now)),
+                ("run_after", models.DateTimeField(blank=True, null=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "deliveries",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="How many times a worker started it (more than 1: redelivered)",
+                    ),
+                ),
+                ("worker_id", models.CharField(blank=True, default="", max_length=255)),
+                ("error", models.TextField(blank=True, default="")),
             ],
             options={
-                'verbose_name': 'Celery task',
+                "verbose_name": "Celery task",
             },
         ),
     ]

@@ -17,16 +17,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.faults.conftest import (  # noqa: F401  (fixtures, used by name)
-    Managed,
-    Processes,
-    Server,
-    _fault_plugins,
-    free_port,
-    processes,
-    token,
-    wait_until,
-)
+from tests.faults import conftest as faults
+from tests.faults.conftest import Managed, Processes, Server, free_port, wait_until
+
+# The fault tests' fixtures: real processes, cleaned up; a user's token; their plugins.
+processes = faults.processes
+token = faults.token
+_fault_plugins = faults._fault_plugins
 
 CELERY_MISSING = "the Celery engine needs its extra: pip install -e '.[celery]'"
 # Longer than the longest lease of the plugins these tests install (20 s + 2 s grace)
@@ -93,7 +90,10 @@ def celery_env(broker: Broker, **extra: str) -> dict[str, str]:
 
 
 def start_celery_worker(
-    processes: Processes, broker: Broker, *extra: str, **extra_env: str
+    processes: Processes,
+    broker: Broker,
+    *extra: str,
+    **extra_env: str,
 ) -> Managed:
     """``celery -A project worker`` with the flags docs/celery.md recommends; once it is ready."""
     args = [sys.executable, "-m", "celery", "-A", "project", "worker", "--loglevel", "INFO"]
@@ -107,7 +107,7 @@ def start_celery_worker(
 
 @pytest.fixture
 def celery_server(processes: Processes, broker: Broker, token: str) -> Server:
-    server = processes.server(**celery_env(broker))
+    server = processes.server(2, **celery_env(broker))
     server.token = token
     return server
 
@@ -115,8 +115,6 @@ def celery_server(processes: Processes, broker: Broker, token: str) -> Server:
 @pytest.fixture
 def celery_engine(settings, broker: Broker) -> Iterator[Broker]:
     """The test process queues through Celery too (its Celery app sends to ``broker``)."""
-    from execution.task_engine.celery_tasks.app import app
-
     settings.TASKS = {
         "default": {
             "BACKEND": "execution.task_engine.celery_tasks.backend.CeleryBackend",
@@ -125,11 +123,21 @@ def celery_engine(settings, broker: Broker) -> Iterator[Broker]:
     }
     settings.TASK_ENGINE = "execution.task_engine.celery_tasks.engine.CeleryEngine"
     settings.CELERY_BROKER_URL = broker.url
-    before = app.conf.broker_url
-    app.conf.broker_url = broker.url
+    before = use_broker(broker.url)
     try:
         yield broker
     finally:
-        app.pool.force_close_all()  # its connections are to this test's redis-server
-        app._pool = None
-        app.conf.broker_url = before
+        use_broker(before)
+
+
+def use_broker(url: str) -> str:
+    """Point this process's Celery app at ``url``, with no connection to the last one; that one."""
+    from execution.task_engine.celery_tasks.app import app
+
+    before = str(app.conf.broker_url)
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+    app.conf.broker_url = url
+    return before

@@ -67,7 +67,7 @@ def test_a_job_runs_to_success_and_its_worker_beats(processes, broker, celery_se
 
     job = Job.objects.get(pk=job_id)
     assert job.result == {"echoed": "hello"}
-    task = CeleryTask.objects.get(pk=job.task_id)
+    task = CeleryTask.objects.get(pk=str(job.task_id))
     assert (task.status, task.deliveries) == ("SUCCESSFUL", 1)
     # The pool process that ran it beats under its own id, and counts the job.
     beating = WorkerHeartbeat.objects.get(pk=task.worker_id)
@@ -85,7 +85,7 @@ def test_a_job_runs_to_success_and_its_worker_beats(processes, broker, celery_se
 
 
 def test_health_turns_503_when_the_only_celery_worker_is_killed(processes, broker, token):
-    server = processes.server(**celery_env(broker, **STALE))
+    server = processes.server(2, **celery_env(broker, **STALE))
     server.token = token
     worker = start_celery_worker(processes, broker, **STALE)
     wait_until(lambda: live_workers().exists())
@@ -103,7 +103,7 @@ def test_a_pending_job_cancelled_never_runs(processes, broker, celery_server):
     assert status == 200, body
     start_celery_worker(processes, broker)
     task_id = Job.objects.get(pk=job_id).task_id
-    wait_until(lambda: CeleryTask.objects.get(pk=task_id).status == "SUCCESSFUL")
+    wait_until(lambda: CeleryTask.objects.get(pk=str(task_id)).status == "SUCCESSFUL")
     job = Job.objects.get(pk=job_id)
     assert (job.status, job.started_at, job.result) == (JobStatus.CANCELLED, None, None)
     assert AuditEvent.JOB_STARTED not in events_of(job_id)
@@ -145,18 +145,17 @@ def test_a_job_of_a_killed_worker_is_retried_after_its_backoff_and_succeeds_once
     # The second attempt's message waited for the backoff (JOB_RETRY_BACKOFF_S=0.2 here;
     # the attempt's end is read from the clock just after its next start was set).
     given_up_at = datetime.fromisoformat(lost["ended_at"])
-    retry_task = CeleryTask.objects.get(pk=job.task_id)
+    retry_task = CeleryTask.objects.get(pk=str(job.task_id))
     assert retry_task.run_after - given_up_at > timedelta(seconds=0.15)
     assert job.started_at >= retry_task.run_after
-    assert CeleryTask.objects.get(pk=first_task).status == "FAILED"
+    assert CeleryTask.objects.get(pk=str(first_task)).status == "FAILED"
 
     # Redis hands the killed worker's unacknowledged message back after the visibility
     # timeout: the survivor skips it, as its task was given up.
-    wait_until(
-        lambda: f"Task {first_task} is over already" in survivor.output(), timeout_s=60
-    )
+    wait_until(lambda: f"Task {first_task} is over already" in survivor.output(), timeout_s=60)
     job.refresh_from_db()
-    assert job.status == JobStatus.SUCCESS and job.attempt == 2
+    assert job.status == JobStatus.SUCCESS
+    assert job.attempt == 2
     events = events_of(job_id)
     assert events.count(AuditEvent.JOB_STARTED) == 2, events
     assert events.count(AuditEvent.JOB_FINISHED) == 1, events
@@ -177,9 +176,7 @@ def test_a_job_of_a_killed_worker_without_retries_fails_once_as_worker_lost(
     survivor = start_celery_worker(processes, broker)
 
     wait_until(lambda: status_of(job_id) == JobStatus.FAILED, timeout_s=60)
-    wait_until(
-        lambda: f"Task {first_task} is over already" in survivor.output(), timeout_s=60
-    )
+    wait_until(lambda: f"Task {first_task} is over already" in survivor.output(), timeout_s=60)
     job = Job.objects.get(pk=job_id)
     assert (job.status, job.error_type, job.attempt) == (JobStatus.FAILED, "WorkerLost", 1)
     events = events_of(job_id)

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 P = ParamSpec("P")
 
+
 class CeleryBackend(BaseTaskBackend):
     supports_defer = True
     supports_async_task = False
@@ -95,8 +96,8 @@ def send(message: dict[str, Any]) -> None:
             exc,
         )
         try:
-            CeleryTask.objects.filter(
-                pk=message["task_id"], status=CeleryTaskStatus.QUEUED
-            ).update(status=CeleryTaskStatus.UNSENT, error=f"{type(exc).__name__}: {exc}")
+            CeleryTask.objects.filter(pk=message["task_id"], status=CeleryTaskStatus.QUEUED).update(
+                status=CeleryTaskStatus.UNSENT, error=f"{type(exc).__name__}: {exc}"
+            )
         except DatabaseError:
             logger.warning("Task %s could not be marked unsent", message["task_id"])

@@ -24,7 +24,7 @@ import os
 import socket
 from typing import Any
 
-from celery import Task as CeleryTask
+from celery import Task
 from django.conf import settings
 from django.db import DatabaseError, connections
 from django.db.models import F
@@ -94,8 +94,8 @@ def longest_lease_and_backoff_s() -> float:
         + [settings.PLUGIN_DEFAULT_TIMEOUT_S]
     )
     most_attempts = max([plugin.max_attempts for plugin in plugins] + [1])
-    backoff_s = settings.JOB_RETRY_BACKOFF_S * 2 ** max(most_attempts - 2, 0)
-    return max(longest_limit_s + settings.JOB_LEASE_GRACE_S, backoff_s)
+    backoff_s = float(settings.JOB_RETRY_BACKOFF_S) * 2.0 ** max(most_attempts - 2, 0)
+    return max(float(longest_limit_s) + float(settings.JOB_LEASE_GRACE_S), backoff_s)
 
 
 def refuse_to_start_unless_ready(worker: Any) -> None:
@@ -138,7 +138,7 @@ def stop_serving() -> None:
 
 
 def run_django_task(
-    celery_task: CeleryTask[Any, Any], task_path: str, args: list[Any], kwargs: dict[str, Any]
+    celery_task: Task[Any, Any], task_path: str, args: list[Any], kwargs: dict[str, Any]
 ) -> Any:
     """Run the django-tasks task ``task_path`` for this message, unless its task is over."""
     task_id = str(celery_task.request.id)
