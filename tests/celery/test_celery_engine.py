@@ -13,10 +13,10 @@ from execution.models import CeleryTask, Job, JobStatus
 from execution.services import AnalysisExecutionService, JobExecutionService
 from execution.services.lease_recovery import LeaseRecoveryService, LostWorker
 from execution.task_engine import get_task_engine
-from tests.celery.conftest import CELERY_MISSING, use_broker
+from tests.celery.conftest import require_celery, use_broker
 from tests.faults.conftest import free_port
 
-pytest.importorskip("celery", reason=CELERY_MISSING)
+require_celery()
 
 from execution.task_engine.celery_tasks.engine import CeleryEngine
 

@@ -19,11 +19,11 @@ from execution.models import CeleryTask, Job, JobStatus
 from execution.workers.models import WorkerHeartbeat
 from execution.workers.selectors import live_workers
 from plugins.models import PluginMetrics
-from tests.celery.conftest import CELERY_MISSING, celery_env, start_celery_worker
+from tests.celery.conftest import require_celery, celery_env, start_celery_worker
 from tests.conftest import ROOT, subprocess_env
 from tests.faults.conftest import wait_until
 
-pytest.importorskip("celery", reason=CELERY_MISSING)
+require_celery()
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
