@@ -132,9 +132,15 @@ def start_serving_in_main_process(consumer: Any) -> None:
 
 
 def stop_serving() -> None:
-    if _Process.heartbeat is not None and _Process.pid == os.getpid():
-        _Process.heartbeat.stop()
-        _Process.heartbeat = None
+    """A clean exit of a serving process: its heartbeat says stopped, its live gauges go."""
+    if _Process.heartbeat is None or _Process.pid != os.getpid():
+        return
+    _Process.heartbeat.stop()
+    _Process.heartbeat = None
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # as gunicorn's child_exit does
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 def run_django_task(
