@@ -18,7 +18,7 @@ from tests.faults.conftest import free_port
 
 require_celery()
 
-from execution.task_engine.celery_tasks.engine import CeleryEngine
+from execution.task_engine.celery_tasks.engine import CeleryEngine  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -19,7 +19,7 @@ from execution.models import CeleryTask, Job, JobStatus
 from execution.workers.models import WorkerHeartbeat
 from execution.workers.selectors import live_workers
 from plugins.models import PluginMetrics
-from tests.celery.conftest import require_celery, celery_env, start_celery_worker
+from tests.celery.conftest import celery_env, require_celery, start_celery_worker
 from tests.conftest import ROOT, subprocess_env
 from tests.faults.conftest import wait_until
 
