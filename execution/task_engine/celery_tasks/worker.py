@@ -113,7 +113,8 @@ def start_serving() -> None:
     if _Process.pid == os.getpid():
         return
     _Process.pid = os.getpid()
-    connections.close_all()  # nothing inherited from the parent is ours
+    # The parent's database connections were dropped by Celery's Django fixup, without
+    # closing them (a close would end the parent's session too).
     heartbeat = Heartbeat(worker_id())
     try:
         heartbeat.start()
