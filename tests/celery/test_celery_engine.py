@@ -1,4 +1,7 @@
-"""The Celery adapter against the TaskEngine contract, in this process, with a real redis-server."""
+"""The Celery adapter sends what commits, and only that: in this process, a real redis-server.
+
+Which rows count as lost is in test_task_rows.py (no broker needed).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from execution.models import CeleryTask, Job, JobStatus
-from execution.services import AnalysisExecutionService, JobExecutionService
-from execution.services.lease_recovery import LeaseRecoveryService, LostWorker
+from execution.services import AnalysisExecutionService
+from execution.services.lease_recovery import LeaseRecoveryService
 from execution.task_engine import get_task_engine
 from tests.celery.conftest import require_celery, use_broker
 from tests.faults.conftest import free_port
@@ -83,62 +86,9 @@ def test_a_task_the_broker_refuses_is_unsent_and_recovery_queues_its_job_again(
     assert celery_engine.queued() == 1
 
 
-@pytest.mark.parametrize(
-    ("status", "started_ago_s", "lost"),
-    [
-        ("QUEUED", None, False),
-        ("RUNNING", 1, False),
-        ("RUNNING", 600, True),
-        ("UNSENT", None, True),
-        ("SUCCESSFUL", 600, True),
-        ("FAILED", 600, True),
-    ],
-)
-def test_which_tasks_are_lost(celery_engine, status, started_ago_s, lost):
-    job = JobExecutionService().create_job(plugin_name="echo", payload={"message": "x"})
-    started_at = timezone.now() - timedelta(seconds=started_ago_s) if started_ago_s else None
-    CeleryTask.objects.filter(pk=str(job.task_id)).update(status=status, started_at=started_at)
-    stale_before = timezone.now() - timedelta(seconds=60)
-    later = timezone.now() + timedelta(minutes=1)
-    found = CeleryEngine().with_lost_tasks(
-        Job.objects.queued_before(later), stale_before=stale_before
-    )
-    assert list(found) == ([job] if lost else [])
-
-
-def test_a_job_whose_task_row_is_gone_has_lost_its_task(celery_engine):
-    job = JobExecutionService().create_job(plugin_name="echo", payload={"message": "x"})
-    CeleryTask.objects.all().delete()
-    later = timezone.now() + timedelta(minutes=1)
-    found = CeleryEngine().with_lost_tasks(Job.objects.queued_before(later), stale_before=later)
-    assert list(found) == [job]
-
-
-@pytest.mark.parametrize("status", ["QUEUED", "SUCCESSFUL", "FAILED"])
-def test_only_a_task_left_running_or_unsent_is_failed_as_lost(celery_engine, status):
-    engine = CeleryEngine()
-    task_id = engine.enqueue(uuid.uuid4())
-    CeleryTask.objects.filter(pk=task_id).update(status=status)
-    engine.fail_lost_task(task_id, LostWorker("gone"), finished_at=timezone.now())
-    assert CeleryTask.objects.get(pk=str(task_id)).status == status
-    CeleryTask.objects.filter(pk=task_id).update(status="RUNNING")
-    engine.fail_lost_task(task_id, LostWorker("gone"), finished_at=timezone.now())
-    failed = CeleryTask.objects.get(pk=str(task_id))
-    assert failed.status == "FAILED"
-    assert "LostWorker: gone" in failed.error
-
-
 def test_a_retry_is_sent_with_its_delay(celery_engine):
     run_after = timezone.now() + timedelta(seconds=30)
     task_id = CeleryEngine().enqueue(uuid.uuid4(), run_after=run_after)
     task = CeleryTask.objects.get(pk=str(task_id))
     assert task.run_after == run_after
     assert celery_engine.queued() == 1
-
-
-def test_pruned_tasks_are_deleted(celery_engine):
-    engine = CeleryEngine()
-    kept, pruned = engine.enqueue(uuid.uuid4()), engine.enqueue(uuid.uuid4())
-    assert engine.prune_tasks([pruned]) == 1
-    assert engine.prune_tasks([]) == 0
-    assert list(CeleryTask.objects.values_list("pk", flat=True)) == [kept]
