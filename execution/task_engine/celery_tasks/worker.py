@@ -15,6 +15,10 @@
   Jobs themselves run once by their claim (execution/models.py).
 * While the database is unavailable a message is put back with a growing delay,
   rather than acknowledged and lost.
+* Fair scheduling (``JOB_FAIR_SCHEDULING``): the broker delivers messages first in,
+  first out, so a message runs the job that should start next
+  (``scheduling.claimable_jobs()``), and that job's own message is handed to the job
+  this one was for: the two jobs swap tasks, and every job still has one live task.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 
 from celery import Task
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, transaction
 from django.db.models import F
 from django.db.models.expressions import RawSQL
 from django.utils.module_loading import import_string
@@ -37,6 +41,8 @@ from django_tasks.utils import get_exception_traceback, get_module_path
 
 from execution.audit.sealer import AuditSealer
 from execution.clock import now_sql
+from execution.models import Job, JobStatus
+from execution.policy import scheduling
 from execution.services.lease_recovery import LeaseMonitor
 from execution.task_engine.celery_tasks.backend import CeleryBackend
 from execution.task_engine.celery_tasks.models import STARTABLE, CeleryTask, CeleryTaskStatus
@@ -48,6 +54,7 @@ from project.secret_key import MISSING_SECRET_KEY, secret_key_is_set
 logger = logging.getLogger(__name__)
 
 CELERY_ENGINE = "execution.task_engine.celery_tasks.engine.CeleryEngine"
+RUN_JOB_TASK = "execution.tasks.run_job_task"
 OUTAGE_FIRST_PAUSE_S = 0.5
 OUTAGE_MAX_PAUSE_S = 5.0
 
@@ -165,6 +172,8 @@ def run_django_task(
     if not started:
         logger.warning("Task %s is over already: a redelivered message, skipped", task_id)
         return None
+    if task_path == RUN_JOB_TASK and args and scheduling.fair_scheduling():
+        args = [_fair_job(task_id, str(args[0])), *args[1:]]
     task = import_string(task_path)
     result = _task_result(task, task_id, args, kwargs, celery_task)
     heartbeat = _Process.heartbeat
@@ -194,6 +203,37 @@ def run_django_task(
         task_finished.send(CeleryBackend, task_result=result)
         if heartbeat is not None:
             heartbeat.job_finished()
+
+
+def _fair_job(task_id: str, job_id: str) -> str:
+    """The job this task runs: the head of the fair queue, if it can swap tasks with ours.
+
+    Ours is the PENDING job whose task this is (``job_id``, unless an earlier swap
+    gave it another job's task). Both swaps are conditional on each job still
+    PENDING with the task it had, in the order of their ids (no deadlock between
+    two workers): if either moved on, this task runs its own job as usual.
+    """
+    try:
+        ours = Job.objects.filter(status=JobStatus.PENDING, task_id=task_id)
+        mine = ours.values_list("pk", flat=True).first()
+        if mine is None:
+            return job_id  # ended, cancelled or taken: run_job finds out
+        head = scheduling.claimable_jobs().filter(task_id__isnull=False)
+        row = head.values_list("pk", "task_id").first()
+        if row is None or row[0] == mine:
+            return str(mine)
+        head_id, head_task = row
+        swaps = sorted([(mine, task_id, head_task), (head_id, head_task, task_id)])
+        with transaction.atomic():
+            for pk, had, gets in swaps:
+                moved = Job.objects.filter(pk=pk, status=JobStatus.PENDING, task_id=had)
+                if not moved.update(task_id=gets):
+                    transaction.set_rollback(True)
+                    return str(mine)
+        return str(head_id)
+    except DatabaseError as exc:  # a lost race (or outage) costs only the order
+        logger.info("Task %s runs its own job (no swap: %s)", task_id, exc)
+        return job_id
 
 
 def _db_now() -> RawSQL:
