@@ -112,7 +112,7 @@ def refuse_to_start_unless_ready(worker: Any) -> None:
     problem = startup_problem()
     if problem is not None:
         logger.error(problem)
-        os._exit(2)  # Celery catches SystemExit here and would start all the same
+        os._exit(2)  # at once: before Celery starts its pool, its consumer or a traceback
 
 
 def start_serving() -> None:
