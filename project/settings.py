@@ -254,10 +254,10 @@ if TASKS_BACKEND == "celery":
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Every CELERY_RESTORE_INTERVAL_S a worker puts such messages back (kombu's default pace).
+# Every CELERY_RESTORE_INTERVAL_S a worker puts such messages back (kombu: every 100 s).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": float(os.environ.get("CELERY_VISIBILITY_TIMEOUT_S", "3600")),
-    "unacked_restore_interval": float(os.environ.get("CELERY_RESTORE_INTERVAL_S", "100")),
+    "unacked_restore_interval": float(os.environ.get("CELERY_RESTORE_INTERVAL_S", "10")),
     "unacked_restore_throttle": 1,
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"

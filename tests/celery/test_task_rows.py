@@ -47,6 +47,16 @@ def test_which_tasks_are_lost(status, started_ago_s, lost):
     assert list(found) == ([job] if lost else [])
 
 
+@pytest.mark.parametrize(("due_ago_s", "lost"), [(-30, False), (1, False), (600, True)])
+def test_a_delayed_task_not_started_a_grace_after_its_time_is_lost(due_ago_s, lost):
+    """Its message was held by a worker until then (Redis would give it back only later)."""
+    job = queued_job_with_task(run_after=timezone.now() - timedelta(seconds=due_ago_s))
+    stale_before = timezone.now() - timedelta(seconds=60)
+    queued = Job.objects.queued_before(timezone.now() + timedelta(minutes=1))
+    found = CeleryEngine().with_lost_tasks(queued, stale_before=stale_before)
+    assert list(found) == ([job] if lost else [])
+
+
 def test_a_job_whose_task_row_is_gone_has_lost_its_task():
     job = JobExecutionService().create_job(plugin_name="echo", payload={"message": "x"})
     later = timezone.now() + timedelta(minutes=1)

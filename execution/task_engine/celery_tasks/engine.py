@@ -1,8 +1,9 @@
 """CeleryEngine: jobs' tasks as Celery messages, each with its ``CeleryTask`` row here.
 
 The rows answer what the broker cannot cheaply: which tasks a dead worker took
-(RUNNING since before the lease grace), which ended without running their job,
-which the broker never took (UNSENT). A message that comes back after its task
+(RUNNING since before the lease grace, or delayed and not started a grace after
+their time), which ended without running their job, which the broker never took
+(UNSENT). A message that comes back after its task
 was given up (Redis redelivers an unacknowledged message once its visibility
 timeout passes) finds its row FAILED and is skipped (``worker.run_django_task``).
 """
@@ -39,9 +40,14 @@ class CeleryEngine(TaskEngine):
         )
 
     def with_lost_tasks(self, jobs: JobQuerySet, *, stale_before: datetime) -> JobQuerySet:
+        # A delayed message (a retry, a job waiting for a capped plugin's slot) is held
+        # by the worker that took it until its time: one not started a grace after it
+        # was held by a worker that died (or is busy: another one may run the job).
+        queued = models.Q(status=CeleryTaskStatus.QUEUED) & (
+            models.Q(run_after__isnull=True) | models.Q(run_after__gte=stale_before)
+        )
         live = CeleryTask.objects.filter(pk=models.OuterRef("task_id")).filter(
-            models.Q(status=CeleryTaskStatus.QUEUED)
-            | models.Q(status=CeleryTaskStatus.RUNNING, started_at__gte=stale_before)
+            queued | models.Q(status=CeleryTaskStatus.RUNNING, started_at__gte=stale_before)
         )
         return jobs.exclude(models.Exists(live))
 
