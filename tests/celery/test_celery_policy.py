@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -63,7 +64,7 @@ def overtaken_by(late: Job, early_user) -> int:
     ).count()
 
 
-def submit_late_behind_a_backlog(processes, broker, **worker_env) -> tuple[Job, object]:
+def submit_late_behind_a_backlog(processes, broker, **worker_env) -> tuple[Job, Any]:
     users = get_user_model().objects
     early = users.create_user("early", password="pw-early-123")
     late_user = users.create_user("late", password="pw-late-123")
