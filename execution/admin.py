@@ -19,6 +19,7 @@ from django.utils.timezone import localtime
 # Registered with the jobs: the audit log, and policy's grants and usage.
 import execution.audit.admin
 import execution.policy.admin
+import execution.task_engine.celery_tasks.admin
 import execution.workers.admin  # noqa: F401
 from execution.clock import database_now
 from execution.models import Job, JobStatus

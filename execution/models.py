@@ -51,6 +51,7 @@ from execution.policy.idempotency_models import IdempotencyKey
 from execution.policy.models import PluginGrant, PolicyUsage
 from execution.policy.throttle_models import ThrottleBucket
 from execution.policy.token_models import ApiToken
+from execution.task_engine.celery_tasks.models import CeleryTask
 from execution.workers.models import WorkerHeartbeat
 from plugins.runtime.provenance import RanCode
 
@@ -837,6 +838,7 @@ __all__ = [
     "AtConcurrencyCap",
     "AuditChain",
     "AuditEntry",
+    "CeleryTask",
     "IdempotencyKey",
     "Job",
     "JobStatus",

@@ -231,6 +231,56 @@ TASK_ENGINE = "execution.task_engine.django_tasks_db.engine.DjangoTasksDbEngine"
 # a queued task NOTIFYs them; off (and always on SQLite) they find it at their next poll.
 JOB_NOTIFY_WORKERS = env_bool("JOB_NOTIFY_WORKERS", default=True)
 
+# --- Celery engine (issue 19: docs/celery.md, docs/configuration.md "Celery engine") ---
+# TASKS_BACKEND picks the engine: "database" (django-tasks-db and `manage.py db_worker`,
+# the default) or "celery" (a broker, `celery -A project worker`; pip install -e '.[celery]').
+TASKS_BACKEND = os.environ.get("TASKS_BACKEND", "").strip().lower() or "database"
+if TASKS_BACKEND not in {"database", "celery"}:
+    raise ImproperlyConfigured(
+        f"TASKS_BACKEND must be 'database' or 'celery', not {TASKS_BACKEND!r}"
+    )
+if TASKS_BACKEND == "celery":
+    from execution.task_engine.celery_tasks.broker import broker_url_from_env
+
+    TASKS = {
+        "default": {
+            "BACKEND": "execution.task_engine.celery_tasks.backend.CeleryBackend",
+            "QUEUES": ["default"],
+        }
+    }
+    TASK_ENGINE = "execution.task_engine.celery_tasks.engine.CeleryEngine"
+    CELERY_BROKER_URL = broker_url_from_env("CELERY_BROKER_URL")
+# At-least-once delivery: a message is acknowledged when its task ends, and one whose
+# worker process died goes back to the queue; each worker process takes one message
+# at a time. Redis hands an unacknowledged message to another worker after the
+# visibility timeout: longer than any lease and retry backoff (a worker checks at start).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Every CELERY_RESTORE_INTERVAL_S a worker puts such messages back (kombu: every 100 s).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": float(os.environ.get("CELERY_VISIBILITY_TIMEOUT_S", "3600")),
+    "unacked_restore_interval": float(os.environ.get("CELERY_RESTORE_INTERVAL_S", "10")),
+    "unacked_restore_throttle": 1,
+}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_IGNORE_RESULT = True  # outcomes are on the jobs; no result backend
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A web process whose broker is down gives up publishing after about a second; the
+# job's task is then UNSENT and lease recovery queues it again.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 0.5,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = float(os.environ.get("CELERY_BROKER_CONNECTION_TIMEOUT_S", "2"))
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # the project's LOGGING formats every line
+CELERY_WORKER_CONCURRENCY = int(
+    os.environ.get("WORKER_CONCURRENCY") or os.environ.get("PLUGIN_HOSTS_PER_PLUGIN") or "1"
+)
+# --- end of Celery engine ---
+
 # Plugins: entry points in the "governed_plugins" group are always discovered;
 # PLUGINS adds dotted paths ("package.module.PluginClass") on top of them.
 PLUGINS = env_list("PLUGINS", [])
