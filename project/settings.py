@@ -276,9 +276,6 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 CELERY_BROKER_CONNECTION_TIMEOUT = float(os.environ.get("CELERY_BROKER_CONNECTION_TIMEOUT_S", "2"))
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # the project's LOGGING formats every line
-CELERY_WORKER_CONCURRENCY = int(
-    os.environ.get("WORKER_CONCURRENCY") or os.environ.get("PLUGIN_HOSTS_PER_PLUGIN") or "1"
-)
 # --- end of Celery engine ---
 
 # Plugins: entry points in the "governed_plugins" group are always discovered;
@@ -385,6 +382,7 @@ if _worker_concurrency and not (_worker_concurrency.isdigit() and int(_worker_co
         f"WORKER_CONCURRENCY={_worker_concurrency!r}: expected a whole number of at least 1."
     )
 WORKER_CONCURRENCY = int(_worker_concurrency) if _worker_concurrency else PLUGIN_HOSTS_PER_PLUGIN
+CELERY_WORKER_CONCURRENCY = WORKER_CONCURRENCY  # a Celery worker's pool processes
 # --- end of worker concurrency ---
 
 # Largest request body the API accepts; bigger ones get 413 PayloadTooLarge. Django

@@ -15,12 +15,11 @@ import shutil
 import socket
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from tests.faults import conftest as faults
-from tests.faults.conftest import Managed, Processes, Server, free_port, wait_until
+from tests.faults.conftest import Managed, Processes, RedisServer, Server, redis_server, wait_until
 
 # The fault tests' fixtures: real processes, cleaned up; a user's token; their plugins.
 processes = faults.processes
@@ -49,11 +48,8 @@ def require_celery() -> None:
         pytest.skip(missing, allow_module_level=True)
 
 
-@dataclass
-class Broker:
-    url: str
-    port: int
-    process: Managed
+class Broker(RedisServer):
+    """The Celery engine's broker, with what the tests read of it."""
 
     def queued(self, queue: str = "default") -> int:
         """Messages waiting in ``queue`` (Redis list named after it), read with the protocol."""
@@ -69,26 +65,12 @@ class Broker:
         raise AssertionError(f"redis answered {reply!r}")
 
 
-def _redis_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def broker(processes: Processes) -> Broker:
     """A redis-server of this test's own: loopback, a free port, nothing saved to disk."""
     require_celery()
-    port = free_port()
-    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
-    args += ["--save", "", "--appendonly", "no", "--dir", str(processes.tmp_path)]
-    managed = processes.start(args, "redis-server")
-    wait_until(lambda: _redis_answers(port) or not managed.alive(), timeout_s=20)
-    assert managed.alive(), managed.output()
-    return Broker(f"redis://127.0.0.1:{port}/0", port, managed)
+    server = redis_server(processes)
+    return Broker(server.url, server.port, server.process)
 
 
 def celery_env(broker: Broker, **extra: str) -> dict[str, str]:

@@ -367,8 +367,17 @@ def _fault_plugins(settings) -> None:
 # --- A private Redis (the Celery engine's broker in the fleet test) --------------------
 
 
-def redis_broker(processes: Processes) -> str:
-    """Start a redis-server of this test's own on a free loopback port; its broker URL.
+@dataclass
+class RedisServer:
+    """A redis-server of one test's own: its broker URL, port and process."""
+
+    url: str
+    port: int
+    process: Managed
+
+
+def redis_server(processes: Processes) -> RedisServer:
+    """Start a redis-server of this test's own on a free loopback port.
 
     Nothing is saved to disk; it stops with the test's other processes (after the
     workers started later, which ``stop_all`` stops first).
@@ -381,7 +390,7 @@ def redis_broker(processes: Processes) -> str:
     redis = processes.start([*args, "--dir", str(processes.tmp_path)], "redis-server")
     wait_until(lambda: _redis_answers(port) or not redis.alive(), timeout_s=30)
     assert redis.alive(), redis.output()
-    return f"redis://127.0.0.1:{port}/0"
+    return RedisServer(f"redis://127.0.0.1:{port}/0", port, redis)
 
 
 def _redis_answers(port: int) -> bool:

@@ -57,7 +57,7 @@ from execution.workers.metrics import JobMetricsCollector
 from plugins.metrics.exposition import PersistedMetricsCollector
 from plugins.models import PluginMetrics
 from tests.conftest import ROOT, subprocess_env
-from tests.faults.conftest import Managed, Processes, descendants, redis_broker, wait_until
+from tests.faults.conftest import Managed, Processes, descendants, redis_server, wait_until
 from tests.plugins.sample_plugins import WitnessedRunPlugin
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -204,7 +204,7 @@ def celery_engine(processes: Processes) -> Engine:
     env = {
         **FLEET_SETTINGS,
         "TASKS_BACKEND": "celery",
-        "CELERY_BROKER_URL": redis_broker(processes),
+        "CELERY_BROKER_URL": redis_server(processes).url,
         # Redis hands back the messages a killed worker held after this long: past the
         # leases (FAULT_SETTINGS), as in production, but seconds rather than an hour.
         "CELERY_VISIBILITY_TIMEOUT_S": "30",

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("execution", "0014_workers"),
+        ("execution", "0015_job_task_idx"),
     ]
 
     operations = [
