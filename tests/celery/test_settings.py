@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from execution.task_engine.celery_tasks.broker import broker_url_from_env, check_broker_url
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import ROOT
 
 
 @pytest.mark.parametrize(
@@ -75,20 +75,3 @@ def test_the_default_engine_is_the_database():
     assert settings.CELERY_TASK_ACKS_LATE
     assert settings.CELERY_TASK_REJECT_ON_WORKER_LOST
     assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
-
-
-@pytest.mark.django_db
-def test_db_worker_refuses_to_start_when_jobs_go_to_celery():
-    """It would find no task and still count as a live worker: django-tasks-db's own check."""
-    env = subprocess_env(TASKS_BACKEND="celery", CELERY_BROKER_URL="redis://127.0.0.1:1/0")
-    completed = subprocess.run(
-        [sys.executable, "manage.py", "db_worker"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert completed.returncode != 0
-    assert "Backend 'default' is not a database backend" in completed.stderr
-    assert "Traceback" not in completed.stderr, completed.stderr
