@@ -673,6 +673,12 @@ class Job(models.Model):
 
     def _insert_row(self, *, slot: int | None) -> None:
         self.concurrency_slot = slot
+        started, expires = self.started_at, self.lease_expires_at
+        if slot is not None and started is not None and expires is not None:
+            # It starts now that the slot is its own, after the run that held it ended:
+            # a capped plugin's runs follow one another in the record as they ran.
+            now = database_now()
+            self.started_at, self.lease_expires_at = now, expires + (now - started)
         with transaction.atomic(using=Job.objects.db, savepoint=False):
             self.save(force_insert=True, using=Job.objects.db)
             record_many(

@@ -44,7 +44,6 @@ from execution.clock import now_sql
 from execution.models import Job, JobStatus
 from execution.policy import scheduling
 from execution.services.lease_recovery import LeaseMonitor
-from execution.task_engine.celery_tasks.backend import CeleryBackend
 from execution.task_engine.celery_tasks.models import STARTABLE, CeleryTask, CeleryTaskStatus
 from execution.workers.heartbeat import Heartbeat
 from plugins.registry import get_registry
@@ -179,7 +178,9 @@ def run_django_task(
     heartbeat = _Process.heartbeat
     if heartbeat is not None:
         heartbeat.job_started(task_id)
-    task_started.send(CeleryBackend, task_result=result)
+    # The backend's class is the signals' sender (as django-tasks' own workers send).
+    sender = type(task.get_backend())
+    task_started.send(sender, task_result=result)
     try:
         if task.takes_context:
             value = task.call(TaskContext(task_result=result), *args, **kwargs)
@@ -200,7 +201,7 @@ def run_django_task(
         _mark_finished(task_id, CeleryTaskStatus.SUCCESSFUL)
         return value
     finally:
-        task_finished.send(CeleryBackend, task_result=result)
+        task_finished.send(sender, task_result=result)
         if heartbeat is not None:
             heartbeat.job_finished()
 
