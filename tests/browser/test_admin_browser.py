@@ -7,6 +7,8 @@ import pytest
 
 from execution.services import JobExecutionService
 
+pytestmark = pytest.mark.any_database
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 REQUIRED = os.environ.get("REQUIRE_BROWSER_TESTS") == "1"  # set by .ci/run
 

@@ -14,6 +14,8 @@ from execution.models import Job
 from execution.services import JobExecutionService
 from tests.browser.test_admin_browser import CHROMIUM, CHROMIUM_ARGS, sync_api
 
+pytestmark = pytest.mark.any_database
+
 WIDTHS = (1280, 1920)
 
 # Every element of the page's content whose content is wider than its own box (and that

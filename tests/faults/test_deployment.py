@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import ROOT, subprocess_env
 
+pytestmark = pytest.mark.any_database
+
 DEPLOY = ROOT / "deploy"
 ENV_EXAMPLE = DEPLOY / "governed.env.example"
 UNITS = sorted((DEPLOY / "systemd").iterdir())

@@ -28,6 +28,8 @@ from api.wsgi import ChunkedRequestBody
 from execution.models import Job, JobStatus
 from tests.faults.conftest import Server
 
+pytestmark = pytest.mark.any_database
+
 MAX_BYTES = 8 * 1024 * 1024  # the real default of API_MAX_REQUEST_BYTES
 SOCKET_TIMEOUT_S = 120  # only ever reached by a hung server: then the test fails
 

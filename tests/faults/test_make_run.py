@@ -23,6 +23,7 @@ from tests.plugin_hosts import group_members
 from tests.plugins.sample_plugins import SleepingPlugin
 
 pytestmark = [
+    pytest.mark.any_database,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed"),
 ]

@@ -38,6 +38,8 @@ from tests.faults.conftest import Processes, Server, asleep, free_port, wait_unt
 from tests.plugin_hosts import plugin_hosts
 from tests.plugins.sample_plugins import EchoPlugin, SleepingPlugin
 
+pytestmark = pytest.mark.any_database
+
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 REQUIRED = os.environ.get("REQUIRE_NGINX_TESTS") == "1"  # set by .ci/run
 

@@ -11,6 +11,8 @@ from django.conf import settings
 from tests.browser.test_admin_browser import CHROMIUM, CHROMIUM_ARGS, sync_api
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.any_database
+
 PASSWORD = "a-long-password-1"
 
 

@@ -3,7 +3,7 @@ from rest_framework.test import APIClient
 
 from plugins.runtime.tool_runner import ToolRunner
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.any_database, pytest.mark.django_db]
 
 
 @pytest.fixture(autouse=True)

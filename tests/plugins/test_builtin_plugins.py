@@ -13,6 +13,8 @@ from plugins.builtin.image_metadata import ImageMetadataPlugin
 from plugins.builtin.text_stats import MAX_TERM_LENGTH, SENTENCE_END, WORD, TextStatsPlugin
 from plugins.testing import run_plugin
 
+pytestmark = pytest.mark.any_database
+
 TEXT = (
     "Governed execution keeps plugins honest. Every plugin run is recorded! "
     "Is every run recorded? Yes: every run, every plugin"

@@ -12,6 +12,8 @@ from plugins.errors.exceptions import PluginContractError, PluginNotFoundError
 from plugins.registry import PluginRegistry
 from tests.plugins.sample_plugins import EchoInput, EchoOutput, EchoPlugin
 
+pytestmark = pytest.mark.any_database
+
 
 def make_plugin(**overrides):
     attributes = {

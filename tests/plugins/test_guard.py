@@ -11,6 +11,8 @@ from plugins.runtime.tool_runner import ToolRunner
 from plugins.testing import run_plugin
 from tests.plugins.sample_plugins import EchoInput, EchoOutput, EchoPlugin
 
+pytestmark = pytest.mark.any_database
+
 
 def trusting(*names: str) -> ExecutionLimits:
     """The settings' limits, with these plugins allowed the thread they ask for."""

@@ -25,7 +25,7 @@ from plugins.runtime.tool_runner import ToolRunner
 from tests.plugin_hosts import gone, plugin_hosts, watching
 from tests.plugins import sample_plugins
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.any_database, pytest.mark.django_db]
 
 MISBEHAVING = (
     sample_plugins.EchoPlugin,

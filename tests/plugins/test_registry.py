@@ -7,6 +7,8 @@ from plugins.models import PluginState
 from plugins.registry import ENTRY_POINT_GROUP, PluginRegistry, get_registry
 from tests.plugins.sample_plugins import EchoPlugin, NoOpPlugin
 
+pytestmark = pytest.mark.any_database
+
 
 def entry_point(name: str, value: str) -> EntryPoint:
     return EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP)

@@ -22,7 +22,7 @@ from plugins.runtime.limits import ExecutionLimits, IsolationKind
 from plugins.runtime.tool_runner import ToolRunner
 from tests.plugins import sandbox_plugins
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.any_database, pytest.mark.django_db]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from tests.conftest import SAMPLE_PLUGIN_CLASSES
 from tests.plugins import sample_plugins
 from tests.plugins.sample_plugins import EchoPlugin, SlowPlugin
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.any_database, pytest.mark.django_db]
 
 SAMPLES = (
     *SAMPLE_PLUGIN_CLASSES,
