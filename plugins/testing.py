@@ -11,17 +11,28 @@ plugin runs isolated as in production, so it must be defined at module level::
         result, error = run_plugin(MyPlugin, {"text": "hello"})
         assert error is None
         assert result["word_count"] == 1
+
+A plugin package has no Django project of its own: it needs no conftest and no
+settings module. Where none is configured, :func:`configure_django` sets up the
+least ToolRunner needs; a project's own settings (pytest-django's) are left alone.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import threading
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from plugins.contract import Plugin
-from plugins.registry import PluginRegistry
 from plugins.runtime.limits import ExecutionLimits, IsolationKind
-from plugins.runtime.tool_runner import ExecutionResult, ToolRunner
+
+if TYPE_CHECKING:
+    from plugins.runtime.tool_runner import ExecutionResult
+
+_configure_lock = threading.Lock()
 
 
 def run_plugin(
@@ -38,6 +49,11 @@ def run_plugin(
     that sets none. Its author's test is its operator: what it asks for beyond the
     sandbox (a thread, the network, paths to read) it is given.
     """
+    configure_django()
+    # Imported here, not above: the registry's models need Django's apps loaded.
+    from plugins.registry import PluginRegistry
+    from plugins.runtime.tool_runner import ToolRunner
+
     name = {plugin_class.name}
     defaults = replace(
         ExecutionLimits.from_settings(),
@@ -51,3 +67,60 @@ def run_plugin(
     registry = PluginRegistry(record_metrics=False, defaults=defaults)
     registry.register(plugin_class, source="plugins.testing")
     return ToolRunner(registry=registry).run(plugin_class.name, payload)
+
+
+def configure_django() -> None:
+    """Make Django ready for ToolRunner, configuring it only if nobody has.
+
+    With neither ``DJANGO_SETTINGS_MODULE`` nor ``settings.configure()`` (a plugin
+    package's tests, a script), Django gets :func:`minimal_settings`. Settings that
+    are there, a project's or pytest-django's, are used as they are; only the apps
+    are loaded if they are not yet.
+    """
+    import django
+    from django.apps import apps
+    from django.conf import settings
+
+    if apps.ready:
+        return
+    with _configure_lock:
+        if not settings.configured and not os.environ.get("DJANGO_SETTINGS_MODULE"):
+            settings.configure(**minimal_settings())
+        if not apps.ready:
+            django.setup()
+
+
+def minimal_settings() -> dict[str, Any]:
+    """The least ToolRunner needs: no database, no metrics, the runtime's own defaults.
+
+    As in the project, the sandbox is on unless ``PLUGIN_SANDBOX=off`` (a machine
+    without Landlock), and a root process starts hosts as ``PLUGIN_SANDBOX_USER``.
+    """
+    from plugins.runtime.isolation.process import ProcessIsolation, SandboxSettings
+
+    limits = ExecutionLimits()
+    hosts = ProcessIsolation()
+    sandbox = SandboxSettings()
+    return {
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "INSTALLED_APPS": ["plugins"],
+        "DATABASES": {},
+        "USE_TZ": True,
+        # The runtime's own folder: hosts still may not read it whole (a checkout's
+        # settings and database are there).
+        "BASE_DIR": Path(__file__).resolve().parent.parent,
+        "PLUGINS": [],
+        "PLUGIN_METRICS_ENABLED": False,
+        "PLUGIN_WARM_HOSTS": False,
+        "PLUGIN_ISOLATION": limits.isolation.value,
+        "PLUGIN_DEFAULT_TIMEOUT_S": limits.timeout_s,
+        "PLUGIN_DEFAULT_MAX_MEMORY_MB": limits.max_memory_mb,
+        "PLUGIN_MAX_RESULT_BYTES": limits.max_result_bytes,
+        "PLUGIN_HOSTS_PER_PLUGIN": hosts.hosts_per_plugin,
+        "PLUGIN_MAX_EXECUTIONS_PER_HOST": hosts.max_executions_per_host,
+        "PLUGIN_SANDBOX": os.environ.get("PLUGIN_SANDBOX", "on"),
+        "PLUGIN_SANDBOX_USER": os.environ.get("PLUGIN_SANDBOX_USER", sandbox.user),
+        "PLUGIN_NETWORK_ALLOWED": [],
+        "PLUGIN_READ_PATHS_ALLOWED": [],
+        "PLUGIN_THREAD_ALLOWED": [],
+    }
