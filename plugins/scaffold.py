@@ -18,7 +18,6 @@ from plugins.contract import MAX_PLUGIN_NAME_LENGTH
 
 HOST_DISTRIBUTION = "governed-plugin-execution"
 """This project's name on PyPI and in pip: what a plugin package depends on."""
-ENTRY_POINT_GROUP = "governed_plugins"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "plugin_template"
 # A plugin name ([a-z0-9_]+) that also makes Python identifiers: it names the package.
 _SCAFFOLD_NAME = re.compile(r"[a-z][a-z0-9_]*")
