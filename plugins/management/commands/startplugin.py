@@ -8,9 +8,10 @@ nothing.
 from __future__ import annotations
 
 import shutil
+from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandError
 from django.core.management.templates import TemplateCommand
 
 from plugins.scaffold import (
@@ -32,7 +33,7 @@ class Command(TemplateCommand):
     # this project's configuration.
     rewrite_template_suffixes = ((".py-tpl", ".py"), (".toml-tpl", ".toml"))
 
-    def add_arguments(self, parser: CommandParser) -> None:
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "name", help="The plugin's name: [a-z0-9_]+, starting with a letter, no keyword."
         )
