@@ -9,6 +9,7 @@ in an author's own repository; the server then lists the plugin at ``/v1/plugins
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -16,13 +17,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.core.management.templates import TemplateCommand
 
 import plugins.scaffold
+from plugins.management.commands.startplugin import Command as StartPlugin
 from plugins.scaffold import HOST_DISTRIBUTION, host_requirement
 from tests.conftest import ROOT, subprocess_env
 
@@ -237,3 +240,31 @@ def test_the_generated_package_installs_passes_its_tests_and_is_listed(db, reada
     assert plugin["version"] == "0.1.0"
     assert set(plugin["input_schema"]["properties"]) == {"text"}
     assert set(plugin["output_schema"]["properties"]) == {"characters", "words"}
+
+
+def test_without_the_host_installed_the_dependency_is_unpinned_and_said_so(tmp_path, monkeypatch):
+    def not_installed(name):
+        raise PackageNotFoundError(name)
+
+    monkeypatch.setattr(plugins.scaffold, "version", not_installed)
+    errors = io.StringIO()
+    call_command("startplugin", "word_count", str(tmp_path), stderr=errors)
+    assert f'"{HOST_DISTRIBUTION}",' in (tmp_path / "pyproject.toml").read_text()
+    assert "is not installed as a distribution here" in errors.getvalue()
+
+
+def test_a_failure_while_writing_leaves_no_directory_behind(tmp_path, monkeypatch):
+    def fails(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(TemplateCommand, "handle", fails)
+    with pytest.raises(OSError, match="disk full"):
+        call_command("startplugin", "word_count", str(tmp_path / "new"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_templatecommands_own_name_check_is_the_plugins():
+    command = StartPlugin()
+    command.validate_name("json")  # startapp refuses importable module names; a plugin need not
+    with pytest.raises(CommandError, match="is not a plugin name"):
+        command.validate_name("Json")
