@@ -106,9 +106,9 @@ def minimal_settings() -> dict[str, Any]:
         "INSTALLED_APPS": ["plugins"],
         "DATABASES": {},
         "USE_TZ": True,
-        # The runtime's own folder: hosts still may not read it whole (a checkout's
-        # settings and database are there).
-        "BASE_DIR": Path(__file__).resolve().parent.parent,
+        # What the sandbox keeps hosts out of: the folder the tests run in, where a project
+        # would be. Not the runtime's folder, which may be the installed packages.
+        "BASE_DIR": Path.cwd(),
         "PLUGINS": [],
         "PLUGIN_METRICS_ENABLED": False,
         "PLUGIN_WARM_HOSTS": False,
