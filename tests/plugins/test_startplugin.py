@@ -29,6 +29,8 @@ from plugins.management.commands.startplugin import Command as StartPlugin
 from plugins.scaffold import HOST_DISTRIBUTION, host_requirement
 from tests.conftest import ROOT, subprocess_env
 
+pytestmark = pytest.mark.any_database
+
 GENERATED = {
     "README.md",
     "pyproject.toml",

@@ -4,10 +4,13 @@ Its use with no settings at all is tested for real in subprocesses: a generated 
 package's own tests (test_startplugin.py) and scripts (test_unguarded_script.py).
 """
 
+import pytest
 from django.conf import settings as django_settings
 
 from plugins.runtime.isolation.process import _exposed_by, _interpreter_paths
 from plugins.testing import configure_django, minimal_settings
+
+pytestmark = pytest.mark.any_database
 
 
 def test_a_configured_project_keeps_its_settings():

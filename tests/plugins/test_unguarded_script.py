@@ -16,7 +16,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.any_database
 RUNS = 4
 
 # No guard: everything below runs at import, as in the script that ran 603 times.
