@@ -107,6 +107,7 @@ def test_a_five_megabyte_image_comes_back_as_an_artifact_with_a_small_result(api
     assert download_response["Content-Type"] == "image/png"
     assert download_response["Content-Length"] == str(FIVE_MB)
     assert download_response["Content-Disposition"] == 'attachment; filename="picture.png"'
+    assert download_response["X-Content-Type-Options"] == "nosniff"
     assert data == expected
     assert hashlib.sha256(data).hexdigest() == artifact["sha256"]
 
