@@ -271,7 +271,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             raise PermissionDenied(str(exc)) from exc
         except JobAlreadyEnded as exc:
             raise Conflict(str(exc)) from exc
-        return Response(JobSerializer(job).data)
+        return Response(JobSerializer(job, context={"request": request}).data)
 
     @extend_schema(
         request=None,
@@ -285,6 +285,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
                 description="NotFound: no such job (or not yours), or no such artifact of it."
             ),
         },
+        parameters=[
+            OpenApiParameter("name", str, OpenApiParameter.PATH, description="The artifact's name.")
+        ],
         summary="Download one of a job's artifacts",
         description="Whoever may read the job may download its artifacts.",
     )
@@ -371,7 +374,8 @@ def _accepted(request: Request, job: Job) -> Response:
         "Location": request.build_absolute_uri(reverse("job-detail", args=[job.pk])),
         "Retry-After": str(settings.JOB_POLL_AFTER_S),
     }
-    return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers=headers)
+    body = JobSerializer(job, context={"request": request}).data
+    return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
 
 
 class HealthView(APIView):

@@ -29,6 +29,7 @@ from execution.services import JobExecutionService
 from plugins.artifacts import Artifact, WithArtifacts
 from plugins.contract import contract_problems
 from plugins.errors.exceptions import UngovernedExecutionError
+from plugins.testing import run_plugin
 from tests.plugins.artifact_plugins import (
     BAD_NAMES,
     FIVE_MB,
@@ -63,8 +64,8 @@ def stored_files(settings) -> list[Path]:
     return sorted(path for path in root.rglob("*") if path.is_file()) if root.exists() else []
 
 
-def download(client: APIClient, url: str, **headers: str) -> tuple[Any, bytes]:
-    response = client.get(url, **headers)
+def download(client: APIClient, url: str, **headers: Any) -> tuple[Any, bytes]:
+    response: Any = client.get(url, **headers)
     try:
         body = b"".join(response.streaming_content) if response.streaming else response.content
     finally:
@@ -351,3 +352,26 @@ def test_artifacts_are_plain_values_and_run_stays_governed():
     assert WithArtifacts({"ok": True}, [artifact]).artifacts == [artifact]
     with pytest.raises(UngovernedExecutionError):
         ImagePlugin().run(ImagePlugin.Input())  # governance: allow[GOV001] tests the guard
+
+
+def test_an_authors_test_sees_the_artifacts_run_plugin_returns():
+    execution = run_plugin(ImagePlugin, {"size": 64})
+    assert execution.error is None
+    assert execution.result == {"width": 640, "height": 480}
+    [artifact] = execution.artifacts
+    assert (artifact.name, artifact.content_type, artifact.size) == ("picture.png", "image/png", 64)
+    assert artifact.file.read() == png_bytes(64)
+    assert artifact.sha256 == hashlib.sha256(png_bytes(64)).hexdigest()
+    artifact.close()
+
+
+def test_the_admin_shows_a_jobs_artifacts_with_their_download(client, staff_user, user):
+    job = run_job("image_artifact", {"size": 100}, user=user)
+    client.force_login(staff_user)
+    page = client.get(f"/admin/execution/job/{job.pk}/change/").content.decode()
+    assert "picture.png" in page
+    assert hashlib.sha256(png_bytes(100)).hexdigest() in page
+    assert f'href="/v1/jobs/{job.pk}/artifacts/picture.png"' in page
+    response, data = download(client, f"/v1/jobs/{job.pk}/artifacts/picture.png")
+    assert response.status_code == 200
+    assert data == png_bytes(100)

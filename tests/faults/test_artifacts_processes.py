@@ -35,7 +35,7 @@ def test_a_five_megabyte_image_from_a_worker_downloads_from_gunicorn(
     processes: Processes, token: str, tmp_path
 ):
     env = {"PLUGINS": f"{FAULT_PLUGINS},{IMAGE_PLUGIN}", "MEDIA_ROOT": str(tmp_path / "media")}
-    server = processes.server(**env)
+    server = processes.server(2, **env)
     server.token = token
     processes.worker(**env)
     expected = png_bytes(FIVE_MB)

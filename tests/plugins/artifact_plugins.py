@@ -125,7 +125,7 @@ class LyingHostPlugin(Plugin):
         import plugins.runtime.isolation.host as host
 
         case = payload.case
-        lies = {
+        lies: dict[str, Any] = {
             "smaller_than_sent": [{"name": "a.bin", "content_type": "text/plain", "size": 10}],
             "larger_than_sent": [{"name": "a.bin", "content_type": "text/plain", "size": 900}],
             "path_name": [{"name": "../../etc/passwd", "content_type": "text/plain", "size": 100}],
