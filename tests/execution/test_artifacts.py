@@ -37,6 +37,7 @@ from tests.plugins.artifact_plugins import (
     ImagePlugin,
     png_bytes,
 )
+from tests.statements import statements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -375,3 +376,15 @@ def test_the_admin_shows_a_jobs_artifacts_with_their_download(client, staff_user
     response, data = download(client, f"/v1/jobs/{job.pk}/artifacts/picture.png")
     assert response.status_code == 200
     assert data == png_bytes(100)
+
+
+def test_a_synchronous_run_without_artifacts_adds_no_statement(api_client, settings):
+    settings.PLUGINS = [*settings.PLUGINS, "tests.plugins.sample_plugins.EchoPlugin"]
+    request = {"plugin": "echo", "payload": {"message": "hi"}}
+    assert api_client.post("/v1/analyze-execution", request, format="json").status_code == 200
+    with statements() as run:
+        response = api_client.post("/v1/analyze-execution", request, format="json")
+    assert response.status_code == 200
+    assert response.json()["artifacts"] == []
+    assert run  # the statements were seen
+    assert not [sql for sql in run if "jobartifact" in sql.lower()]
