@@ -416,13 +416,11 @@ class JobExecutionService:
             if not outcome.record_until(_lease_deadline(job, sync=sync)):
                 if not sync:
                     outcome.give_up()  # the job stays RUNNING; lease recovery ends it
-                    artifact_services.discard(stored)
                     return job
                 outcome.pending_metrics = pending_metrics.take()
                 _outcomes_in_waiting.hold(outcome)
                 raise OutcomeNotRecorded(job)
-            if stored and not artifact_services.recorded_as_this_run(job, stored):
-                artifact_services.discard(stored)
+            outcome.keep_only_recorded_artifacts()
             outcome.log()
         return job
 
@@ -548,6 +546,12 @@ class _Outcome:
             self.job.pk,
         )
         self.pending_metrics.flush()  # the execution still counts, if the database is back
+        artifact_services.discard(self.artifacts)
+
+    def keep_only_recorded_artifacts(self) -> None:
+        """Once recorded: delete the stored files if the row turned out not to take them."""
+        if self.artifacts and not artifact_services.recorded_as_this_run(self.job, self.artifacts):
+            artifact_services.discard(self.artifacts)
 
     def _written_already(self) -> bool:
         """Whether an earlier try committed although the database's answer was lost.
@@ -633,6 +637,7 @@ class _OutcomesInWaiting:
     def _settle(outcome: _Outcome) -> bool:
         try:
             if outcome.try_once():
+                outcome.keep_only_recorded_artifacts()
                 outcome.log()
                 return True
             if time.monotonic() > outcome.lease_deadline:

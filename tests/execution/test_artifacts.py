@@ -18,6 +18,7 @@ from django.core.files.storage import FileSystemStorage
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
+from execution.artifacts import services as artifact_services
 from execution.artifacts.models import JobArtifact
 from execution.audit.chain import seal
 from execution.audit.events import AuditEvent
@@ -272,6 +273,8 @@ def test_bad_artifacts_fail_the_job_with_a_clear_error_and_store_nothing(
     assert message in error["message"]
     assert not JobArtifact.objects.exists()
     assert stored_files(settings) == []
+    seal()
+    assert verify().ok
 
 
 def test_the_oversize_error_says_the_sizes(user):
@@ -298,6 +301,8 @@ def test_a_host_that_lies_about_its_artifacts_gets_nothing_stored(user, settings
     assert job.error["error"]["type"] == "OutputValidationError", job.error
     assert not JobArtifact.objects.exists()
     assert stored_files(settings) == []
+    seal()
+    assert verify().ok
     # Its host was not reused: the next execution gets a clean one and succeeds.
     assert run_job("image_artifact", {"size": 10}, user=user).status == JobStatus.SUCCESS
 
@@ -313,6 +318,8 @@ def test_a_storage_that_fails_fails_the_job_and_leaves_nothing(user, settings):
     assert job.result is None
     assert not JobArtifact.objects.exists()
     assert stored_files(settings) == []
+    seal()
+    assert verify().ok
 
 
 # Retention ----------------------------------------------------------------------------
@@ -388,3 +395,22 @@ def test_a_synchronous_run_without_artifacts_adds_no_statement(api_client, setti
     assert response.json()["artifacts"] == []
     assert run  # the statements were seen
     assert not [sql for sql in run if "jobartifact" in sql.lower()]
+
+
+def test_files_of_an_outcome_the_job_did_not_take_are_deleted(user, settings, monkeypatch):
+    """The job was cancelled between the files' saving and the outcome's commit."""
+    store = artifact_services.store_artifacts
+
+    def store_then_cancel(job: Job, artifacts: Any) -> Any:
+        stored = store(job, artifacts)
+        assert len(stored_files(settings)) == 1
+        JobExecutionService().cancel_job(job=Job.objects.get(pk=job.pk), user=user)
+        return stored
+
+    monkeypatch.setattr(artifact_services, "store_artifacts", store_then_cancel)
+    job = run_job("image_artifact", {"size": 100}, user=user)
+    assert job.status == JobStatus.CANCELLED
+    assert not JobArtifact.objects.exists()
+    assert stored_files(settings) == []
+    seal()
+    assert verify().ok
