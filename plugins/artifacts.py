@@ -42,9 +42,9 @@ class Artifact:
     """One file a plugin returns: its name (a plain file name), media type and bytes.
 
     ``name`` is unique among the execution's artifacts and becomes the last part of
-    its download URL: no ``/`` or ``\\``, not ``.`` or ``..``, no NUL or other control
-    characters, at most 200 characters. ``content_type`` is a media type such as
-    ``image/png``; downloads are served with it.
+    its download URL: no ``/`` or ``\\``, not ``.`` or ``..``, no NUL, other control or
+    format characters, at most 200 characters. ``content_type`` is a media type such
+    as ``image/png``; downloads are served with it.
     """
 
     name: str
@@ -86,7 +86,7 @@ def name_problem(name: object) -> str | None:
     if name in (".", ".."):
         return "must not be '.' or '..'"
     if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in name):
-        return "must not contain NUL or other control characters"
+        return "must not contain NUL, other control or format characters"
     if name != name.strip():
         return "must not start or end with whitespace"
     return None

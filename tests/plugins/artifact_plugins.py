@@ -73,6 +73,9 @@ BAD_NAMES = {
     "nul": "a\x00b",
     "control": "a\nb",
     "empty": "",
+    "right_to_left_override": "invoice\u202egnp.exe",
+    "leading_space": " a.png",
+    "too_long": "a" * 201,
 }
 
 
