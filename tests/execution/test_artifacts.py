@@ -414,3 +414,13 @@ def test_files_of_an_outcome_the_job_did_not_take_are_deleted(user, settings, mo
     assert stored_files(settings) == []
     seal()
     assert verify().ok
+
+
+@pytest.mark.parametrize("name", ["a?b#c.png", "50% off.png", "x%2Fy.png", "日本.png"])
+def test_the_url_of_a_name_with_url_characters_downloads_that_artifact(api_client, user, name):
+    job = run_job("image_artifact", {"size": 10, "name": name}, user=user)
+    [artifact] = api_client.get(f"/v1/jobs/{job.pk}").json()["artifacts"]
+    assert artifact["name"] == name
+    response, data = download(api_client, artifact["url"])
+    assert response.status_code == 200
+    assert data == png_bytes(10)
