@@ -76,8 +76,9 @@ class ExecutionLimits:
             overrides["timeout_s"] = float(plugin.timeout_s)
         if getattr(plugin, "max_memory_mb", None) is not None:
             overrides["max_memory_mb"] = int(plugin.max_memory_mb)
-        if getattr(plugin, "max_artifact_bytes", None) is not None:
-            overrides["max_artifact_bytes"] = int(plugin.max_artifact_bytes)
+        artifact_bytes = getattr(plugin, "max_artifact_bytes", None)
+        if artifact_bytes is not None and artifact_bytes != self.max_artifact_bytes:
+            overrides["max_artifact_bytes"] = int(artifact_bytes)
         if getattr(plugin, "network", False):
             overrides["network"] = name in self.network_allowed
         if getattr(plugin, "fresh_process", False):
