@@ -21,6 +21,7 @@ import execution.audit.admin
 import execution.policy.admin
 import execution.task_engine.celery_tasks.admin
 import execution.workers.admin  # noqa: F401
+from execution.artifacts.admin import JobArtifactInline
 from execution.clock import database_now
 from execution.models import Job, JobStatus
 from execution.policy.enforcement import PolicyRefusal
@@ -101,6 +102,7 @@ class JobAdmin(admin.ModelAdmin[Job]):
     search_fields = ["id", "plugin_name", "error__error__type"]
     list_select_related = ["requested_by"]
     actions = ["run_again", "cancel_jobs"]
+    inlines = [JobArtifactInline]  # execution/artifacts/admin.py
     fields = (
         "id",
         "plugin_name",

@@ -42,6 +42,7 @@ from django.db import IntegrityError, connections, models, transaction
 
 from api.request_id import current_request_id
 from execution import sql
+from execution.artifacts.models import JobArtifact
 from execution.audit.digest import payload_sha256
 from execution.audit.events import AuditEvent
 from execution.audit.models import AuditChain, AuditEntry
@@ -296,6 +297,8 @@ class Job(models.Model):
 
     # When this process claimed the job, on its monotonic clock (not a field).
     run_started: float | None = None
+    # The artifacts the run in this process recorded, so its answer needs no query.
+    recorded_artifacts: list[JobArtifact] | None = None
     # A synchronous run's place in its user's cap (execution/policy), until its outcome.
     sync_slot: Any = None
 
@@ -847,6 +850,7 @@ __all__ = [
     "CeleryTask",
     "IdempotencyKey",
     "Job",
+    "JobArtifact",
     "JobStatus",
     "PluginGrant",
     "PolicyUsage",

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeGuard
 
 from pydantic import BaseModel
 
+from plugins.artifacts import DEFAULT_MAX_ARTIFACT_BYTES
 from plugins.errors.exceptions import PluginContractError
 from plugins.runtime.guard import ensure_governed
 from plugins.runtime.limits import IsolationKind
@@ -60,6 +61,8 @@ class Plugin:
     ``max_input_bytes``: the largest payload it accepts, measured as compact JSON
     in UTF-8; a larger one is refused (PayloadTooLarge) before anything runs.
     None: only the request's bound, ``API_MAX_REQUEST_BYTES``.
+    ``max_artifact_bytes``: the largest file ``run`` may return with its output
+    (``WithArtifacts``, plugins/artifacts.py); default 50 MB.
     ``max_concurrency`` caps how many of its executions run at once across the
     whole fleet, every worker and web process together (``1`` for a plugin that
     needs the one GPU; None: no cap). A background job waits in the queue for a
@@ -81,6 +84,7 @@ class Plugin:
     max_memory_mb: ClassVar[int | None] = None
     max_attempts: ClassVar[int] = 1
     max_input_bytes: ClassVar[int | None] = None
+    max_artifact_bytes: ClassVar[int] = DEFAULT_MAX_ARTIFACT_BYTES
     max_concurrency: ClassVar[int | None] = None
     network: ClassVar[bool] = False
     fresh_process: ClassVar[bool] = False
@@ -145,6 +149,8 @@ def contract_problems(cls: object) -> list[str]:
     input_bound = getattr(cls, "max_input_bytes", None)
     if input_bound is not None and not _is_positive(input_bound, int):
         problems.append("'max_input_bytes' must be a positive integer or None")
+    if not _is_positive(getattr(cls, "max_artifact_bytes", None), int):
+        problems.append("'max_artifact_bytes' must be a positive integer")
     if not _is_positive(getattr(cls, "max_attempts", None), int):
         problems.append("'max_attempts' must be a positive integer")
     concurrency = getattr(cls, "max_concurrency", None)

@@ -5,6 +5,7 @@ environment: DEBUG, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL, and the rest listed
 docs/configuration.md (deploy/governed.env.example has the production set).
 """
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -147,8 +148,20 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+# Artifacts: files plugins return with their results (docs/configuration.md, "Artifacts").
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
+ARTIFACT_STORAGE_BACKEND = os.environ.get(
+    "ARTIFACT_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"
+)
+try:
+    ARTIFACT_STORAGE_OPTIONS = json.loads(os.environ.get("ARTIFACT_STORAGE_OPTIONS") or "{}")
+except ValueError:
+    ARTIFACT_STORAGE_OPTIONS = None
+if not isinstance(ARTIFACT_STORAGE_OPTIONS, dict):
+    raise ImproperlyConfigured("ARTIFACT_STORAGE_OPTIONS must be a JSON object")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "artifacts": {"BACKEND": ARTIFACT_STORAGE_BACKEND, "OPTIONS": ARTIFACT_STORAGE_OPTIONS},
     # collectstatic writes hashed, compressed copies; WhiteNoise serves them with
     # far-future caching. Under DEBUG the finders serve the sources instead.
     "staticfiles": {

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from execution.artifacts.models import JobArtifact
+from execution.artifacts.services import artifacts_of
 from execution.models import Job, JobStatus
 from plugins.contract import MAX_PLUGIN_NAME_LENGTH
 
@@ -52,7 +55,36 @@ class ExecutionRequestSerializer(StrictSerializer):
     )
 
 
-class ExecutionResultSerializer(serializers.Serializer[Job]):
+# Artifacts (execution/artifacts/): the files a job's plugin returned with its result.
+
+
+class ArtifactSerializer(serializers.Serializer[JobArtifact]):
+    name = serializers.CharField()
+    content_type = serializers.CharField()
+    size = serializers.IntegerField(help_text="Bytes.")
+    sha256 = serializers.CharField(help_text="SHA-256 of the bytes, in hex.")
+    url = serializers.SerializerMethodField(help_text="Where to download it.")
+
+    def get_url(self, artifact: JobArtifact) -> str:
+        path = reverse("job-artifact", kwargs={"pk": artifact.job_id, "name": artifact.name})
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class ArtifactsMixin(serializers.Serializer[Job]):
+    artifacts = serializers.SerializerMethodField(
+        help_text="Files the plugin returned with its result (empty unless SUCCESS)."
+    )
+
+    @extend_schema_field(ArtifactSerializer(many=True))
+    def get_artifacts(self, job: Job) -> Any:
+        artifacts = artifacts_of(job)
+        if not artifacts:  # nearly every job: no serializer to build
+            return []
+        return ArtifactSerializer(artifacts, many=True, context=self.context).data  # type: ignore[arg-type]
+
+
+class ExecutionResultSerializer(ArtifactsMixin, serializers.Serializer[Job]):
     job_id = serializers.UUIDField(source="id")
     plugin = serializers.CharField(source="plugin_name")
     plugin_version = serializers.CharField(help_text="The version that ran.")
@@ -108,15 +140,15 @@ class JobSummarySerializer(serializers.ModelSerializer[Job]):
         read_only_fields = fields
 
 
-class JobSerializer(JobSummarySerializer):
-    """A whole job: its summary, input, result and earlier attempts."""
+class JobSerializer(ArtifactsMixin, JobSummarySerializer):
+    """A whole job: its summary, input, result, artifacts and earlier attempts."""
 
     input = JSONObjectField(source="input_payload")
     result = JSONObjectField(allow_null=True, help_text="Set once the job is SUCCESS.")
     attempts = AttemptSerializer(many=True, help_text="Earlier attempts that ended unfinished.")
 
     class Meta(JobSummarySerializer.Meta):
-        fields = [*JobSummarySerializer.Meta.fields, "input", "result", "attempts"]
+        fields = [*JobSummarySerializer.Meta.fields, "input", "result", "attempts", "artifacts"]
         read_only_fields = fields
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig
+from django.http import FileResponse
 from django.urls import reverse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -23,7 +25,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from api.exceptions import Conflict, exception_type
+from api.exceptions import Conflict, ServiceUnavailable, exception_type
 from api.parsers import UnstorableValues
 from api.responses import envelope_response
 from execution.api.filters import JobFilter, JobPagination
@@ -34,6 +36,7 @@ from execution.api.idempotency import (
     idempotency_key,
     replayed_header,
 )
+from execution.api.negotiation import AnyAccepted
 from execution.api.serializers import (
     ExecutionRequestSerializer,
     ExecutionResultSerializer,
@@ -41,6 +44,8 @@ from execution.api.serializers import (
     JobSerializer,
     JobSummarySerializer,
 )
+from execution.artifacts.models import JobArtifact
+from execution.artifacts.services import get_artifact, open_artifact
 from execution.health import database_status, workers_status
 from execution.models import Job, JobQuerySet, JobStatus
 from execution.policy.throttling import CANCEL, EXECUTION, ExecutionRateThrottle
@@ -57,6 +62,8 @@ from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_
 from plugins.models import PluginState
 from plugins.registry import get_registry
 from plugins.runtime.isolation.process import SandboxSettings
+
+logger = logging.getLogger(__name__)
 
 EXECUTION_FAILURES = (
     "ValidationError, ParseError, PluginNotFound or PluginUnavailable: the request was "
@@ -178,7 +185,8 @@ def _outcome(request: Request, job: Job) -> Response:
     """What a synchronous execution answers with its ended job."""
     headers = {"X-Job-Id": str(job.pk)}
     if job.status == JobStatus.SUCCESS:
-        return Response(ExecutionResultSerializer(job).data, headers=headers)
+        body = ExecutionResultSerializer(job, context={"request": request}).data
+        return Response(body, headers=headers)
     if job.public_error is None:  # not final: the row says something else happened
         return _outcome_pending(request, job)
     envelope = cast(ErrorEnvelope, job.error)  # FAILED, or CANCELLED while it ran
@@ -263,7 +271,54 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             raise PermissionDenied(str(exc)) from exc
         except JobAlreadyEnded as exc:
             raise Conflict(str(exc)) from exc
-        return Response(JobSerializer(job).data)
+        return Response(JobSerializer(job, context={"request": request}).data)
+
+    @extend_schema(
+        request=None,
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="The file, with the artifact's Content-Type and Content-Length, "
+                "as an attachment named after it.",
+            ),
+            404: OpenApiResponse(
+                description="NotFound: no such job (or not yours), or no such artifact of it."
+            ),
+        },
+        parameters=[
+            OpenApiParameter("name", str, OpenApiParameter.PATH, description="The artifact's name.")
+        ],
+        summary="Download one of a job's artifacts",
+        description="Whoever may read the job may download its artifacts.",
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path=r"artifacts/(?P<name>[^/]+)",
+        url_name="artifact",
+        content_negotiation_class=AnyAccepted,
+    )
+    def artifact(self, request: Request, pk: str, name: str) -> FileResponse:
+        job = self.get_object()
+        try:
+            artifact = get_artifact(job, name)
+        except JobArtifact.DoesNotExist:
+            raise NotFound("No such artifact.") from None
+        try:
+            file = open_artifact(artifact)
+        except OSError:
+            logger.exception("The file of artifact %s of job %s cannot be opened", name, pk)
+            raise ServiceUnavailable(
+                "The artifact's file cannot be read; try again later."
+            ) from None
+        response = FileResponse(
+            file,
+            as_attachment=True,
+            filename=artifact.name,
+            content_type=artifact.content_type,
+        )
+        response["Content-Length"] = str(artifact.size)
+        return response
 
     @extend_schema(
         request=ExecutionRequestSerializer,
@@ -319,7 +374,8 @@ def _accepted(request: Request, job: Job) -> Response:
         "Location": request.build_absolute_uri(reverse("job-detail", args=[job.pk])),
         "Retry-After": str(settings.JOB_POLL_AFTER_S),
     }
-    return Response(JobSerializer(job).data, status=status.HTTP_202_ACCEPTED, headers=headers)
+    body = JobSerializer(job, context={"request": request}).data
+    return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
 
 
 class HealthView(APIView):

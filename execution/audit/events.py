@@ -21,6 +21,7 @@ class AuditEvent(models.TextChoices):
     JOB_RETRIED = "job.retried", "Job queued for another attempt"
     JOB_RERUN = "job.rerun", "Job re-run from the admin"
     JOB_PRUNED = "job.pruned", "Job removed by retention"
+    JOB_ARTIFACTS_STORED = "job.artifacts_stored", "Job artifacts stored"
     POLICY_DENIED = "policy.denied", "Run denied: no grant"
     POLICY_THROTTLED = "policy.throttled", "Request throttled"
     POLICY_OVER_QUOTA = "policy.over_quota", "Run refused: over a quota"

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,8 @@ from django.db import (
 )
 
 from execution import job_logs
+from execution.artifacts import services as artifact_services
+from execution.artifacts.services import StoredArtifact
 from execution.audit.models import AuditEntry
 from execution.clock import database_now
 from execution.metrics import JOB_CANCELLATIONS
@@ -38,6 +40,7 @@ from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_
 from plugins.errors.exceptions import InputValidationError
 from plugins.metrics.recorder import DeferredRecorder
 from plugins.runtime.control import ControlFailed, StopReason
+from plugins.runtime.isolation.artifacts import close_all
 from plugins.runtime.isolation.output import captured_plugin_output
 from plugins.runtime.tool_runner import ExecutionResult
 
@@ -399,6 +402,7 @@ class JobExecutionService:
                 )
                 refused.audited = True  # type: ignore[attr-defined]  # discard() recorded it
                 raise refused
+            execution, stored = _store_artifacts(job, execution, watch.reason)
             outcome = _Outcome(
                 job,
                 execution,
@@ -407,6 +411,7 @@ class JobExecutionService:
                 elapsed_ms=job.elapsed_so_far_ms(),
                 record=self._record_outcome,
                 plugin_output=printed.text,
+                artifacts=stored,
             )
             if not outcome.record_until(_lease_deadline(job, sync=sync)):
                 if not sync:
@@ -415,6 +420,7 @@ class JobExecutionService:
                 outcome.pending_metrics = pending_metrics.take()
                 _outcomes_in_waiting.hold(outcome)
                 raise OutcomeNotRecorded(job)
+            outcome.keep_only_recorded_artifacts()
             outcome.log()
         return job
 
@@ -429,6 +435,7 @@ class JobExecutionService:
             job.mark_succeeded(
                 execution.result or {}, ran=ran, elapsed_ms=elapsed_ms, counted=counted
             )
+            job.recorded_artifacts = artifact_services.record_artifacts(job, outcome.artifacts)
         elif stopped is StopReason.RELEASED and _release_requested.is_set():
             self.requeue(job=job, error=execution.error, retry=False, counted=counted)
         else:
@@ -458,9 +465,11 @@ class _Outcome:
         elapsed_ms: float | None,
         record: Callable[[_Outcome], None],
         plugin_output: str = "",
+        artifacts: Sequence[StoredArtifact] = (),
     ) -> None:
         self.job, self.execution, self.stopped = job, execution, stopped
         self.plugin_output = plugin_output
+        self.artifacts = artifacts  # saved to the storage; recorded with a success
         self.pending_metrics, self.elapsed_ms = pending_metrics, elapsed_ms
         self._record = record
         self.fields = job_logs.current_job_fields()  # a later thread logs it under the same
@@ -537,6 +546,12 @@ class _Outcome:
             self.job.pk,
         )
         self.pending_metrics.flush()  # the execution still counts, if the database is back
+        artifact_services.discard(self.artifacts)
+
+    def keep_only_recorded_artifacts(self) -> None:
+        """Once recorded: delete the stored files if the row turned out not to take them."""
+        if self.artifacts and not artifact_services.recorded_as_this_run(self.job, self.artifacts):
+            artifact_services.discard(self.artifacts)
 
     def _written_already(self) -> bool:
         """Whether an earlier try committed although the database's answer was lost.
@@ -622,6 +637,7 @@ class _OutcomesInWaiting:
     def _settle(outcome: _Outcome) -> bool:
         try:
             if outcome.try_once():
+                outcome.keep_only_recorded_artifacts()
                 outcome.log()
                 return True
             if time.monotonic() > outcome.lease_deadline:
@@ -669,6 +685,31 @@ def _lease_deadline(job: Job, *, sync: bool) -> float:
     if sync:
         deadline = min(deadline, time.monotonic() + settings.JOB_OUTCOME_SYNC_WAIT_S)
     return deadline
+
+
+def _store_artifacts(
+    job: Job, execution: ExecutionResult, stopped: StopReason | None
+) -> tuple[ExecutionResult, list[StoredArtifact]]:
+    """Save a successful run's artifacts to the storage before its outcome is recorded.
+
+    Other runs' are only closed. A storage that fails fails the job (nothing of it
+    stored): the result without its files is not what the plugin returned.
+    """
+    if not execution.artifacts:
+        return execution, []
+    if execution.error is not None or stopped is not None:
+        close_all(execution.artifacts)
+        return execution, []
+    try:
+        return execution, artifact_services.store_artifacts(job, execution.artifacts)
+    except artifact_services.ArtifactStorageFailed as exc:
+        error = build_error_envelope(
+            ErrorType.SERVICE_UNAVAILABLE,
+            "The job's artifacts could not be stored",
+            plugin=job.plugin_name,
+            exc=exc,
+        )
+        return ExecutionResult(None, error, execution.ran), []
 
 
 def _is_invalid_input(error: ErrorEnvelope | None) -> bool:

@@ -8,6 +8,8 @@ flat and the write lock is held briefly. The audit chain stays verifiable:
 * a slimmed job (``keep_audit``) loses its input and result; its ``job.pruned`` entry
   (``details.kept``) records the digest of what remains, its status and error type, so
   verification checks the slimmed row against it and still sees any later edit;
+* a job's artifacts go with it, slimmed or deleted: their rows in the batch's
+  transaction, their files from the storage once it committed;
 * each run ends with one summary ``job.pruned`` entry without a job id: who pruned,
   the cutoff and the counts.
 """
@@ -22,6 +24,8 @@ from typing import Any
 
 from django.db import connection, models, transaction
 
+from execution.artifacts import services as artifact_services
+from execution.artifacts.models import JobArtifact
 from execution.audit import retention as audit_retention
 from execution.audit.digest import payload_sha256
 from execution.audit.events import AuditEvent
@@ -115,11 +119,13 @@ def prune_jobs(
             break
         ids = [job_id for job_id, _ in batch]
         with transaction.atomic():
+            files = _drop_artifacts(ids)
             if keep_audit:
                 jobs += _slim(ids, actor)
             else:
                 jobs += audit_retention.prune_jobs(ids, actor=actor)
                 tasks += engine.prune_tasks([task for _, task in batch if task is not None])
+        artifact_services.delete_files(files)  # once their rows are gone for good
         batches += 1
     record_many(
         [
@@ -137,6 +143,15 @@ def prune_jobs(
         ]
     )
     return PruneReport(cutoff, keep_audit, False, jobs, tasks, batches)
+
+
+def _drop_artifacts(ids: list[uuid.UUID]) -> list[str]:
+    """Delete these jobs' artifact rows (slimmed or deleted, a job keeps none); their files."""
+    artifacts = JobArtifact.objects.filter(job_id__in=ids)
+    files = list(artifacts.values_list("storage_path", flat=True))
+    if files:
+        artifacts.delete()
+    return files
 
 
 def _slim(ids: list[uuid.UUID], actor: Any) -> int:

@@ -33,6 +33,9 @@ class PluginLimitsSerializer(serializers.Serializer[dict[str, Any]]):
     timeout_s = serializers.FloatField()
     max_memory_mb = serializers.IntegerField(allow_null=True)
     max_result_bytes = serializers.IntegerField()
+    max_artifact_bytes = serializers.IntegerField(
+        help_text="Largest file it may return with a result (plugins.md#artifacts)."
+    )
     max_attempts = serializers.IntegerField()
     max_concurrency = serializers.IntegerField(
         allow_null=True,

@@ -30,6 +30,8 @@ class ExecutionLimits:
     """Address space a process-isolated execution may add to its child; None: unlimited."""
     max_result_bytes: int = 1024 * 1024
     """Largest result, measured as its JSON encoding."""
+    max_artifact_bytes: int = 50 * 1024 * 1024
+    """Largest artifact (a file returned with the result; the plugin's ``max_artifact_bytes``)."""
     network: bool = False
     """May open TCP connections: the plugin declares ``network = True`` and the operator
     names it in ``network_allowed``; both, or its sandbox has no network."""
@@ -74,6 +76,9 @@ class ExecutionLimits:
             overrides["timeout_s"] = float(plugin.timeout_s)
         if getattr(plugin, "max_memory_mb", None) is not None:
             overrides["max_memory_mb"] = int(plugin.max_memory_mb)
+        artifact_bytes = getattr(plugin, "max_artifact_bytes", None)
+        if artifact_bytes is not None and artifact_bytes != self.max_artifact_bytes:
+            overrides["max_artifact_bytes"] = int(artifact_bytes)
         if getattr(plugin, "network", False):
             overrides["network"] = name in self.network_allowed
         if getattr(plugin, "fresh_process", False):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from plugins.artifacts import WithArtifacts, checked_artifacts
 from plugins.contract import Plugin
 from plugins.errors.exceptions import (
     GovernedExecutionError,
@@ -18,6 +19,7 @@ from plugins.errors.exceptions import (
     PluginVersionMismatchError,
 )
 from plugins.runtime.guard import authorised
+from plugins.runtime.isolation.artifacts import with_artifacts
 from plugins.validation.input_validator import validate_input
 from plugins.validation.output_validator import validate_output
 
@@ -38,7 +40,11 @@ def _validate_version_and_input(plugin: Plugin, payload: Any, version: str) -> A
 
 
 def validate_and_run(plugin: Plugin, payload: Any, max_result_bytes: int, version: str) -> bytes:
-    """One execution where the plugin is isolated: validate, run, check the output."""
+    """One execution where the plugin is isolated: validate, run, check the output.
+
+    The result's JSON text; it carries the artifacts when ``run`` returned
+    ``WithArtifacts`` (plugins/runtime/isolation/artifacts.py).
+    """
     validated = _validate_version_and_input(plugin, payload, version)
     try:
         with authorised(plugin):
@@ -51,7 +57,12 @@ def validate_and_run(plugin: Plugin, payload: Any, max_result_bytes: int, versio
                 details={"exception": type(exc).__name__},
             ) from exc
         raise
-    return validate_output(plugin, output, max_result_bytes)
+    if not isinstance(output, WithArtifacts):
+        return validate_output(plugin, output, max_result_bytes)
+    artifacts = checked_artifacts(
+        f"Plugin {plugin.name!r}", output.artifacts, type(plugin).max_artifact_bytes
+    )
+    return with_artifacts(validate_output(plugin, output.output, max_result_bytes), artifacts)
 
 
 def validate_only(plugin: Plugin, payload: Any, version: str) -> bytes:

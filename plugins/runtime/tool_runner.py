@@ -35,6 +35,12 @@ from plugins.models import PluginState
 from plugins.registry import PluginRegistry, get_registry
 from plugins.runtime.control import ControlFailed, ExecutionControl
 from plugins.runtime.isolation import ISOLATIONS
+from plugins.runtime.isolation.artifacts import (
+    ReceivedArtifact,
+    artifacts_of,
+    close_all,
+    received,
+)
 from plugins.runtime.isolation.base import Isolation
 from plugins.runtime.limits import ExecutionLimits, IsolationKind
 from plugins.runtime.plugin_side import validate_and_run, validate_only
@@ -53,15 +59,20 @@ class ExecutionResult(tuple[dict[str, Any] | None, ErrorEnvelope | None]):
     """
 
     ran: RanCode | None
+    artifacts: tuple[ReceivedArtifact, ...]
+    """The files the plugin returned with a successful result, each open at its start
+    (empty on an error); whoever takes the result stores or closes them."""
 
     def __new__(
         cls,
         result: dict[str, Any] | None,
         error: ErrorEnvelope | None,
         ran: RanCode | None = None,
+        artifacts: tuple[ReceivedArtifact, ...] = (),
     ) -> ExecutionResult:
         pair = super().__new__(cls, (result, error))
         pair.ran = ran
+        pair.artifacts = artifacts
         return pair
 
     @property
@@ -118,6 +129,7 @@ class ToolRunner:
         error: ErrorEnvelope | None = None
         ran: RanCode | None = None
         isolation: IsolationKind | None = None
+        artifacts: tuple[ReceivedArtifact, ...] = ()
         try:
             entry = self._registry.get_entry(plugin_name)
             state = entry.state
@@ -125,15 +137,19 @@ class ToolRunner:
             limits = self._registry.limits_for(plugin)
             isolation = limits.isolation
             data, ran = self._execute(plugin, payload, limits, control, version)
+            artifacts = received(artifacts_of(data))
             output = json.loads(data)
             check_storable_output(output)
             result = output
         except ControlFailed as exc:
+            close_all(artifacts)
             error = build_error_envelope(
                 ErrorType.SERVICE_UNAVAILABLE, str(exc), plugin=plugin_label(plugin_name), exc=exc
             )
             raise
         except Exception as exc:
+            close_all(artifacts)
+            artifacts = ()
             ran = getattr(exc, "ran", ran)
             error = envelope_for(exc, plugin_label(plugin_name))
         finally:
@@ -156,7 +172,7 @@ class ToolRunner:
                 logger.exception(
                     "Recording metrics for plugin %r failed", plugin_label(plugin_name)
                 )
-        return ExecutionResult(result, error, ran)
+        return ExecutionResult(result, error, ran, artifacts)
 
     def warm_up(self) -> None:
         """Start, in the background, what every available plugin's isolation needs to run it."""

@@ -55,7 +55,9 @@ def test_a_successful_execution_returns_the_result_and_records_a_job(api_client,
         "status",
         "result",
         "elapsed_ms",
+        "artifacts",
     }
+    assert body["artifacts"] == []  # echo returns no files
     assert (body["plugin"], body["plugin_version"], body["status"]) == ("echo", "1.0", "SUCCESS")
     module_hash = hashlib.sha256(Path(sample_plugins.__file__).read_bytes()).hexdigest()
     assert body["plugin_fingerprint"].endswith(f"sha256:{module_hash}")

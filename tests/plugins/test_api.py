@@ -28,6 +28,7 @@ def test_lists_the_example_plugins_with_schemas_and_unavailable_ones_with_reason
         "timeout_s": 10.0,
         "max_memory_mb": 1024,
         "max_result_bytes": 1024 * 1024,
+        "max_artifact_bytes": 50 * 1024 * 1024,
         "max_attempts": 1,
         "max_concurrency": None,
         "network": False,

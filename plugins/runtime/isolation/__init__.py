@@ -5,6 +5,7 @@
 * child.py      what runs in such a child
 * bootstrap.py  what the forkserver the children are forked from imports first
 * thread.py     thread isolation, for trusted plugins
+* artifacts.py  the files a plugin returns, from where it ran to the server
 
 A new kind is a module here, a value of :class:`IsolationKind` and a line below.
 """

@@ -15,9 +15,11 @@ import os
 import select
 import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 _LENGTH = struct.Struct(">I")
+_CHUNK_BYTES = 1 << 20
 
 
 class ChannelClosed(Exception):
@@ -84,13 +86,32 @@ def receive_json(fd: int, max_bytes: int, deadline: float | None = None) -> Any:
     return json.loads(receive(fd, max_bytes, deadline))
 
 
+def receive_into(
+    fd: int, sink: Callable[[bytes], object], max_bytes: int, deadline: float | None = None
+) -> int:
+    """Read one frame of at most ``max_bytes`` and hand it to ``sink`` in pieces; its size.
+
+    For frames too large to hold at once (an artifact): at most 1 MiB is in memory.
+    Raises as :func:`receive`.
+    """
+    size: int = _LENGTH.unpack(_read_exactly(fd, _LENGTH.size, deadline))[0]
+    if size > max_bytes:
+        raise FrameTooLarge(size, max_bytes)
+    missing = size
+    while missing:
+        chunk = _read_exactly(fd, min(missing, _CHUNK_BYTES), deadline)
+        sink(chunk)
+        missing -= len(chunk)
+    return size
+
+
 def _read_exactly(fd: int, size: int, deadline: float | None) -> bytes:
     chunks: list[bytes] = []
     missing = size
     while missing:
         if deadline is not None and not readable(fd, deadline - time.monotonic()):
             raise TimeoutError("the other end sent part of a frame, then nothing")
-        chunk = os.read(fd, min(missing, 1 << 20))
+        chunk = os.read(fd, min(missing, _CHUNK_BYTES))
         if not chunk:
             raise ChannelClosed()
         chunks.append(chunk)

@@ -13,9 +13,10 @@ LIFELINE plugin=NAME`` with an allow-listed environment and no other file descri
 4. it serves executions, one at a time, each in its emptied temporary directory.
 
 Every message it sends is a JSON header frame, then a data frame (the result's JSON
-text, or an error envelope). It runs one plugin for its whole life: what a plugin
-leaves behind here (globals, cwd, environment, limits, handlers) meets only that
-plugin's own later executions.
+text, or an error envelope); a result's header may announce artifacts, one raw frame
+each after the data (plugins/runtime/isolation/artifacts.py). It runs one plugin for
+its whole life: what a plugin leaves behind here (globals, cwd, environment, limits,
+handlers) meets only that plugin's own later executions.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from plugins.errors.exceptions import (
     envelope_for,
 )
 from plugins.runtime import plugin_side
+from plugins.runtime.isolation.artifacts import announce, artifacts_of, send_all
 from plugins.runtime.provenance import code_of
 
 PluginRef = tuple[str, str]
@@ -111,8 +113,13 @@ def _serve(
 
 
 def _reply(fd: int, header: dict[str, Any], data: bytes) -> None:
+    """The header, the data, then (a result with artifacts) one frame per artifact."""
+    artifacts = artifacts_of(data)
+    if artifacts:
+        header["artifacts"] = announce(artifacts)
     channel.send_json(fd, header)
     channel.send(fd, data)
+    send_all(fd, artifacts)
 
 
 # Ties to the server -----------------------------------------------------------------

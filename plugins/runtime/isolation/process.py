@@ -48,6 +48,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import plugins.runtime.isolation.artifacts as plugin_artifacts
 import plugins.runtime.isolation.channel as channel
 import plugins.runtime.isolation.output as plugin_output
 from plugins.errors.error_envelope import ErrorType, build_error_envelope
@@ -546,7 +547,27 @@ class _Host:
         max_bytes = max(limits.max_result_bytes, MAX_ENVELOPE_BYTES)
         header, data = self._read_message(deadline, limits.timeout_s, max_bytes)
         self.retiring = bool(header.get("retire"))
+        if header.get("ok") and "artifacts" in header:
+            data = self._receive_artifacts(header["artifacts"], data, deadline, limits)
         return bool(header.get("ok")), data
+
+    def _receive_artifacts(
+        self, announced: object, data: bytes, deadline: float, limits: ExecutionLimits
+    ) -> bytes:
+        """The artifacts that follow a result, each into a file of ours (artifacts.py)."""
+        try:
+            received = plugin_artifacts.receive_all(
+                self._replies, announced, max_bytes=limits.max_artifact_bytes, deadline=deadline
+            )
+        except channel.ChannelClosed:
+            raise self._crash() from None
+        except channel.FrameTooLarge:
+            raise OutputValidationError(
+                "The plugin's process sent an artifact other than the one it announced"
+            ) from None
+        except TimeoutError:
+            raise _timed_out(limits.timeout_s) from None
+        return plugin_artifacts.with_artifacts(data, received)
 
     def _await_message(
         self, deadline: float, timeout_s: float, control: ExecutionControl | None
