@@ -71,7 +71,36 @@ class AttemptSerializer(serializers.Serializer[Any]):
     error = ErrorField(allow_null=True)
 
 
-class JobSummarySerializer(serializers.ModelSerializer[Job]):
+# Progress (issue 20) ---------------------------------------------------------------
+
+
+class JobProgressSerializer(serializers.Serializer[Any]):
+    """The plugin's last progress report of the job's attempt (plugins/progress.py)."""
+
+    done = serializers.IntegerField(min_value=0, help_text="Steps done, at most total.")
+    total = serializers.IntegerField(min_value=1)
+    message = serializers.CharField(allow_blank=True, help_text="What the plugin is doing.")
+    updated_at = serializers.DateTimeField(help_text="When the report was written.")
+
+
+class JobProgressMixin(serializers.Serializer[Job]):
+    progress = serializers.SerializerMethodField(
+        help_text="While RUNNING, the plugin's last report, written at most twice a second; "
+        "a finished job keeps its last one. Null when the plugin reported none."
+    )
+
+    @extend_schema_field(JobProgressSerializer(allow_null=True))
+    def get_progress(self, job: Job) -> dict[str, Any] | None:
+        if job.progress is None:
+            return None
+        report = {**job.progress, "updated_at": job.progress_updated_at}
+        return dict(JobProgressSerializer(report).data)
+
+
+# --------------------------------------------------------------------------------------
+
+
+class JobSummarySerializer(JobProgressMixin, serializers.ModelSerializer[Job]):
     """A job as lists show it: everything but its input and result, which can be megabytes."""
 
     plugin = serializers.CharField(source="plugin_name")
@@ -104,6 +133,7 @@ class JobSummarySerializer(serializers.ModelSerializer[Job]):
             "attempt",
             "max_attempts",
             "next_attempt_at",
+            "progress",
         ]
         read_only_fields = fields
 
