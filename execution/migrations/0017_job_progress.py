@@ -4,20 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('execution', '0016_celery_tasks'),
+        ("execution", "0016_celery_tasks"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='progress',
-            field=models.JSONField(blank=True, editable=False, help_text="The plugin's last progress report of this attempt: done, total, message.", null=True),
+            model_name="job",
+            name="progress",
+            field=models.JSONField(
+                blank=True,
+                editable=False,
+                help_text="The plugin's last progress report of this attempt: done, total, message.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='job',
-            name='progress_updated_at',
-            field=models.DateTimeField(blank=True, editable=False, help_text='When that report was written.', null=True),
+            model_name="job",
+            name="progress_updated_at",
+            field=models.DateTimeField(
+                blank=True, editable=False, help_text="When that report was written.", null=True
+            ),
         ),
     ]

@@ -7,8 +7,9 @@ throttle's own tests drive it with an injected clock.
 
 from __future__ import annotations
 
+import itertools
 import threading
-from pathlib import Path
+import uuid
 
 import pytest
 from django.db import OperationalError, connection
@@ -216,11 +217,14 @@ def test_a_running_job_shows_its_progress_in_the_api_process_isolation(user, api
 
 @pytest.fixture
 def running_job(db) -> Job:
-    job = Job.objects.create(
+    job = Job.objects.claimed_by_creator(
+        id=uuid.uuid4(),
         plugin_name="ten_steps",
-        status=JobStatus.RUNNING,
+        input_payload={},
         lease_holder=new_lease_holder(),
+        lease_s=60,
     )
+    job.insert()
     return job
 
 
@@ -233,7 +237,7 @@ def test_a_write_touches_only_the_running_job_of_the_same_run(running_job):
 
     other_run = Job(pk=running_job.pk, lease_holder=new_lease_holder())
     assert not write_progress(job=other_run, report=ProgressReport(2, 4, "another run's"))
-    Job.objects.filter(pk=running_job.pk).update(status=JobStatus.CANCELLED)
+    JobExecutionService().cancel_job(job=running_job)
     assert not write_progress(job=running_job, report=ProgressReport(3, 4, "after the cancel"))
     stored = Job.objects.get(pk=running_job.pk)
     assert stored.progress == {"done": 1, "total": 4, "message": "one"}
@@ -281,7 +285,7 @@ def _throttle(clock: FakeClock, written: list[ProgressReport], fail: list[bool] 
 
 
 def test_the_first_report_is_written_at_once_and_the_next_when_the_window_opens():
-    clock, written = FakeClock(), []
+    clock, written = FakeClock(), list[ProgressReport]()
     throttle = _throttle(clock, written)
     throttle.offer(ProgressReport(1, 10))
     throttle.write_due()
@@ -300,7 +304,7 @@ def test_the_first_report_is_written_at_once_and_the_next_when_the_window_opens(
 
 
 def test_at_most_two_writes_a_second_however_many_reports_and_the_last_is_kept():
-    clock, written = FakeClock(), []
+    clock, written = FakeClock(), list[ProgressReport]()
     throttle = _throttle(clock, written)
     for done in range(1, 10_001):  # 10,000 reports over 10 seconds, polled after each
         clock.now = 100.0 + done / 1000
@@ -308,7 +312,7 @@ def test_at_most_two_writes_a_second_however_many_reports_and_the_last_is_kept()
         throttle.write_due()
     assert len(written) == 20
     times = [100.0 + report.done / 1000 for report in written]
-    assert all(later - earlier >= 0.5 for earlier, later in zip(times, times[1:], strict=False))
+    assert all(later - earlier >= 0.5 for earlier, later in itertools.pairwise(times))
     last = throttle.close()  # what the outcome writes: the report made after the last write
     assert last == ProgressReport(10_000, 10_000)
     throttle.offer(ProgressReport(1, 10_000))  # a thread left behind after the end
@@ -319,7 +323,7 @@ def test_at_most_two_writes_a_second_however_many_reports_and_the_last_is_kept()
 
 
 def test_a_failed_write_keeps_the_report_for_the_next_window_unless_a_newer_came():
-    clock, written = FakeClock(), []
+    clock, written = FakeClock(), list[ProgressReport]()
     throttle = _throttle(clock, written, fail=[True])
     throttle.offer(ProgressReport(1, 10))
     throttle.write_due()  # fails: database is locked
@@ -348,6 +352,6 @@ def test_the_admin_shows_a_running_jobs_progress(running_job, admin_client):
     assert "3/10" in listing
 
 
-def test_a_job_without_progress_says_none(tmp_path: Path, running_job, admin_client):
+def test_a_job_without_progress_says_none(running_job, admin_client):
     page = admin_client.get(f"/admin/execution/job/{running_job.pk}/change/").content.decode()
     assert "<progress" not in page

@@ -14,9 +14,9 @@ LIFELINE plugin=NAME`` with an allow-listed environment and no other file descri
 
 Every message it sends is a JSON header frame, then a data frame (the result's JSON
 text, or an error envelope); during an execution, progress the plugin reports comes
-first, as messages of their own (``{"progress": ...}``, empty data). It runs one plugin for its whole life: what a plugin
-leaves behind here (globals, cwd, environment, limits, handlers) meets only that
-plugin's own later executions.
+first, as messages of their own (``{"progress": ...}``, empty data). It runs one
+plugin for its whole life: what a plugin leaves behind here (globals, cwd,
+environment, limits, handlers) meets only that plugin's own later executions.
 """
 
 from __future__ import annotations
