@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from execution.models import Job, JobStatus
 from plugins.contract import MAX_PLUGIN_NAME_LENGTH
+from plugins.progress import MAX_MESSAGE_CHARS
 
 
 class StrictCharField(serializers.CharField):
@@ -75,11 +76,13 @@ class AttemptSerializer(serializers.Serializer[Any]):
 
 
 class JobProgressSerializer(serializers.Serializer[Any]):
-    """The plugin's last progress report of the job's attempt (plugins/progress.py)."""
+    """The plugin's last progress report of the job's attempt."""
 
     done = serializers.IntegerField(min_value=0, help_text="Steps done, at most total.")
     total = serializers.IntegerField(min_value=1)
-    message = serializers.CharField(allow_blank=True, help_text="What the plugin is doing.")
+    message = serializers.CharField(
+        allow_blank=True, max_length=MAX_MESSAGE_CHARS, help_text="What the plugin is doing."
+    )
     updated_at = serializers.DateTimeField(help_text="When the report was written.")
 
 

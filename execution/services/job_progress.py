@@ -4,7 +4,8 @@ A plugin may report as often as it likes; its job's row is written at most
 ``1 / PROGRESS_WRITE_INTERVAL_S`` times a second, each time with the latest
 report, so that a chatty plugin does not compete for the database's write lock
 (SQLite has one) with claims, outcomes and heartbeats. A report made too soon is
-held, not dropped: it is written when the window opens (the thread that waits for
+held, not dropped: it is written when the window opens (the first opens half a
+second into the run) (the thread that waits for
 the execution asks every ``JOB_CANCEL_POLL_S`` at most), and one still held when the
 execution ends is written with the job's outcome, in the same transaction.
 
@@ -54,9 +55,10 @@ def progress_fields(report: ProgressReport, *, at: Any) -> dict[str, Any]:
 class ProgressThrottle:
     """The latest report of one run, written at most once every ``interval_s``.
 
-    ``offer`` may be called from any thread (a thread-isolated plugin reports from
-    its own); ``write_due`` and ``close`` only from the thread that waits for the
-    execution, whose database connection writes. ``clock`` is monotonic seconds.
+    Made when the run starts. ``offer`` may be called from any thread (a
+    thread-isolated plugin reports from its own); ``write_due`` and ``close`` only
+    from the thread that waits for the execution, whose database connection
+    writes. ``clock`` is monotonic seconds.
     """
 
     def __init__(
@@ -71,7 +73,9 @@ class ProgressThrottle:
         self._clock = clock
         self._lock = threading.Lock()
         self._held: ProgressReport | None = None
-        self._next_write_at = float("-inf")
+        # The first window opens ``interval_s`` after the run starts: a run shorter than
+        # that (most synchronous ones) writes its progress once, with its outcome.
+        self._next_write_at = clock() + interval_s
         self._closed = False
         self._warned = False
 
