@@ -165,6 +165,23 @@ class ThreadBurstPlugin(BurstPlugin):
     isolation = "thread"
 
 
+class FloodPlugin(Plugin):
+    """Reports without end: its time limit must still end it."""
+
+    name = "progress_flood"
+    version = "1.0"
+    description = "reports progress forever"
+    Input = BurstInput
+    Output = StepsOutput
+    timeout_s = 1.0
+
+    def run(self, payload: BurstInput) -> StepsOutput:
+        done = 0
+        while True:
+            done = done % payload.reports + 1
+            report_progress(done, payload.reports, "flooding")
+
+
 class LyingHostPlugin(Plugin):
     """Writes a forged progress message straight to its host's channel: the server refuses it."""
 
@@ -194,6 +211,7 @@ PROGRESS_PLUGINS = [
         "OutsideRunPlugin",
         "BurstPlugin",
         "ThreadBurstPlugin",
+        "FloodPlugin",
         "LyingHostPlugin",
     )
 ]

@@ -153,6 +153,14 @@ def test_a_burst_of_reports_is_written_a_few_times_and_the_last_is_kept(plugin):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_plugin_that_reports_without_end_still_meets_its_time_limit():
+    job = _run("progress_flood", {"reports": 100})
+    assert job.status == JobStatus.FAILED
+    assert job.error["error"]["type"] == "PluginTimeout"
+    assert job.progress["message"] == "flooding"
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_running_job_shows_its_progress_in_the_api_thread_isolation(tmp_path, user, api_client):
     """The plugin waits for a gate before each step; the test opens them one by one."""
     service = JobExecutionService()
