@@ -77,6 +77,18 @@ def test_a_report_that_crossed_from_a_host_must_have_exactly_its_fields(value):
         ProgressReport.from_json(value)
 
 
+@pytest.mark.parametrize("isolation", ["process", "thread"])
+def test_in_a_run_that_is_no_jobs_reports_are_checked_and_go_nowhere(isolation):
+    from plugins.testing import run_plugin
+    from tests.plugins.progress_plugins import BadProgressPlugin, TenStepPlugin
+
+    result, error = run_plugin(TenStepPlugin, {"steps": 3}, isolation=isolation)
+    assert (result, error) == ({"steps_done": 3}, None)
+    result, error = run_plugin(BadProgressPlugin, {"call": "negative_done"}, isolation=isolation)
+    assert result is None
+    assert error["error"]["message"].startswith("report_progress(): done must be between")
+
+
 # Bad calls from inside a run, in both isolations ------------------------------------
 
 
