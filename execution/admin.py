@@ -84,6 +84,7 @@ class JobAdmin(admin.ModelAdmin[Job]):
         "short_id_display",
         "plugin_display",
         "status_display",
+        "progress_column",
         "error_type_display",
         "requested_by",
         "attempt",
@@ -108,6 +109,7 @@ class JobAdmin(admin.ModelAdmin[Job]):
         "plugin_name",
         "plugin_version",
         "status_display",
+        "progress_display",
         "requested_by",
         "rerun_of_display",
         "reruns_display",
@@ -144,6 +146,33 @@ class JobAdmin(admin.ModelAdmin[Job]):
             job.status.lower(),
             STATUS_COLOURS.get(job.status, "#6c757d"),
             job.status,
+        )
+
+    # Progress (issue 20): the plugin's last report (execution/services/job_progress.py).
+    @admin.display(description="progress")
+    def progress_column(self, job: Job) -> str:
+        """Only while it runs: a finished job's status says more than its last step."""
+        if job.status != JobStatus.RUNNING or not job.progress:
+            return "-"
+        return f"{job.progress['done']}/{job.progress['total']}"
+
+    @admin.display(description="progress")
+    def progress_display(self, job: Job) -> SafeString | str:
+        if not job.progress:
+            return "-"
+        done, total = job.progress["done"], job.progress["total"]
+        at = job.progress_updated_at
+        updated = localtime(at).strftime("%Y-%m-%d %H:%M:%S") if at else "-"
+        return format_html(
+            '<progress value="{}" max="{}"></progress> {} of {} ({}%) {} '
+            '<span class="help">reported {}</span>',
+            done,
+            total,
+            done,
+            total,
+            done * 100 // total,
+            job.progress["message"],
+            updated,
         )
 
     @admin.display(description="plugin", ordering="plugin_name")

@@ -287,6 +287,17 @@ class Job(models.Model):
         help_text="What the plugin wrote to stdout and stderr, last execution, bounded by "
         "PLUGIN_OUTPUT_MAX_BYTES. For staff only.",
     )
+    # What the plugin last reported of its run (plugins/progress.py, issue 20), written
+    # throttled by execution/services/job_progress.py.
+    progress = models.JSONField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The plugin's last progress report of this attempt: done, total, message.",
+    )
+    progress_updated_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When that report was written."
+    )
     concurrency_slot = models.PositiveSmallIntegerField(
         null=True,
         blank=True,
@@ -635,6 +646,8 @@ class Job(models.Model):
             lease_holder="",
             lease_expires_at=None,
             task_id=task_id,
+            progress=None,  # the next attempt reports its own
+            progress_updated_at=None,
         )
         if not updated:
             raise IllegalJobTransition(f"Job {self.pk} is no longer held by {self.lease_holder}")
@@ -651,6 +664,7 @@ class Job(models.Model):
         self.next_attempt_at, self.started_at = next_attempt_at, None
         self.lease_holder, self.lease_expires_at = "", None
         self.task_id = uuid.UUID(str(task_id))
+        self.progress, self.progress_updated_at = None, None
 
     @alters_data
     def replace_lost_task(self, task_id: uuid.UUID | str) -> bool:

@@ -12,6 +12,7 @@ from execution.artifacts.models import JobArtifact
 from execution.artifacts.services import artifacts_of
 from execution.models import Job, JobStatus
 from plugins.contract import MAX_PLUGIN_NAME_LENGTH
+from plugins.progress import MAX_MESSAGE_CHARS
 
 
 class StrictCharField(serializers.CharField):
@@ -103,7 +104,38 @@ class AttemptSerializer(serializers.Serializer[Any]):
     error = ErrorField(allow_null=True)
 
 
-class JobSummarySerializer(serializers.ModelSerializer[Job]):
+# Progress (issue 20) ---------------------------------------------------------------
+
+
+class JobProgressSerializer(serializers.Serializer[Any]):
+    """The plugin's last progress report of the job's attempt."""
+
+    done = serializers.IntegerField(min_value=0, help_text="Steps done, at most total.")
+    total = serializers.IntegerField(min_value=1)
+    message = serializers.CharField(
+        allow_blank=True, max_length=MAX_MESSAGE_CHARS, help_text="What the plugin is doing."
+    )
+    updated_at = serializers.DateTimeField(help_text="When the report was written.")
+
+
+class JobProgressMixin(serializers.Serializer[Job]):
+    progress = serializers.SerializerMethodField(
+        help_text="While RUNNING, the plugin's last report, written at most twice a second; "
+        "a finished job keeps its last one. Null when the plugin reported none."
+    )
+
+    @extend_schema_field(JobProgressSerializer(allow_null=True))
+    def get_progress(self, job: Job) -> dict[str, Any] | None:
+        if job.progress is None:
+            return None
+        report = {**job.progress, "updated_at": job.progress_updated_at}
+        return dict(JobProgressSerializer(report).data)
+
+
+# --------------------------------------------------------------------------------------
+
+
+class JobSummarySerializer(JobProgressMixin, serializers.ModelSerializer[Job]):
     """A job as lists show it: everything but its input and result, which can be megabytes."""
 
     plugin = serializers.CharField(source="plugin_name")
@@ -136,6 +168,7 @@ class JobSummarySerializer(serializers.ModelSerializer[Job]):
             "attempt",
             "max_attempts",
             "next_attempt_at",
+            "progress",
         ]
         read_only_fields = fields
 

@@ -33,12 +33,14 @@ from execution.policy import scheduling
 from execution.policy.enforcement import SyncSlot, record_usage
 from execution.policy.input_size import check_input_size
 from execution.selectors import JobNotFound, get_job
+from execution.services.job_progress import ProgressThrottle, progress_fields, write_progress
 from execution.services.plugin_execution_service import PluginExecutionService
 from execution.task_engine import get_task_engine
 from execution.task_engine.base import TaskEngine
 from plugins.errors.error_envelope import ErrorEnvelope, ErrorType, build_error_envelope
 from plugins.errors.exceptions import InputValidationError
 from plugins.metrics.recorder import DeferredRecorder
+from plugins.progress import ProgressReport
 from plugins.runtime.control import ControlFailed, StopReason
 from plugins.runtime.isolation.artifacts import close_all
 from plugins.runtime.isolation.output import captured_plugin_output
@@ -113,13 +115,22 @@ class JobWatch:
         self._warned = False
         self.reason: StopReason | None = None
         self.has_started = False
+        self._progress = ProgressThrottle(lambda report: write_progress(job=job, report=report))
 
     def started(self) -> None:
         if self._on_started is not None:
             self._on_started()
         self.has_started = True
 
+    def progress(self, report: ProgressReport) -> None:
+        self._progress.offer(report)
+
+    def unwritten_progress(self) -> ProgressReport | None:
+        """Once the execution ended: its last report if not written yet (the outcome writes it)."""
+        return self._progress.close()
+
     def stop_reason(self) -> StopReason | None:
+        self._progress.write_due()  # asked periodically, in the thread that may write
         if self.reason is None:
             self.reason = self._check()
         return self.reason
@@ -412,6 +423,7 @@ class JobExecutionService:
                 record=self._record_outcome,
                 plugin_output=printed.text,
                 artifacts=stored,
+                progress=watch.unwritten_progress(),
             )
             if not outcome.record_until(_lease_deadline(job, sync=sync)):
                 if not sync:
@@ -441,9 +453,15 @@ class JobExecutionService:
         else:
             job.mark_failed(dict(execution.error), ran=ran, elapsed_ms=elapsed_ms, counted=counted)
         record_usage(job, result=job.result, elapsed_ms=elapsed_ms)  # policy's budgets
+        final: dict[str, Any] = {}
         if outcome.plugin_output:  # most plugins print nothing: no statement for them
-            Job.objects.filter(pk=job.pk).update(plugin_output=outcome.plugin_output)
-            job.plugin_output = outcome.plugin_output
+            final["plugin_output"] = outcome.plugin_output
+        if outcome.progress is not None and job.status in (JobStatus.SUCCESS, JobStatus.FAILED):
+            final.update(progress_fields(outcome.progress, at=database_now()))
+        if final:
+            Job.objects.filter(pk=job.pk).update(**final)
+            for name, value in final.items():
+                setattr(job, name, value)
 
 
 class _Outcome:
@@ -466,10 +484,12 @@ class _Outcome:
         record: Callable[[_Outcome], None],
         plugin_output: str = "",
         artifacts: Sequence[StoredArtifact] = (),
+        progress: ProgressReport | None = None,
     ) -> None:
         self.job, self.execution, self.stopped = job, execution, stopped
         self.plugin_output = plugin_output
         self.artifacts = artifacts  # saved to the storage; recorded with a success
+        self.progress = progress  # the last report, when the throttle had not written it
         self.pending_metrics, self.elapsed_ms = pending_metrics, elapsed_ms
         self._record = record
         self.fields = job_logs.current_job_fields()  # a later thread logs it under the same

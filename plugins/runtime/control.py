@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from plugins.errors.exceptions import (
     ExecutionCancelledError,
@@ -21,6 +21,9 @@ from plugins.errors.exceptions import (
     PluginTimeoutError,
     WorkerLostError,
 )
+
+if TYPE_CHECKING:
+    from plugins.progress import ProgressReport
 
 DEFAULT_POLL_S = 0.2
 
@@ -41,7 +44,18 @@ class ExecutionControl(Protocol):
         """
 
     def stop_reason(self) -> StopReason | None:
-        """Why the running execution must stop now, or None to let it go on."""
+        """Why the running execution must stop now, or None to let it go on.
+
+        Asked every ``poll_s`` (and after each progress report) in the thread that
+        waits for the execution: the place for the caller's periodic work.
+        """
+
+    def progress(self, report: ProgressReport) -> None:
+        """The plugin reported progress (plugins/progress.py), already checked.
+
+        Called in the waiting thread (process isolation) or the plugin's own
+        (thread isolation), so it must be quick, thread-safe and must not raise.
+        """
 
 
 class ControlFailed(Exception):

@@ -31,6 +31,11 @@ def authorised(plugin: object) -> Iterator[None]:
         _authorised_plugin.reset(token)
 
 
+def running_plugin() -> object | None:
+    """The plugin whose ``run`` ToolRunner executes in this context, if any."""
+    return _authorised_plugin.get()
+
+
 def ensure_governed(plugin: Any) -> None:
     """Raise unless ``plugin`` is the plugin ToolRunner is executing in this context."""
     if _authorised_plugin.get() is not plugin:

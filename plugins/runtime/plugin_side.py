@@ -18,6 +18,7 @@ from plugins.errors.exceptions import (
     PluginExecutionError,
     PluginVersionMismatchError,
 )
+from plugins.progress import ProgressError
 from plugins.runtime.guard import authorised
 from plugins.runtime.isolation.artifacts import with_artifacts
 from plugins.validation.input_validator import validate_input
@@ -50,7 +51,7 @@ def validate_and_run(plugin: Plugin, payload: Any, max_result_bytes: int, versio
         with authorised(plugin):
             output = plugin.run(validated)
     except GovernedExecutionError as exc:
-        if type(exc) is not PluginExecutionError:
+        if type(exc) not in (PluginExecutionError, ProgressError):
             # Only ToolRunner says an input was refused, a limit hit or a process lost.
             raise PluginExecutionError(
                 f"Plugin {plugin.name!r} failed with {type(exc).__name__}",

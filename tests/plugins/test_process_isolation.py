@@ -230,6 +230,9 @@ class Stopper:
     def stop_reason(self):
         return self.reason if time.monotonic() >= self.at else None
 
+    def progress(self, report):
+        pass
+
 
 @pytest.mark.parametrize(
     ("reason", "error_type", "kill_reason"),

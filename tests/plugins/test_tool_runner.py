@@ -399,6 +399,9 @@ def test_a_control_that_fails_to_start_stops_the_execution_and_raises(isolation)
         def stop_reason(self):
             return None
 
+        def progress(self, report):
+            pass
+
     with pytest.raises(ControlFailed, match="could not record the job"):
         ToolRunner(registry=registry).run("echo", {"message": "x"}, control=FailingControl())
     assert PluginMetrics.objects.get(plugin_name="echo").error_count == 1

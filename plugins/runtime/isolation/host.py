@@ -14,9 +14,11 @@ LIFELINE plugin=NAME`` with an allow-listed environment and no other file descri
 
 Every message it sends is a JSON header frame, then a data frame (the result's JSON
 text, or an error envelope); a result's header may announce artifacts, one raw frame
-each after the data (plugins/runtime/isolation/artifacts.py). It runs one plugin for
-its whole life: what a plugin leaves behind here (globals, cwd, environment, limits,
-handlers) meets only that plugin's own later executions.
+each after the data (plugins/runtime/isolation/artifacts.py). During an execution,
+progress the plugin reports comes first, as messages of their own (``{"progress": ...}``,
+empty data). It runs one plugin for its whole life: what a plugin leaves behind here
+(globals, cwd, environment, limits, handlers) meets only that plugin's own later
+executions.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
@@ -47,6 +50,7 @@ from plugins.errors.exceptions import (
     PluginUnavailableError,
     envelope_for,
 )
+from plugins.progress import ProgressReport, reporting_to
 from plugins.runtime import plugin_side
 from plugins.runtime.isolation.artifacts import announce, artifacts_of, send_all
 from plugins.runtime.provenance import code_of
@@ -102,13 +106,16 @@ def _serve(
             return
         _reap_children()
         ok = False
+        progress = _ProgressToServer(replies)
         try:
             function = FUNCTIONS[request["function"]]
-            data, ok = function(plugin, *request["args"]), True
+            with reporting_to(progress):
+                data, ok = function(plugin, *request["args"]), True
         except BaseException as exc:
             data = _failure_report(exc, plugin.name, max_memory_mb)
         finally:
             _empty(workdir)
+        progress.close()
         _reply(replies, {"ok": ok, "retire": _retiring}, data)
 
 
@@ -120,6 +127,29 @@ def _reply(fd: int, header: dict[str, Any], data: bytes) -> None:
     channel.send_json(fd, header)
     channel.send(fd, data)
     send_all(fd, artifacts)
+
+
+class _ProgressToServer:
+    """Sends one execution's progress reports to the server as they are made (plugins/progress.py).
+
+    Each is a message of its own before the outcome: a ``{"progress": ...}`` header
+    and empty data. A lock keeps the frames of two of the plugin's threads apart;
+    once the execution ended, reports (from a thread it left behind) are dropped.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+        self._open = True
+
+    def __call__(self, report: ProgressReport) -> None:
+        with self._lock:
+            if self._open:
+                _reply(self._fd, {"progress": report.as_json()}, b"")
+
+    def close(self) -> None:
+        with self._lock:
+            self._open = False
 
 
 # Ties to the server -----------------------------------------------------------------

@@ -62,6 +62,7 @@ from plugins.errors.exceptions import (
     PluginUnavailableError,
     ReportedExecutionError,
 )
+from plugins.progress import ProgressError, ProgressReport
 from plugins.runtime.control import ExecutionControl, wait_until_done
 from plugins.runtime.isolation.base import PluginSide
 from plugins.runtime.isolation.host import (
@@ -543,9 +544,7 @@ class _Host:
             raise self._crash() from None
         except TimeoutError:  # it stopped reading its requests
             raise _timed_out(limits.timeout_s) from None
-        self._await_message(deadline, limits.timeout_s, control)
-        max_bytes = max(limits.max_result_bytes, MAX_ENVELOPE_BYTES)
-        header, data = self._read_message(deadline, limits.timeout_s, max_bytes)
+        header, data = self._await_outcome(deadline, limits, control)
         self.retiring = bool(header.get("retire"))
         if header.get("ok") and "artifacts" in header:
             data = self._receive_artifacts(header["artifacts"], data, deadline, limits)
@@ -568,6 +567,40 @@ class _Host:
         except TimeoutError:
             raise _timed_out(limits.timeout_s) from None
         return plugin_artifacts.with_artifacts(data, received)
+
+    def _await_outcome(
+        self, deadline: float, limits: ExecutionLimits, control: ExecutionControl | None
+    ) -> tuple[dict[str, Any], bytes]:
+        """The execution's outcome message, by ``deadline``; ``control`` is told it started.
+
+        The progress the host reports meanwhile, each a message of its own, is
+        checked and handed to ``control``, one per wait, so that the time limit
+        and stops are checked between them however many come.
+        """
+        max_bytes = max(limits.max_result_bytes, MAX_ENVELOPE_BYTES)
+        outcome: tuple[dict[str, Any], bytes] | None = None
+
+        def arrived(wait_s: float) -> bool:
+            nonlocal outcome
+            if not channel.readable(self._replies, wait_s):
+                return False
+            header, data = self._read_message(deadline, limits.timeout_s, max_bytes)
+            if "progress" not in header:
+                outcome = header, data
+                return True
+            report = _progress_report(header, data)
+            if control is not None:
+                control.progress(report)
+            return False
+
+        try:
+            wait_until_done(
+                arrived, timeout_s=max(deadline - time.monotonic(), 0.0), control=control
+            )
+        except PluginTimeoutError:
+            raise _timed_out(limits.timeout_s) from None
+        assert outcome is not None
+        return outcome
 
     def _await_message(
         self, deadline: float, timeout_s: float, control: ExecutionControl | None
@@ -735,6 +768,16 @@ def _timed_out(timeout_s: float) -> PluginTimeoutError:
 
 def _not_an_outcome() -> PluginExecutionError:
     return PluginExecutionError("The plugin's process sent something other than its outcome")
+
+
+def _progress_report(header: dict[str, Any], data: bytes) -> ProgressReport:
+    """A progress message, checked as ``report_progress`` checks a call: the host may lie."""
+    try:
+        if data:
+            raise ProgressError("a progress message carries no data")
+        return ProgressReport.from_json(header["progress"])
+    except ProgressError:
+        raise _not_an_outcome() from None
 
 
 def _must_be_json(data: bytes) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from plugins.errors.exceptions import PluginExecutionError
+from plugins.progress import ProgressSink, reporting_to
 from plugins.runtime.control import ControlFailed, ExecutionControl, wait_until_done
 from plugins.runtime.isolation.base import PluginSide
 from plugins.runtime.limits import ExecutionLimits
@@ -117,9 +118,17 @@ class ThreadIsolation:
         attached (``exc.ran``).
         """
         ran = code_of(type(plugin))
+        # Progress is a direct call: the plugin's thread hands its reports to ``control``.
+        sink = control.progress if control is not None else None
         try:
             data = self._in_thread(
-                function, plugin, *args, timeout_s=limits.timeout_s, control=control
+                _reporting_to,
+                sink,
+                function,
+                plugin,
+                *args,
+                timeout_s=limits.timeout_s,
+                control=control,
             )
         except Exception as exc:
             exc.ran = ran  # type: ignore[attr-defined]
@@ -176,6 +185,11 @@ class ThreadIsolation:
     def _abandoned_finished(self) -> None:
         with self._lock:
             self._abandoned -= 1
+
+
+def _reporting_to(sink: ProgressSink | None, function: PluginSide, *args: Any) -> bytes:
+    with reporting_to(sink):
+        return function(*args)
 
 
 _shared = ThreadIsolation()
