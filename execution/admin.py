@@ -22,6 +22,7 @@ import execution.policy.admin
 import execution.task_engine.celery_tasks.admin
 import execution.workers.admin  # noqa: F401
 from execution.artifacts.admin import JobArtifactInline
+from execution.callbacks.admin import callback_inlines
 from execution.clock import database_now
 from execution.models import Job, JobStatus
 from execution.policy.enforcement import PolicyRefusal
@@ -133,6 +134,9 @@ class JobAdmin(admin.ModelAdmin[Job]):
         "plugin_output_display",
     )
     readonly_fields = fields
+
+    def get_inlines(self, request: HttpRequest, obj: Job | None) -> list[type[Any]]:
+        return [*super().get_inlines(request, obj), *callback_inlines(obj)]  # completion callback
 
     @admin.display(description="id", ordering="id")
     def short_id_display(self, job: Job) -> str:

@@ -47,6 +47,8 @@ from execution.audit.digest import payload_sha256
 from execution.audit.events import AuditEvent
 from execution.audit.models import AuditChain, AuditEntry
 from execution.audit.recorder import AuditRecord, record_many
+from execution.callbacks.due import callback_due
+from execution.callbacks.models import CallbackAttempt, JobCallback
 from execution.clock import database_now, from_db_datetime, greatest_sql, now_sql
 from execution.policy.idempotency_models import IdempotencyKey
 from execution.policy.models import PluginGrant, PolicyUsage
@@ -135,12 +137,15 @@ class JobQuerySet(models.QuerySet["Job"]):
             lease_expires_at=now + timedelta(seconds=lease_s),
         )
         job.run_started = time.monotonic()
+        job.may_have_callback = False  # callbacks are for submitted jobs (POST /v1/jobs)
         return job
 
     def load_pending(self, job_id: uuid.UUID | str) -> Job | None:
         """The PENDING job ``job_id`` with what claiming and running it needs; else None.
 
-        The other fields of the returned job load lazily on first access.
+        The other fields of the returned job load lazily on first access. Whether it
+        has a completion callback comes along (the same statement), so that a job
+        without one ends with no look for it.
         """
         try:
             pk = uuid.UUID(str(job_id))
@@ -151,8 +156,10 @@ class JobQuerySet(models.QuerySet["Job"]):
             connection,
             _sql(
                 "SELECT plugin_name, input_payload, attempt, max_attempts, requested_version, "
-                "plugin_version, plugin_fingerprint, requested_by_id FROM {table} "
-                "WHERE id = %s AND status = %s"
+                "plugin_version, plugin_fingerprint, requested_by_id, "
+                f"EXISTS (SELECT 1 FROM {JobCallback._meta.db_table} c "
+                "WHERE c.job_id = {table}.id) "
+                "FROM {table} WHERE id = %s AND status = %s"
             ),
             [_prep("id", pk, connection), JobStatus.PENDING],
         )
@@ -174,7 +181,9 @@ class JobQuerySet(models.QuerySet["Job"]):
         }
         # from_db wants the values in field order; the fields left out stay deferred.
         names = [f.attname for f in Job._meta.concrete_fields if f.attname in loaded]
-        return Job.from_db(self.db, names, [loaded[name] for name in names])
+        job = Job.from_db(self.db, names, [loaded[name] for name in names])
+        job.may_have_callback = bool(row[8])
+        return job
 
     def expired_leases(self) -> JobQuerySet:
         """RUNNING jobs whose holder should have finished by now (or that never had a lease).
@@ -312,6 +321,8 @@ class Job(models.Model):
     recorded_artifacts: list[JobArtifact] | None = None
     # A synchronous run's place in its user's cap (execution/policy), until its outcome.
     sync_slot: Any = None
+    # False when the job is known to have no completion callback: its end skips the check.
+    may_have_callback: bool = True
 
     class Meta:
         ordering = ["-created_at"]
@@ -597,6 +608,7 @@ class Job(models.Model):
                 )
                 if updated:
                     self._audit(AuditEvent.JOB_CANCELLED, actor=actor, error_type="Cancelled")
+                    callback_due(self)  # in this transaction: a rollback queues nothing
             if updated:
                 self.status, self.error, self.result = JobStatus.CANCELLED, error, None
                 self.finished_at, self.elapsed_ms = finished_at, elapsed_ms
@@ -795,6 +807,7 @@ class Job(models.Model):
                         )
                     ]
                 )
+                callback_due(self)  # in this transaction: a rollback queues nothing
         if row is None:
             current = Job.objects.filter(pk=self.pk).values_list("status", flat=True).first()
             raise IllegalJobTransition(
@@ -861,10 +874,12 @@ __all__ = [
     "AtConcurrencyCap",
     "AuditChain",
     "AuditEntry",
+    "CallbackAttempt",
     "CeleryTask",
     "IdempotencyKey",
     "Job",
     "JobArtifact",
+    "JobCallback",
     "JobStatus",
     "PluginGrant",
     "PolicyUsage",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django_tasks import TaskContext, task
 
+from execution.callbacks.services import deliver_callback
 from execution.job_logs import JobFailed
 from execution.models import JobStatus
 from execution.selectors import JobNotFound
@@ -30,3 +31,17 @@ def run_job_task(context: TaskContext, job_id: str) -> str:
         error = (job.error or {}).get("error") or {}
         raise JobFailed(f"Job {job.pk} failed: {error.get('type', '-')}")
     return str(job.status)
+
+
+@task(takes_context=True)
+def deliver_callback_task(context: TaskContext, job_id: str) -> str:
+    """Make the due attempt of a job's completion callback (execution/callbacks/services.py).
+
+    Run twice, or by two workers, it still makes one attempt (the callback's claim).
+    Ends as the attempt did: SUCCESSFUL whatever the receiver answered (the attempt
+    records that), so a refused delivery is not a failed task.
+    """
+    attempt = deliver_callback(job_id=job_id, task_id=str(context.task_result.id))
+    if attempt is None:
+        return "NOTHING_DUE"
+    return "DELIVERED" if attempt.succeeded else f"ATTEMPT_{attempt.number}_FAILED"

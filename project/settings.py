@@ -458,3 +458,15 @@ AXES_CLIENT_IP_CALLABLE = "execution.policy.throttling.client_address"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "execution/admin_lockout.html"
 AXES_VERBOSE = False  # no banner at every process start; failures and lockouts still log
+
+# Completion callbacks (docs/configuration.md, "Completion callbacks"): POST /v1/jobs may
+# name a callback_url on one of these hosts (as ALLOWED_HOSTS: "hooks.example.com",
+# ".example.com", "*"); empty: callbacks are refused. Loopback and private addresses
+# are refused unless allowed. The key signs X-Signature (default: derived from SECRET_KEY).
+CALLBACK_ALLOWED_HOSTS = env_list("CALLBACK_ALLOWED_HOSTS", [])
+CALLBACK_ALLOW_PRIVATE_ADDRESSES = env_bool("CALLBACK_ALLOW_PRIVATE_ADDRESSES")
+CALLBACK_SIGNING_KEY = os.environ.get("CALLBACK_SIGNING_KEY", "")
+CALLBACK_TIMEOUT_S = float(os.environ.get("CALLBACK_TIMEOUT_S", "10"))
+CALLBACK_RETRY_FIRST_DELAY_S = float(os.environ.get("CALLBACK_RETRY_FIRST_DELAY_S", "5"))
+CALLBACK_RETRY_MAX_DELAY_S = float(os.environ.get("CALLBACK_RETRY_MAX_DELAY_S", "300"))
+CALLBACK_RETRY_FOR_S = float(os.environ.get("CALLBACK_RETRY_FOR_S", "3600"))

@@ -12,7 +12,8 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 
 from api.schema import JSON, register_component
-from execution.api.serializers import ExecutionRequestSerializer
+from execution.api.serializers import ExecutionRequestSerializer, JobRequestSerializer
+from execution.callbacks.models import CALLBACK_URL_MAX_LENGTH
 from plugins.contract import Plugin
 from plugins.models import PluginState
 from plugins.registry import get_registry
@@ -53,12 +54,30 @@ PLUGIN_VERSION_PROPERTY: JSON = {
 }
 
 
+# POST /v1/jobs only (docs/api.md, "Completion callbacks"). Which hosts are allowed is
+# the server's configuration, not the schema's: a URL elsewhere is a 400 ValidationError.
+CALLBACK_URL_PROPERTY: JSON = {
+    "type": "string",
+    "format": "uri",
+    "pattern": "^https?://",
+    "maxLength": CALLBACK_URL_MAX_LENGTH,
+    "description": "Where to POST the job, signed (X-Signature), once it is final: an http(s) "
+    "URL on a host of the server's CALLBACK_ALLOWED_HOSTS.",
+}
+
+
 class ExecutionRequestExtension(OpenApiSerializerExtension):
     """``{"plugin", "payload"}`` as a ``oneOf`` on ``plugin``: each plugin's own payload."""
 
     target_class = ExecutionRequestSerializer
+    match_subclasses = True  # JobRequestSerializer: the same, with callback_url
 
     def map_serializer(self, auto_schema: AutoSchema, direction: Any) -> JSON:
+        target = self.target if isinstance(self.target, type) else type(self.target)
+        callback: JSON = {}
+        if issubclass(target, JobRequestSerializer):
+            callback = {"callback_url": CALLBACK_URL_PROPERTY}
+        kind = "JobRequest" if callback else "ExecutionRequest"
         branches: dict[str, str] = {}
         examples: list[JSON] = []
         for entry in get_registry().get_status():
@@ -73,11 +92,12 @@ class ExecutionRequestExtension(OpenApiSerializerExtension):
                     "plugin": {"type": "string", "const": entry.name},
                     "payload": payload,
                     "plugin_version": {**PLUGIN_VERSION_PROPERTY, "enum": [entry.plugin.version]},
+                    **callback,
                 },
                 "required": ["plugin", "payload"],
                 "additionalProperties": False,
             }
-            name = f"{_camel(entry.name)}ExecutionRequest"
+            name = f"{_camel(entry.name)}{kind}"
             branches[entry.name] = register_component(auto_schema, name, branch)["$ref"]
             examples += [{"plugin": entry.name, "payload": example} for example in input_examples]
         choice: JSON = {}
@@ -92,6 +112,7 @@ class ExecutionRequestExtension(OpenApiSerializerExtension):
                 "plugin": {"type": "string", "description": "An available plugin's name."},
                 "payload": {"type": "object", "description": "Its input, per its schema."},
                 "plugin_version": PLUGIN_VERSION_PROPERTY,
+                **callback,
             },
             "required": ["plugin", "payload"],
             **choice,

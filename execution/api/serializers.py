@@ -10,6 +10,9 @@ from rest_framework import serializers
 
 from execution.artifacts.models import JobArtifact
 from execution.artifacts.services import artifacts_of
+from execution.callbacks.destinations import DestinationRefused, check_callback_url
+from execution.callbacks.models import CALLBACK_URL_MAX_LENGTH, CallbackState
+from execution.callbacks.selectors import callback_for_owner
 from execution.models import Job, JobStatus
 from plugins.contract import MAX_PLUGIN_NAME_LENGTH
 from plugins.progress import MAX_MESSAGE_CHARS
@@ -83,6 +86,58 @@ class ArtifactsMixin(serializers.Serializer[Job]):
         if not artifacts:  # nearly every job: no serializer to build
             return []
         return ArtifactSerializer(artifacts, many=True, context=self.context).data  # type: ignore[arg-type]
+
+
+# Completion callbacks (docs/api.md, "Completion callbacks") ---------------------
+
+
+class JobRequestSerializer(ExecutionRequestSerializer):
+    """What POST /v1/jobs takes: an execution request, and where to POST the ended job."""
+
+    callback_url = StrictCharField(
+        max_length=CALLBACK_URL_MAX_LENGTH,
+        required=False,
+        help_text="Where to POST the job, signed (X-Signature), once it is final. An http(s) "
+        "URL on a host of CALLBACK_ALLOWED_HOSTS, not resolving to a private address.",
+    )
+
+    def validate_callback_url(self, value: str) -> str:
+        try:
+            return check_callback_url(value)
+        except DestinationRefused as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+class CallbackAttemptSerializer(serializers.Serializer[Any]):
+    number = serializers.IntegerField()
+    started_at = serializers.DateTimeField()
+    duration_ms = serializers.FloatField(allow_null=True)
+    status_code = serializers.IntegerField(
+        allow_null=True, help_text="The receiver's HTTP status; null if none came."
+    )
+    error = serializers.CharField(help_text="Why the attempt failed; empty if it did not.")
+
+
+class CallbackSerializer(serializers.Serializer[Any]):
+    url = serializers.CharField()
+    state = serializers.ChoiceField(choices=CallbackState.choices)
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    attempts = CallbackAttemptSerializer(many=True, source="attempts.all")
+
+
+class CallbackFieldMixin(serializers.Serializer[Any]):
+    """``callback``: the job's completion callback, for its owner (null for anyone else)."""
+
+    callback = serializers.SerializerMethodField(
+        help_text="The completion callback and its delivery attempts; only its owner sees it."
+    )
+
+    @extend_schema_field(CallbackSerializer(allow_null=True))
+    def get_callback(self, job: Job) -> dict[str, Any] | None:
+        request = self.context.get("request")
+        found = callback_for_owner(job, getattr(request, "user", None))
+        return None if found is None else dict(CallbackSerializer(found).data)
 
 
 class ExecutionResultSerializer(ArtifactsMixin, serializers.Serializer[Job]):
@@ -173,7 +228,7 @@ class JobSummarySerializer(JobProgressMixin, serializers.ModelSerializer[Job]):
         read_only_fields = fields
 
 
-class JobSerializer(ArtifactsMixin, JobSummarySerializer):
+class JobSerializer(CallbackFieldMixin, ArtifactsMixin, JobSummarySerializer):
     """A whole job: its summary, input, result, artifacts and earlier attempts."""
 
     input = JSONObjectField(source="input_payload")
@@ -181,7 +236,14 @@ class JobSerializer(ArtifactsMixin, JobSummarySerializer):
     attempts = AttemptSerializer(many=True, help_text="Earlier attempts that ended unfinished.")
 
     class Meta(JobSummarySerializer.Meta):
-        fields = [*JobSummarySerializer.Meta.fields, "input", "result", "attempts", "artifacts"]
+        fields = [
+            *JobSummarySerializer.Meta.fields,
+            "input",
+            "result",
+            "attempts",
+            "artifacts",
+            "callback",
+        ]
         read_only_fields = fields
 
 

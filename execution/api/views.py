@@ -41,6 +41,7 @@ from execution.api.serializers import (
     ExecutionRequestSerializer,
     ExecutionResultSerializer,
     HealthSerializer,
+    JobRequestSerializer,
     JobSerializer,
     JobSummarySerializer,
 )
@@ -117,12 +118,14 @@ def _user(request: Request) -> User:
     return cast(User, request.user)
 
 
-def execution_request(request: Request) -> dict[str, Any]:
+def execution_request(
+    request: Request, shape: type[ExecutionRequestSerializer] = ExecutionRequestSerializer
+) -> dict[str, Any]:
     """The validated ``{"plugin", "payload"}`` body; a refused one is counted, then raised."""
     body: Any = None
     try:
         body = request.data
-        serializer = ExecutionRequestSerializer(data=body)
+        serializer = shape(data=body)
         serializer.is_valid(raise_exception=True)
     except (APIException, RequestDataTooBig) as exc:
         body = exc.parsed if isinstance(exc, UnstorableValues) else body
@@ -321,7 +324,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return response
 
     @extend_schema(
-        request=ExecutionRequestSerializer,
+        request=JobRequestSerializer,
         responses={
             202: JobSerializer,
             403: OpenApiResponse(description=NOT_GRANTED),
@@ -342,7 +345,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     )
     def create(self, request: Request) -> Response:
         key = idempotency_key(request)
-        data = execution_request(request)
+        data = execution_request(request, JobRequestSerializer)
         if key is None:
             return self._submit(request, data)
         return answer_once(
@@ -364,6 +367,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             user=_user(request),
             plugin_version=data.get("plugin_version", ""),
             job_id=job_id,
+            callback_url=data.get("callback_url", ""),
         )
         return _accepted(request, submitted)
 

@@ -181,11 +181,13 @@ class AnalysisExecutionService:
         user: User | None = None,
         plugin_version: str = "",
         job_id: uuid.UUID | None = None,
+        callback_url: str = "",
     ) -> Job:
         """Record a PENDING job together with the task that will run it (refusals counted).
 
-        ``job_id``: as for :meth:`execute`. Policy refuses it with PluginAccessDenied
-        or QuotaExceededError.
+        ``job_id``: as for :meth:`execute`. ``callback_url``: where to POST the job once
+        it is final (checked by the caller: execution/callbacks/destinations.py). Policy
+        refuses it with PluginAccessDenied or QuotaExceededError.
         """
         with decisions_recorded(plugin_name, user), refusals_counted(plugin_name, user):
             return self._jobs.create_job(
@@ -195,6 +197,7 @@ class AnalysisExecutionService:
                 requested_version=plugin_version,
                 job_id=job_id,
                 admit=self._submission_admission(plugin_name, payload, user),
+                callback_url=callback_url,
             )
 
     @staticmethod

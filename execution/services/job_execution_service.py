@@ -26,6 +26,7 @@ from execution import job_logs
 from execution.artifacts import services as artifact_services
 from execution.artifacts.services import StoredArtifact
 from execution.audit.models import AuditEntry
+from execution.callbacks.services import register_callback
 from execution.clock import database_now
 from execution.metrics import JOB_CANCELLATIONS
 from execution.models import AtConcurrencyCap, IllegalJobTransition, Job, JobStatus, alters_data
@@ -172,6 +173,7 @@ class JobExecutionService:
         requested_version: str = "",
         job_id: uuid.UUID | None = None,
         admit: Callable[[], object] | None = None,
+        callback_url: str = "",
     ) -> Job:
         """Check the request, then record a PENDING job and the task that will run it.
 
@@ -184,7 +186,8 @@ class JobExecutionService:
         the plugin's own code failed while checking the input (its validator timed
         out or crashed), the job is recorded FAILED with that error, and no task.
         ``job_id``: the new job's id, when the caller chose it (an idempotency key's
-        claim names its job before the job exists).
+        claim names its job before the job exists). ``callback_url``: a checked URL the
+        job is POSTed to once final (execution/callbacks/), registered with the job.
         """
         facts = self._plugins.describe(plugin_name=plugin_name, version=requested_version)
         check_input_size(
@@ -211,6 +214,8 @@ class JobExecutionService:
                 queue_rank=scheduling.queue_rank(requester=requested_by, plugin_name=plugin_name),
             )
             job.record_submission()
+            if callback_url:
+                register_callback(job=job, url=callback_url)
             if failure is not None:
                 job.mark_failed(dict(failure))
         if failure is not None:

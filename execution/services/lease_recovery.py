@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
 
 from execution import job_logs
+from execution.callbacks.services import recover_lost_deliveries
 from execution.clock import database_clock, database_now
 from execution.metrics import LEASES_RECOVERED
 from execution.models import IllegalJobTransition, Job, alters_data
@@ -163,6 +164,7 @@ class LeaseMonitor:
                     database_clock.measure()
                     next_clock_check = time.monotonic() + settings.JOB_CLOCK_CHECK_INTERVAL_S
                 service.recover()
+                recover_lost_deliveries()  # completion callbacks whose task was lost
                 purge_expired_keys()  # housekeeping of the same processes: at most once a minute
                 database_down = False
             except DatabaseError:

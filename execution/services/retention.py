@@ -31,6 +31,7 @@ from execution.audit.digest import payload_sha256
 from execution.audit.events import AuditEvent
 from execution.audit.models import AuditEntry
 from execution.audit.recorder import AuditRecord, record_many
+from execution.callbacks.services import delivery_task_ids
 from execution.clock import from_db_datetime, now_sql
 from execution.models import Job, JobStatus
 from execution.task_engine import get_task_engine
@@ -123,8 +124,10 @@ def prune_jobs(
             if keep_audit:
                 jobs += _slim(ids, actor)
             else:
+                delivered_by = delivery_task_ids(ids)  # before the callbacks go with the jobs
                 jobs += audit_retention.prune_jobs(ids, actor=actor)
                 tasks += engine.prune_tasks([task for _, task in batch if task is not None])
+                tasks += engine.prune_tasks(delivered_by)
         artifact_services.delete_files(files)  # once their rows are gone for good
         batches += 1
     record_many(

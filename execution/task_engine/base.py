@@ -11,10 +11,13 @@ from __future__ import annotations
 import abc
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from execution.models import JobQuerySet
+    from django.db.models import QuerySet
+
+    # Jobs, or any rows that keep their task's id in ``task_id`` (callbacks).
+    WithTasks = TypeVar("WithTasks", bound=QuerySet[Any])
 
 
 class TaskEngine(abc.ABC):
@@ -37,7 +40,17 @@ class TaskEngine(abc.ABC):
         """
 
     @abc.abstractmethod
-    def with_lost_tasks(self, jobs: JobQuerySet, *, stale_before: datetime) -> JobQuerySet:
+    def enqueue_callback(
+        self, job_id: uuid.UUID, *, run_after: datetime | None = None
+    ) -> uuid.UUID:
+        """Queue a task that delivers job ``job_id``'s completion callback; its id.
+
+        As :meth:`enqueue`: called in the transaction that makes the callback due,
+        and the task reaches a worker only if it commits (execution/callbacks/).
+        """
+
+    @abc.abstractmethod
+    def with_lost_tasks(self, jobs: WithTasks, *, stale_before: datetime) -> WithTasks:
         """Those of ``jobs`` whose task (``Job.task_id``) will never run them.
 
         Their task ended without running them (its worker died between taking

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from execution.models import Job, JobQuerySet, JobStatus
+from execution.models import Job, JobStatus
 from execution.services import AnalysisExecutionService, JobExecutionService
 from execution.services.lease_recovery import LeaseRecoveryService, LostWorker
 from execution.task_engine import get_task_engine
@@ -30,10 +30,13 @@ class RecordingEngine(TaskEngine):
         self.enqueued.append((job_id, run_after))
         return task_id
 
+    def enqueue_callback(self, job_id, *, run_after=None):
+        return uuid.uuid4()
+
     def fail_lost_task(self, task_id, error, *, finished_at):
         self.failed.append((task_id, error))
 
-    def with_lost_tasks(self, jobs: JobQuerySet, *, stale_before) -> JobQuerySet:
+    def with_lost_tasks(self, jobs, *, stale_before):
         return jobs.filter(task_id__in=self.lost)
 
     def prune_tasks(self, task_ids):

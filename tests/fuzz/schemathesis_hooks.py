@@ -29,3 +29,13 @@ def base64_images(draw: st.DrawFn) -> str:
 
 
 schemathesis.openapi.format("image-base64", base64_images())
+
+
+# Completion callbacks: ``callback_url`` (format uri) is checked against the server's
+# CALLBACK_ALLOWED_HOSTS, which the schema cannot know. .ci/fuzz_api allows 127.0.0.1;
+# valid URLs are drawn there, on a port nothing listens on (each delivery is one refused
+# connection, and CALLBACK_RETRY_FOR_S=0 makes it the only one).
+CALLBACK_PATHS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_/", max_size=64)
+schemathesis.openapi.format(
+    "uri", CALLBACK_PATHS.map(lambda path: f"http://127.0.0.1:9/{path.lstrip('/')}")
+)

@@ -12,18 +12,28 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.db import models
 
-from execution.models import JobQuerySet
 from execution.task_engine.base import TaskEngine
 from execution.task_engine.celery_tasks.models import CeleryTask, CeleryTaskStatus
-from execution.tasks import run_job_task
+from execution.tasks import deliver_callback_task, run_job_task
+
+if TYPE_CHECKING:
+    from execution.task_engine.base import WithTasks
 
 
 class CeleryEngine(TaskEngine):
     def enqueue(self, job_id: uuid.UUID, *, run_after: datetime | None = None) -> uuid.UUID:
         task = run_job_task if run_after is None else run_job_task.using(run_after=run_after)
+        return uuid.UUID(task.enqueue(str(job_id)).id)
+
+    def enqueue_callback(
+        self, job_id: uuid.UUID, *, run_after: datetime | None = None
+    ) -> uuid.UUID:
+        task = deliver_callback_task
+        task = task if run_after is None else task.using(run_after=run_after)
         return uuid.UUID(task.enqueue(str(job_id)).id)
 
     def fail_lost_task(
@@ -39,7 +49,7 @@ class CeleryEngine(TaskEngine):
             error=f"{type(error).__module__}.{type(error).__qualname__}: {error}",
         )
 
-    def with_lost_tasks(self, jobs: JobQuerySet, *, stale_before: datetime) -> JobQuerySet:
+    def with_lost_tasks(self, jobs: WithTasks, *, stale_before: datetime) -> WithTasks:
         # A delayed message (a retry, a job waiting for a capped plugin's slot) is held
         # by the worker that took it until its time: one not started a grace after it
         # was held by a worker that died (or is busy: another one may run the job).

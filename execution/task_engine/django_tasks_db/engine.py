@@ -11,20 +11,32 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from django.db import models, router
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
-from execution.models import JobQuerySet
 from execution.task_engine.base import TaskEngine
 from execution.task_engine.django_tasks_db.wakeup import QueuedTask, notify_task_queued
-from execution.tasks import run_job_task
+from execution.tasks import deliver_callback_task, run_job_task
+
+if TYPE_CHECKING:
+    from execution.task_engine.base import WithTasks
 
 
 class DjangoTasksDbEngine(TaskEngine):
     def enqueue(self, job_id: uuid.UUID, *, run_after: datetime | None = None) -> uuid.UUID:
-        task = run_job_task if run_after is None else run_job_task.using(run_after=run_after)
+        return self._enqueue(run_job_task, job_id, run_after)
+
+    def enqueue_callback(
+        self, job_id: uuid.UUID, *, run_after: datetime | None = None
+    ) -> uuid.UUID:
+        return self._enqueue(deliver_callback_task, job_id, run_after)
+
+    @staticmethod
+    def _enqueue(task: Any, job_id: uuid.UUID, run_after: datetime | None) -> uuid.UUID:
+        task = task if run_after is None else task.using(run_after=run_after)
         result = task.enqueue(str(job_id))
         notify_task_queued(
             router.db_for_write(DBTaskResult),
@@ -42,7 +54,7 @@ class DjangoTasksDbEngine(TaskEngine):
             traceback=str(error),
         )
 
-    def with_lost_tasks(self, jobs: JobQuerySet, *, stale_before: datetime) -> JobQuerySet:
+    def with_lost_tasks(self, jobs: WithTasks, *, stale_before: datetime) -> WithTasks:
         live = DBTaskResult.objects.filter(pk=models.OuterRef("task_id")).filter(
             models.Q(status=TaskResultStatus.READY)
             | models.Q(status=TaskResultStatus.RUNNING, started_at__gte=stale_before)

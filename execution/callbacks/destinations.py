@@ -1,0 +1,135 @@
+"""Where a callback may go: an http(s) URL on an allowed host, never to a private address.
+
+Checked twice. At submit (:func:`check_callback_url`), so a refused destination is
+the client's 400 and nothing is recorded. At delivery (:func:`resolve_destination`),
+since a name can resolve elsewhere by then (DNS rebinding): the delivery connects
+to one of the addresses checked here, never resolving the name again.
+
+Hosts match ``CALLBACK_ALLOWED_HOSTS`` as Django's ALLOWED_HOSTS do (an exact name,
+``.example.com`` for a domain and its subdomains, ``*`` for any). Loopback, private,
+link-local, shared, reserved and other non-global addresses are refused unless
+``CALLBACK_ALLOW_PRIVATE_ADDRESSES``; multicast and unspecified addresses always are.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit
+
+from django.conf import settings
+from django.http.request import validate_host
+
+from execution.callbacks.models import CALLBACK_URL_MAX_LENGTH
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class DestinationRefused(Exception):
+    """A callback URL, or the address its host resolves to, that callbacks may not reach."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A checked URL and the addresses its host had when checked."""
+
+    scheme: str
+    host: str
+    port: int
+    target: str  # path and query, as sent in the request line
+    addresses: tuple[str, ...]
+
+
+def check_callback_url(url: str) -> str:
+    """``url`` if callbacks may go there now; else DestinationRefused saying why."""
+    resolve_destination(url)
+    return url
+
+
+def resolve_destination(url: str) -> Destination:
+    """The checked destination of ``url``, its host resolved once; DestinationRefused if not."""
+    parts = _parse(url)
+    host = parts.hostname or ""
+    port = parts.port or DEFAULT_PORTS[parts.scheme]
+    addresses = _addresses(host, port)
+    for address in addresses:
+        problem = address_problem(address)
+        if problem:
+            raise DestinationRefused(f"The callback host {host} resolves to {address}: {problem}")
+    target = parts.path or "/"
+    if parts.query:
+        target = f"{target}?{parts.query}"
+    return Destination(parts.scheme, host, port, target, tuple(str(a) for a in addresses))
+
+
+def address_problem(address: IPAddress) -> str:
+    """Why callbacks may not connect to ``address`` ("" when they may)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_multicast or address.is_unspecified:
+        return "a multicast or unspecified address is never a callback's destination"
+    if address.is_global or settings.CALLBACK_ALLOW_PRIVATE_ADDRESSES:
+        return ""
+    return (
+        "a loopback, private, link-local or reserved address, refused unless "
+        "CALLBACK_ALLOW_PRIVATE_ADDRESSES is on"
+    )
+
+
+def _parse(url: str) -> SplitResult:
+    if not isinstance(url, str) or not url:
+        raise DestinationRefused("The callback URL must be a non-empty string.")
+    if len(url) > CALLBACK_URL_MAX_LENGTH:
+        raise DestinationRefused(
+            f"The callback URL is longer than {CALLBACK_URL_MAX_LENGTH} characters."
+        )
+    if not url.isascii() or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise DestinationRefused(
+            "The callback URL must be ASCII without spaces or control characters "
+            "(encode an international name as IDNA)."
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port out of range)
+    except ValueError as exc:
+        raise DestinationRefused(f"The callback URL is not a valid URL: {exc}") from None
+    if parts.scheme not in DEFAULT_PORTS:
+        raise DestinationRefused("The callback URL must start with http:// or https://.")
+    if parts.username is not None or parts.password is not None:
+        raise DestinationRefused("The callback URL must not carry credentials.")
+    if parts.fragment:
+        raise DestinationRefused("The callback URL must not have a fragment (#...).")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise DestinationRefused("The callback URL has no host.")
+    allowed = list(settings.CALLBACK_ALLOWED_HOSTS)
+    if not allowed:
+        raise DestinationRefused(
+            "Completion callbacks are off: CALLBACK_ALLOWED_HOSTS names no host."
+        )
+    # Django writes an IPv6 literal in brackets, as in ALLOWED_HOSTS ("[::1]").
+    if not validate_host(f"[{host}]" if ":" in host else host, allowed):
+        raise DestinationRefused(f"The callback host {host} is not one of CALLBACK_ALLOWED_HOSTS.")
+    return parts
+
+
+def _addresses(host: str, port: int) -> list[IPAddress]:
+    """The addresses ``host`` has now: itself for an IP literal, else what DNS answers."""
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise DestinationRefused(f"The callback host {host} does not resolve: {exc}") from None
+    addresses: list[IPAddress] = []
+    for _family, _type, _proto, _name, sockaddr in found:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise DestinationRefused(f"The callback host {host} has no address.")
+    return addresses
