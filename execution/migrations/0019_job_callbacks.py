@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("execution", "0017_job_artifacts"),
+        ("execution", "0018_job_progress"),
     ]
 
     operations = [
