@@ -286,6 +286,7 @@ def test_image_metadata_schema_states_what_its_validator_checks_of_the_text():
         assert validator.is_valid({"image_base64": value})
         result, error = run_plugin(ImageMetadataPlugin, {"image_base64": value})
         assert error is None, error
+        assert result["width"] == 2
     assert schema["properties"]["image_base64"]["maxLength"] == MAX_IMAGE_BASE64_LENGTH
 
 
