@@ -8,11 +8,12 @@ longer available. Real responses are validated against the served schema.
 import base64
 import io
 import json
+from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
 from PIL import Image
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from execution.models import Job, JobStatus
@@ -39,7 +40,7 @@ def by_reference(schema, reference):
 
 def validator_for(schema, name):
     """A JSON Schema validator of the component ``name``, resolving refs in the document."""
-    registry = Registry().with_resource(BASE, Resource(schema, specification=DRAFT202012))
+    registry: Registry[Any] = Registry().with_resource(BASE, DRAFT202012.create_resource(schema))
     return Draft202012Validator({"$ref": f"{BASE}#/components/schemas/{name}"}, registry=registry)
 
 
