@@ -1,7 +1,9 @@
 """Schemathesis hooks for .ci/fuzz_api: values for custom formats, semantic refusals.
 
 ``image-base64`` (image_metadata's input) is a base64 image file; a schema can
-say so but not what a decodable image is, so real images are drawn here.
+say so but not what a decodable image is, so real images are drawn here, and now
+and then well-formed base64 that is no image (or a truncated one): the schema
+allows it, and the API must refuse it semantically.
 
 Data the schema allows must be accepted, with one exception the API documents: a
 ``ValidationError`` whose every entry is marked ``"semantic": true`` (docs/api.md,
@@ -38,7 +40,18 @@ def base64_images(draw: st.DrawFn) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-schemathesis.openapi.format("image-base64", base64_images())
+@st.composite
+def base64_non_images(draw: st.DrawFn) -> str:
+    """Valid by the schema's pattern, refused semantically: random or truncated bytes."""
+    image = base64.b64decode(draw(base64_images()))
+    data = draw(st.one_of(st.binary(min_size=1, max_size=64), st.just(image[: len(image) // 2])))
+    return base64.b64encode(data).decode()
+
+
+schemathesis.openapi.format(
+    "image-base64",
+    st.one_of(base64_images(), base64_images(), base64_images(), base64_non_images()),
+)
 
 
 def is_semantic_refusal(status_code: int, body: Any) -> bool:
