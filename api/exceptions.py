@@ -251,6 +251,7 @@ def _input_errors(error: InputValidationError) -> dict[str, Any]:
                 "location": ["payload", *item.get("location", [])],
                 "message": str(item.get("message", "")),
                 "type": str(item.get("type", "invalid")),
+                **({"semantic": True} if item.get("semantic") is True else {}),
             }
             for item in errors
         ]

@@ -42,6 +42,13 @@ _LOCATED_ERRORS: JSON = {
             },
             "message": {"type": "string"},
             "type": {"type": "string", "description": "A machine-readable error code."},
+            "semantic": {
+                "type": "boolean",
+                "const": True,
+                "description": "Present (true) when the value satisfies the published schema "
+                "but failed a check JSON Schema cannot state (an image that must decode, a "
+                "checksum). Absent: the schema itself refuses the value.",
+            },
         },
         "required": ["location", "message", "type"],
     },

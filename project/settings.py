@@ -228,7 +228,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # 3.1 is JSON Schema itself: the plugins' pydantic schemas go in unchanged.
     "OAS_VERSION": "3.1.0",
-    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "execution.models.JobStatus"},
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "execution.models.JobStatus",
+        # the one status of a synchronous result, named as it was before results were typed
+        "ExecutionResultStatusEnum": ["SUCCESS"],
+    },
 }
 
 TASKS = {

@@ -1,7 +1,9 @@
-"""The execution request's schema: one branch per available plugin, with its own payload.
+"""The execution API's per-plugin shapes: one branch per available plugin.
 
-Built from the registry at each request for the schema, so an installed plugin
-appears without code changes. Registered by ``ExecutionConfig.ready()``.
+The request carries that plugin's own payload (its ``Input``); a result and a job
+carry its own ``result`` (its ``Output``). Built from the registry at each request
+for the schema, so an installed plugin appears without code changes. Registered by
+``ExecutionConfig.ready()``.
 """
 
 from __future__ import annotations
@@ -10,9 +12,15 @@ from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
+from pydantic import BaseModel
 
 from api.schema import JSON, register_component
-from execution.api.serializers import ExecutionRequestSerializer, JobRequestSerializer
+from execution.api.serializers import (
+    ExecutionRequestSerializer,
+    ExecutionResultSerializer,
+    JobRequestSerializer,
+    JobSerializer,
+)
 from execution.callbacks.models import CALLBACK_URL_MAX_LENGTH
 from plugins.contract import Plugin
 from plugins.models import PluginState
@@ -23,24 +31,50 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
+def available_plugins() -> list[Plugin]:
+    """The plugins a client can run now, in the registry's order."""
+    return [
+        entry.plugin
+        for entry in get_registry().get_status()
+        if entry.state == PluginState.AVAILABLE and entry.plugin is not None
+    ]
+
+
+def _register_model(
+    auto_schema: AutoSchema, prefix: str, model: type[BaseModel], name: str
+) -> tuple[JSON, JSON]:
+    """``model``'s JSON Schema as the component ``name``, its $defs under ``prefix``.
+
+    Titles are prefixed too: client generators name their classes after them, and
+    two plugins' models may well share a class name (``Input``).
+    """
+    schema: JSON = model.model_json_schema(ref_template=f"#/components/schemas/{prefix}{{model}}")
+    for def_name, definition in schema.pop("$defs", {}).items():
+        register_component(
+            auto_schema, f"{prefix}{def_name}", {**definition, "title": f"{prefix}{def_name}"}
+        )
+    return register_component(auto_schema, name, {**schema, "title": name}), schema
+
+
+def plugin_output_reference(auto_schema: AutoSchema, plugin: Plugin) -> JSON:
+    """The plugin's Output JSON Schema as the component ``<Plugin>Output``.
+
+    The same schema as ``output_schema`` in ``/v1/plugins`` (checked at registration).
+    Its nested models are named ``<Plugin>Output<Model>``, apart from the Input's: two
+    different classes of one name must not share a component.
+    """
+    prefix = _camel(plugin.name)
+    reference, _ = _register_model(auto_schema, f"{prefix}Output", plugin.Output, f"{prefix}Output")
+    return reference
+
+
 def plugin_input_reference(auto_schema: AutoSchema, plugin: Plugin) -> tuple[JSON, list[Any]]:
     """The plugin's Input JSON Schema as components, prefixed with the plugin's name.
 
-    Returns the reference and the schema's examples. Titles are prefixed too: client
-    generators name their classes after them, and two plugins' models may well share
-    a class name (``Input``).
+    Returns the reference and the schema's examples.
     """
     prefix = _camel(plugin.name)
-    schema: JSON = plugin.Input.model_json_schema(
-        ref_template=f"#/components/schemas/{prefix}{{model}}"
-    )
-    for name, definition in schema.pop("$defs", {}).items():
-        register_component(
-            auto_schema, f"{prefix}{name}", {**definition, "title": f"{prefix}{name}"}
-        )
-    reference = register_component(
-        auto_schema, f"{prefix}Input", {**schema, "title": f"{prefix}Input"}
-    )
+    reference, schema = _register_model(auto_schema, prefix, plugin.Input, f"{prefix}Input")
     return reference, list(schema.get("examples", []))
 
 
@@ -118,3 +152,68 @@ class ExecutionRequestExtension(OpenApiSerializerExtension):
             **choice,
             **({"examples": examples} if examples else {}),
         }
+
+
+class PerPluginResultExtension(OpenApiSerializerExtension):
+    """A body that names its plugin, as a ``oneOf`` on ``plugin``: each its own ``result``.
+
+    Each available plugin gets a branch (``<Plugin><Body>``) whose ``plugin`` is that
+    name and whose ``result`` is that plugin's Output, so a generated client has a
+    typed class per plugin. A job of a plugin not available now (uninstalled, or
+    UNAVAILABLE) still exists: it matches the one branch outside the mapping,
+    ``<Body>OfUnlistedPlugin``, whose result is any object.
+    """
+
+    body_name: str
+    result_nullable = False
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: Any) -> JSON:
+        body: JSON = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        name = self.body_name
+        plugins = available_plugins()
+        if not plugins:
+            return body
+        mapping: dict[str, str] = {}
+        for plugin in plugins:
+            branch = self._branch(
+                body, {"const": plugin.name}, plugin_output_reference(auto_schema, plugin)
+            )
+            branch["description"] = plugin.description
+            component = f"{_camel(plugin.name)}{name}"
+            mapping[plugin.name] = register_component(auto_schema, component, branch)["$ref"]
+        unlisted = self._branch(
+            body, {"not": {"enum": list(mapping)}}, {"type": "object", "additionalProperties": True}
+        )
+        unlisted["description"] = (
+            "Of a plugin that is not available now (uninstalled, or UNAVAILABLE): "
+            "its result is untyped."
+        )
+        fallback = register_component(auto_schema, f"{name}OfUnlistedPlugin", unlisted)["$ref"]
+        return {
+            "oneOf": [*({"$ref": ref} for ref in mapping.values()), {"$ref": fallback}],
+            "discriminator": {"propertyName": "plugin", "mapping": mapping},
+        }
+
+    def _branch(self, body: JSON, plugin: JSON, result: JSON) -> JSON:
+        properties = body["properties"]
+        if self.result_nullable:
+            result = {"oneOf": [result, {"type": "null"}]}
+        return {
+            **body,
+            "properties": {
+                **properties,
+                "plugin": {**properties["plugin"], **plugin},
+                "result": {**result, "description": properties["result"].get("description", "")},
+            },
+        }
+
+
+class ExecutionResultExtension(PerPluginResultExtension):
+    target_class = ExecutionResultSerializer
+    body_name = "ExecutionResult"
+
+
+class JobResultExtension(PerPluginResultExtension):
+    target_class = JobSerializer
+    body_name = "Job"
+    result_nullable = True

@@ -10,17 +10,25 @@ from pydantic import BaseModel
 
 from plugins.contract import Plugin
 from plugins.errors.exceptions import InputValidationError
+from plugins.validation.semantic import SEMANTIC, is_semantic
 
 
 def describe_validation_errors(exc: pydantic.ValidationError) -> dict[str, Any]:
     """pydantic's errors as envelope details: ``{"errors": [{location, message, type}]}``.
 
-    The offending input is left out on purpose: it may be large or sensitive.
+    An entry raised through ``semantic_error`` also says ``"semantic": true``. The
+    offending input and pydantic's context are left out on purpose: they may be
+    large or sensitive.
     """
-    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    errors = exc.errors(include_url=False, include_input=False)
     return {
         "errors": [
-            {"location": list(error["loc"]), "message": error["msg"], "type": error["type"]}
+            {
+                "location": list(error["loc"]),
+                "message": error["msg"],
+                "type": error["type"],
+                **({SEMANTIC: True} if is_semantic(error) else {}),
+            }
             for error in errors
         ]
     }

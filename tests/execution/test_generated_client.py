@@ -1,8 +1,9 @@
 """A client generated from the live schema by openapi-python-client runs a job end to end.
 
-The schema is OpenAPI 3.1 with a ``oneOf`` + discriminator request body (one branch
-per plugin) and an ``Error`` union; a generator must turn both into typed models,
-without a warning, and the models must round-trip through the real server.
+The schema is OpenAPI 3.1 with ``oneOf`` + discriminator bodies (one branch per plugin:
+the request with its Input, the result and the job with its Output) and an ``Error``
+union; a generator must turn them into typed models, without a warning, and the
+models must round-trip through the real server.
 """
 
 from __future__ import annotations
@@ -99,30 +100,37 @@ def test_a_generated_client_executes_text_stats_and_reads_the_job_back(
         response = execute.sync_detailed(client=api, body=request)
         assert response.status_code == 200, response.content
         executed = response.parsed
-        assert isinstance(executed, models.ExecutionResult), executed
+        # The union is resolved to text_stats' own branch, its result to its Output.
+        assert isinstance(executed, models.TextStatsExecutionResult), executed
         assert executed.status == models.ExecutionResultStatusEnum.SUCCESS
         assert executed.plugin == "text_stats"
         assert response.headers["X-Job-Id"] == str(executed.job_id)
-        result = executed.result.to_dict()
-        assert result["character_count"] == len(TEXT)
-        assert result["word_count"] == 9
-        assert result["sentence_count"] == 2
-        assert result["reading_time_seconds"] == 3
-        assert result["top_terms"] == [
-            {"term": "brown", "count": 1},
-            {"term": "dog", "count": 1},
-            {"term": "fox", "count": 1},
+        result = executed.result
+        assert isinstance(result, models.TextStatsOutput), result
+        assert type(result.word_count) is int
+        assert result.word_count == 9
+        assert result.character_count == len(TEXT)
+        assert result.sentence_count == 2
+        assert result.reading_time_seconds == 3
+        assert isinstance(result.average_word_length, float)
+        assert all(isinstance(term, models.TextStatsOutputTermCount) for term in result.top_terms)
+        assert [(term.term, term.count) for term in result.top_terms] == [
+            ("brown", 1),
+            ("dog", 1),
+            ("fox", 1),
         ]
 
         job = retrieve.sync(str(executed.job_id), client=api)
-        assert isinstance(job, models.Job), job
+        assert isinstance(job, models.TextStatsJob), job
         assert isinstance(job.status, enum.Enum)
         assert job.status.value == "SUCCESS"
         assert job.plugin == "text_stats"
         assert job.requested_by == user.username
         # "input" is a builtin: the generator names the field input_.
         assert job.input_.to_dict() == {"text": TEXT, "top_n": 3, "words_per_minute": 200}
-        assert job.result.to_dict() == result
+        assert isinstance(job.result, models.TextStatsOutput), job.result
+        assert type(job.result.word_count) is int
+        assert job.result.to_dict() == result.to_dict()
         assert job.error is None
 
     assert Job.objects.get(pk=executed.job_id).status == JobStatus.SUCCESS
@@ -152,3 +160,30 @@ def test_a_generated_client_reads_a_refusal_as_a_typed_validation_error(
     assert refused.detail.plugin == "text_stats"
     assert [item.location for item in refused.detail.details.errors] == [["payload", "text"]]
     assert not Job.objects.exists()
+
+
+def test_a_generated_client_reads_a_job_of_an_unlisted_plugin_with_an_untyped_result(
+    generated, live_server, user
+):
+    """A job outlives its plugin: one no longer available parses as the fallback branch."""
+    models = module("models")
+    retrieve = module("api.v1.v1_jobs_retrieve")
+    job = Job.objects.create(  # governance: allow[GOV005] a job from before its plugin left
+        plugin_name="retired_plugin",
+        plugin_version="0.1.0",
+        input_payload={"x": 1},
+        requested_by=user,
+        status=JobStatus.SUCCESS,
+        result={"answer": 42},
+    )
+    token = create_token(user=user).key
+    api = module("client").AuthenticatedClient(
+        base_url=live_server.url, token=token, prefix="Token", raise_on_unexpected_status=True
+    )
+
+    with api:
+        read = retrieve.sync(str(job.pk), client=api)
+
+    assert isinstance(read, models.JobOfUnlistedPlugin), read
+    assert read.plugin == "retired_plugin"
+    assert read.result.to_dict() == {"answer": 42}

@@ -1,17 +1,29 @@
-"""Schemathesis hooks for .ci/fuzz_api: values for the schema's custom formats.
+"""Schemathesis hooks for .ci/fuzz_api: values for custom formats, semantic refusals.
 
 ``image-base64`` (image_metadata's input) is a base64 image file; a schema can
-say so but not what a decodable image is, so real images are drawn here.
+say so but not what a decodable image is, so real images are drawn here, and now
+and then well-formed base64 that is no image (or a truncated one): the schema
+allows it, and the API must refuse it semantically.
+
+Data the schema allows must be accepted, with one exception the API documents: a
+``ValidationError`` whose every entry is marked ``"semantic": true`` (docs/api.md,
+docs/plugins.md), the refusal of a check no JSON Schema can state. So .ci/fuzz_api
+runs ``positive_data_acceptance_except_semantic`` in place of schemathesis' own
+``positive_data_acceptance``: any other refusal of valid data still fails the run.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+from typing import Any
 
 import schemathesis
 from hypothesis import strategies as st
 from PIL import Image
+from schemathesis.specs.openapi.checks import (
+    positive_data_acceptance as schema_positive_data_acceptance,
+)
 
 # Formats and the modes Pillow can write each in.
 IMAGE_MODES = {"PNG": ["RGB", "RGBA", "L", "P"], "GIF": ["P", "L"], "BMP": ["RGB", "L"]}
@@ -28,7 +40,47 @@ def base64_images(draw: st.DrawFn) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-schemathesis.openapi.format("image-base64", base64_images())
+@st.composite
+def base64_non_images(draw: st.DrawFn) -> str:
+    """Valid by the schema's pattern, refused semantically: random or truncated bytes."""
+    image = base64.b64decode(draw(base64_images()))
+    data = draw(st.one_of(st.binary(min_size=1, max_size=64), st.just(image[: len(image) // 2])))
+    return base64.b64encode(data).decode()
+
+
+schemathesis.openapi.format(
+    "image-base64",
+    st.one_of(base64_images(), base64_images(), base64_images(), base64_non_images()),
+)
+
+
+def is_semantic_refusal(status_code: int, body: Any) -> bool:
+    """A 400 ValidationError with entries, each one marked semantic."""
+    if status_code != 400 or not isinstance(body, dict):
+        return False
+    detail = body.get("detail")
+    if not isinstance(detail, dict) or detail.get("type") != "ValidationError":
+        return False
+    details = detail.get("details")
+    errors = details.get("errors") if isinstance(details, dict) else None
+    return (
+        isinstance(errors, list)
+        and bool(errors)
+        and all(isinstance(entry, dict) and entry.get("semantic") is True for entry in errors)
+    )
+
+
+@schemathesis.check
+def positive_data_acceptance_except_semantic(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Schemathesis' ``positive_data_acceptance``, but for semantic refusals."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if is_semantic_refusal(response.status_code, body):
+        return None
+    result: bool | None = schema_positive_data_acceptance(ctx, response, case)
+    return result
 
 
 # Completion callbacks: ``callback_url`` (format uri) is checked against the server's

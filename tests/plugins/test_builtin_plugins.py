@@ -9,7 +9,11 @@ import time
 import pytest
 from PIL import Image
 
-from plugins.builtin.image_metadata import ImageMetadataPlugin
+from plugins.builtin.image_metadata import (
+    MAX_IMAGE_BASE64_LENGTH,
+    MAX_IMAGE_PIXELS,
+    ImageMetadataPlugin,
+)
 from plugins.builtin.text_stats import MAX_TERM_LENGTH, SENTENCE_END, WORD, TextStatsPlugin
 from plugins.testing import run_plugin
 
@@ -220,25 +224,72 @@ def test_image_metadata_accepts_a_data_url():
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        ({"image_base64": "not base64 at all!"}, "not valid base64"),
-        ({"image_base64": base64.b64encode(b"plain text, no image").decode()}, "not an image"),
-        ({"image_base64": "===="}, "not valid base64"),
-        ({"image_base64": ""}, "at least 1 character"),
+        ({"image_base64": "not base64 at all!"}, "should match pattern"),
+        ({"image_base64": "===="}, "should match pattern"),
+        ({"image_base64": "0"}, "at least 4 characters"),  # schemathesis' find, now the schema's
+        ({"image_base64": " " + encode(Image.new("L", (2, 2)), "PNG")}, "should match pattern"),
+        ({"image_base64": ""}, "at least 4 characters"),
         ({}, "Field required"),
     ],
 )
-def test_image_metadata_rejects_bad_input_as_validation_errors(payload, message):
+def test_image_metadata_refuses_what_its_schema_refuses_as_plain_validation_errors(
+    payload, message
+):
     result, error = run_plugin(ImageMetadataPlugin, payload)
     assert result is None
     assert error["error"]["type"] == "ValidationError"
-    assert message in error["error"]["details"]["errors"][0]["message"]
+    (entry,) = error["error"]["details"]["errors"]
+    assert message in entry["message"]
+    assert "semantic" not in entry
 
 
-def test_image_metadata_rejects_a_truncated_image():
+def _semantic_refusal(payload):
+    result, error = run_plugin(ImageMetadataPlugin, payload)
+    assert result is None
+    assert error["error"]["type"] == "ValidationError"
+    (entry,) = error["error"]["details"]["errors"]
+    assert entry["semantic"] is True
+    assert entry["location"] == ["image_base64"]
+    return entry
+
+
+def test_image_metadata_marks_well_formed_base64_that_is_no_image_as_semantic():
+    entry = _semantic_refusal({"image_base64": base64.b64encode(b"plain text, no image").decode()})
+    assert entry["type"] == "image_unsupported"
+    assert "not an image" in entry["message"]
+
+
+def test_image_metadata_rejects_a_truncated_image_as_semantic():
     raw = base64.b64decode(encode(Image.new("RGB", (200, 200), (1, 2, 3)), "PNG"))
     truncated = base64.b64encode(raw[: len(raw) // 2]).decode()
-    _, error = run_plugin(ImageMetadataPlugin, {"image_base64": truncated})
-    assert error["error"]["type"] == "ValidationError"
+    entry = _semantic_refusal({"image_base64": truncated})
+    assert entry["type"] == "image_undecodable"
+    assert entry["message"].startswith("image cannot be decoded: ")
+
+
+def test_image_metadata_refuses_too_many_pixels_as_semantic():
+    big = Image.new("1", (8000, 5001))  # 40,008,000 pixels, a few kB as PNG
+    entry = _semantic_refusal({"image_base64": encode(big, "PNG")})
+    assert entry["type"] == "image_too_large"
+    assert entry["message"] == f"image has more than {MAX_IMAGE_PIXELS} pixels"
+
+
+def test_image_metadata_schema_states_what_its_validator_checks_of_the_text():
+    from jsonschema import Draft202012Validator
+
+    schema = ImageMetadataPlugin.Input.model_json_schema()
+    validator = Draft202012Validator(schema)
+    image = encode(Image.new("RGB", (2, 2)), "PNG")
+    for value in ["0", "AAA", "AAAAA", "AA=A", " " + image, image + "\n", "data:x" + image, ""]:
+        assert not validator.is_valid({"image_base64": value}), value
+        _, error = run_plugin(ImageMetadataPlugin, {"image_base64": value})
+        assert "semantic" not in error["error"]["details"]["errors"][0], value
+    for value in [image, "data:image/png;base64," + image]:
+        assert validator.is_valid({"image_base64": value})
+        result, error = run_plugin(ImageMetadataPlugin, {"image_base64": value})
+        assert error is None, error
+        assert result["width"] == 2
+    assert schema["properties"]["image_base64"]["maxLength"] == MAX_IMAGE_BASE64_LENGTH
 
 
 def test_text_stats_counts_overlong_words_but_does_not_list_them_as_terms():
