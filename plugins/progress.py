@@ -26,6 +26,7 @@ from typing import Any
 
 from plugins.errors.exceptions import PluginExecutionError
 from plugins.runtime.guard import running_plugin
+from plugins.validation.json_values import first_unstorable_values
 
 MAX_MESSAGE_CHARS = 200
 """A progress message is a status line, not a log: longer ones are refused."""
@@ -74,10 +75,10 @@ class ProgressReport:
                 f"at most {MAX_MESSAGE_CHARS} are allowed",
                 details={"argument": "message"},
             )
-        if "\x00" in self.message:  # no database's text column stores it
+        for _location, problem in first_unstorable_values(self.message):
+            # NUL or a lone surrogate: no database stores it, no client reads it back
             raise ProgressError(
-                "report_progress(): message must not contain NUL characters",
-                details={"argument": "message"},
+                f"report_progress(): message: {problem}", details={"argument": "message"}
             )
 
     def as_json(self) -> dict[str, Any]:

@@ -77,6 +77,8 @@ BAD_CALLS: dict[str, tuple[Any, ...]] = {
     "string_total": (1, "10", ""),
     "long_message": (1, 10, "x" * 201),
     "message_not_text": (1, 10, 42),
+    "nul_in_message": (1, 10, "a\x00b"),
+    "lone_surrogate_in_message": (1, 10, "a\ud800b"),  # what JSON's "\\ud800" becomes
 }
 
 

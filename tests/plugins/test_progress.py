@@ -70,7 +70,13 @@ def test_a_report_at_the_limits_is_accepted():
 
 @pytest.mark.parametrize(
     "value",
-    [None, [], {"done": 1, "total": 2}, {"done": 1, "total": 2, "message": "", "extra": 1}],
+    [
+        None,
+        [],
+        {"done": 1, "total": 2},
+        {"done": 1, "total": 2, "message": "", "extra": 1},
+        {"done": 1, "total": 2, "message": "\ud800"},  # a host's forged "\\ud800"
+    ],
 )
 def test_a_report_that_crossed_from_a_host_must_have_exactly_its_fields(value):
     with pytest.raises(ProgressError):
@@ -94,7 +100,9 @@ def test_in_a_run_that_is_no_jobs_reports_are_checked_and_go_nowhere(isolation):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("plugin", ["bad_progress", "bad_progress_thread"])
-@pytest.mark.parametrize("call", ["done_above_total", "bool_total", "long_message"])
+@pytest.mark.parametrize(
+    "call", ["done_above_total", "bool_total", "long_message", "lone_surrogate_in_message"]
+)
 def test_a_bad_call_fails_the_run_with_its_own_message(plugin, call):
     job = _run(plugin, {"call": call})
     assert job.status == JobStatus.FAILED
