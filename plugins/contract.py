@@ -135,7 +135,7 @@ def contract_problems(cls: object) -> list[str]:
             problems.append(f"'{attribute}' must be a pydantic BaseModel subclass")
             continue
         try:  # the API publishes it: a model without one cannot be offered to clients
-            model.model_json_schema()
+            model.model_json_schema(mode="serialization" if attribute == "Output" else "validation")
         except Exception as exc:
             problems.append(f"'{attribute}' has no JSON Schema: {type(exc).__name__}: {exc}")
     if not _defines_run(cls):

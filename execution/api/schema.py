@@ -13,6 +13,7 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode
 
 from api.schema import JSON, register_component
 from execution.api.serializers import (
@@ -28,7 +29,16 @@ from plugins.registry import get_registry
 
 
 def _camel(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
+    """``text_stats`` -> ``TextStats``: the prefix of a plugin's components.
+
+    Different names never meet in one prefix (``foo`` and ``foo_``, ``a1`` and ``a_1``
+    would, and one plugin would be given the other's schemas): an underscore stays
+    where dropping it would lose where a part starts (an empty part, or a digit).
+    """
+    return "".join(
+        "_" + part if not part or part[0].isdigit() else part.capitalize()
+        for part in name.split("_")
+    )
 
 
 def available_plugins() -> list[Plugin]:
@@ -41,14 +51,21 @@ def available_plugins() -> list[Plugin]:
 
 
 def _register_model(
-    auto_schema: AutoSchema, prefix: str, model: type[BaseModel], name: str
+    auto_schema: AutoSchema,
+    prefix: str,
+    model: type[BaseModel],
+    name: str,
+    mode: JsonSchemaMode = "validation",
 ) -> tuple[JSON, JSON]:
     """``model``'s JSON Schema as the component ``name``, its $defs under ``prefix``.
 
     Titles are prefixed too: client generators name their classes after them, and
-    two plugins' models may well share a class name (``Input``).
+    two plugins' models may well share a class name (``Input``). ``mode``: what the
+    model accepts (an Input) or what it gives (an Output, with its computed fields).
     """
-    schema: JSON = model.model_json_schema(ref_template=f"#/components/schemas/{prefix}{{model}}")
+    schema: JSON = model.model_json_schema(
+        ref_template=f"#/components/schemas/{prefix}{{model}}", mode=mode
+    )
     for def_name, definition in schema.pop("$defs", {}).items():
         register_component(
             auto_schema, f"{prefix}{def_name}", {**definition, "title": f"{prefix}{def_name}"}
@@ -64,7 +81,9 @@ def plugin_output_reference(auto_schema: AutoSchema, plugin: Plugin) -> JSON:
     different classes of one name must not share a component.
     """
     prefix = _camel(plugin.name)
-    reference, _ = _register_model(auto_schema, f"{prefix}Output", plugin.Output, f"{prefix}Output")
+    reference, _ = _register_model(
+        auto_schema, f"{prefix}Output", plugin.Output, f"{prefix}Output", mode="serialization"
+    )
     return reference
 
 

@@ -64,7 +64,8 @@ def describe_plugin(
         "state": entry.state,
         "reason": entry.reason,
         "input_schema": plugin.Input.model_json_schema() if plugin else None,
-        "output_schema": plugin.Output.model_json_schema() if plugin else None,
+        # What a result holds: a serialized Output (its computed fields included).
+        "output_schema": plugin.Output.model_json_schema(mode="serialization") if plugin else None,
         "limits": limits,
         "metrics": metrics,
         "may_run": may_run,

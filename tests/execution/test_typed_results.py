@@ -18,6 +18,7 @@ from referencing.jsonschema import DRAFT202012
 
 from execution.models import Job, JobStatus
 from plugins.registry import get_registry
+from tests.execution.schema_plugins import SCHEMA_PLUGINS
 from tests.execution.test_api import assert_error, post
 
 BASE = "urn:governed-api"
@@ -76,7 +77,10 @@ def test_each_available_plugins_output_is_a_component(schema):
     terms = text_stats["properties"]["top_terms"]["items"]
     assert by_reference(schema, terms)["properties"]["count"]["type"] == "integer"
     assert outputs["image_metadata"]["properties"]["mean_brightness"]["type"] == "number"
-    assert outputs["echo"]["required"] == available()["echo"].Output.model_json_schema()["required"]
+    assert (
+        outputs["echo"]["required"]
+        == available()["echo"].Output.model_json_schema(mode="serialization")["required"]
+    )
 
 
 @pytest.mark.parametrize(("union", "suffix"), [("ExecutionResult", ""), ("Job", "")])
@@ -182,3 +186,49 @@ def test_a_value_the_schema_allows_but_the_plugin_cannot_read_is_a_semantic_refu
     ]
     assert validator_for(schema, "ErrorResponse").is_valid(response.json())
     assert not Job.objects.exists()
+
+
+# Outputs as results hold them, and names that look alike --------------------------------------
+
+
+@pytest.fixture
+def schema_plugins(settings):
+    settings.PLUGINS = [*settings.PLUGINS, *SCHEMA_PLUGINS]
+    settings.PLUGIN_THREAD_ALLOWED = ["computed_output", "lookalike", "lookalike_"]
+
+
+def test_an_output_is_published_as_a_result_holds_it_computed_fields_included(
+    schema_plugins, api_client, client
+):
+    schema = json.loads(client.get("/api/schema/?format=json").content)
+    output = component(schema, "ComputedOutputOutput")
+    assert output["additionalProperties"] is False
+    assert set(output["required"]) == {"words", "doubled"}
+    response = post(
+        api_client,
+        "/v1/analyze-execution",
+        {"plugin": "computed_output", "payload": {"text": "a b"}},
+    )
+    assert response.status_code == 200, response.content
+    executed = response.json()
+    assert executed["result"] == {"words": 2, "note": "", "doubled": 4}
+    assert branch_names(schema, "ExecutionResult", executed) == ["ComputedOutputExecutionResult"]
+    listed = api_client.get("/v1/plugins/computed_output").json()
+    assert listed["output_schema"]["required"] == output["required"]
+
+
+def test_plugins_whose_names_look_alike_keep_their_own_components(
+    schema_plugins, api_client, client
+):
+    schema = json.loads(client.get("/api/schema/?format=json").content)
+    assert set(component(schema, "LookalikeOutput")["properties"]) == {"first"}
+    assert set(component(schema, "Lookalike_Output")["properties"]) == {"second"}
+    for plugin, branch in (
+        ("lookalike", "LookalikeExecutionResult"),
+        ("lookalike_", "Lookalike_ExecutionResult"),
+    ):
+        response = post(
+            api_client, "/v1/analyze-execution", {"plugin": plugin, "payload": {"text": "x"}}
+        )
+        assert response.status_code == 200, response.content
+        assert branch_names(schema, "ExecutionResult", response.json()) == [branch]
