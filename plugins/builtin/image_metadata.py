@@ -55,6 +55,8 @@ def _open_image(raw: bytes) -> Image.Image:
             raise
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
             raise _too_many_pixels() from exc
+        except MemoryError:  # the sandbox's memory limit, not a fault of the input
+            raise
         except UnidentifiedImageError as exc:
             raise semantic_error(
                 "image_unsupported", "image_base64 is not an image in a supported format"

@@ -12,6 +12,7 @@ from PIL import Image
 from plugins.builtin.image_metadata import (
     MAX_IMAGE_BASE64_LENGTH,
     MAX_IMAGE_PIXELS,
+    ImageMetadataInput,
     ImageMetadataPlugin,
 )
 from plugins.builtin.text_stats import MAX_TERM_LENGTH, SENTENCE_END, WORD, TextStatsPlugin
@@ -265,6 +266,17 @@ def test_image_metadata_rejects_a_truncated_image_as_semantic():
     entry = _semantic_refusal({"image_base64": truncated})
     assert entry["type"] == "image_undecodable"
     assert entry["message"].startswith("image cannot be decoded: ")
+
+
+def test_image_metadata_running_out_of_memory_is_no_refusal_of_the_input(monkeypatch):
+    """Memory is the sandbox's limit (PluginResourceLimit), never a semantic refusal."""
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(Image, "open", exhausted)
+    with pytest.raises(MemoryError):
+        ImageMetadataInput.model_validate({"image_base64": encode(Image.new("L", (2, 2)), "PNG")})
 
 
 def test_image_metadata_refuses_too_many_pixels_as_semantic():
