@@ -42,9 +42,9 @@ class Artifact:
     """One file a plugin returns: its name (a plain file name), media type and bytes.
 
     ``name`` is unique among the execution's artifacts and becomes the last part of
-    its download URL: no ``/`` or ``\\``, not ``.`` or ``..``, no NUL, other control or
-    format characters, at most 200 characters. ``content_type`` is a media type such
-    as ``image/png``; downloads are served with it.
+    its download URL: no ``/`` or ``\\``, not ``.`` or ``..``, no NUL, other control,
+    format or (lone) surrogate characters, at most 200 characters. ``content_type`` is
+    a media type such as ``image/png``; downloads are served with it.
     """
 
     name: str
@@ -85,11 +85,21 @@ def name_problem(name: object) -> str | None:
         return "must not contain '/' or '\\'"
     if name in (".", ".."):
         return "must not be '.' or '..'"
-    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in name):
-        return "must not contain NUL, other control or format characters"
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp") for char in name):
+        return "must not contain NUL, other control, format or surrogate characters"
+    if not _encodes_as_utf8(name):  # no database, URL or file system could hold it
+        return "must be valid Unicode (encodable as UTF-8)"
     if name != name.strip():
         return "must not start or end with whitespace"
     return None
+
+
+def _encodes_as_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def content_type_problem(content_type: object) -> str | None:

@@ -503,6 +503,7 @@ class _Outcome:
         self.failures = 0
         # Set once the row turned out not to be ours: then only the run's count is left.
         self._changed_by_others = False
+        self._failing_instead = False  # set once the outcome became a failure to record it
 
     def try_once(self) -> bool:
         """One try: True when the outcome is recorded (or the job had changed meanwhile)."""
@@ -524,12 +525,35 @@ class _Outcome:
                 return self._failed(exc)
         except TRANSIENT_DATABASE_ERRORS as exc:
             return self._failed(exc)
+        except Exception as exc:
+            if self._failing_instead:  # even a failure could not be recorded: no loop
+                raise
+            self._fail_instead(exc)
+            return self.try_once()
         self.pending_metrics.discard()
         if self.failures:
             logger.warning(
                 "Recorded the outcome of job %s after %d tries", job.pk, self.failures + 1
             )
         return True
+
+    def _fail_instead(self, exc: Exception) -> None:
+        """Record the run as failed: its outcome could not be (a bug, not the database's fault).
+
+        The job must not stay RUNNING until its lease ends, with files stored that no row
+        names: its stored files go, and the next try records this error instead.
+        """
+        logger.exception("Recording the outcome of job %s failed; it fails instead", self.job.pk)
+        self._failing_instead = True
+        artifact_services.discard(self.artifacts)
+        self.artifacts = ()
+        error = build_error_envelope(
+            ErrorType.SERVICE_UNAVAILABLE,
+            "The job's outcome could not be recorded",
+            details={"exception": type(exc).__name__},  # its text may hold what failed
+            plugin=self.job.plugin_name,
+        )
+        self.execution = ExecutionResult(None, error, self.execution.ran)
 
     def _failed(self, exc: Exception) -> bool:
         self.failures += 1

@@ -293,7 +293,16 @@ def test_a_good_artifact_of_the_same_plugin_is_stored(user):
 
 
 @pytest.mark.parametrize(
-    "case", ["smaller_than_sent", "larger_than_sent", "path_name", "huge", "many", "garbage"]
+    "case",
+    [
+        "smaller_than_sent",
+        "larger_than_sent",
+        "path_name",
+        "surrogate_name",
+        "huge",
+        "many",
+        "garbage",
+    ],
 )
 def test_a_host_that_lies_about_its_artifacts_gets_nothing_stored(user, settings, case):
     job = run_job("lying_host", {"case": case}, user=user)
@@ -424,3 +433,42 @@ def test_the_url_of_a_name_with_url_characters_downloads_that_artifact(api_clien
     response, data = download(api_client, artifact["url"])
     assert response.status_code == 200
     assert data == png_bytes(10)
+
+
+# An outcome that cannot be recorded --------------------------------------------------
+
+
+def test_an_outcome_that_cannot_be_recorded_fails_the_job_and_deletes_its_files(
+    api_client, settings, monkeypatch
+):
+    """A real failure: with the name checks off, the database cannot store the name."""
+    import plugins.artifacts
+
+    monkeypatch.setattr(plugins.artifacts, "name_problem", lambda name: None)
+    saved: list[Path] = []
+    store = artifact_services.store_artifacts
+
+    def store_and_see(job: Job, artifacts: Any) -> Any:
+        stored = store(job, artifacts)
+        saved.extend(stored_files(settings))
+        return stored
+
+    monkeypatch.setattr(artifact_services, "store_artifacts", store_and_see)
+    response = api_client.post(
+        "/v1/analyze-execution",
+        {"plugin": "image_artifact_thread", "payload": {"size": 10, "lone_surrogate": True}},
+        format="json",
+    )
+    assert response.status_code == 400, response.content  # a failed job's envelope
+    error = response.json()["detail"]
+    assert error["type"] == "ServiceUnavailable"
+    assert error["details"] == {"exception": "UnicodeEncodeError"}
+    assert len(saved) == 1  # it was stored, then deleted
+    assert stored_files(settings) == []
+    job = Job.objects.get()
+    assert job.status == JobStatus.FAILED
+    assert job.error["error"]["type"] == "ServiceUnavailable"
+    assert job.result is None
+    assert not JobArtifact.objects.exists()
+    seal()
+    assert verify().ok
