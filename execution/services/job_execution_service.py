@@ -750,7 +750,17 @@ def _store_artifacts(
         close_all(execution.artifacts)
         return execution, []
     try:
-        return execution, artifact_services.store_artifacts(job, execution.artifacts)
+        stored = artifact_services.store_artifacts(
+            job, execution.artifacts, lease_s=_claimed_lease_s(job)
+        )
+    except artifact_services.LeaseLost as exc:  # cancelled or recovered meanwhile
+        error = build_error_envelope(
+            ErrorType.WORKER_LOST,
+            "The job's lease ended while its artifacts were stored",
+            plugin=job.plugin_name,
+            exc=exc,
+        )
+        return ExecutionResult(None, error, execution.ran), []
     except artifact_services.ArtifactStorageFailed as exc:
         error = build_error_envelope(
             ErrorType.SERVICE_UNAVAILABLE,
@@ -759,6 +769,14 @@ def _store_artifacts(
             exc=exc,
         )
         return ExecutionResult(None, error, execution.ran), []
+    return execution, stored
+
+
+def _claimed_lease_s(job: Job) -> float | None:
+    """How long the claim's lease was (start to end): what each renewal grants again."""
+    if job.lease_expires_at is None or job.started_at is None:
+        return None
+    return max((job.lease_expires_at - job.started_at).total_seconds(), 0.0)
 
 
 def _is_invalid_input(error: ErrorEnvelope | None) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.storage import FileSystemStorage
 from django.core.management import call_command
@@ -24,18 +25,22 @@ from execution.audit.chain import seal
 from execution.audit.events import AuditEvent
 from execution.audit.models import AuditEntry
 from execution.audit.verify import verify
+from execution.clock import database_now
 from execution.models import Job, JobStatus
 from execution.policy.tokens import create_token
 from execution.services import JobExecutionService
+from execution.services.lease_recovery import LeaseRecoveryService
 from plugins.artifacts import Artifact, WithArtifacts
 from plugins.contract import contract_problems
 from plugins.errors.exceptions import UngovernedExecutionError
 from plugins.testing import run_plugin
+from tests.faults.conftest import wait_until
 from tests.plugins.artifact_plugins import (
     BAD_NAMES,
     FIVE_MB,
     BadArtifactsPlugin,
     ImagePlugin,
+    QuickImagePlugin,
     png_bytes,
 )
 from tests.statements import statements
@@ -43,7 +48,40 @@ from tests.statements import statements
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MODULE = "tests.plugins.artifact_plugins"
-PLUGIN_CLASSES = ("ImagePlugin", "ThreadImagePlugin", "BadArtifactsPlugin", "LyingHostPlugin")
+PLUGIN_CLASSES = (
+    "ImagePlugin",
+    "ThreadImagePlugin",
+    "QuickImagePlugin",
+    "BadArtifactsPlugin",
+    "LyingHostPlugin",
+)
+
+
+class OutlastingStorage(FileSystemStorage):
+    """Saves its first file only once the job's first lease has ended, then lets recovery run.
+
+    Recovery runs as the second file is saved: it takes the job if its lease ended.
+    """
+
+    def _save(self, name: str, content: Any) -> str:
+        job = Job.objects.get()
+        if name.endswith("/0"):
+            first_lease_end = job.started_at + timedelta(
+                seconds=QuickImagePlugin.timeout_s + settings.JOB_LEASE_GRACE_S
+            )
+            wait_until(lambda: database_now() > first_lease_end, timeout_s=30)
+        else:
+            LeaseRecoveryService().recover_expired()
+        return super()._save(name, content)
+
+
+class CancellingStorage(FileSystemStorage):
+    """The job is cancelled while its first file is saved."""
+
+    def _save(self, name: str, content: Any) -> str:
+        if name.endswith("/0"):
+            JobExecutionService().cancel_job(job=Job.objects.get())
+        return super()._save(name, content)
 
 
 class FailingStorage(FileSystemStorage):
@@ -57,7 +95,7 @@ class FailingStorage(FileSystemStorage):
 def _setup(settings, tmp_path):
     settings.PLUGINS = [f"{MODULE}.{name}" for name in PLUGIN_CLASSES]
     settings.PLUGIN_ISOLATION = "process"
-    settings.PLUGIN_THREAD_ALLOWED = ["image_artifact_thread"]
+    settings.PLUGIN_THREAD_ALLOWED = ["image_artifact_thread", "image_artifact_quick"]
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
@@ -410,8 +448,8 @@ def test_files_of_an_outcome_the_job_did_not_take_are_deleted(user, settings, mo
     """The job was cancelled between the files' saving and the outcome's commit."""
     store = artifact_services.store_artifacts
 
-    def store_then_cancel(job: Job, artifacts: Any) -> Any:
-        stored = store(job, artifacts)
+    def store_then_cancel(job: Job, artifacts: Any, **options: Any) -> Any:
+        stored = store(job, artifacts, **options)
         assert len(stored_files(settings)) == 1
         JobExecutionService().cancel_job(job=Job.objects.get(pk=job.pk), user=user)
         return stored
@@ -448,8 +486,8 @@ def test_an_outcome_that_cannot_be_recorded_fails_the_job_and_deletes_its_files(
     saved: list[Path] = []
     store = artifact_services.store_artifacts
 
-    def store_and_see(job: Job, artifacts: Any) -> Any:
-        stored = store(job, artifacts)
+    def store_and_see(job: Job, artifacts: Any, **options: Any) -> Any:
+        stored = store(job, artifacts, **options)
         saved.extend(stored_files(settings))
         return stored
 
@@ -470,5 +508,37 @@ def test_an_outcome_that_cannot_be_recorded_fails_the_job_and_deletes_its_files(
     assert job.error["error"]["type"] == "ServiceUnavailable"
     assert job.result is None
     assert not JobArtifact.objects.exists()
+    seal()
+    assert verify().ok
+
+
+def test_storing_artifacts_renews_the_lease_so_the_success_is_kept(user, settings):
+    """Saving outlasts the lease the claim took; lease recovery must not take the job."""
+    settings.JOB_LEASE_GRACE_S = 0.5
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {"BACKEND": f"{__name__}.OutlastingStorage"},
+    }
+    job = run_job("image_artifact_quick", {"size": 10, "copies": 2}, user=user)
+    assert job.status == JobStatus.SUCCESS, job.error
+    assert job.attempt == 1
+    assert list(JobArtifact.objects.values_list("name", flat=True)) == [
+        "picture.png",
+        "copy-1.png",
+    ]
+    assert len(stored_files(settings)) == 2
+    seal()
+    assert verify().ok
+
+
+def test_a_job_cancelled_while_its_files_are_saved_stores_no_more_and_keeps_none(user, settings):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {"BACKEND": f"{__name__}.CancellingStorage"},
+    }
+    job = run_job("image_artifact", {"size": 10, "copies": 3}, user=user)
+    assert job.status == JobStatus.CANCELLED
+    assert not JobArtifact.objects.exists()
+    assert stored_files(settings) == []
     seal()
     assert verify().ok

@@ -59,6 +59,14 @@ class ThreadImagePlugin(ImagePlugin):
     isolation = "thread"
 
 
+class QuickImagePlugin(ImagePlugin):
+    """A short time limit, so that its lease ends soon: for the lease-while-storing test."""
+
+    name = "image_artifact_quick"
+    isolation = "thread"
+    timeout_s = 1.0
+
+
 class BadInput(BaseModel):
     case: str
 
