@@ -116,8 +116,16 @@ def content_type_problem(content_type: object) -> str | None:
     return None
 
 
-def check_headers(subject: str, headers: Iterable[ArtifactHeader], max_bytes: int) -> None:
-    """Raise OutputValidationError unless these artifacts are within every limit."""
+def check_headers(
+    subject: str,
+    headers: Iterable[ArtifactHeader],
+    max_bytes: int,
+    max_total_bytes: int | None = None,
+) -> None:
+    """Raise OutputValidationError unless these artifacts are within every limit.
+
+    ``max_total_bytes``: the bound on their sizes together (the operator's), if any.
+    """
     seen: set[str] = set()
     headers = list(headers)
     if len(headers) > MAX_ARTIFACTS:
@@ -153,9 +161,19 @@ def check_headers(subject: str, headers: Iterable[ArtifactHeader], max_bytes: in
                 artifact_bytes=header.size,
                 max_artifact_bytes=max_bytes,
             )
+    total = sum(header.size for header in headers)
+    if max_total_bytes is not None and total > max_total_bytes:
+        raise _refused(
+            subject,
+            f"returned artifacts of {total} bytes together; the limit is {max_total_bytes}",
+            artifacts_bytes=total,
+            max_artifacts_total_bytes=max_total_bytes,
+        )
 
 
-def checked_artifacts(subject: str, artifacts: object, max_bytes: int) -> tuple[Artifact, ...]:
+def checked_artifacts(
+    subject: str, artifacts: object, max_bytes: int, max_total_bytes: int | None = None
+) -> tuple[Artifact, ...]:
     """What a plugin's ``WithArtifacts`` holds, checked; else OutputValidationError."""
     if isinstance(artifacts, str | bytes) or not isinstance(artifacts, Iterable):
         raise _refused(subject, "returned artifacts that are not a list of Artifact")
@@ -176,7 +194,7 @@ def checked_artifacts(subject: str, artifacts: object, max_bytes: int) -> tuple[
                 returned_type=type(item).__name__,
             )
         checked.append(item)
-    check_headers(subject, [header_of(item) for item in checked], max_bytes)
+    check_headers(subject, [header_of(item) for item in checked], max_bytes, max_total_bytes)
     return tuple(checked)
 
 

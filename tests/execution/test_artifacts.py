@@ -542,3 +542,55 @@ def test_a_job_cancelled_while_its_files_are_saved_stores_no_more_and_keeps_none
     assert stored_files(settings) == []
     seal()
     assert verify().ok
+
+
+# The operator's ceilings ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("plugin", ["image_artifact", "image_artifact_thread"])
+def test_the_operators_ceiling_caps_a_plugins_max_artifact_bytes(api_client, settings, plugin):
+    settings.ARTIFACT_MAX_BYTES = 1000  # the plugin's own limit is 50 MB
+    [described] = [p for p in api_client.get("/v1/plugins").json() if p["name"] == plugin]
+    assert described["limits"]["max_artifact_bytes"] == 1000
+    assert run_job(plugin, {"size": 1000}).status == JobStatus.SUCCESS
+    job = run_job(plugin, {"size": 1001})
+    assert job.status == JobStatus.FAILED
+    assert job.error["error"]["type"] == "OutputValidationError"
+    assert job.error["error"]["details"] == {
+        "artifact": "picture.png",
+        "artifact_bytes": 1001,
+        "max_artifact_bytes": 1000,
+    }
+
+
+def test_a_plugins_smaller_limit_stays_under_a_larger_ceiling(api_client, settings):
+    settings.ARTIFACT_MAX_BYTES = 10**9
+    [described] = [p for p in api_client.get("/v1/plugins").json() if p["name"] == "bad_artifacts"]
+    assert described["limits"]["max_artifact_bytes"] == 1024
+
+
+@pytest.mark.parametrize("plugin", ["image_artifact", "image_artifact_thread"])
+def test_the_artifacts_of_one_execution_together_are_bounded(api_client, settings, plugin):
+    settings.ARTIFACT_MAX_TOTAL_BYTES = 3000
+    [described] = [p for p in api_client.get("/v1/plugins").json() if p["name"] == plugin]
+    assert described["limits"]["max_artifacts_total_bytes"] == 3000
+    assert run_job(plugin, {"size": 1000, "copies": 3}).status == JobStatus.SUCCESS
+    job = run_job(plugin, {"size": 1000, "copies": 4})
+    assert job.status == JobStatus.FAILED
+    assert job.error["error"]["type"] == "OutputValidationError"
+    assert job.error["error"]["details"] == {
+        "artifacts_bytes": 4000,
+        "max_artifacts_total_bytes": 3000,
+    }
+    assert "4000 bytes together; the limit is 3000" in job.error["error"]["message"]
+    assert len(stored_files(settings)) == 3  # the first run's only
+
+
+def test_the_servers_check_holds_the_ceiling_against_a_host(settings):
+    from plugins.artifacts import ArtifactHeader, check_headers
+    from plugins.errors.exceptions import OutputValidationError
+
+    headers = [ArtifactHeader(f"{n}.bin", "application/octet-stream", 600) for n in range(2)]
+    check_headers("host", headers, 1000, 1200)
+    with pytest.raises(OutputValidationError, match="1200 bytes together; the limit is 1000"):
+        check_headers("host", headers, 1000, 1000)

@@ -556,7 +556,11 @@ class _Host:
         """The artifacts that follow a result, each into a file of ours (artifacts.py)."""
         try:
             received = plugin_artifacts.receive_all(
-                self._replies, announced, max_bytes=limits.max_artifact_bytes, deadline=deadline
+                self._replies,
+                announced,
+                max_bytes=limits.max_artifact_bytes,
+                max_total_bytes=limits.max_artifacts_total_bytes,
+                deadline=deadline,
             )
         except channel.ChannelClosed:
             raise self._crash() from None
