@@ -22,6 +22,7 @@ from django.core.files.storage import Storage, storages
 
 from execution.artifacts.models import JobArtifact
 from execution.audit.events import AuditEvent
+from plugins.artifacts import name_problem
 from plugins.runtime.isolation.artifacts import ReceivedArtifact, close_all
 
 if TYPE_CHECKING:
@@ -151,7 +152,13 @@ def artifacts_of(job: Job) -> list[JobArtifact]:
 
 
 def get_artifact(job: Job, name: str) -> JobArtifact:
-    """The job's artifact ``name``; raises JobArtifact.DoesNotExist."""
+    """The job's artifact ``name``; raises JobArtifact.DoesNotExist.
+
+    A name no artifact can have (NUL, a lone surrogate, too long: from a URL's ``%00``)
+    names none, and is not sent to the database, which could not even compare it.
+    """
+    if name_problem(name) is not None:
+        raise JobArtifact.DoesNotExist(f"No artifact of job {job.pk} can be named {name!r}")
     return JobArtifact.objects.get(job_id=job.pk, name=name)
 
 

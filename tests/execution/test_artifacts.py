@@ -276,6 +276,24 @@ def test_an_unknown_artifact_is_a_404_envelope(api_client, user):
     assert response.json()["detail"]["message"] == "No such artifact."
 
 
+@pytest.mark.parametrize("name", ["a%00b.png", "%00", "a" * 201, "..", "a%0Ab"])
+def test_a_name_no_artifact_can_have_is_a_404_without_a_query(api_client, user, name):
+    """PostgreSQL cannot even compare a NUL: the name is refused before any query."""
+    job = run_job("image_artifact", {"size": 100}, user=user)
+    with statements() as run:
+        response, _ = download(api_client, f"/v1/jobs/{job.pk}/artifacts/{name}")
+    assert response.status_code == 404, response.content
+    assert response.json()["detail"]["type"] == "NotFound"
+    assert response.json()["detail"]["message"] == "No such artifact."
+    assert not [sql for sql in run if "jobartifact" in sql.lower()]
+
+
+def test_a_lone_surrogate_names_no_artifact(user):
+    job = run_job("image_artifact", {"size": 100}, user=user)
+    with pytest.raises(JobArtifact.DoesNotExist):
+        artifact_services.get_artifact(job, "a\ud800.png")
+
+
 def test_a_file_gone_from_the_storage_is_a_503_not_a_500(api_client, user, settings):
     job = run_job("image_artifact", {"size": 100}, user=user)
     for path in stored_files(settings):
