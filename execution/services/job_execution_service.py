@@ -461,7 +461,10 @@ class JobExecutionService:
         final: dict[str, Any] = {}
         if outcome.plugin_output:  # most plugins print nothing: no statement for them
             final["plugin_output"] = outcome.plugin_output
-        if outcome.progress is not None and job.status in (JobStatus.SUCCESS, JobStatus.FAILED):
+        # A finished job keeps its last report (docs/api.md), a cancelled one too; a job
+        # handed back for another attempt starts again from none.
+        finished = (JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED)
+        if outcome.progress is not None and job.status in finished:
             final.update(progress_fields(outcome.progress, at=database_now()))
         if final:
             Job.objects.filter(pk=job.pk).update(**final)
