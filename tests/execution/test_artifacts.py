@@ -63,25 +63,25 @@ class OutlastingStorage(FileSystemStorage):
     Recovery runs as the second file is saved: it takes the job if its lease ended.
     """
 
-    def _save(self, name: str, content: Any) -> str:
+    def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
         job = Job.objects.get()
-        if name.endswith("/0"):
+        if str(name).endswith("/0"):
             first_lease_end = job.started_at + timedelta(
                 seconds=QuickImagePlugin.timeout_s + settings.JOB_LEASE_GRACE_S
             )
             wait_until(lambda: database_now() > first_lease_end, timeout_s=30)
         else:
             LeaseRecoveryService().recover_expired()
-        return super()._save(name, content)
+        return super().save(name, content, max_length)
 
 
 class CancellingStorage(FileSystemStorage):
     """The job is cancelled while its first file is saved."""
 
-    def _save(self, name: str, content: Any) -> str:
-        if name.endswith("/0"):
+    def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
+        if str(name).endswith("/0"):
             JobExecutionService().cancel_job(job=Job.objects.get())
-        return super()._save(name, content)
+        return super().save(name, content, max_length)
 
 
 class FailingStorage(FileSystemStorage):
