@@ -417,6 +417,32 @@ class Job(models.Model):
         self.task_id = uuid.UUID(str(task_id)) if task_id is not None else None
         return True
 
+    @alters_data
+    def renew_lease(self, lease_s: float) -> bool:
+        """Make this claim's lease end ``lease_s`` from now; False if the job is no longer ours.
+
+        For work done after the plugin returned (storing its artifacts), which its
+        first lease did not count. One conditional UPDATE, on the database's clock.
+        """
+        connection = connections[Job.objects.db]
+        row = sql.fetch_one(
+            connection,
+            _sql(
+                f"UPDATE {{table}} SET lease_expires_at = {now_sql(connection, plus_param=True)} "
+                "WHERE id = %s AND status = %s AND lease_holder = %s RETURNING lease_expires_at"
+            ),
+            [
+                float(lease_s),
+                _prep("id", self.pk, connection),
+                JobStatus.RUNNING,
+                self.lease_holder,
+            ],
+        )
+        if row is None:
+            return False
+        self.lease_expires_at = from_db_datetime(row[0])
+        return True
+
     def _claim_row(
         self, lease_holder: str, lease_s: float, task_id: uuid.UUID | str | None, slot: int | None
     ) -> Any:

@@ -42,9 +42,9 @@ class Artifact:
     """One file a plugin returns: its name (a plain file name), media type and bytes.
 
     ``name`` is unique among the execution's artifacts and becomes the last part of
-    its download URL: no ``/`` or ``\\``, not ``.`` or ``..``, no NUL, other control or
-    format characters, at most 200 characters. ``content_type`` is a media type such
-    as ``image/png``; downloads are served with it.
+    its download URL: no ``/`` or ``\\``, not ``.`` or ``..``, no NUL, other control,
+    format or (lone) surrogate characters, at most 200 characters. ``content_type`` is
+    a media type such as ``image/png``; downloads are served with it.
     """
 
     name: str
@@ -85,11 +85,21 @@ def name_problem(name: object) -> str | None:
         return "must not contain '/' or '\\'"
     if name in (".", ".."):
         return "must not be '.' or '..'"
-    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in name):
-        return "must not contain NUL, other control or format characters"
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp") for char in name):
+        return "must not contain NUL, other control, format or surrogate characters"
+    if not _encodes_as_utf8(name):  # no database, URL or file system could hold it
+        return "must be valid Unicode (encodable as UTF-8)"
     if name != name.strip():
         return "must not start or end with whitespace"
     return None
+
+
+def _encodes_as_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def content_type_problem(content_type: object) -> str | None:
@@ -106,8 +116,16 @@ def content_type_problem(content_type: object) -> str | None:
     return None
 
 
-def check_headers(subject: str, headers: Iterable[ArtifactHeader], max_bytes: int) -> None:
-    """Raise OutputValidationError unless these artifacts are within every limit."""
+def check_headers(
+    subject: str,
+    headers: Iterable[ArtifactHeader],
+    max_bytes: int,
+    max_total_bytes: int | None = None,
+) -> None:
+    """Raise OutputValidationError unless these artifacts are within every limit.
+
+    ``max_total_bytes``: the bound on their sizes together (the operator's), if any.
+    """
     seen: set[str] = set()
     headers = list(headers)
     if len(headers) > MAX_ARTIFACTS:
@@ -143,9 +161,19 @@ def check_headers(subject: str, headers: Iterable[ArtifactHeader], max_bytes: in
                 artifact_bytes=header.size,
                 max_artifact_bytes=max_bytes,
             )
+    total = sum(header.size for header in headers)
+    if max_total_bytes is not None and total > max_total_bytes:
+        raise _refused(
+            subject,
+            f"returned artifacts of {total} bytes together; the limit is {max_total_bytes}",
+            artifacts_bytes=total,
+            max_artifacts_total_bytes=max_total_bytes,
+        )
 
 
-def checked_artifacts(subject: str, artifacts: object, max_bytes: int) -> tuple[Artifact, ...]:
+def checked_artifacts(
+    subject: str, artifacts: object, max_bytes: int, max_total_bytes: int | None = None
+) -> tuple[Artifact, ...]:
     """What a plugin's ``WithArtifacts`` holds, checked; else OutputValidationError."""
     if isinstance(artifacts, str | bytes) or not isinstance(artifacts, Iterable):
         raise _refused(subject, "returned artifacts that are not a list of Artifact")
@@ -166,7 +194,7 @@ def checked_artifacts(subject: str, artifacts: object, max_bytes: int) -> tuple[
                 returned_type=type(item).__name__,
             )
         checked.append(item)
-    check_headers(subject, [header_of(item) for item in checked], max_bytes)
+    check_headers(subject, [header_of(item) for item in checked], max_bytes, max_total_bytes)
     return tuple(checked)
 
 

@@ -159,6 +159,12 @@ except ValueError:
     ARTIFACT_STORAGE_OPTIONS = None
 if not isinstance(ARTIFACT_STORAGE_OPTIONS, dict):
     raise ImproperlyConfigured("ARTIFACT_STORAGE_OPTIONS must be a JSON object")
+# The operator's ceilings: one artifact (caps every plugin's max_artifact_bytes), and
+# one execution's artifacts together.
+ARTIFACT_MAX_BYTES = int(os.environ.get("ARTIFACT_MAX_BYTES", str(50 * 1024 * 1024)))
+ARTIFACT_MAX_TOTAL_BYTES = int(os.environ.get("ARTIFACT_MAX_TOTAL_BYTES", str(200 * 1024 * 1024)))
+if ARTIFACT_MAX_BYTES < 1 or ARTIFACT_MAX_TOTAL_BYTES < 1:
+    raise ImproperlyConfigured("ARTIFACT_MAX_BYTES and ARTIFACT_MAX_TOTAL_BYTES must be positive")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "artifacts": {"BACKEND": ARTIFACT_STORAGE_BACKEND, "OPTIONS": ARTIFACT_STORAGE_OPTIONS},

@@ -22,6 +22,7 @@ from django.core.files.storage import Storage, storages
 
 from execution.artifacts.models import JobArtifact
 from execution.audit.events import AuditEvent
+from plugins.artifacts import name_problem
 from plugins.runtime.isolation.artifacts import ReceivedArtifact, close_all
 
 if TYPE_CHECKING:
@@ -35,6 +36,10 @@ FOLDER = "job-artifacts"
 
 class ArtifactStorageFailed(Exception):
     """The artifacts storage refused a file; nothing of the execution's files is left there."""
+
+
+class LeaseLost(Exception):
+    """The job's lease could not be renewed (it is no longer this run's): nothing is stored."""
 
 
 @dataclass(frozen=True)
@@ -60,22 +65,32 @@ def artifact_storage() -> Storage:
     return storages[STORAGE_ALIAS]
 
 
-def store_artifacts(job: Job, artifacts: Sequence[ReceivedArtifact]) -> list[StoredArtifact]:
+def store_artifacts(
+    job: Job, artifacts: Sequence[ReceivedArtifact], *, lease_s: float | None = None
+) -> list[StoredArtifact]:
     """Save each of a run's artifacts to the storage, and close them.
 
-    Raises ArtifactStorageFailed (after deleting what it saved) if the storage fails.
+    ``lease_s``: before each file, the job's lease is renewed for that long, so that
+    saving (up to 16 large files, after the plugin's time limit was spent) never
+    outlasts it. Raises ArtifactStorageFailed if the storage fails, LeaseLost if the
+    job is no longer this run's, after deleting what it saved.
     """
     storage = artifact_storage()
     folder = f"{FOLDER}/{job.pk}/{uuid.uuid4().hex}"  # one per run: a retry never collides
     stored: list[StoredArtifact] = []
     try:
         for index, artifact in enumerate(artifacts):
+            if lease_s is not None and not job.renew_lease(lease_s):
+                raise LeaseLost(f"Job {job.pk} is no longer this run's")
             path = storage.save(f"{folder}/{index}", File(artifact.file))
             stored.append(
                 StoredArtifact(
                     artifact.name, artifact.content_type, artifact.size, artifact.sha256, path
                 )
             )
+    except LeaseLost:
+        delete_files(item.storage_path for item in stored)
+        raise
     except Exception as exc:
         logger.exception("Storing the artifacts of job %s failed", job.pk)
         delete_files(item.storage_path for item in stored)
@@ -137,7 +152,13 @@ def artifacts_of(job: Job) -> list[JobArtifact]:
 
 
 def get_artifact(job: Job, name: str) -> JobArtifact:
-    """The job's artifact ``name``; raises JobArtifact.DoesNotExist."""
+    """The job's artifact ``name``; raises JobArtifact.DoesNotExist.
+
+    A name no artifact can have (NUL, a lone surrogate, too long: from a URL's ``%00``)
+    names none, and is not sent to the database, which could not even compare it.
+    """
+    if name_problem(name) is not None:
+        raise JobArtifact.DoesNotExist(f"No artifact of job {job.pk} can be named {name!r}")
     return JobArtifact.objects.get(job_id=job.pk, name=name)
 
 

@@ -461,7 +461,10 @@ class JobExecutionService:
         final: dict[str, Any] = {}
         if outcome.plugin_output:  # most plugins print nothing: no statement for them
             final["plugin_output"] = outcome.plugin_output
-        if outcome.progress is not None and job.status in (JobStatus.SUCCESS, JobStatus.FAILED):
+        # A finished job keeps its last report (docs/api.md), a cancelled one too; a job
+        # handed back for another attempt starts again from none.
+        finished = (JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.CANCELLED)
+        if outcome.progress is not None and job.status in finished:
             final.update(progress_fields(outcome.progress, at=database_now()))
         if final:
             Job.objects.filter(pk=job.pk).update(**final)
@@ -503,6 +506,7 @@ class _Outcome:
         self.failures = 0
         # Set once the row turned out not to be ours: then only the run's count is left.
         self._changed_by_others = False
+        self._failing_instead = False  # set once the outcome became a failure to record it
 
     def try_once(self) -> bool:
         """One try: True when the outcome is recorded (or the job had changed meanwhile)."""
@@ -524,12 +528,35 @@ class _Outcome:
                 return self._failed(exc)
         except TRANSIENT_DATABASE_ERRORS as exc:
             return self._failed(exc)
+        except Exception as exc:
+            if self._failing_instead:  # even a failure could not be recorded: no loop
+                raise
+            self._fail_instead(exc)
+            return self.try_once()
         self.pending_metrics.discard()
         if self.failures:
             logger.warning(
                 "Recorded the outcome of job %s after %d tries", job.pk, self.failures + 1
             )
         return True
+
+    def _fail_instead(self, exc: Exception) -> None:
+        """Record the run as failed: its outcome could not be (a bug, not the database's fault).
+
+        The job must not stay RUNNING until its lease ends, with files stored that no row
+        names: its stored files go, and the next try records this error instead.
+        """
+        logger.exception("Recording the outcome of job %s failed; it fails instead", self.job.pk)
+        self._failing_instead = True
+        artifact_services.discard(self.artifacts)
+        self.artifacts = ()
+        error = build_error_envelope(
+            ErrorType.SERVICE_UNAVAILABLE,
+            "The job's outcome could not be recorded",
+            details={"exception": type(exc).__name__},  # its text may hold what failed
+            plugin=self.job.plugin_name,
+        )
+        self.execution = ExecutionResult(None, error, self.execution.ran)
 
     def _failed(self, exc: Exception) -> bool:
         self.failures += 1
@@ -726,7 +753,17 @@ def _store_artifacts(
         close_all(execution.artifacts)
         return execution, []
     try:
-        return execution, artifact_services.store_artifacts(job, execution.artifacts)
+        stored = artifact_services.store_artifacts(
+            job, execution.artifacts, lease_s=_claimed_lease_s(job)
+        )
+    except artifact_services.LeaseLost as exc:  # cancelled or recovered meanwhile
+        error = build_error_envelope(
+            ErrorType.WORKER_LOST,
+            "The job's lease ended while its artifacts were stored",
+            plugin=job.plugin_name,
+            exc=exc,
+        )
+        return ExecutionResult(None, error, execution.ran), []
     except artifact_services.ArtifactStorageFailed as exc:
         error = build_error_envelope(
             ErrorType.SERVICE_UNAVAILABLE,
@@ -735,6 +772,14 @@ def _store_artifacts(
             exc=exc,
         )
         return ExecutionResult(None, error, execution.ran), []
+    return execution, stored
+
+
+def _claimed_lease_s(job: Job) -> float | None:
+    """How long the claim's lease was (start to end): what each renewal grants again."""
+    if job.lease_expires_at is None or job.started_at is None:
+        return None
+    return max((job.lease_expires_at - job.started_at).total_seconds(), 0.0)
 
 
 def _is_invalid_input(error: ErrorEnvelope | None) -> bool:

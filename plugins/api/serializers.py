@@ -34,7 +34,11 @@ class PluginLimitsSerializer(serializers.Serializer[dict[str, Any]]):
     max_memory_mb = serializers.IntegerField(allow_null=True)
     max_result_bytes = serializers.IntegerField()
     max_artifact_bytes = serializers.IntegerField(
-        help_text="Largest file it may return with a result (plugins.md#artifacts)."
+        help_text="Largest file it may return with a result: its own limit, at most the "
+        "operator's ARTIFACT_MAX_BYTES (plugins.md#artifacts)."
+    )
+    max_artifacts_total_bytes = serializers.IntegerField(
+        help_text="Largest sum of the files one execution returns (ARTIFACT_MAX_TOTAL_BYTES)."
     )
     max_attempts = serializers.IntegerField()
     max_concurrency = serializers.IntegerField(

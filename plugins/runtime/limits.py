@@ -31,7 +31,10 @@ class ExecutionLimits:
     max_result_bytes: int = 1024 * 1024
     """Largest result, measured as its JSON encoding."""
     max_artifact_bytes: int = 50 * 1024 * 1024
-    """Largest artifact (a file returned with the result; the plugin's ``max_artifact_bytes``)."""
+    """Largest artifact (a file returned with the result): the plugin's ``max_artifact_bytes``,
+    at most the operator's ARTIFACT_MAX_BYTES."""
+    max_artifacts_total_bytes: int = 200 * 1024 * 1024
+    """Largest sum of one execution's artifacts (the operator's ARTIFACT_MAX_TOTAL_BYTES)."""
     network: bool = False
     """May open TCP connections: the plugin declares ``network = True`` and the operator
     names it in ``network_allowed``; both, or its sandbox has no network."""
@@ -45,6 +48,8 @@ class ExecutionLimits:
     """The operator's PLUGIN_READ_PATHS_ALLOWED: the plugins whose ``read_paths`` count."""
     thread_allowed: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
     """The operator's PLUGIN_THREAD_ALLOWED: the plugins that may leave the sandbox for a thread."""
+    artifact_bytes_ceiling: int = field(default=50 * 1024 * 1024, compare=False, repr=False)
+    """The operator's ARTIFACT_MAX_BYTES: no plugin's ``max_artifact_bytes`` goes beyond it."""
 
     @classmethod
     def from_settings(cls) -> ExecutionLimits:
@@ -55,6 +60,9 @@ class ExecutionLimits:
             timeout_s=settings.PLUGIN_DEFAULT_TIMEOUT_S,
             max_memory_mb=settings.PLUGIN_DEFAULT_MAX_MEMORY_MB,
             max_result_bytes=settings.PLUGIN_MAX_RESULT_BYTES,
+            max_artifact_bytes=settings.ARTIFACT_MAX_BYTES,
+            max_artifacts_total_bytes=settings.ARTIFACT_MAX_TOTAL_BYTES,
+            artifact_bytes_ceiling=settings.ARTIFACT_MAX_BYTES,
             network_allowed=frozenset(settings.PLUGIN_NETWORK_ALLOWED),
             read_paths_allowed=frozenset(settings.PLUGIN_READ_PATHS_ALLOWED),
             thread_allowed=frozenset(settings.PLUGIN_THREAD_ALLOWED),
@@ -77,8 +85,10 @@ class ExecutionLimits:
         if getattr(plugin, "max_memory_mb", None) is not None:
             overrides["max_memory_mb"] = int(plugin.max_memory_mb)
         artifact_bytes = getattr(plugin, "max_artifact_bytes", None)
-        if artifact_bytes is not None and artifact_bytes != self.max_artifact_bytes:
-            overrides["max_artifact_bytes"] = int(artifact_bytes)
+        if artifact_bytes is not None:  # the smaller of the plugin's and the operator's
+            artifact_bytes = min(int(artifact_bytes), self.artifact_bytes_ceiling)
+            if artifact_bytes != self.max_artifact_bytes:
+                overrides["max_artifact_bytes"] = artifact_bytes
         if getattr(plugin, "network", False):
             overrides["network"] = name in self.network_allowed
         if getattr(plugin, "fresh_process", False):

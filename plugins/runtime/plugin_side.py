@@ -40,7 +40,14 @@ def _validate_version_and_input(plugin: Plugin, payload: Any, version: str) -> A
     return validated
 
 
-def validate_and_run(plugin: Plugin, payload: Any, max_result_bytes: int, version: str) -> bytes:
+def validate_and_run(
+    plugin: Plugin,
+    payload: Any,
+    max_result_bytes: int,
+    version: str,
+    max_artifact_bytes: int | None = None,
+    max_artifacts_total_bytes: int | None = None,
+) -> bytes:
     """One execution where the plugin is isolated: validate, run, check the output.
 
     The result's JSON text; it carries the artifacts when ``run`` returned
@@ -61,7 +68,10 @@ def validate_and_run(plugin: Plugin, payload: Any, max_result_bytes: int, versio
     if not isinstance(output, WithArtifacts):
         return validate_output(plugin, output, max_result_bytes)
     artifacts = checked_artifacts(
-        f"Plugin {plugin.name!r}", output.artifacts, type(plugin).max_artifact_bytes
+        f"Plugin {plugin.name!r}",
+        output.artifacts,
+        max_artifact_bytes or type(plugin).max_artifact_bytes,
+        max_artifacts_total_bytes,
     )
     return with_artifacts(validate_output(plugin, output.output, max_result_bytes), artifacts)
 

@@ -225,6 +225,8 @@ class ToolRunner:
             payload,
             limits.max_result_bytes,
             version,
+            limits.max_artifact_bytes,
+            limits.max_artifacts_total_bytes,
             limits=limits,
             control=control,
         )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.storage import FileSystemStorage
 from django.core.management import call_command
@@ -24,18 +25,22 @@ from execution.audit.chain import seal
 from execution.audit.events import AuditEvent
 from execution.audit.models import AuditEntry
 from execution.audit.verify import verify
+from execution.clock import database_now
 from execution.models import Job, JobStatus
 from execution.policy.tokens import create_token
 from execution.services import JobExecutionService
+from execution.services.lease_recovery import LeaseRecoveryService
 from plugins.artifacts import Artifact, WithArtifacts
 from plugins.contract import contract_problems
 from plugins.errors.exceptions import UngovernedExecutionError
 from plugins.testing import run_plugin
+from tests.faults.conftest import wait_until
 from tests.plugins.artifact_plugins import (
     BAD_NAMES,
     FIVE_MB,
     BadArtifactsPlugin,
     ImagePlugin,
+    QuickImagePlugin,
     png_bytes,
 )
 from tests.statements import statements
@@ -43,7 +48,40 @@ from tests.statements import statements
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MODULE = "tests.plugins.artifact_plugins"
-PLUGIN_CLASSES = ("ImagePlugin", "ThreadImagePlugin", "BadArtifactsPlugin", "LyingHostPlugin")
+PLUGIN_CLASSES = (
+    "ImagePlugin",
+    "ThreadImagePlugin",
+    "QuickImagePlugin",
+    "BadArtifactsPlugin",
+    "LyingHostPlugin",
+)
+
+
+class OutlastingStorage(FileSystemStorage):
+    """Saves its first file only once the job's first lease has ended, then lets recovery run.
+
+    Recovery runs as the second file is saved: it takes the job if its lease ended.
+    """
+
+    def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
+        job = Job.objects.get()
+        if str(name).endswith("/0"):
+            first_lease_end = job.started_at + timedelta(
+                seconds=QuickImagePlugin.timeout_s + settings.JOB_LEASE_GRACE_S
+            )
+            wait_until(lambda: database_now() > first_lease_end, timeout_s=30)
+        else:
+            LeaseRecoveryService().recover_expired()
+        return super().save(name, content, max_length)
+
+
+class CancellingStorage(FileSystemStorage):
+    """The job is cancelled while its first file is saved."""
+
+    def save(self, name: str | None, content: Any, max_length: int | None = None) -> str:
+        if str(name).endswith("/0"):
+            JobExecutionService().cancel_job(job=Job.objects.get())
+        return super().save(name, content, max_length)
 
 
 class FailingStorage(FileSystemStorage):
@@ -57,7 +95,7 @@ class FailingStorage(FileSystemStorage):
 def _setup(settings, tmp_path):
     settings.PLUGINS = [f"{MODULE}.{name}" for name in PLUGIN_CLASSES]
     settings.PLUGIN_ISOLATION = "process"
-    settings.PLUGIN_THREAD_ALLOWED = ["image_artifact_thread"]
+    settings.PLUGIN_THREAD_ALLOWED = ["image_artifact_thread", "image_artifact_quick"]
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
@@ -238,6 +276,34 @@ def test_an_unknown_artifact_is_a_404_envelope(api_client, user):
     assert response.json()["detail"]["message"] == "No such artifact."
 
 
+@pytest.mark.parametrize("name", ["a%00b.png", "%00", "a" * 201, "..", "a%0Ab"])
+def test_a_name_no_artifact_can_have_is_a_404_without_a_query(api_client, user, name, monkeypatch):
+    """PostgreSQL cannot even compare a NUL: the name is refused before any query."""
+    job = run_job("image_artifact", {"size": 100}, user=user)
+    looked_up: list[Any] = []
+    get = JobArtifact.objects.get
+
+    def spy(**lookup: Any) -> Any:
+        looked_up.append(lookup)
+        return get(**lookup)
+
+    monkeypatch.setattr(JobArtifact.objects, "get", spy)
+    response, _ = download(api_client, f"/v1/jobs/{job.pk}/artifacts/{name}")
+    assert response.status_code == 404, response.content
+    assert response.json()["detail"]["type"] == "NotFound"
+    assert response.json()["detail"]["message"] == "No such artifact."
+    assert looked_up == []
+    response, _ = download(api_client, f"/v1/jobs/{job.pk}/artifacts/picture.png")
+    assert response.status_code == 200
+    assert len(looked_up) == 1  # the spy sees the lookups there are
+
+
+def test_a_lone_surrogate_names_no_artifact(user):
+    job = run_job("image_artifact", {"size": 100}, user=user)
+    with pytest.raises(JobArtifact.DoesNotExist):
+        artifact_services.get_artifact(job, "a\ud800.png")
+
+
 def test_a_file_gone_from_the_storage_is_a_503_not_a_500(api_client, user, settings):
     job = run_job("image_artifact", {"size": 100}, user=user)
     for path in stored_files(settings):
@@ -293,7 +359,16 @@ def test_a_good_artifact_of_the_same_plugin_is_stored(user):
 
 
 @pytest.mark.parametrize(
-    "case", ["smaller_than_sent", "larger_than_sent", "path_name", "huge", "many", "garbage"]
+    "case",
+    [
+        "smaller_than_sent",
+        "larger_than_sent",
+        "path_name",
+        "surrogate_name",
+        "huge",
+        "many",
+        "garbage",
+    ],
 )
 def test_a_host_that_lies_about_its_artifacts_gets_nothing_stored(user, settings, case):
     job = run_job("lying_host", {"case": case}, user=user)
@@ -401,8 +476,8 @@ def test_files_of_an_outcome_the_job_did_not_take_are_deleted(user, settings, mo
     """The job was cancelled between the files' saving and the outcome's commit."""
     store = artifact_services.store_artifacts
 
-    def store_then_cancel(job: Job, artifacts: Any) -> Any:
-        stored = store(job, artifacts)
+    def store_then_cancel(job: Job, artifacts: Any, **options: Any) -> Any:
+        stored = store(job, artifacts, **options)
         assert len(stored_files(settings)) == 1
         JobExecutionService().cancel_job(job=Job.objects.get(pk=job.pk), user=user)
         return stored
@@ -424,3 +499,126 @@ def test_the_url_of_a_name_with_url_characters_downloads_that_artifact(api_clien
     response, data = download(api_client, artifact["url"])
     assert response.status_code == 200
     assert data == png_bytes(10)
+
+
+# An outcome that cannot be recorded --------------------------------------------------
+
+
+def test_an_outcome_that_cannot_be_recorded_fails_the_job_and_deletes_its_files(
+    api_client, settings, monkeypatch
+):
+    """A real failure: with the name checks off, the database cannot store the name."""
+    import plugins.artifacts
+
+    monkeypatch.setattr(plugins.artifacts, "name_problem", lambda name: None)
+    saved: list[Path] = []
+    store = artifact_services.store_artifacts
+
+    def store_and_see(job: Job, artifacts: Any, **options: Any) -> Any:
+        stored = store(job, artifacts, **options)
+        saved.extend(stored_files(settings))
+        return stored
+
+    monkeypatch.setattr(artifact_services, "store_artifacts", store_and_see)
+    response = api_client.post(
+        "/v1/analyze-execution",
+        {"plugin": "image_artifact_thread", "payload": {"size": 10, "lone_surrogate": True}},
+        format="json",
+    )
+    assert response.status_code == 400, response.content  # a failed job's envelope
+    error = response.json()["detail"]
+    assert error["type"] == "ServiceUnavailable"
+    assert error["details"] == {"exception": "UnicodeEncodeError"}
+    assert len(saved) == 1  # it was stored, then deleted
+    assert stored_files(settings) == []
+    job = Job.objects.get()
+    assert job.status == JobStatus.FAILED
+    assert job.error["error"]["type"] == "ServiceUnavailable"
+    assert job.result is None
+    assert not JobArtifact.objects.exists()
+    seal()
+    assert verify().ok
+
+
+def test_storing_artifacts_renews_the_lease_so_the_success_is_kept(user, settings):
+    """Saving outlasts the lease the claim took; lease recovery must not take the job."""
+    settings.JOB_LEASE_GRACE_S = 0.5
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {"BACKEND": f"{__name__}.OutlastingStorage"},
+    }
+    job = run_job("image_artifact_quick", {"size": 10, "copies": 2}, user=user)
+    assert job.status == JobStatus.SUCCESS, job.error
+    assert job.attempt == 1
+    assert list(JobArtifact.objects.values_list("name", flat=True)) == [
+        "picture.png",
+        "copy-1.png",
+    ]
+    assert len(stored_files(settings)) == 2
+    seal()
+    assert verify().ok
+
+
+def test_a_job_cancelled_while_its_files_are_saved_stores_no_more_and_keeps_none(user, settings):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {"BACKEND": f"{__name__}.CancellingStorage"},
+    }
+    job = run_job("image_artifact", {"size": 10, "copies": 3}, user=user)
+    assert job.status == JobStatus.CANCELLED
+    assert not JobArtifact.objects.exists()
+    assert stored_files(settings) == []
+    seal()
+    assert verify().ok
+
+
+# The operator's ceilings ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("plugin", ["image_artifact", "image_artifact_thread"])
+def test_the_operators_ceiling_caps_a_plugins_max_artifact_bytes(api_client, settings, plugin):
+    settings.ARTIFACT_MAX_BYTES = 1000  # the plugin's own limit is 50 MB
+    [described] = [p for p in api_client.get("/v1/plugins").json() if p["name"] == plugin]
+    assert described["limits"]["max_artifact_bytes"] == 1000
+    assert run_job(plugin, {"size": 1000}).status == JobStatus.SUCCESS
+    job = run_job(plugin, {"size": 1001})
+    assert job.status == JobStatus.FAILED
+    assert job.error["error"]["type"] == "OutputValidationError"
+    assert job.error["error"]["details"] == {
+        "artifact": "picture.png",
+        "artifact_bytes": 1001,
+        "max_artifact_bytes": 1000,
+    }
+
+
+def test_a_plugins_smaller_limit_stays_under_a_larger_ceiling(api_client, settings):
+    settings.ARTIFACT_MAX_BYTES = 10**9
+    [described] = [p for p in api_client.get("/v1/plugins").json() if p["name"] == "bad_artifacts"]
+    assert described["limits"]["max_artifact_bytes"] == 1024
+
+
+@pytest.mark.parametrize("plugin", ["image_artifact", "image_artifact_thread"])
+def test_the_artifacts_of_one_execution_together_are_bounded(api_client, settings, plugin):
+    settings.ARTIFACT_MAX_TOTAL_BYTES = 3000
+    [described] = [p for p in api_client.get("/v1/plugins").json() if p["name"] == plugin]
+    assert described["limits"]["max_artifacts_total_bytes"] == 3000
+    assert run_job(plugin, {"size": 1000, "copies": 3}).status == JobStatus.SUCCESS
+    job = run_job(plugin, {"size": 1000, "copies": 4})
+    assert job.status == JobStatus.FAILED
+    assert job.error["error"]["type"] == "OutputValidationError"
+    assert job.error["error"]["details"] == {
+        "artifacts_bytes": 4000,
+        "max_artifacts_total_bytes": 3000,
+    }
+    assert "4000 bytes together; the limit is 3000" in job.error["error"]["message"]
+    assert len(stored_files(settings)) == 3  # the first run's only
+
+
+def test_the_servers_check_holds_the_ceiling_against_a_host(settings):
+    from plugins.artifacts import ArtifactHeader, check_headers
+    from plugins.errors.exceptions import OutputValidationError
+
+    headers = [ArtifactHeader(f"{n}.bin", "application/octet-stream", 600) for n in range(2)]
+    check_headers("host", headers, 1000, 1200)
+    with pytest.raises(OutputValidationError, match="1200 bytes together; the limit is 1000"):
+        check_headers("host", headers, 1000, 1000)

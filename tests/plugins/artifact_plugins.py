@@ -27,6 +27,7 @@ class ImageInput(BaseModel):
     seed: int = 20
     name: str = "picture.png"
     copies: int = 1
+    lone_surrogate: bool = False  # no input may hold one: the plugin makes it
 
 
 class ImageOutput(BaseModel):
@@ -45,7 +46,8 @@ class ImagePlugin(Plugin):
 
     def run(self, payload: ImageInput) -> Any:
         data = png_bytes(payload.size, payload.seed)
-        artifacts = [Artifact(payload.name, "image/png", data)]
+        name = payload.name + ("\ud800" if payload.lone_surrogate else "")
+        artifacts = [Artifact(name, "image/png", data)]
         artifacts += [
             Artifact(f"copy-{index}.png", "image/png", data) for index in range(1, payload.copies)
         ]
@@ -55,6 +57,14 @@ class ImagePlugin(Plugin):
 class ThreadImagePlugin(ImagePlugin):
     name = "image_artifact_thread"
     isolation = "thread"
+
+
+class QuickImagePlugin(ImagePlugin):
+    """A short time limit, so that its lease ends soon: for the lease-while-storing test."""
+
+    name = "image_artifact_quick"
+    isolation = "thread"
+    timeout_s = 1.0
 
 
 class BadInput(BaseModel):
@@ -76,6 +86,7 @@ BAD_NAMES = {
     "right_to_left_override": "invoice\u202egnp.exe",
     "leading_space": " a.png",
     "too_long": "a" * 201,
+    "lone_surrogate": "a\ud800.png",  # no UTF-8 for it: no database could store it
 }
 
 
@@ -132,6 +143,8 @@ class LyingHostPlugin(Plugin):
             "smaller_than_sent": [{"name": "a.bin", "content_type": "text/plain", "size": 10}],
             "larger_than_sent": [{"name": "a.bin", "content_type": "text/plain", "size": 900}],
             "path_name": [{"name": "../../etc/passwd", "content_type": "text/plain", "size": 100}],
+            # JSON's "\ud800" is a lone surrogate once the server has read it.
+            "surrogate_name": [{"name": "a\ud800.png", "content_type": "text/plain", "size": 100}],
             "huge": [{"name": "a.bin", "content_type": "text/plain", "size": 10**12}],
             "many": [
                 {"name": f"{n}", "content_type": "text/plain", "size": 1} for n in range(10**4)

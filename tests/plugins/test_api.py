@@ -29,6 +29,7 @@ def test_lists_the_example_plugins_with_schemas_and_unavailable_ones_with_reason
         "max_memory_mb": 1024,
         "max_result_bytes": 1024 * 1024,
         "max_artifact_bytes": 50 * 1024 * 1024,
+        "max_artifacts_total_bytes": 200 * 1024 * 1024,
         "max_attempts": 1,
         "max_concurrency": None,
         "network": False,

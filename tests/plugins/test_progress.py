@@ -17,9 +17,13 @@ from django.test.utils import CaptureQueriesContext
 
 from execution.models import Job, JobStatus
 from execution.services import JobExecutionService
-from execution.services.job_execution_service import new_lease_holder
+from execution.services.job_execution_service import _Outcome, new_lease_holder
 from execution.services.job_progress import ProgressThrottle, write_progress
+from plugins.errors.error_envelope import ErrorType, build_error_envelope
+from plugins.metrics.recorder import DeferredRecorder
 from plugins.progress import MAX_MESSAGE_CHARS, ProgressError, ProgressReport, report_progress
+from plugins.runtime.control import StopReason
+from plugins.runtime.tool_runner import ExecutionResult
 from tests.faults.conftest import wait_until
 from tests.plugins.progress_plugins import BAD_CALLS, PROGRESS_PLUGINS
 
@@ -278,6 +282,28 @@ def test_a_write_touches_only_the_running_job_of_the_same_run(running_job):
     stored = Job.objects.get(pk=running_job.pk)
     assert stored.progress == {"done": 1, "total": 4, "message": "one"}
     assert stored.progress_updated_at == first_written
+
+
+def test_a_cancelled_job_keeps_the_report_the_throttle_still_held(running_job):
+    """The plugin reported, the throttle held it, the job was cancelled: the outcome writes it."""
+    assert write_progress(job=running_job, report=ProgressReport(1, 4, "one"))
+    JobExecutionService().cancel_job(job=running_job)
+    cancelled = build_error_envelope(ErrorType.CANCELLED, "Cancelled by the system")
+    with DeferredRecorder() as pending_metrics:
+        outcome = _Outcome(
+            running_job,
+            ExecutionResult(None, cancelled),
+            StopReason.CANCELLED,
+            pending_metrics,
+            elapsed_ms=5.0,
+            record=JobExecutionService()._record_outcome,
+            progress=ProgressReport(3, 4, "three"),
+        )
+        assert outcome.try_once()
+    stored = Job.objects.get(pk=running_job.pk)
+    assert stored.status == JobStatus.CANCELLED
+    assert stored.progress == {"done": 3, "total": 4, "message": "three"}
+    assert stored.progress_updated_at is not None
 
 
 def test_a_job_handed_back_for_its_next_attempt_forgets_the_last_attempts_progress(running_job):

@@ -174,3 +174,21 @@ def test_paths_that_would_expose_the_project_are_never_granted(hosts, settings):
     assert result is None
     assert error["error"]["type"] == ErrorType.PLUGIN_UNAVAILABLE
     assert "would expose the server" in error["error"]["message"]
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_paths_that_would_expose_the_artifacts_are_never_granted(hosts, settings, inside):
+    """A MEDIA_ROOT shared under a granted tree, or a granted tree inside it."""
+    reader_root = Path(sandbox_plugins.ReaderPlugin.read_paths[0])
+    if inside:
+        settings.MEDIA_ROOT = reader_root.parent
+    else:
+        settings.MEDIA_ROOT = reader_root / "media"
+    reader = runner_for(
+        hosts, sandbox_plugins.ReaderPlugin, read_paths_allowed=frozenset({"reader"})
+    )
+    result, error = reader.run("reader", {"target": str(reader_root / "media" / "a.png")})
+    assert result is None
+    assert error["error"]["type"] == ErrorType.PLUGIN_UNAVAILABLE
+    assert "would expose the server" in error["error"]["message"]
+    assert "artifacts" in error["error"]["details"]["reason"]

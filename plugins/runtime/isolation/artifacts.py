@@ -108,7 +108,7 @@ def send_all(fd: int, artifacts: Sequence[Artifact]) -> None:
 
 
 def receive_all(
-    fd: int, report: object, *, max_bytes: int, deadline: float
+    fd: int, report: object, *, max_bytes: int, max_total_bytes: int | None = None, deadline: float
 ) -> tuple[ReceivedArtifact, ...]:
     """Read the artifacts a host announced in ``report``, each into a temporary file.
 
@@ -116,7 +116,7 @@ def receive_all(
     or a frame is not what was announced; channel errors as ``channel.receive``.
     """
     headers = headers_from_report("The plugin's process", report)
-    check_headers("The plugin's process", headers, max_bytes)
+    check_headers("The plugin's process", headers, max_bytes, max_total_bytes)
     kept: list[ReceivedArtifact] = []
     try:
         for header in headers:

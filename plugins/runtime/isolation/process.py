@@ -556,7 +556,11 @@ class _Host:
         """The artifacts that follow a result, each into a file of ours (artifacts.py)."""
         try:
             received = plugin_artifacts.receive_all(
-                self._replies, announced, max_bytes=limits.max_artifact_bytes, deadline=deadline
+                self._replies,
+                announced,
+                max_bytes=limits.max_artifact_bytes,
+                max_total_bytes=limits.max_artifacts_total_bytes,
+                deadline=deadline,
             )
         except channel.ChannelClosed:
             raise self._crash() from None
@@ -825,18 +829,40 @@ def _interpreter_paths() -> tuple[str, ...]:
 
 
 def _exposed_by(read_only: tuple[str, ...]) -> str | None:
-    """The project folder or database file one of these trees would let a host read, if any."""
+    """What of the server one of these trees would let a host read, if any.
+
+    The project folder, the SQLite file, and the artifacts' folder: every user's
+    files are there, so no tree may hold it nor lie inside it.
+    """
     from django.conf import settings
 
     secrets = [Path(settings.BASE_DIR).resolve()]
     database = settings.DATABASES.get("default", {})
     if "sqlite" in str(database.get("ENGINE", "")):
         secrets.append(Path(str(database.get("NAME", ""))).resolve())
+    artifacts = _artifacts_folder()
     for root in read_only:
         for secret in secrets:
             if secret.is_relative_to(root):
                 return f"{root} holds {secret}"
+        if artifacts is not None and (
+            artifacts.is_relative_to(root) or Path(root).is_relative_to(artifacts)
+        ):
+            return f"{root} reaches the artifacts in {artifacts}"
     return None
+
+
+def _artifacts_folder() -> Path | None:
+    """Where the artifacts storage keeps its files, when it is a folder here (FileSystemStorage)."""
+    from django.core.files.storage import FileSystemStorage, InvalidStorageError, storages
+
+    try:
+        storage = storages["artifacts"]
+    except InvalidStorageError:
+        return None
+    if not isinstance(storage, FileSystemStorage):
+        return None
+    return Path(storage.location).resolve()
 
 
 def _package_locations(plugin_class: type) -> tuple[tuple[str, str], ...]:
