@@ -7,7 +7,11 @@ tests/faults/test_callback_worker.py has a real db_worker deliver them.
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,8 @@ from django.db import transaction
 from django_tasks_db.models import DBTaskResult
 from rest_framework.test import APIClient
 
-from execution.callbacks import signing
+from execution.callbacks import delivery, signing
+from execution.callbacks.destinations import Destination
 from execution.callbacks.models import CallbackAttempt, CallbackState, JobCallback
 from execution.callbacks.services import deliver_callback, recover_lost_deliveries
 from execution.clock import database_now
@@ -634,3 +639,89 @@ def test_a_fault_before_sending_is_a_failed_attempt_not_a_stuck_callback(
     (attempt,) = callback.attempts.all()
     assert attempt.error == "Not sent: RuntimeError"
     assert callback.state == CallbackState.GAVE_UP
+
+
+# One deadline per attempt -----------------------------------------------------------------
+
+
+@contextmanager
+def trickling_receiver(answer: bytes, every_s: float) -> Iterator[dict[str, Any]]:
+    """A receiver on 127.0.0.1 that reads the request, then sends ``answer`` a byte at a time."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: dict[str, Any] = {"port": listener.getsockname()[1], "sent": 0, "cut_off": False}
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            try:
+                for byte in answer:
+                    time.sleep(every_s)
+                    connection.sendall(bytes([byte]))
+                    seen["sent"] += 1
+                connection.recv(1)  # until the client closes
+            except OSError:
+                seen["cut_off"] = True
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        listener.close()
+        thread.join(10)
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_attempts_deadline(
+    api_client, user, settings
+):
+    """Each byte comes well within the timeout; the whole answer would take 4 of them."""
+    settings.CALLBACK_TIMEOUT_S = 1
+    settings.CALLBACK_RETRY_FOR_S = 0
+    answer = b"HTTP/1.1 200 OK\r\n\r\n"
+    with trickling_receiver(answer, every_s=0.2) as seen:
+        job = submitted_and_run(api_client, f"http://127.0.0.1:{seen['port']}/hook")
+        callback = deliver_until_settled(job.pk)
+    (attempt,) = callback.attempts.all()
+    assert attempt.status_code is None
+    assert attempt.error == "TimeoutError: timed out"
+    assert seen["sent"] < len(answer)  # the delivery stopped listening before the end
+    assert callback.state == CallbackState.GAVE_UP
+
+
+def test_only_the_status_line_of_the_answer_is_read():
+    """A receiver that never finishes its headers is still an answer: its status counts."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nX-A: ")
+            connection.recv(1)  # headers never end; wait for the client to hang up
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    destination = Destination("http", "127.0.0.1", listener.getsockname()[1], "/", ("127.0.0.1",))
+    try:
+        delivered = delivery.post(destination, b"{}", {}, timeout_s=5)
+    finally:
+        listener.close()
+        thread.join(10)
+    assert (delivered.status_code, delivered.error) == (204, "")
+
+
+def test_at_most_two_of_the_checked_addresses_are_tried(monkeypatch):
+    tried: list[str] = []
+
+    def refused(address, timeout=None, source=None):
+        tried.append(address[0])
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(socket, "create_connection", refused)
+    addresses = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+    destination = Destination("http", "hooks.test", 9, "/", addresses)
+    delivered = delivery.post(destination, b"{}", {}, timeout_s=5)
+    assert tried == ["127.0.0.2", "127.0.0.3"]
+    assert delivered.status_code is None
+    assert "ConnectionRefused" in delivered.error
