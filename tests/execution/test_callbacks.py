@@ -725,3 +725,61 @@ def test_at_most_two_of_the_checked_addresses_are_tried(monkeypatch):
     assert tried == ["127.0.0.2", "127.0.0.3"]
     assert delivered.status_code is None
     assert "ConnectionRefused" in delivered.error
+
+
+@pytest.mark.parametrize(("late_status", "late_error"), [(200, ""), (500, "HTTP 500")])
+def test_a_slow_workers_outcome_replaces_the_lost_guess_of_the_worker_that_took_over(
+    user, late_status, late_error
+):
+    """Worker 1 outlives its claim; worker 2 takes over (recording attempt 1 as lost)."""
+    from execution.callbacks import services
+
+    with receiver() as hook:
+        job = JobExecutionService().create_job(
+            plugin_name="echo", payload={"message": "x"}, requested_by=user, callback_url=hook.url()
+        )
+        JobExecutionService().run_job(job_id=job.pk)
+        first, first_number = services._claim(job.pk)
+        started_at = database_now()
+        JobCallback.objects.filter(pk=job.pk).update(
+            claimed_until=database_now() - timedelta(seconds=1)
+        )
+        second, second_number = services._claim(job.pk)
+        assert (first_number, second_number) == (1, 2)
+        assert CallbackAttempt.objects.get(callback_id=job.pk, number=1).error == (
+            services.LOST_DELIVERY
+        )
+
+        late = delivery.Delivered(late_status, late_error, 12.5)
+        recorded = services._record(first, first_number, started_at, late, task_id=None)
+        assert (recorded.number, recorded.status_code) == (1, late_status)
+        assert JobCallback.objects.get(pk=job.pk).state == CallbackState.DELIVERING  # worker 2's
+
+        services._record(
+            second, second_number, database_now(), delivery.Delivered(200, "", 1.0), task_id=None
+        )
+    attempts = list(CallbackAttempt.objects.filter(callback_id=job.pk))
+    assert [(a.number, a.status_code, a.error) for a in attempts] == [
+        (1, late_status, late_error),
+        (2, 200, ""),
+    ]
+    assert JobCallback.objects.get(pk=job.pk).state == CallbackState.DELIVERED
+    assert delivery_tasks()[-1].args_kwargs["args"] == [str(job.pk)]
+    assert len(delivery_tasks()) == 1  # the late failure queued no retry of its own
+
+
+def test_the_claim_outlasts_the_longest_attempt(user, settings):
+    """Before a claim expires, its attempt (bounded by CALLBACK_TIMEOUT_S) has ended."""
+    from execution.callbacks import services
+
+    settings.CALLBACK_TIMEOUT_S = 10
+    job = JobExecutionService().create_job(
+        plugin_name="echo",
+        payload={"message": "x"},
+        requested_by=user,
+        callback_url="http://127.0.0.1:9/h",
+    )
+    JobExecutionService().run_job(job_id=job.pk)
+    assert services._claim(job.pk) is not None
+    claimed_for = JobCallback.objects.get(pk=job.pk).claimed_until - database_now()
+    assert claimed_for.total_seconds() > 2 * settings.CALLBACK_TIMEOUT_S
