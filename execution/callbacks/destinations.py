@@ -7,8 +7,9 @@ to one of the addresses checked here, never resolving the name again.
 
 Hosts match ``CALLBACK_ALLOWED_HOSTS`` as Django's ALLOWED_HOSTS do (an exact name,
 ``.example.com`` for a domain and its subdomains, ``*`` for any). Loopback, private,
-link-local, shared, reserved and other non-global addresses are refused unless
-``CALLBACK_ALLOW_PRIVATE_ADDRESSES``; multicast and unspecified addresses always are.
+link-local, shared, reserved, site-local and other non-global addresses are refused
+unless ``CALLBACK_ALLOW_PRIVATE_ADDRESSES``, and so are IPv6 addresses that embed
+such an IPv4 address; multicast and unspecified addresses always are.
 """
 
 from __future__ import annotations
@@ -64,18 +65,55 @@ def resolve_destination(url: str) -> Destination:
     return Destination(parts.scheme, host, port, target, tuple(str(a) for a in addresses))
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64's well-known
+# prefix (RFC 6052) and the deprecated IPv4-compatible addresses (RFC 4291).
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# NAT64 for local use (RFC 8215): always an operator's own network.
+LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
 def address_problem(address: IPAddress) -> str:
-    """Why callbacks may not connect to ``address`` ("" when they may)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address.is_multicast or address.is_unspecified:
+    """Why callbacks may not connect to ``address`` ("" when they may).
+
+    An IPv6 address that embeds an IPv4 one (mapped, NAT64, IPv4-compatible, 6to4,
+    Teredo) is judged by that IPv4 address too: ``64:ff9b::a9fe:a9fe`` reaches
+    169.254.169.254 through a NAT64 gateway, although Python calls it global.
+    """
+    judged = _judged_addresses(address)
+    if any(each.is_multicast or each.is_unspecified for each in judged):
         return "a multicast or unspecified address is never a callback's destination"
-    if address.is_global or settings.CALLBACK_ALLOW_PRIVATE_ADDRESSES:
+    if settings.CALLBACK_ALLOW_PRIVATE_ADDRESSES or all(_is_public(each) for each in judged):
         return ""
     return (
         "a loopback, private, link-local or reserved address, refused unless "
         "CALLBACK_ALLOW_PRIVATE_ADDRESSES is on"
     )
+
+
+def _is_public(address: IPAddress) -> bool:
+    site_local = isinstance(address, ipaddress.IPv6Address) and address.is_site_local
+    return address.is_global and not address.is_reserved and not site_local
+
+
+def _judged_addresses(address: IPAddress) -> list[IPAddress]:
+    """``address``, or what it stands for: the IPv4 address(es) an IPv6 one carries."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return [address]
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    low_32_bits = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in NAT64:
+        return [low_32_bits]
+    if address in IPV4_COMPATIBLE and int(address) > 1:  # not :: or ::1
+        return [low_32_bits]
+    if address in LOCAL_NAT64:
+        return [address, low_32_bits]  # the prefix itself is reserved: refused
+    if address.sixtofour is not None:
+        return [address, address.sixtofour]
+    if address.teredo is not None:
+        return [address, *address.teredo]
+    return [address]
 
 
 def _parse(url: str) -> SplitResult:

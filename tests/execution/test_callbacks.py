@@ -6,6 +6,7 @@ tests/faults/test_callback_worker.py has a real db_worker deliver them.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import threading
@@ -783,3 +784,60 @@ def test_the_claim_outlasts_the_longest_attempt(user, settings):
     assert services._claim(job.pk) is not None
     claimed_for = JobCallback.objects.get(pk=job.pk).claimed_until - database_now()
     assert claimed_for.total_seconds() > 2 * settings.CALLBACK_TIMEOUT_S
+
+
+# Addresses that hide an internal one -------------------------------------------------------
+
+REFUSED_ADDRESSES = [
+    ("64:ff9b::a9fe:a9fe", "NAT64 of 169.254.169.254 (cloud metadata)"),
+    ("64:ff9b::a00:1", "NAT64 of 10.0.0.1"),
+    ("64:ff9b:1::a9fe:a9fe", "local-use NAT64"),
+    ("::7f00:1", "IPv4-compatible 127.0.0.1"),
+    ("::a9fe:a9fe", "IPv4-compatible 169.254.169.254"),
+    ("2002:7f00:1::", "6to4 of 127.0.0.1"),
+    ("2002:a9fe:a9fe::1", "6to4 of 169.254.169.254"),
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+    ("fec0::1", "site-local"),
+    ("::ffff:10.0.0.1", "IPv4-mapped 10.0.0.1"),
+    ("240.0.0.1", "reserved"),
+    ("100::1", "discard-only"),
+]
+
+
+@pytest.mark.parametrize(("address", "what"), REFUSED_ADDRESSES)
+def test_addresses_that_reach_an_internal_one_are_refused(settings, address, what):
+    from execution.callbacks.destinations import address_problem
+
+    settings.CALLBACK_ALLOW_PRIVATE_ADDRESSES = False
+    assert "CALLBACK_ALLOW_PRIVATE_ADDRESSES" in address_problem(ipaddress.ip_address(address))
+    settings.CALLBACK_ALLOW_PRIVATE_ADDRESSES = True  # the operator's own network: allowed
+    assert address_problem(ipaddress.ip_address(address)) == ""
+
+
+@pytest.mark.parametrize(
+    "address", ["64:ff9b::e000:1", "::ffff:224.0.0.1", "2002:e000:1::", "::ffff:0.0.0.0"]
+)
+def test_an_embedded_multicast_or_unspecified_address_is_always_refused(settings, address):
+    from execution.callbacks.destinations import address_problem
+
+    settings.CALLBACK_ALLOW_PRIVATE_ADDRESSES = True
+    assert "multicast or unspecified" in address_problem(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize(
+    "address", ["93.184.216.34", "2606:4700::1111", "64:ff9b::5db8:d822", "2002:5db8:d822::1"]
+)
+def test_public_addresses_are_allowed(settings, address):
+    from execution.callbacks.destinations import address_problem
+
+    settings.CALLBACK_ALLOW_PRIVATE_ADDRESSES = False
+    assert address_problem(ipaddress.ip_address(address)) == ""
+
+
+def test_a_nat64_literal_of_the_metadata_address_is_a_400(api_client, settings):
+    settings.CALLBACK_ALLOW_PRIVATE_ADDRESSES = False
+    settings.CALLBACK_ALLOWED_HOSTS = ["*"]
+    response = submit(api_client, "http://[64:ff9b::a9fe:a9fe]/latest/meta-data")
+    assert response.status_code == 400
+    assert "CALLBACK_ALLOW_PRIVATE_ADDRESSES" in json.dumps(error_of(response)["details"])
+    assert JobCallback.objects.count() == 0
