@@ -15,6 +15,7 @@ such an IPv4 address; multicast and unspecified addresses always are.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
@@ -26,6 +27,8 @@ from execution.callbacks.models import CALLBACK_URL_MAX_LENGTH
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 DEFAULT_PORTS = {"http": 80, "https": 443}
+
+logger = logging.getLogger(__name__)
 
 
 class DestinationRefused(Exception):
@@ -58,7 +61,12 @@ def resolve_destination(url: str) -> Destination:
     for address in addresses:
         problem = address_problem(address)
         if problem:
-            raise DestinationRefused(f"The callback host {host} resolves to {address}: {problem}")
+            # The address stays in the server's log: a client learns no internal name's address.
+            logger.warning("Callback host %s refused: it resolves to %s", host, address)
+            raise DestinationRefused(
+                f"The callback host {host} resolves to an address callbacks may not reach: "
+                f"{problem}"
+            )
     target = parts.path or "/"
     if parts.query:
         target = f"{target}?{parts.query}"

@@ -390,7 +390,7 @@ def test_delivery_connects_to_the_address_it_checked(api_client, user, settings,
 
 
 def test_a_name_rebound_to_a_private_address_gets_no_request(
-    api_client, user, settings, monkeypatch
+    api_client, user, settings, monkeypatch, caplog
 ):
     """Public when submitted, loopback when delivered (DNS rebinding): refused at delivery."""
     import socket
@@ -411,7 +411,9 @@ def test_a_name_rebound_to_a_private_address_gets_no_request(
         callback = deliver_until_settled(job.pk)
     assert hook.received == []
     (attempt,) = callback.attempts.all()
-    assert "resolves to 127.0.0.1" in attempt.error
+    assert "resolves to an address callbacks may not reach" in attempt.error
+    assert "127.0.0.1" not in attempt.error  # the owner learns no internal address
+    assert "hooks.test refused: it resolves to 127.0.0.1" in caplog.text  # the operator does
     assert callback.state == CallbackState.GAVE_UP
 
 
@@ -841,3 +843,25 @@ def test_a_nat64_literal_of_the_metadata_address_is_a_400(api_client, settings):
     assert response.status_code == 400
     assert "CALLBACK_ALLOW_PRIVATE_ADDRESSES" in json.dumps(error_of(response)["details"])
     assert JobCallback.objects.count() == 0
+
+
+def test_a_refusal_does_not_say_what_an_internal_name_resolves_to(
+    api_client, settings, monkeypatch, caplog
+):
+    settings.CALLBACK_ALLOWED_HOSTS = [".internal"]
+    settings.CALLBACK_ALLOW_PRIVATE_ADDRESSES = False
+    real = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):
+        return real("10.1.2.3" if host == "db.internal" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    response = submit(api_client, "http://db.internal/hook")
+    assert response.status_code == 400
+    (entry,) = error_of(response)["details"]["errors"]
+    assert entry["location"] == ["callback_url"]
+    assert entry["message"].startswith(
+        "The callback host db.internal resolves to an address callbacks may not reach"
+    )
+    assert "10.1.2.3" not in response.content.decode()
+    assert "db.internal refused: it resolves to 10.1.2.3" in caplog.text
