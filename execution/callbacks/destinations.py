@@ -24,6 +24,7 @@ from django.conf import settings
 from django.http.request import validate_host
 
 from execution.callbacks.models import CALLBACK_URL_MAX_LENGTH
+from plugins.validation.semantic import SemanticCode
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -32,7 +33,25 @@ logger = logging.getLogger(__name__)
 
 
 class DestinationRefused(Exception):
-    """A callback URL, or the address its host resolves to, that callbacks may not reach."""
+    """A callback URL, or the address its host resolves to, that callbacks may not reach.
+
+    ``code`` is the refusal's error type. A ``SemanticCode`` says the published schema
+    (a string of ``format: uri`` matching ``CALLBACK_URL_PATTERN``, at most
+    ``CALLBACK_URL_MAX_LENGTH`` long) accepts the URL: the server's configuration or
+    DNS refuses it, which no schema can state (docs/api.md, "Semantic refusals").
+    """
+
+    def __init__(self, message: str, code: str = "callback_url_invalid") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# What the published schema says of a callback URL besides its format and length (an
+# ECMA-262 regex): http(s), a host, no credentials, no fragment. The rest is semantic.
+CALLBACK_URL_PATTERN = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@]+(?:[/?][^#]*)?$"
+NOT_ALLOWED = SemanticCode("callback_host_not_allowed")
+UNREACHABLE = SemanticCode("callback_address_refused")
+UNRESOLVED = SemanticCode("callback_host_unresolved")
 
 
 @dataclass(frozen=True)
@@ -65,7 +84,8 @@ def resolve_destination(url: str) -> Destination:
             logger.warning("Callback host %s refused: it resolves to %s", host, address)
             raise DestinationRefused(
                 f"The callback host {host} resolves to an address callbacks may not reach: "
-                f"{problem}"
+                f"{problem}",
+                UNREACHABLE,
             )
     target = parts.path or "/"
     if parts.query:
@@ -138,26 +158,35 @@ def _parse(url: str) -> SplitResult:
         )
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises ValueError for a port out of range)
     except ValueError as exc:
         raise DestinationRefused(f"The callback URL is not a valid URL: {exc}") from None
     if parts.scheme not in DEFAULT_PORTS:
         raise DestinationRefused("The callback URL must start with http:// or https://.")
     if parts.username is not None or parts.password is not None:
         raise DestinationRefused("The callback URL must not carry credentials.")
-    if parts.fragment:
+    if "#" in url:  # an empty fragment too, as the schema's pattern says
         raise DestinationRefused("The callback URL must not have a fragment (#...).")
+    try:
+        parts.port  # noqa: B018  (raises ValueError for a port out of range)
+    except ValueError as exc:  # digits the pattern allows, past 65535
+        raise DestinationRefused(
+            f"The callback URL is not a valid URL: {exc}", SemanticCode("callback_port_invalid")
+        ) from None
     host = (parts.hostname or "").rstrip(".")
     if not host:
-        raise DestinationRefused("The callback URL has no host.")
+        # "http:///x" the schema's pattern refuses; "http://:80/x" it does not.
+        code = SemanticCode("callback_host_missing") if parts.netloc else "callback_url_invalid"
+        raise DestinationRefused("The callback URL has no host.", code)
     allowed = list(settings.CALLBACK_ALLOWED_HOSTS)
     if not allowed:
         raise DestinationRefused(
-            "Completion callbacks are off: CALLBACK_ALLOWED_HOSTS names no host."
+            "Completion callbacks are off: CALLBACK_ALLOWED_HOSTS names no host.", NOT_ALLOWED
         )
     # Django writes an IPv6 literal in brackets, as in ALLOWED_HOSTS ("[::1]").
     if not validate_host(f"[{host}]" if ":" in host else host, allowed):
-        raise DestinationRefused(f"The callback host {host} is not one of CALLBACK_ALLOWED_HOSTS.")
+        raise DestinationRefused(
+            f"The callback host {host} is not one of CALLBACK_ALLOWED_HOSTS.", NOT_ALLOWED
+        )
     return parts
 
 
@@ -170,12 +199,14 @@ def _addresses(host: str, port: int) -> list[IPAddress]:
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise DestinationRefused(f"The callback host {host} does not resolve: {exc}") from None
+        raise DestinationRefused(
+            f"The callback host {host} does not resolve: {exc}", UNRESOLVED
+        ) from None
     addresses: list[IPAddress] = []
     for _family, _type, _proto, _name, sockaddr in found:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise DestinationRefused(f"The callback host {host} has no address.")
+        raise DestinationRefused(f"The callback host {host} has no address.", UNRESOLVED)
     return addresses

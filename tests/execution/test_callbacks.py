@@ -304,11 +304,23 @@ REFUSED = [
     ({}, "ftp://127.0.0.1/hook", "http:// or https://"),
     ({}, "http://user:secret@127.0.0.1/hook", "credentials"),
     ({}, "http://127.0.0.1/hook#part", "fragment"),
+    ({}, "http://127.0.0.1/hook#", "fragment"),
     ({}, "http://127.0.0.1:99999/hook", "not a valid URL"),
     ({}, "http://127.0.0.1/" + "a" * 2100, "2048"),
     ({}, "http://127.0.0.1/a b", "spaces"),
     ({}, 42, "Not a valid string"),
 ]
+
+
+SEMANTIC_REFUSALS = {
+    "callbacks are off",
+    "not one of CALLBACK_ALLOWED_HOSTS",
+    "loopback",
+    "link-local",
+    "private",
+    "multicast",
+    "not a valid URL",
+}
 
 
 @pytest.mark.parametrize(("overrides", "url", "says"), REFUSED)
@@ -322,6 +334,10 @@ def test_refused_destinations_are_400_and_record_nothing(
     error = error_of(response)
     assert error["type"] == "ValidationError"
     assert says in json.dumps(error["details"]), error
+    (entry,) = error["details"]["errors"]
+    # Refused for what the schema cannot state (the server's hosts, addresses, a port
+    # past 65535): semantic. Refused for what it states (scheme, length...): not.
+    assert entry.get("semantic", False) is (says in SEMANTIC_REFUSALS), entry
     assert Job.objects.count() == 0
     assert JobCallback.objects.count() == 0
     assert delivery_tasks() == []
@@ -865,3 +881,38 @@ def test_a_refusal_does_not_say_what_an_internal_name_resolves_to(
     )
     assert "10.1.2.3" not in response.content.decode()
     assert "db.internal refused: it resolves to 10.1.2.3" in caplog.text
+
+
+def test_a_host_that_does_not_resolve_is_a_semantic_refusal(api_client, settings, monkeypatch):
+    settings.CALLBACK_ALLOWED_HOSTS = ["hooks.test"]
+
+    def unresolvable(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unresolvable)
+    response = submit(api_client, "http://hooks.test/hook")
+    assert response.status_code == 400
+    (entry,) = error_of(response)["details"]["errors"]
+    assert entry["type"] == "callback_host_unresolved"
+    assert entry["semantic"] is True
+
+
+@pytest.mark.parametrize(
+    ("url", "matches"),
+    [
+        ("http://127.0.0.1:9/hook", True),
+        ("HTTPS://hooks.example.com/a/b?c=d&e=@f", True),
+        ("http://[::1]:9", True),
+        ("ftp://127.0.0.1/hook", False),
+        ("http://user:secret@127.0.0.1/hook", False),
+        ("http://127.0.0.1/hook#", False),
+        ("http:///hook", False),
+    ],
+)
+def test_the_schemas_pattern_states_the_syntactic_refusals(url, matches):
+    """What the schema's pattern refuses, the server refuses without ``semantic``."""
+    import re
+
+    from execution.api.schema import CALLBACK_URL_PROPERTY
+
+    assert bool(re.match(CALLBACK_URL_PROPERTY["pattern"], url)) is matches
