@@ -758,12 +758,16 @@ def test_a_slow_workers_outcome_replaces_the_lost_guess_of_the_worker_that_took_
             plugin_name="echo", payload={"message": "x"}, requested_by=user, callback_url=hook.url()
         )
         JobExecutionService().run_job(job_id=job.pk)
-        first, first_number = services._claim(job.pk)
+        claimed = services._claim(job.pk)
+        assert claimed is not None
+        first, first_number = claimed
         started_at = database_now()
         JobCallback.objects.filter(pk=job.pk).update(
             claimed_until=database_now() - timedelta(seconds=1)
         )
-        second, second_number = services._claim(job.pk)
+        taken_over = services._claim(job.pk)
+        assert taken_over is not None
+        second, second_number = taken_over
         assert (first_number, second_number) == (1, 2)
         assert CallbackAttempt.objects.get(callback_id=job.pk, number=1).error == (
             services.LOST_DELIVERY
