@@ -29,6 +29,7 @@ from api.errors import AnyErrorType, ProtocolErrorType
 from api.responses import envelope_response
 from plugins.errors.error_envelope import ErrorType, build_error_envelope
 from plugins.errors.exceptions import GovernedExecutionError, InputValidationError
+from plugins.validation.semantic import SEMANTIC, SemanticCode
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +162,10 @@ def validation_errors(detail: Any, location: tuple[str | int, ...] = ()) -> list
     if location[:1] == (api_settings.NON_FIELD_ERRORS_KEY,):  # about the body as a whole
         location = location[1:]
     code = getattr(detail, "code", None) or "invalid"
-    return [{"location": list(location), "message": str(detail), "type": code}]
+    entry: dict[str, Any] = {"location": list(location), "message": str(detail), "type": str(code)}
+    if isinstance(code, SemanticCode):
+        entry[SEMANTIC] = True
+    return [entry]
 
 
 def exception_type(exc: Exception) -> AnyErrorType:

@@ -22,6 +22,7 @@ from execution.api.serializers import (
     JobRequestSerializer,
     JobSerializer,
 )
+from execution.callbacks.destinations import CALLBACK_URL_PATTERN
 from execution.callbacks.models import CALLBACK_URL_MAX_LENGTH
 from plugins.contract import Plugin
 from plugins.models import PluginState
@@ -112,7 +113,7 @@ PLUGIN_VERSION_PROPERTY: JSON = {
 CALLBACK_URL_PROPERTY: JSON = {
     "type": "string",
     "format": "uri",
-    "pattern": "^https?://",
+    "pattern": CALLBACK_URL_PATTERN,
     "maxLength": CALLBACK_URL_MAX_LENGTH,
     "description": "Where to POST the job, signed (X-Signature), once it is final: an http(s) "
     "URL on a host of the server's CALLBACK_ALLOWED_HOSTS.",

@@ -105,7 +105,7 @@ class JobRequestSerializer(ExecutionRequestSerializer):
         try:
             return check_callback_url(value)
         except DestinationRefused as exc:
-            raise serializers.ValidationError(str(exc)) from None
+            raise serializers.ValidationError(str(exc), code=exc.code) from None
 
 
 class CallbackAttemptSerializer(serializers.Serializer[Any]):

@@ -89,6 +89,8 @@ def _claim(job_id: uuid.UUID | str) -> tuple[JobCallback, int] | None:
         if callback.state == CallbackState.DELIVERING:  # its worker was lost mid-attempt
             _record_lost_attempt(callback)
         number = callback.attempt_count + 1
+        # An attempt takes at most CALLBACK_TIMEOUT_S (delivery.post's deadline) after
+        # the DNS lookup; the claim outlasts it well before another worker takes over.
         claim_s = settings.CALLBACK_TIMEOUT_S * 3 + settings.JOB_LEASE_GRACE_S
         JobCallback.objects.filter(pk=callback.pk).update(
             state=CallbackState.DELIVERING,
@@ -134,17 +136,24 @@ def _record(
     *,
     task_id: uuid.UUID | str | None,
 ) -> CallbackAttempt:
-    """Record attempt ``number`` and what comes next, if this claim is still the callback's."""
+    """Record attempt ``number`` and what comes next, if this claim is still the callback's.
+
+    The attempt's row is kept whatever comes next. A worker that took over this claim
+    (it expired) may have recorded the attempt as lost already: its outcome replaces
+    that guess (one row per number, the unique constraint's).
+    """
     now = database_now()
     with transaction.atomic():
-        attempt = CallbackAttempt.objects.create(
+        attempt, _ = CallbackAttempt.objects.update_or_create(
             callback=callback,
             number=number,
-            started_at=started_at,
-            duration_ms=outcome.duration_ms,
-            status_code=outcome.status_code,
-            error=outcome.error,
-            task_id=task_id,
+            defaults={
+                "started_at": started_at,
+                "duration_ms": outcome.duration_ms,
+                "status_code": outcome.status_code,
+                "error": outcome.error,
+                "task_id": task_id,
+            },
         )
         ours = JobCallback.objects.filter(
             pk=callback.pk, state=CallbackState.DELIVERING, attempt_count=number
@@ -164,12 +173,10 @@ def _record(
                 outcome.error,
             )
             return attempt
+        if not ours.update(state=CallbackState.DUE, next_attempt_at=next_at, claimed_until=None):
+            return attempt  # another claim took over: its task carries on
         task_id = get_task_engine().enqueue_callback(callback.job_id, run_after=next_at)
-        if not ours.update(
-            state=CallbackState.DUE, next_attempt_at=next_at, claimed_until=None, task_id=task_id
-        ):
-            transaction.set_rollback(True)  # another claim took over: its task carries on
-            return attempt
+        JobCallback.objects.filter(pk=callback.pk).update(task_id=task_id)
         callback.state = CallbackState.DUE
     logger.info(
         "Callback of job %s, attempt %d failed (%s); next at %s",
@@ -182,6 +189,11 @@ def _record(
 
 
 def _record_lost_attempt(callback: JobCallback) -> None:
+    """Record the last attempt as lost, unless its worker recorded what it got already.
+
+    That worker may still be alive, only slower than its claim: should it record its
+    outcome later, that replaces this row (``_record``).
+    """
     if callback.attempt_count:
         CallbackAttempt.objects.get_or_create(
             callback=callback,

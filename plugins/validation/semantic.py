@@ -29,3 +29,12 @@ def semantic_error(error_type: str, message: str, **context: Any) -> PydanticCus
 def is_semantic(error: ErrorDetails) -> bool:
     """Whether pydantic's ``error`` was raised through ``semantic_error``."""
     return error.get("ctx", {}).get(SEMANTIC) is True
+
+
+class SemanticCode(str):
+    """A DRF ``ValidationError`` code whose entry says ``"semantic": true``.
+
+    For a serializer's own checks the schema cannot state (a host the server's
+    configuration refuses, say): ``ValidationError(message, code=SemanticCode("..."))``.
+    api/exceptions.py's ``validation_errors`` marks the entry; DRF keeps the code as given.
+    """

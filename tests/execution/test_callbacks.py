@@ -6,8 +6,13 @@ tests/faults/test_callback_worker.py has a real db_worker deliver them.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,8 @@ from django.db import transaction
 from django_tasks_db.models import DBTaskResult
 from rest_framework.test import APIClient
 
-from execution.callbacks import signing
+from execution.callbacks import delivery, signing
+from execution.callbacks.destinations import Destination
 from execution.callbacks.models import CallbackAttempt, CallbackState, JobCallback
 from execution.callbacks.services import deliver_callback, recover_lost_deliveries
 from execution.clock import database_now
@@ -298,11 +304,23 @@ REFUSED = [
     ({}, "ftp://127.0.0.1/hook", "http:// or https://"),
     ({}, "http://user:secret@127.0.0.1/hook", "credentials"),
     ({}, "http://127.0.0.1/hook#part", "fragment"),
+    ({}, "http://127.0.0.1/hook#", "fragment"),
     ({}, "http://127.0.0.1:99999/hook", "not a valid URL"),
     ({}, "http://127.0.0.1/" + "a" * 2100, "2048"),
     ({}, "http://127.0.0.1/a b", "spaces"),
     ({}, 42, "Not a valid string"),
 ]
+
+
+SEMANTIC_REFUSALS = {
+    "callbacks are off",
+    "not one of CALLBACK_ALLOWED_HOSTS",
+    "loopback",
+    "link-local",
+    "private",
+    "multicast",
+    "not a valid URL",
+}
 
 
 @pytest.mark.parametrize(("overrides", "url", "says"), REFUSED)
@@ -316,6 +334,10 @@ def test_refused_destinations_are_400_and_record_nothing(
     error = error_of(response)
     assert error["type"] == "ValidationError"
     assert says in json.dumps(error["details"]), error
+    (entry,) = error["details"]["errors"]
+    # Refused for what the schema cannot state (the server's hosts, addresses, a port
+    # past 65535): semantic. Refused for what it states (scheme, length...): not.
+    assert entry.get("semantic", False) is (says in SEMANTIC_REFUSALS), entry
     assert Job.objects.count() == 0
     assert JobCallback.objects.count() == 0
     assert delivery_tasks() == []
@@ -384,7 +406,7 @@ def test_delivery_connects_to_the_address_it_checked(api_client, user, settings,
 
 
 def test_a_name_rebound_to_a_private_address_gets_no_request(
-    api_client, user, settings, monkeypatch
+    api_client, user, settings, monkeypatch, caplog
 ):
     """Public when submitted, loopback when delivered (DNS rebinding): refused at delivery."""
     import socket
@@ -405,7 +427,9 @@ def test_a_name_rebound_to_a_private_address_gets_no_request(
         callback = deliver_until_settled(job.pk)
     assert hook.received == []
     (attempt,) = callback.attempts.all()
-    assert "resolves to 127.0.0.1" in attempt.error
+    assert "resolves to an address callbacks may not reach" in attempt.error
+    assert "127.0.0.1" not in attempt.error  # the owner learns no internal address
+    assert "hooks.test refused: it resolves to 127.0.0.1" in caplog.text  # the operator does
     assert callback.state == CallbackState.GAVE_UP
 
 
@@ -634,3 +658,265 @@ def test_a_fault_before_sending_is_a_failed_attempt_not_a_stuck_callback(
     (attempt,) = callback.attempts.all()
     assert attempt.error == "Not sent: RuntimeError"
     assert callback.state == CallbackState.GAVE_UP
+
+
+# One deadline per attempt -----------------------------------------------------------------
+
+
+@contextmanager
+def trickling_receiver(answer: bytes, every_s: float) -> Iterator[dict[str, Any]]:
+    """A receiver on 127.0.0.1 that reads the request, then sends ``answer`` a byte at a time."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: dict[str, Any] = {"port": listener.getsockname()[1], "sent": 0, "cut_off": False}
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            try:
+                for byte in answer:
+                    time.sleep(every_s)
+                    connection.sendall(bytes([byte]))
+                    seen["sent"] += 1
+                connection.recv(1)  # until the client closes
+            except OSError:
+                seen["cut_off"] = True
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        listener.close()
+        thread.join(10)
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off_at_the_attempts_deadline(
+    api_client, user, settings
+):
+    """Each byte comes well within the timeout; the whole answer would take 4 of them."""
+    settings.CALLBACK_TIMEOUT_S = 1
+    settings.CALLBACK_RETRY_FOR_S = 0
+    answer = b"HTTP/1.1 200 OK\r\n\r\n"
+    with trickling_receiver(answer, every_s=0.2) as seen:
+        job = submitted_and_run(api_client, f"http://127.0.0.1:{seen['port']}/hook")
+        callback = deliver_until_settled(job.pk)
+    (attempt,) = callback.attempts.all()
+    assert attempt.status_code is None
+    assert attempt.error == "TimeoutError: timed out"
+    assert seen["sent"] < len(answer)  # the delivery stopped listening before the end
+    assert callback.state == CallbackState.GAVE_UP
+
+
+def test_only_the_status_line_of_the_answer_is_read():
+    """A receiver that never finishes its headers is still an answer: its status counts."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nX-A: ")
+            connection.recv(1)  # headers never end; wait for the client to hang up
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    destination = Destination("http", "127.0.0.1", listener.getsockname()[1], "/", ("127.0.0.1",))
+    try:
+        delivered = delivery.post(destination, b"{}", {}, timeout_s=5)
+    finally:
+        listener.close()
+        thread.join(10)
+    assert (delivered.status_code, delivered.error) == (204, "")
+
+
+def test_at_most_two_of_the_checked_addresses_are_tried(monkeypatch):
+    tried: list[str] = []
+
+    def refused(address, timeout=None, source=None):
+        tried.append(address[0])
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(socket, "create_connection", refused)
+    addresses = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+    destination = Destination("http", "hooks.test", 9, "/", addresses)
+    delivered = delivery.post(destination, b"{}", {}, timeout_s=5)
+    assert tried == ["127.0.0.2", "127.0.0.3"]
+    assert delivered.status_code is None
+    assert "ConnectionRefused" in delivered.error
+
+
+@pytest.mark.parametrize(("late_status", "late_error"), [(200, ""), (500, "HTTP 500")])
+def test_a_slow_workers_outcome_replaces_the_lost_guess_of_the_worker_that_took_over(
+    user, late_status, late_error
+):
+    """Worker 1 outlives its claim; worker 2 takes over (recording attempt 1 as lost)."""
+    from execution.callbacks import services
+
+    with receiver() as hook:
+        job = JobExecutionService().create_job(
+            plugin_name="echo", payload={"message": "x"}, requested_by=user, callback_url=hook.url()
+        )
+        JobExecutionService().run_job(job_id=job.pk)
+        claimed = services._claim(job.pk)
+        assert claimed is not None
+        first, first_number = claimed
+        started_at = database_now()
+        JobCallback.objects.filter(pk=job.pk).update(
+            claimed_until=database_now() - timedelta(seconds=1)
+        )
+        taken_over = services._claim(job.pk)
+        assert taken_over is not None
+        second, second_number = taken_over
+        assert (first_number, second_number) == (1, 2)
+        assert CallbackAttempt.objects.get(callback_id=job.pk, number=1).error == (
+            services.LOST_DELIVERY
+        )
+
+        late = delivery.Delivered(late_status, late_error, 12.5)
+        recorded = services._record(first, first_number, started_at, late, task_id=None)
+        assert (recorded.number, recorded.status_code) == (1, late_status)
+        assert JobCallback.objects.get(pk=job.pk).state == CallbackState.DELIVERING  # worker 2's
+
+        services._record(
+            second, second_number, database_now(), delivery.Delivered(200, "", 1.0), task_id=None
+        )
+    attempts = list(CallbackAttempt.objects.filter(callback_id=job.pk))
+    assert [(a.number, a.status_code, a.error) for a in attempts] == [
+        (1, late_status, late_error),
+        (2, 200, ""),
+    ]
+    assert JobCallback.objects.get(pk=job.pk).state == CallbackState.DELIVERED
+    assert delivery_tasks()[-1].args_kwargs["args"] == [str(job.pk)]
+    assert len(delivery_tasks()) == 1  # the late failure queued no retry of its own
+
+
+def test_the_claim_outlasts_the_longest_attempt(user, settings):
+    """Before a claim expires, its attempt (bounded by CALLBACK_TIMEOUT_S) has ended."""
+    from execution.callbacks import services
+
+    settings.CALLBACK_TIMEOUT_S = 10
+    job = JobExecutionService().create_job(
+        plugin_name="echo",
+        payload={"message": "x"},
+        requested_by=user,
+        callback_url="http://127.0.0.1:9/h",
+    )
+    JobExecutionService().run_job(job_id=job.pk)
+    assert services._claim(job.pk) is not None
+    claimed_for = JobCallback.objects.get(pk=job.pk).claimed_until - database_now()
+    assert claimed_for.total_seconds() > 2 * settings.CALLBACK_TIMEOUT_S
+
+
+# Addresses that hide an internal one -------------------------------------------------------
+
+REFUSED_ADDRESSES = [
+    ("64:ff9b::a9fe:a9fe", "NAT64 of 169.254.169.254 (cloud metadata)"),
+    ("64:ff9b::a00:1", "NAT64 of 10.0.0.1"),
+    ("64:ff9b:1::a9fe:a9fe", "local-use NAT64"),
+    ("::7f00:1", "IPv4-compatible 127.0.0.1"),
+    ("::a9fe:a9fe", "IPv4-compatible 169.254.169.254"),
+    ("2002:7f00:1::", "6to4 of 127.0.0.1"),
+    ("2002:a9fe:a9fe::1", "6to4 of 169.254.169.254"),
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+    ("fec0::1", "site-local"),
+    ("::ffff:10.0.0.1", "IPv4-mapped 10.0.0.1"),
+    ("240.0.0.1", "reserved"),
+    ("100::1", "discard-only"),
+]
+
+
+@pytest.mark.parametrize(("address", "what"), REFUSED_ADDRESSES)
+def test_addresses_that_reach_an_internal_one_are_refused(settings, address, what):
+    from execution.callbacks.destinations import address_problem
+
+    settings.CALLBACK_ALLOW_PRIVATE_ADDRESSES = False
+    assert "CALLBACK_ALLOW_PRIVATE_ADDRESSES" in address_problem(ipaddress.ip_address(address))
+    settings.CALLBACK_ALLOW_PRIVATE_ADDRESSES = True  # the operator's own network: allowed
+    assert address_problem(ipaddress.ip_address(address)) == ""
+
+
+@pytest.mark.parametrize(
+    "address", ["64:ff9b::e000:1", "::ffff:224.0.0.1", "2002:e000:1::", "::ffff:0.0.0.0"]
+)
+def test_an_embedded_multicast_or_unspecified_address_is_always_refused(settings, address):
+    from execution.callbacks.destinations import address_problem
+
+    settings.CALLBACK_ALLOW_PRIVATE_ADDRESSES = True
+    assert "multicast or unspecified" in address_problem(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize(
+    "address", ["93.184.216.34", "2606:4700::1111", "64:ff9b::5db8:d822", "2002:5db8:d822::1"]
+)
+def test_public_addresses_are_allowed(settings, address):
+    from execution.callbacks.destinations import address_problem
+
+    settings.CALLBACK_ALLOW_PRIVATE_ADDRESSES = False
+    assert address_problem(ipaddress.ip_address(address)) == ""
+
+
+def test_a_nat64_literal_of_the_metadata_address_is_a_400(api_client, settings):
+    settings.CALLBACK_ALLOW_PRIVATE_ADDRESSES = False
+    settings.CALLBACK_ALLOWED_HOSTS = ["*"]
+    response = submit(api_client, "http://[64:ff9b::a9fe:a9fe]/latest/meta-data")
+    assert response.status_code == 400
+    assert "CALLBACK_ALLOW_PRIVATE_ADDRESSES" in json.dumps(error_of(response)["details"])
+    assert JobCallback.objects.count() == 0
+
+
+def test_a_refusal_does_not_say_what_an_internal_name_resolves_to(
+    api_client, settings, monkeypatch, caplog
+):
+    settings.CALLBACK_ALLOWED_HOSTS = [".internal"]
+    settings.CALLBACK_ALLOW_PRIVATE_ADDRESSES = False
+    real = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):
+        return real("10.1.2.3" if host == "db.internal" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    response = submit(api_client, "http://db.internal/hook")
+    assert response.status_code == 400
+    (entry,) = error_of(response)["details"]["errors"]
+    assert entry["location"] == ["callback_url"]
+    assert entry["message"].startswith(
+        "The callback host db.internal resolves to an address callbacks may not reach"
+    )
+    assert "10.1.2.3" not in response.content.decode()
+    assert "db.internal refused: it resolves to 10.1.2.3" in caplog.text
+
+
+def test_a_host_that_does_not_resolve_is_a_semantic_refusal(api_client, settings, monkeypatch):
+    settings.CALLBACK_ALLOWED_HOSTS = ["hooks.test"]
+
+    def unresolvable(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unresolvable)
+    response = submit(api_client, "http://hooks.test/hook")
+    assert response.status_code == 400
+    (entry,) = error_of(response)["details"]["errors"]
+    assert entry["type"] == "callback_host_unresolved"
+    assert entry["semantic"] is True
+
+
+@pytest.mark.parametrize(
+    ("url", "matches"),
+    [
+        ("http://127.0.0.1:9/hook", True),
+        ("HTTPS://hooks.example.com/a/b?c=d&e=@f", True),
+        ("http://[::1]:9", True),
+        ("ftp://127.0.0.1/hook", False),
+        ("http://user:secret@127.0.0.1/hook", False),
+        ("http://127.0.0.1/hook#", False),
+        ("http:///hook", False),
+    ],
+)
+def test_the_schemas_pattern_states_the_syntactic_refusals(url, matches):
+    """What the schema's pattern refuses, the server refuses without ``semantic``."""
+    import re
+
+    from execution.api.schema import CALLBACK_URL_PROPERTY
+
+    assert bool(re.match(CALLBACK_URL_PROPERTY["pattern"], url)) is matches

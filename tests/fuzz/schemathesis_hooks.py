@@ -83,11 +83,41 @@ def positive_data_acceptance_except_semantic(ctx: Any, response: Any, case: Any)
     return result
 
 
-# Completion callbacks: ``callback_url`` (format uri) is checked against the server's
-# CALLBACK_ALLOWED_HOSTS, which the schema cannot know. .ci/fuzz_api allows 127.0.0.1;
-# valid URLs are drawn there, on a port nothing listens on (each delivery is one refused
-# connection, and CALLBACK_RETRY_FOR_S=0 makes it the only one).
-CALLBACK_PATHS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_/", max_size=64)
-schemathesis.openapi.format(
-    "uri", CALLBACK_PATHS.map(lambda path: f"http://127.0.0.1:9/{path.lstrip('/')}")
+# Completion callbacks: ``callback_url`` (format uri, the pattern and length of
+# destinations.CALLBACK_URL_PATTERN) is then checked against the server's
+# CALLBACK_ALLOWED_HOSTS and what its host resolves to, which the schema cannot state:
+# such a refusal is semantic, so URLs of every kind are drawn. .ci/fuzz_api allows
+# 127.0.0.1 only, and only on port 9, where nothing listens (each delivery is one
+# refused connection, and CALLBACK_RETRY_FOR_S=0 makes it the only one): no drawn
+# URL reaches a service of this machine. Every other host is refused before any DNS.
+URL_CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@"
+LABELS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
+NOT_ALLOWED_HOSTS = st.one_of(
+    st.sampled_from(["localhost", "hooks.example.com", "[::1]", "[64:ff9b::a9fe:a9fe]"]),
+    st.lists(LABELS, min_size=1, max_size=4).map(".".join),
+    st.ip_addresses(v=4).map(str).filter(lambda ip: ip != "127.0.0.1"),
+    st.ip_addresses(v=6).map(lambda ip: f"[{ip}]"),
 )
+CALLBACK_PATHS = st.text(alphabet=URL_CHARACTERS + "/", max_size=64).map(lambda p: "/" + p)
+CALLBACK_QUERIES = st.one_of(
+    st.just(""), st.text(alphabet=URL_CHARACTERS + "/?", max_size=32).map(lambda q: "?" + q)
+)
+
+
+@st.composite
+def callback_urls(draw: st.DrawFn) -> str:
+    """A URL the schema allows: now and then one the server takes, else one it refuses."""
+    scheme = draw(st.sampled_from(["http", "https", "HTTP"]))
+    authority = draw(
+        st.one_of(
+            st.just("127.0.0.1:9"),
+            st.integers(65536, 99999).map(lambda port: f"127.0.0.1:{port}"),
+            st.tuples(NOT_ALLOWED_HOSTS, st.none() | st.integers(1, 65535)).map(
+                lambda hp: hp[0] if hp[1] is None else f"{hp[0]}:{hp[1]}"
+            ),
+        )
+    )
+    return f"{scheme}://{authority}{draw(CALLBACK_PATHS)}{draw(CALLBACK_QUERIES)}"
+
+
+schemathesis.openapi.format("uri", callback_urls())

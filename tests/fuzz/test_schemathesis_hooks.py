@@ -1,11 +1,14 @@
 """The fuzzer excuses exactly the documented semantic refusals of schema-valid data."""
 
 import base64
+import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
+from execution.api.schema import CALLBACK_URL_PROPERTY
 from tests.execution.test_api import post
-from tests.fuzz.schemathesis_hooks import is_semantic_refusal
+from tests.fuzz.schemathesis_hooks import callback_urls, is_semantic_refusal
 
 
 def analyze(api_client, image_base64):
@@ -46,3 +49,25 @@ def test_only_a_validation_error_whose_every_entry_is_semantic_is_excused():
     assert not is_semantic_refusal(503, body())
     assert not is_semantic_refusal(400, None)
     assert not is_semantic_refusal(400, {"detail": "text"})
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(url=callback_urls())
+def test_every_drawn_callback_url_is_schema_valid_and_taken_or_refused_semantically(
+    api_client, settings, url
+):
+    """As .ci/fuzz_api runs the server: callbacks to 127.0.0.1 only, private addresses allowed."""
+    settings.CALLBACK_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.CALLBACK_ALLOW_PRIVATE_ADDRESSES = True
+    assert re.match(CALLBACK_URL_PROPERTY["pattern"], url)
+    assert len(url) <= CALLBACK_URL_PROPERTY["maxLength"]
+    response = post(
+        api_client,
+        "/v1/jobs",
+        {"plugin": "text_stats", "payload": {"text": "x"}, "callback_url": url},
+    )
+    if response.status_code != 202:
+        assert is_semantic_refusal(response.status_code, response.json()), response.json()
