@@ -116,6 +116,8 @@ def minimal_settings() -> dict[str, Any]:
         "PLUGIN_DEFAULT_TIMEOUT_S": limits.timeout_s,
         "PLUGIN_DEFAULT_MAX_MEMORY_MB": limits.max_memory_mb,
         "PLUGIN_MAX_RESULT_BYTES": limits.max_result_bytes,
+        "ARTIFACT_MAX_BYTES": limits.artifact_bytes_ceiling,
+        "ARTIFACT_MAX_TOTAL_BYTES": limits.max_artifacts_total_bytes,
         "PLUGIN_HOSTS_PER_PLUGIN": hosts.hosts_per_plugin,
         "PLUGIN_MAX_EXECUTIONS_PER_HOST": hosts.max_executions_per_host,
         "PLUGIN_SANDBOX": os.environ.get("PLUGIN_SANDBOX", "on"),
