@@ -68,9 +68,12 @@ def test_a_job_runs_to_success_and_its_worker_beats(processes, broker, celery_se
     assert job.result == {"echoed": "hello"}
     task = CeleryTask.objects.get(pk=str(job.task_id))
     assert (task.status, task.deliveries) == ("SUCCESSFUL", 1)
-    # The pool process that ran it beats under its own id, and counts the job.
+    # The pool process that ran it beats under its own id, and counts the job (its
+    # heartbeat thread writes the count a moment after the job's own commit).
     beating = WorkerHeartbeat.objects.get(pk=task.worker_id)
     assert beating.pid in _pool_of(worker)
+    wait_until(lambda: WorkerHeartbeat.objects.get(pk=beating.pk).jobs_done >= 1)
+    beating.refresh_from_db()
     assert beating.jobs_done == 1
     assert live_workers().filter(pk=beating.pk).exists()
     status, body = celery_server.request("GET", "/v1/health")
