@@ -63,7 +63,7 @@ def test_ctrl_c_on_make_run_hands_the_running_job_back(processes):
     wait_until(lambda: process_gone(host) and group_gone(host), timeout_s=5)
 
     job = Job.objects.get(pk=body["id"])
-    assert job.status == JobStatus.PENDING, job.status  # handed back, not RUNNING forever
+    assert job.status == JobStatus.PENDING, (job.error, make.output())  # handed back, not RUNNING
     assert job.attempts[0]["error"]["type"] == "WorkerLost"
     Job.objects.filter(pk=job.pk).update(input_payload={"message": "x", "repeat": 1})
     worker = processes.worker("--batch")
