@@ -128,13 +128,7 @@ def check_headers(
     """
     seen: set[str] = set()
     headers = list(headers)
-    if len(headers) > MAX_ARTIFACTS:
-        raise _refused(
-            subject,
-            f"returned {len(headers)} artifacts; the limit is {MAX_ARTIFACTS}",
-            artifacts=len(headers),
-            max_artifacts=MAX_ARTIFACTS,
-        )
+    _check_count(subject, len(headers))
     for header in headers:
         problem = name_problem(header.name)
         if problem is not None:
@@ -178,13 +172,7 @@ def checked_artifacts(
     if isinstance(artifacts, str | bytes) or not isinstance(artifacts, Iterable):
         raise _refused(subject, "returned artifacts that are not a list of Artifact")
     items = tuple(artifacts)
-    if len(items) > MAX_ARTIFACTS:
-        raise _refused(
-            subject,
-            f"returned {len(items)} artifacts; the limit is {MAX_ARTIFACTS}",
-            artifacts=len(items),
-            max_artifacts=MAX_ARTIFACTS,
-        )
+    _check_count(subject, len(items))
     checked: list[Artifact] = []
     for item in items:
         if not isinstance(item, Artifact) or not isinstance(item.data, bytes):
@@ -208,13 +196,7 @@ def headers_from_report(subject: str, report: object) -> list[ArtifactHeader]:
         return []
     if not isinstance(report, list):
         raise _refused(subject, "sent an unreadable list of artifacts")
-    if len(report) > MAX_ARTIFACTS:
-        raise _refused(
-            subject,
-            f"returned {len(report)} artifacts; the limit is {MAX_ARTIFACTS}",
-            artifacts=len(report),
-            max_artifacts=MAX_ARTIFACTS,
-        )
+    _check_count(subject, len(report))
     headers = []
     for entry in report:
         if not isinstance(entry, dict):
@@ -230,6 +212,17 @@ def headers_from_report(subject: str, report: object) -> list[ArtifactHeader]:
             raise _refused(subject, "sent an unreadable list of artifacts")
         headers.append(ArtifactHeader(name, content_type, size))
     return headers
+
+
+def _check_count(subject: str, count: int) -> None:
+    """Refuse more than MAX_ARTIFACTS, before any of them is looked at."""
+    if count > MAX_ARTIFACTS:
+        raise _refused(
+            subject,
+            f"returned {count} artifacts; the limit is {MAX_ARTIFACTS}",
+            artifacts=count,
+            max_artifacts=MAX_ARTIFACTS,
+        )
 
 
 def _refused(subject: str, what: str, **details: Any) -> OutputValidationError:
