@@ -205,10 +205,10 @@ def assert_nothing_left(before: set[int], timeout_s: float = 15) -> None:
     assert not stray, f"left running after the test: {stray}"
 
 
-# Sets SIGINT's disposition, then becomes the command (the same pid: exec keeps it).
-SET_SIGINT_THEN_EXEC = (
-    "import os, signal, sys; signal.signal(signal.SIGINT, getattr(signal, sys.argv[1])); "
-    "os.execvp(sys.argv[2], sys.argv[2:])"
+# Sets SIGINT to its default, then becomes the command (the same pid: exec keeps it).
+DEFAULT_SIGINT_THEN_EXEC = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
 )
 
 
@@ -249,10 +249,8 @@ class Processes:
     env: dict[str, str]
     started: list[Managed] = field(default_factory=list)
 
-    def start(
-        self, args: list[str], name: str, *, ctrl_c: str = "SIG_DFL", **extra_env: str
-    ) -> Managed:
-        """Start ``args`` with SIGINT set to ``ctrl_c`` whatever pytest inherited.
+    def start(self, args: list[str], name: str, **extra_env: str) -> Managed:
+        """Start ``args`` with Ctrl-C (SIGINT) at its default, whatever pytest inherited.
 
         A process started from a terminal gets Ctrl-C; one started in the background
         of a script has it ignored, and so would every process of a test run that was.
@@ -260,7 +258,7 @@ class Processes:
         log = self.tmp_path / f"{name}-{len(self.started)}.log"
         handle = log.open("wb")
         popen = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", SET_SIGINT_THEN_EXEC, ctrl_c, *args],
+            [sys.executable, "-I", "-S", "-c", DEFAULT_SIGINT_THEN_EXEC, *args],
             cwd=ROOT,
             env={**self.env, **extra_env},
             stdout=handle,
