@@ -114,8 +114,14 @@ class Heartbeat:
         self._changed.set()  # wakes the thread
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self.write_changes()
-        self._update(beat_at=_db_now(), stopped_at=_db_now(), current_job=None)
+        with self._running_lock:
+            done, self._done_unwritten = self._done_unwritten, 0
+        # One UPDATE: the jobs done since the last write, and the row marked stopped.
+        now = _db_now()
+        values: dict[str, object] = {"beat_at": now, "stopped_at": now, "current_job": None}
+        if done:
+            values["jobs_done"] = F("jobs_done") + done
+        self._update(**values)
 
     def _update(self, *, flush: bool = True, **values: object) -> bool:
         """Write the row; ``flush=False``: the commit does not wait for the disk (PostgreSQL).

@@ -43,6 +43,21 @@ def test_a_busy_worker_s_jobs_are_written_together_and_none_is_lost():
     assert len(updates) < 30, updates
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_clean_stop_writes_the_last_count_and_the_stop_in_one_update():
+    job = Job.objects.create(plugin_name="echo", task_id="6f1c1a6e-7a7e-4a57-9d0a-0d3c8f0b0e13")
+    beat = Heartbeat("w-stop")
+    beat.start()
+    for _ in range(50):
+        beat.job_started(str(job.task_id))
+        beat.job_finished(str(job.task_id))
+    with statements() as written:  # this thread's: what stop() itself writes
+        beat.stop()
+    row = WorkerHeartbeat.objects.get()
+    assert (row.jobs_done, row.current_job, row.stopped_at is None) == (50, None, False)
+    assert len([sql for sql in written if sql.startswith("UPDATE")]) == 1, written
+
+
 @pytest.mark.django_db
 @override_settings(WORKER_STALE_S=30)
 def test_health_is_503_when_jobs_wait_and_no_worker_is_alive(client):
