@@ -121,7 +121,7 @@ class Heartbeat:
         values: dict[str, object] = {"beat_at": now, "stopped_at": now, "current_job": None}
         if done:
             values["jobs_done"] = F("jobs_done") + done
-        self._update(**values)
+        self._update(flush=True, **values)
 
     def _update(self, *, flush: bool = True, **values: object) -> bool:
         """Write the row; ``flush=False``: the commit does not wait for the disk (PostgreSQL).
